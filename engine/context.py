@@ -1,0 +1,43 @@
+"""What a tool receives besides its input: the run's clock, deadline, identity, limits and logger."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+__all__ = ["ToolContext", "ToolLimits"]
+
+
+@dataclass(frozen=True)
+class ToolLimits:
+    """Limits set by the operator (Settings), the same for every run a process executes."""
+
+    http_max_response_bytes: int = 10 * 1024 * 1024
+    cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+
+@dataclass
+class ToolContext:
+    now: datetime
+    deadline: float  # time.monotonic() value after which the step has timed out
+    run: dict[str, Any] = field(default_factory=dict)
+    task: dict[str, Any] = field(default_factory=dict)
+    step_id: str = ""
+    limits: ToolLimits = field(default_factory=ToolLimits)
+    log: Any = field(default_factory=structlog.get_logger)
+    is_canceled: Callable[[], bool] = field(default=lambda: False)
+
+    def remaining(self) -> float:
+        """Seconds left before the step's deadline (never negative)."""
+        return max(0.0, self.deadline - time.monotonic())
+
+    @classmethod
+    def standalone(cls, now: datetime, timeout_s: float, limits: ToolLimits | None = None) -> ToolContext:
+        """A context for calling a tool outside a run (`ordo tool run`, tests)."""
+        return cls(now=now, deadline=time.monotonic() + timeout_s, limits=limits or ToolLimits())

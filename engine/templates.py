@@ -1,0 +1,227 @@
+"""`${...}` templates: JMESPath over the run context `{params, steps, run, task, event, now}`.
+
+A string that is exactly one template yields the value with its JSON type; templates embedded in
+longer text are formatted into it (strings as-is, null as empty, other values as compact JSON).
+`$${` writes a literal `${`. Templates are compiled once per pipeline version, then rendered per run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+from jmespath.parser import ParsedResult
+
+__all__ = [
+    "CONTEXT_KEYS",
+    "Reference",
+    "Renderer",
+    "TemplateError",
+    "compile_expression",
+    "compile_value",
+    "format_value",
+    "truthy",
+]
+
+CONTEXT_KEYS = frozenset({"params", "steps", "run", "task", "event", "now"})
+
+Renderer = Callable[[dict[str, Any]], Any]
+
+
+class TemplateError(ValueError):
+    """A template is malformed; `path` says where inside the value it sits."""
+
+    def __init__(self, message: str, path: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A name a template reads from the context root, e.g. ("steps", "plan") for `steps.plan.summary`."""
+
+    root: str
+    key: str | None
+    expression: str
+    path: tuple[str | int, ...]
+
+
+class _Template:
+    """A string with `${...}` parts: literal text and compiled expressions, alternating."""
+
+    __slots__ = ("parts", "single")
+
+    def __init__(self, parts: list[str | ParsedResult]) -> None:
+        self.parts = parts
+        self.single = len(parts) == 1 and isinstance(parts[0], ParsedResult)
+
+
+def compile_expression(expression: str, path: tuple[str | int, ...] = ()) -> tuple[ParsedResult, list[Reference]]:
+    """Compile one JMESPath expression and list the context names it reads."""
+    try:
+        parsed = jmespath.compile(expression)
+    except JMESPathError as e:
+        detail = str(e).strip().splitlines()[0]
+        raise TemplateError(f"invalid expression {expression!r}: {detail}", path) from None
+    found: list[tuple[str, str | None]] = []
+    _root_refs(parsed.parsed, found)
+    return parsed, [Reference(root, key, expression, path) for root, key in found]
+
+
+def compile_value(value: Any, path: tuple[str | int, ...] = ()) -> tuple[Renderer, list[Reference]]:
+    """Compile a JSON value whose strings may hold templates; return a renderer and the references."""
+    refs: list[Reference] = []
+    renderer, _ = _compile(value, path, refs)
+    return renderer, refs
+
+
+def _compile(value: Any, path: tuple[str | int, ...], refs: list[Reference]) -> tuple[Renderer, bool]:
+    """A renderer for `value` and whether it is constant (then the value itself is returned, not rebuilt)."""
+    if isinstance(value, str):
+        template = _parse_template(value, path, refs)
+        if template is None:
+            return (lambda ctx, v=value: v), True
+        if template.single:
+            expr = template.parts[0]
+            return (lambda ctx, e=expr: e.search(ctx)), False  # type: ignore[union-attr]
+        parts = template.parts
+        return (
+            lambda ctx, p=parts: "".join(
+                part if isinstance(part, str) else format_value(part.search(ctx)) for part in p
+            )
+        ), False
+    if isinstance(value, dict):
+        items = [(k, *_compile(v, (*path, k), refs)) for k, v in value.items()]
+        if all(const for _, _, const in items):
+            return (lambda ctx, v=value: v), True
+        pairs = [(k, r) for k, r, _ in items]
+        return (lambda ctx, c=pairs: {k: r(ctx) for k, r in c}), False
+    if isinstance(value, list):
+        elements = [_compile(v, (*path, i), refs) for i, v in enumerate(value)]
+        if all(const for _, const in elements):
+            return (lambda ctx, v=value: v), True
+        renderers = [r for r, _ in elements]
+        return (lambda ctx, c=renderers: [r(ctx) for r in c]), False
+    return (lambda ctx, v=value: v), True
+
+
+def _parse_template(text: str, path: tuple[str | int, ...], refs: list[Reference]) -> _Template | None:
+    """Split text into literal parts and compiled `${...}` expressions; None when it holds none."""
+    if "${" not in text:
+        return None
+    parts: list[str | ParsedResult] = []
+    literal: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text.startswith("$${", i):
+            literal.append("${")
+            i += 3
+            continue
+        if text.startswith("${", i):
+            end = _closing_brace(text, i + 2)
+            if end is None:
+                raise TemplateError(f"unclosed template in {text!r}: '${{' without a matching '}}'", path)
+            expression = text[i + 2 : end].strip()
+            if not expression:
+                raise TemplateError(f"empty template '${{}}' in {text!r}", path)
+            parsed, found = compile_expression(expression, path)
+            refs.extend(found)
+            if literal:
+                parts.append("".join(literal))
+                literal = []
+            parts.append(parsed)
+            i = end + 1
+            continue
+        literal.append(text[i])
+        i += 1
+    if literal:
+        parts.append("".join(literal))
+    return _Template(parts)
+
+
+def _closing_brace(text: str, start: int) -> int | None:
+    """Index of the `}` closing a template body, skipping braces inside JMESPath literals and strings."""
+    depth = 0
+    quote: str | None = None
+    i = start
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == "\\":
+                i += 2
+                continue
+            if c == quote:
+                quote = None
+        elif c in "'\"`":
+            quote = c
+        elif c == "{":
+            depth += 1
+        elif c == "}":
+            if depth == 0:
+                return i
+            depth -= 1
+        i += 1
+    return None
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def truthy(value: Any) -> bool:
+    """JMESPath truthiness: false, null and empty strings, lists and objects are false; 0 is true."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, str | list | dict):
+        return len(value) > 0
+    return True
+
+
+def _leading_field(node: dict[str, Any]) -> str | None:
+    kind = node["type"]
+    if kind == "field":
+        return node["value"]
+    if kind in ("index_expression", "projection", "value_projection", "filter_projection", "flatten"):
+        return _leading_field(node["children"][0])
+    return None
+
+
+def _root_refs(node: dict[str, Any], out: list[tuple[str, str | None]]) -> None:
+    """Collect (root, key) for every field chain the expression evaluates against the context root."""
+    kind = node["type"]
+    children = node.get("children", [])
+    if kind == "field":
+        out.append((node["value"], None))
+    elif kind == "subexpression":
+        head = children[0]
+        if head["type"] == "field" and len(children) > 1:
+            out.append((head["value"], _leading_field(children[1])))
+        else:
+            _root_refs(head, out)
+    elif kind in ("index_expression", "projection", "value_projection", "filter_projection", "flatten", "pipe"):
+        _root_refs(children[0], out)  # the right-hand side reads the left-hand result, not the root
+    elif kind in (
+        "or_expression",
+        "and_expression",
+        "not_expression",
+        "comparator",
+        "multi_select_list",
+        "multi_select_dict",
+        "key_val_pair",
+        "function_expression",
+    ):
+        for child in children:
+            _root_refs(child, out)
+    # literal, current (@), identity, index, slice, expref (evaluated per element): no root names

@@ -1,0 +1,114 @@
+"""http.request: one HTTP call with httpx, bounded in time and in response size.
+
+Failures steer retries: a timeout, a refused connection or a 5xx may succeed later (retryable);
+429/503 honour Retry-After; other 4xx are permanent unless `fail_on_status` is false, in which case
+the status is returned as output for a later step to inspect.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from engine.context import ToolContext
+from store.errors import Permanent, RetryLater, ToolError
+
+__all__ = ["read_capped", "request"]
+
+_TEXT_LIMIT = 1024 * 1024  # returned text is capped separately from the byte cap on what is read
+
+
+def request(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    """Make one HTTP request. Schemas: catalogs/tools.json, http.request."""
+    method = args.get("method", "GET")
+    cap = min(int(args.get("max_bytes", ctx.limits.http_max_response_bytes)), ctx.limits.http_max_response_bytes)
+    timeout = min(float(args.get("timeout_s", 30.0)), ctx.remaining())
+    if timeout <= 0:
+        raise ToolError("no time left in the step to make the request", code="HTTP_TIMEOUT")
+    content: dict[str, Any] = {}
+    if "json" in args:
+        content["json"] = args["json"]
+    elif "body" in args:
+        content["content"] = args["body"].encode()
+    started = time.monotonic()
+    try:
+        with (
+            httpx.Client(timeout=timeout, follow_redirects=bool(args.get("follow_redirects", False))) as client,
+            client.stream(
+                method, args["url"], headers=args.get("headers"), params=args.get("query"), **content
+            ) as response,
+        ):
+            body = read_capped(response, cap)
+    except httpx.TimeoutException:
+        raise ToolError(f"{method} {_safe(args['url'])} timed out after {timeout:.3g} s", code="HTTP_TIMEOUT") from None
+    except httpx.InvalidURL as e:
+        raise Permanent(f"invalid URL {_safe(args['url'])}: {e}", code="HTTP_INVALID_URL") from None
+    except httpx.TransportError as e:
+        raise ToolError(f"{method} {_safe(args['url'])} failed: {type(e).__name__}: {e}", code="HTTP_UNREACHABLE") from None
+    elapsed_ms = round((time.monotonic() - started) * 1000, 3)
+    status = response.status_code
+    if args.get("fail_on_status", True):
+        if status in (429, 503):
+            raise RetryLater(_retry_after(response, ctx.now), f"{method} {_safe(args['url'])} answered {status}")
+        if status >= 500:
+            raise ToolError(f"{method} {_safe(args['url'])} answered {status}", code="HTTP_5XX", details={"status": status})
+        if status >= 400:
+            raise Permanent(
+                f"{method} {_safe(args['url'])} answered {status}: {body[:200].decode(errors='replace')!r}",
+                code="HTTP_4XX",
+                details={"status": status},
+            )
+    out: dict[str, Any] = {
+        "status": status,
+        "url": str(response.url),
+        "headers": {k.lower(): v for k, v in response.headers.items()},
+        "elapsed_ms": elapsed_ms,
+        "bytes": len(body),
+    }
+    text = body.decode(response.encoding or "utf-8", errors="replace")
+    if "json" in response.headers.get("content-type", ""):
+        try:
+            out["json"] = httpx.Response(200, content=body).json()
+        except ValueError:
+            out["text"] = text[:_TEXT_LIMIT]
+    else:
+        out["text"] = text[:_TEXT_LIMIT]
+    return out
+
+
+def read_capped(response: httpx.Response, cap: int) -> bytes:
+    """The response body, refusing to read more than `cap` bytes."""
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > cap:
+        raise Permanent(f"response of {declared} bytes exceeds the {cap}-byte limit", code="RESPONSE_TOO_LARGE")
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > cap:
+            raise Permanent(f"response exceeds the {cap}-byte limit", code="RESPONSE_TOO_LARGE")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _retry_after(response: httpx.Response, now: datetime) -> float:
+    value = response.headers.get("retry-after", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
+    except (TypeError, ValueError):
+        return 5.0
+
+
+def _safe(url: str) -> str:
+    """The URL without credentials or query string, for messages and logs."""
+    try:
+        parsed = httpx.URL(url)
+    except Exception:
+        return "<invalid url>"
+    return str(parsed.copy_with(username=None, password=None, query=None, fragment=None))

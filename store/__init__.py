@@ -1,0 +1,1 @@
+"""Shared plumbing: settings, the database handle, the SQL loader, typed errors, task and run queries."""

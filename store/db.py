@@ -1,0 +1,87 @@
+"""The database handle: a SQLAlchemy engine over psycopg 3, and error translation at the edge."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection, create_engine, exc
+from sqlalchemy.engine import make_url
+
+from store.errors import AlreadyExists, OrdoError, StoreError
+
+__all__ = ["Database", "translate_errors"]
+
+_UNIQUE_VIOLATION = "23505"
+
+
+class Database:
+    """A connection pool. `tx()` is one transaction; errors leave it as typed `OrdoError`s."""
+
+    def __init__(self, url: str, *, pool_size: int = 5, max_overflow: int = 10, application_name: str = "ordo"):
+        self.url = _sqlalchemy_url(url)
+        self.application_name = application_name
+        self.engine = create_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_pre_ping=True,
+            connect_args={"application_name": application_name},
+        )
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        """One transaction: committed when the block ends, rolled back (and translated) when it raises."""
+        with translate_errors(), self.engine.begin() as conn:
+            yield conn
+
+    def raw_connect(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
+        """A plain psycopg connection, for LISTEN and session-level advisory locks."""
+        return psycopg.connect(self.conninfo, autocommit=autocommit, application_name=self.application_name)
+
+    @property
+    def conninfo(self) -> str:
+        return libpq_url(self.url)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    try:
+        yield
+    except OrdoError:
+        raise
+    except exc.IntegrityError as e:
+        if getattr(e.orig, "sqlstate", None) == _UNIQUE_VIOLATION:
+            raise AlreadyExists("a record with the same key already exists", details=_diag(e)) from e
+        raise StoreError("the database refused the change", details=_diag(e)) from e
+    except exc.DBAPIError as e:
+        raise StoreError(f"database error: {_first_line(e.orig)}") from e
+    except psycopg.Error as e:
+        raise StoreError(f"database error: {_first_line(e)}") from e
+
+
+def _diag(e: exc.DBAPIError) -> dict[str, Any]:
+    diag = getattr(e.orig, "diag", None)
+    constraint = getattr(diag, "constraint_name", None)
+    return {"constraint": constraint} if constraint else {}
+
+
+def _first_line(e: object) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _sqlalchemy_url(url: str) -> str:
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg"):
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    raise StoreError(f"DATABASE_URL must be a postgresql:// URL, not {parsed.drivername}://")
+
+
+def libpq_url(url: str) -> str:
+    """The same URL in the form libpq (psycopg, psql, peers in benchmarks) accepts."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)

@@ -1,0 +1,148 @@
+"""The one settings object. Read from the environment once, at the entry point, and passed down.
+
+No other module reads `os.environ`; components take the fields they need.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from store.errors import ConfigError
+
+__all__ = ["SETTINGS_DOC", "Settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where the data lives. With no database_url, an embedded PostgreSQL runs in data_dir/pg.
+    database_url: str | None = None
+    data_dir: Path = Path(".ordo")
+    # Logging.
+    log_level: str = "info"
+    log_format: str = "auto"  # auto: JSON unless stdout is a terminal; json; console
+    # API.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_max_body_bytes: int = 1024 * 1024
+    api_rate_limit_per_min: int = 600
+    api_workers: int = 1
+    # Workers.
+    worker_concurrency: int = 8
+    lease_s: float = 30.0
+    poll_s: float = 2.0
+    shutdown_grace_s: float = 30.0
+    rescue_interval_s: float = 5.0
+    # Scheduler.
+    scheduler_tick_s: float = 1.0
+    scheduler_horizon_s: float = 600.0
+    scheduler_standby_retry_s: float = 2.0
+    run_retention_days: float = 30.0
+    # Tools.
+    tool_catalogs: tuple[Path, ...] = field(default_factory=tuple)
+    http_max_response_bytes: int = 10 * 1024 * 1024
+    metrics_port: int = 0  # 0: worker and scheduler do not serve /metrics themselves
+
+    def __post_init__(self) -> None:
+        if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
+            raise ConfigError(f"ORDO_LOG_LEVEL must be debug, info, warning or error, not {self.log_level!r}")
+        if self.log_format not in {"auto", "json", "console"}:
+            raise ConfigError(f"ORDO_LOG_FORMAT must be auto, json or console, not {self.log_format!r}")
+        if not 0 < self.api_port < 65536:
+            raise ConfigError(f"ORDO_API_PORT must be a TCP port (1-65535), not {self.api_port}")
+        positive = (
+            "api_max_body_bytes",
+            "api_rate_limit_per_min",
+            "api_workers",
+            "worker_concurrency",
+            "lease_s",
+            "poll_s",
+            "rescue_interval_s",
+            "scheduler_tick_s",
+            "scheduler_horizon_s",
+            "scheduler_standby_retry_s",
+            "run_retention_days",
+            "http_max_response_bytes",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{_env_name(name)} must be greater than 0, not {getattr(self, name)}")
+        if self.shutdown_grace_s < 0:
+            raise ConfigError(f"ORDO_SHUTDOWN_GRACE_S must be 0 or more, not {self.shutdown_grace_s}")
+        if self.lease_s < 3:
+            raise ConfigError("ORDO_LEASE_S must be at least 3 seconds so heartbeats can renew it in time")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from `env` (default: the process environment), then explicit overrides (CLI flags)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        if env.get("DATABASE_URL"):
+            values["database_url"] = env["DATABASE_URL"]
+        for f in fields(cls):
+            if f.name == "database_url":
+                continue
+            raw = env.get(_env_name(f.name))
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.name, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+
+def _env_name(field_name: str) -> str:
+    return "ORDO_" + field_name.upper()
+
+
+_TYPES: dict[str, type] = {f.name: f.type for f in fields(Settings)}  # type: ignore[misc]
+
+
+def _parse(name: str, raw: str) -> Any:
+    kind = _TYPES[name]
+    try:
+        if kind in ("int", int):
+            return int(raw)
+        if kind in ("float", float):
+            return float(raw)
+        if kind in ("Path", Path):
+            return Path(raw)
+        if name == "tool_catalogs":
+            return tuple(Path(p) for p in raw.split(os.pathsep) if p)
+    except ValueError:
+        raise ConfigError(f"{_env_name(name)}={raw!r} is not a valid {kind}") from None
+    return raw
+
+
+SETTINGS_DOC: list[tuple[str, str, str]] = [
+    ("DATABASE_URL", "unset", "PostgreSQL URL. Unset: an embedded PostgreSQL runs in ORDO_DATA_DIR/pg."),
+    ("ORDO_DATA_DIR", ".ordo", "Embedded server data; every ordo process with the same dir shares it."),
+    ("ORDO_LOG_LEVEL", "info", "debug, info, warning or error."),
+    ("ORDO_LOG_FORMAT", "auto", "auto (JSON unless on a terminal), json or console."),
+    ("ORDO_API_HOST", "127.0.0.1", "Interface the API binds to."),
+    ("ORDO_API_PORT", "8080", "API port (also `ordo up --port`)."),
+    ("ORDO_API_MAX_BODY_BYTES", "1048576", "Request bodies above this get 413."),
+    ("ORDO_API_RATE_LIMIT_PER_MIN", "600", "Requests per agent per minute before 429."),
+    ("ORDO_API_WORKERS", "1", "API server processes (`ordo api`)."),
+    ("ORDO_WORKER_CONCURRENCY", "8", "Runs one worker process executes at once (`--concurrency`)."),
+    ("ORDO_LEASE_S", "30", "Lease length; heartbeats renew running leases every third of it."),
+    ("ORDO_POLL_S", "2", "Idle workers poll this often when no NOTIFY arrives."),
+    ("ORDO_SHUTDOWN_GRACE_S", "30", "On SIGTERM, how long in-flight runs may finish."),
+    ("ORDO_RESCUE_INTERVAL_S", "5", "How often workers return expired leases to the queue."),
+    ("ORDO_SCHEDULER_TICK_S", "1", "Scheduler tick interval."),
+    ("ORDO_SCHEDULER_HORIZON_S", "600", "How far ahead occurrences are written to due_work."),
+    ("ORDO_SCHEDULER_STANDBY_RETRY_S", "2", "How often a standby scheduler tries to become leader."),
+    ("ORDO_RUN_RETENTION_DAYS", "30", "Finished runs older than this are pruned."),
+    ("ORDO_TOOL_CATALOGS", "unset", "Extra tool catalogs (JSON files, separated by ':')."),
+    ("ORDO_HTTP_MAX_RESPONSE_BYTES", "10485760", "http.request refuses larger responses."),
+    ("ORDO_METRICS_PORT", "0", "Serve /metrics from worker and scheduler processes on this port."),
+]
