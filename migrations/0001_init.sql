@@ -4,15 +4,12 @@
 CREATE TABLE agent (
     id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     name        text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$'),
-    is_admin    boolean NOT NULL DEFAULT false,
-    scopes      text[] NOT NULL DEFAULT '{}',
     created_at  timestamptz NOT NULL DEFAULT now(),
     disabled_at timestamptz
 );
 
 -- The operator at the host: tasks added with the CLI belong to it.
-INSERT INTO agent (id, name, is_admin, scopes)
-VALUES ('00000000-0000-0000-0000-000000000001', 'local', true, '{}');
+INSERT INTO agent (id, name) VALUES ('00000000-0000-0000-0000-000000000001', 'local');
 
 CREATE TABLE task (
     id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),

@@ -1,1 +1,1 @@
-"""observability."""
+"""Logging, metrics and health: how Ordo tells people what it is doing."""

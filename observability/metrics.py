@@ -1,0 +1,59 @@
+"""Every Prometheus metric Ordo exports, defined once. Processes update them; /metrics serves them."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "API_REQUESTS",
+    "API_REQUEST_SECONDS",
+    "LEASES_RESCUED",
+    "QUEUE_DEPTH",
+    "RUNS_FINISHED",
+    "RUNS_LEASED",
+    "RUN_SECONDS",
+    "SCHEDULER_IS_LEADER",
+    "SCHEDULER_OCCURRENCES",
+    "SCHEDULER_TICK_SECONDS",
+    "STEP_SECONDS",
+    "WORKER_BUSY_SLOTS",
+    "COMPLETIONS_FENCED",
+]
+
+RUNS_LEASED = Counter("ordo_runs_leased_total", "Runs leased by this worker.")
+RUNS_FINISHED = Counter(
+    "ordo_runs_finished_total", "Attempts finished, by outcome.", ["state"]
+)  # succeeded, failed, dead, canceled, skipped
+RUN_SECONDS = Histogram(
+    "ordo_run_duration_seconds",
+    "Wall time of one attempt.",
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800),
+)
+STEP_SECONDS = Histogram(
+    "ordo_step_duration_seconds",
+    "Wall time of one pipeline step, by tool.",
+    ["tool"],
+    buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120),
+)
+COMPLETIONS_FENCED = Counter(
+    "ordo_completions_fenced_total", "Results dropped because the lease had passed to another worker."
+)
+LEASES_RESCUED = Counter("ordo_leases_rescued_total", "Expired leases returned to the queue or marked dead.")
+WORKER_BUSY_SLOTS = Gauge("ordo_worker_busy_slots", "Runs this worker is executing now.")
+QUEUE_DEPTH = Gauge("ordo_queue_depth", "Runs waiting, by state (queued, failed = awaiting retry).", ["state"])
+SCHEDULER_TICK_SECONDS = Histogram(
+    "ordo_scheduler_tick_seconds",
+    "Duration of one scheduler tick.",
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10),
+)
+SCHEDULER_OCCURRENCES = Counter(
+    "ordo_scheduler_occurrences_total", "Occurrences written to due_work, by outcome.", ["outcome"]
+)  # queued, skipped (misfire)
+SCHEDULER_IS_LEADER = Gauge("ordo_scheduler_is_leader", "1 while this scheduler holds the leader lock.")
+API_REQUESTS = Counter("ordo_api_requests_total", "API requests, by route and status.", ["method", "route", "status"])
+API_REQUEST_SECONDS = Histogram(
+    "ordo_api_request_seconds",
+    "API request latency, by route.",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)

@@ -1,0 +1,302 @@
+"""The scheduler service: one leader at a time expands time-based tasks into due_work.
+
+Leadership is a session advisory lock held on the leader's own connection, and every tick writes
+through that same connection: if the session dies, the lock is gone and so is the ability to write,
+so a deposed leader cannot keep expanding. A standby retries the lock every few seconds.
+
+Each tick (APScheduler calls `tick()` on an interval): lock the tasks whose next occurrence enters
+the horizon, expand [next_fire_at, now + horizon) with scheduler.expand, apply the misfire policy to
+occurrences that should already have run, insert them (ON CONFLICT DO NOTHING), and move each task's
+next_fire_at to its first occurrence after the horizon. A steady tick with nothing new is one index
+probe.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Connection, text
+
+from observability import metrics
+from scheduler.expand import Schedule, parse_schedule
+from store import runs as store_runs
+from store.db import Database
+from store.errors import InvalidSchedule, OrdoError
+from store.sql import load_queries
+
+__all__ = ["SchedulerConfig", "SchedulerService", "TickResult", "plan_occurrences"]
+
+Q = load_queries("scheduler", "queries.sql")
+
+# Occurrences missed longer ago than this are not even enumerated: a minutely task after a month of
+# downtime must not produce forty thousand rows. Within it, skipped occurrences are recorded.
+_MAX_MISSED_LOOKBACK = timedelta(days=1)
+_MAX_SKIPPED_RECORDED = 100
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    tick_s: float = 1.0
+    horizon_s: float = 600.0
+    standby_retry_s: float = 2.0
+    # An occurrence this far in the past when written was missed (no scheduler ran), not merely late.
+    misfire_threshold_s: float = 60.0
+    batch: int = 5000
+    retention_days: float = 30.0
+    prune_every_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if min(self.tick_s, self.horizon_s, self.standby_retry_s, self.batch, self.retention_days) <= 0:
+            raise ValueError(f"invalid scheduler config {self}")
+
+
+@dataclass
+class TickResult:
+    tasks: int = 0
+    queued: int = 0
+    skipped: int = 0
+    errors: int = 0
+    duration_s: float = 0.0
+
+
+def plan_occurrences(
+    schedule: Schedule,
+    next_fire_at: datetime,
+    *,
+    now: datetime,
+    horizon_end: datetime,
+    policy: str,
+    grace_s: float,
+    misfire_threshold_s: float,
+) -> tuple[list[tuple[datetime, str]], datetime | None]:
+    """Occurrences to write as (instant, 'queued' | 'skipped'), and the task's new next_fire_at.
+
+    Occurrences earlier than now - threshold were missed. Policy run_once queues the latest missed
+    one, skip queues none, run_all queues those within the grace window; the rest are skipped.
+    """
+    missed_before = now - timedelta(seconds=misfire_threshold_s)
+    start = max(next_fire_at, now - max(_MAX_MISSED_LOOKBACK, timedelta(seconds=grace_s)))
+    occurrences = schedule.between(start, horizon_end)
+    missed = [at for at in occurrences if at < missed_before]
+    upcoming = [at for at in occurrences if at >= missed_before]
+    if policy == "run_all":
+        grace_from = now - timedelta(seconds=grace_s)
+        planned = [(at, "queued" if at >= grace_from else "skipped") for at in missed]
+    elif policy == "run_once":
+        planned = [(at, "skipped") for at in missed[:-1]] + [(at, "queued") for at in missed[-1:]]
+    else:
+        planned = [(at, "skipped") for at in missed]
+    skipped = [p for p in planned if p[1] == "skipped"]
+    if len(skipped) > _MAX_SKIPPED_RECORDED:
+        keep = set(skipped[-_MAX_SKIPPED_RECORDED:])
+        planned = [p for p in planned if p[1] == "queued" or p in keep]
+    planned += [(at, "queued") for at in upcoming]
+    return planned, schedule.next_at_or_after(horizon_end)
+
+
+class SchedulerService:
+    def __init__(self, db: Database, cfg: SchedulerConfig, log: Any, scheduler_id: str) -> None:
+        self.db = db
+        self.cfg = cfg
+        self.id = scheduler_id
+        self.log = log.bind(scheduler_id=scheduler_id)
+        self._conn: Connection | None = None
+        self._schedules: dict[UUID, tuple[int, Schedule | None]] = {}
+        self._last_prune = 0.0
+        self._last_attempt = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def is_leader(self) -> bool:
+        return self._conn is not None
+
+    # -- leadership ------------------------------------------------------------------------------
+
+    def try_lead(self) -> bool:
+        """Take the leader lock if it is free. Returns whether this scheduler leads now."""
+        if self._conn is not None:
+            return True
+        conn = None
+        try:
+            conn = self.db.engine.connect()
+            leader = conn.execute(Q["try_lead"]).scalar_one()
+            if not leader:
+                conn.rollback()
+                conn.close()
+                return False
+            conn.execute(Q["leader_keepalive"])
+            conn.execute(Q["claim_leadership"], {"scheduler_id": self.id})
+            conn.commit()
+        except Exception as e:
+            self.log.warning("leader_election_failed", error=str(e).splitlines()[0])
+            if conn is not None:
+                conn.invalidate()
+            return False
+        self._conn = conn
+        metrics.SCHEDULER_IS_LEADER.set(1)
+        self.log.info("leadership_acquired")
+        return True
+
+    def step_down(self) -> None:
+        """Release leadership (shutdown): ending the session releases the lock at once."""
+        if self._conn is None:
+            return
+        try:
+            self._conn.execute(text("SELECT pg_advisory_unlock_all()"))
+            self._conn.commit()
+            self._conn.close()
+        except Exception:
+            self._conn.invalidate()
+        self._conn = None
+        metrics.SCHEDULER_IS_LEADER.set(0)
+        self.log.info("leadership_released")
+
+    def _lose_leadership(self, reason: str) -> None:
+        if self._conn is not None:
+            self._conn.invalidate()
+        self._conn = None
+        metrics.SCHEDULER_IS_LEADER.set(0)
+        self.log.warning("leadership_lost", reason=reason)
+
+    # -- the tick --------------------------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> TickResult:
+        """Expand due tasks. Only the leader writes; a standby tries to become leader instead."""
+        with self._lock:
+            if self._conn is None:
+                if time.monotonic() - self._last_attempt < self.cfg.standby_retry_s and now is None:
+                    return TickResult()
+                self._last_attempt = time.monotonic()
+                if not self.try_lead():
+                    return TickResult()
+            started = time.monotonic()
+            try:
+                result = self._expand(now)
+                self._maybe_prune(now)
+            except OrdoError as e:
+                self._lose_leadership(e.message)
+                return TickResult(errors=1)
+            except Exception as e:  # the leader's session broke: the lock went with it
+                self._lose_leadership(str(e).splitlines()[0] if str(e) else type(e).__name__)
+                return TickResult(errors=1)
+            result.duration_s = time.monotonic() - started
+            metrics.SCHEDULER_TICK_SECONDS.observe(result.duration_s)
+            if result.tasks:
+                self.log.info(
+                    "tick_expanded",
+                    tasks=result.tasks,
+                    queued=result.queued,
+                    skipped=result.skipped,
+                    errors=result.errors,
+                    duration_ms=round(result.duration_s * 1000, 2),
+                )
+            return result
+
+    def _expand(self, now: datetime | None) -> TickResult:
+        assert self._conn is not None
+        conn = self._conn
+        result = TickResult()
+        while True:
+            with conn.begin():
+                clock = now or conn.execute(text("SELECT now()")).scalar_one()
+                horizon_end = clock + timedelta(seconds=self.cfg.horizon_s)
+                rows = conn.execute(Q["due_tasks"], {"horizon_end": horizon_end, "n": self.cfg.batch}).mappings().all()
+                conn.execute(Q["leader_heartbeat"], {"scheduler_id": self.id})
+                if not rows:
+                    return result
+                task_ids, ats, states, advance_ids, advance_to = [], [], [], [], []
+                for row in rows:
+                    schedule = self._schedule(row, clock)
+                    if schedule is None:
+                        planned, next_fire = [], None
+                        result.errors += 1
+                    else:
+                        planned, next_fire = plan_occurrences(
+                            schedule,
+                            row["next_fire_at"],
+                            now=clock,
+                            horizon_end=horizon_end,
+                            policy=row["misfire_policy"],
+                            grace_s=row["misfire_grace_s"],
+                            misfire_threshold_s=self.cfg.misfire_threshold_s,
+                        )
+                    for at, state in planned:
+                        task_ids.append(row["id"])
+                        ats.append(at)
+                        states.append(state)
+                    advance_ids.append(row["id"])
+                    advance_to.append(next_fire)
+                if task_ids:
+                    written = conn.execute(
+                        Q["insert_occurrences"], {"task_ids": task_ids, "ats": ats, "states": states}
+                    ).scalars().all()
+                    queued = sum(1 for s in written if s == "queued")
+                    result.queued += queued
+                    result.skipped += len(written) - queued
+                conn.execute(Q["advance_tasks"], {"ids": advance_ids, "next_fire_at": advance_to})
+                result.tasks += len(rows)
+            metrics.SCHEDULER_OCCURRENCES.labels("queued").inc(result.queued)
+            metrics.SCHEDULER_OCCURRENCES.labels("skipped").inc(result.skipped)
+            if len(rows) < self.cfg.batch:
+                return result
+
+    def _schedule(self, row: Any, now: datetime) -> Schedule | None:
+        """The parsed schedule, cached by (task, version) so steady ticks never re-parse."""
+        cached = self._schedules.get(row["id"])
+        if cached is not None and cached[0] == row["version"]:
+            return cached[1]
+        try:
+            schedule = parse_schedule(row["schedule_kind"], row["schedule_expr"], row["timezone"], now=now)
+        except InvalidSchedule as e:
+            # Accepted once, unreadable now (e.g. a zone removed from tzdata): stop expanding, loudly.
+            self.log.error("schedule_unreadable", task_id=str(row["id"]), error=e.message)
+            schedule = None
+        self._schedules[row["id"]] = (row["version"], schedule)
+        return schedule
+
+    def _maybe_prune(self, now: datetime | None) -> None:
+        if time.monotonic() - self._last_prune < self.cfg.prune_every_s:
+            return
+        self._last_prune = time.monotonic()
+        assert self._conn is not None
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=self.cfg.retention_days)
+        pruned = 0
+        while True:
+            with self._conn.begin():
+                n = store_runs.prune(self._conn, cutoff)
+            pruned += n
+            if n == 0:
+                break
+        if pruned:
+            self.log.info("runs_pruned", count=pruned, cutoff=cutoff.isoformat())
+
+    # -- the service loop ------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick on an interval (APScheduler) until `stop` is set; then release leadership."""
+        scheduler = BackgroundScheduler(timezone=UTC)
+        scheduler.add_job(
+            self.tick,
+            IntervalTrigger(seconds=self.cfg.tick_s, timezone=UTC),
+            id="ordo-tick",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+            next_run_time=datetime.now(UTC),
+        )
+        self.log.info("scheduler_started", tick_s=self.cfg.tick_s, horizon_s=self.cfg.horizon_s)
+        scheduler.start()
+        try:
+            stop.wait()
+        finally:
+            scheduler.shutdown(wait=True)
+            with self._lock:
+                self.step_down()
+            self.log.info("scheduler_stopped")

@@ -1,0 +1,171 @@
+"""Runs: enqueue by hand or event, list and show with their attempts, cancel, prune."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection
+
+from store.errors import Conflict, InvalidTask, NotFound
+from store.sql import load_queries
+from store.tasks import Page, get as get_task
+
+__all__ = ["RUN_STATES", "cancel", "enqueue", "get", "list_page", "prune", "public", "queue_depth"]
+
+Q = load_queries("store", "runs.sql")
+
+RUN_STATES = ("queued", "running", "succeeded", "failed", "dead", "canceled", "skipped")
+
+
+def enqueue(
+    conn: Connection,
+    task_id: UUID | str,
+    *,
+    agent_id: UUID | None = None,
+    params: Mapping[str, Any] | None = None,
+    n: int = 1,
+    origin: str = "manual",
+    event_id: UUID | None = None,
+) -> list[int]:
+    """Queue `n` runs of a task now. A canceled task refuses; a paused one may still be run by hand."""
+    task = get_task(conn, task_id, agent_id)
+    if task["status"] == "canceled":
+        raise Conflict(f"task {task_id} is canceled; it cannot run")
+    if params is not None and not isinstance(params, Mapping):
+        raise InvalidTask("params must be an object", details={"path": "params"})
+    ids = conn.execute(
+        Q["enqueue_manual"],
+        {
+            "task_id": task["id"],
+            "n": n,
+            "origin": origin,
+            "params": json.dumps(params) if params else None,
+            "event_id": event_id,
+        },
+    ).scalars().all()
+    return list(ids)
+
+
+def list_page(
+    conn: Connection,
+    *,
+    agent_id: UUID | None = None,
+    task_id: UUID | str | None = None,
+    states: Sequence[str] | None = None,
+    worker_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page:
+    before_id = _decode_cursor(cursor) if cursor else None
+    if task_id is not None:
+        task_id = get_task(conn, task_id, agent_id)["id"]
+    rows = conn.execute(
+        Q["list_runs"],
+        {
+            "agent_id": agent_id,
+            "task_id": task_id,
+            "states": list(states) if states else None,
+            "worker_id": worker_id,
+            "since": since,
+            "until": until,
+            "before_id": before_id,
+            "limit": limit + 1,
+        },
+    ).mappings().all()
+    items = [public(r) for r in rows[:limit]]
+    next_cursor = str(rows[limit - 1]["id"]) if len(rows) > limit else None
+    return Page(items, next_cursor)
+
+
+def get(conn: Connection, run_id: int | str, *, agent_id: UUID | None = None) -> dict[str, Any]:
+    """A run with every attempt (steps, timing, output or error)."""
+    rid = _run_id(run_id)
+    row = conn.execute(Q["get_run"], {"id": rid, "agent_id": agent_id}).mappings().one_or_none()
+    if row is None:
+        raise NotFound(f"run {run_id} not found", details={"run_id": str(run_id)})
+    attempts = conn.execute(Q["attempts"], {"work_id": rid}).mappings().all()
+    latest = attempts[-1] if attempts else None
+    out = public({**row, "steps": latest["steps"] if latest else None, "output": latest["output"] if latest else None})
+    out["attempts"] = [
+        {
+            "attempt": a["attempt"],
+            "state": a["state"],
+            "worker_id": a["worker_id"],
+            "started_at": a["started_at"].isoformat(),
+            "finished_at": a["finished_at"].isoformat(),
+            "duration_ms": round((a["finished_at"] - a["started_at"]).total_seconds() * 1000, 3),
+            "steps": a["steps"],
+            "output": a["output"],
+            "error": a["error"],
+        }
+        for a in attempts
+    ]
+    return out
+
+
+def cancel(conn: Connection, run_id: int | str, *, agent_id: UUID | None = None) -> dict[str, Any]:
+    run = get(conn, run_id, agent_id=agent_id)
+    if run["state"] not in ("queued", "failed", "running"):
+        raise Conflict(f"run {run_id} is {run['state']}; only waiting or running runs can be canceled")
+    conn.execute(Q["cancel_run"], {"id": run["id"]})
+    return get(conn, run_id, agent_id=agent_id)
+
+
+def queue_depth(conn: Connection) -> dict[str, dict[str, Any]]:
+    return {r.state: {"count": r.n, "oldest_run_at": r.oldest_run_at} for r in conn.execute(Q["queue_depth"])}
+
+
+def prune(conn: Connection, cutoff: datetime, batch: int = 5000) -> int:
+    return len(conn.execute(Q["prune_finished"], {"cutoff": cutoff, "n": batch}).all())
+
+
+def public(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A run as JSON: state, timing, the latest attempt's steps and output, the last error."""
+    return {
+        "id": row["id"],
+        "task_id": str(row["task_id"]),
+        "task_title": row.get("task_title"),
+        "state": row["state"],
+        "attempt": row["attempt"],
+        "max_attempts": row["max_attempts"],
+        "origin": row["origin"],
+        "priority": row["priority"],
+        "scheduled_for": _iso(row["scheduled_for"]),
+        "run_at": _iso(row["run_at"]),
+        "created_at": _iso(row["created_at"]),
+        "started_at": _iso(row["started_at"]),
+        "finished_at": _iso(row["finished_at"]),
+        "worker_id": row["worker_id"],
+        "event_id": str(row["event_id"]) if row["event_id"] else None,
+        "cancel_requested": row["cancel_requested"],
+        "error": row["last_error"],
+        "steps": row.get("steps") or [],
+        "output": row.get("output"),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _run_id(value: int | str) -> int:
+    try:
+        rid = int(value)
+    except (TypeError, ValueError):
+        raise NotFound(f"run {value} not found (run ids are integers)", details={"run_id": str(value)}) from None
+    if not 0 < rid < 2**63:
+        raise NotFound(f"run {value} not found", details={"run_id": str(value)})
+    return rid
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        return int(cursor)
+    except ValueError:
+        raise InvalidTask("invalid cursor; pass the next_cursor value of a previous page", details={"path": "cursor"}) from None

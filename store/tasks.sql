@@ -1,0 +1,83 @@
+-- Task statements used by the API and the CLI.
+
+-- insert_task --
+INSERT INTO task (agent_id, title, description, schedule_kind, schedule_expr, timezone, payload, status,
+                  priority, max_retries, backoff_base_s, backoff_cap_s, backoff_jitter, timeout_s,
+                  concurrency_key, concurrency_limit, misfire_policy, misfire_grace_s, next_fire_at)
+VALUES (:agent_id, :title, :description, :schedule_kind, :schedule_expr, :timezone, CAST(:payload AS jsonb),
+        :status, :priority, :max_retries, :backoff_base_s, :backoff_cap_s, :backoff_jitter, :timeout_s,
+        :concurrency_key, :concurrency_limit, :misfire_policy, :misfire_grace_s, :next_fire_at)
+RETURNING *;
+
+-- update_task --
+-- Replace a task's definition (a PATCH merged and re-validated by the caller). The version bump makes
+-- workers recompile the pipeline and makes an in-flight scheduler tick discard what it computed.
+UPDATE task
+   SET title = :title, description = :description, schedule_kind = :schedule_kind,
+       schedule_expr = :schedule_expr, timezone = :timezone, payload = CAST(:payload AS jsonb),
+       status = :status, priority = :priority, max_retries = :max_retries,
+       backoff_base_s = :backoff_base_s, backoff_cap_s = :backoff_cap_s, backoff_jitter = :backoff_jitter,
+       timeout_s = :timeout_s, concurrency_key = :concurrency_key, concurrency_limit = :concurrency_limit,
+       misfire_policy = :misfire_policy, misfire_grace_s = :misfire_grace_s, next_fire_at = :next_fire_at,
+       version = version + 1, updated_at = now()
+ WHERE id = :id
+RETURNING *;
+
+-- get_task --
+-- One task; `agent_id` NULL means any owner (admin, local CLI). FOR UPDATE variants live below.
+SELECT *
+  FROM task
+ WHERE id = :id
+   AND (CAST(:agent_id AS uuid) IS NULL OR agent_id = :agent_id);
+
+-- get_task_for_update --
+-- The same, locking the row: status changes and edits serialise with the scheduler's tick, which
+-- locks the tasks it expands (FOR NO KEY UPDATE SKIP LOCKED).
+SELECT *
+  FROM task
+ WHERE id = :id
+   AND (CAST(:agent_id AS uuid) IS NULL OR agent_id = :agent_id)
+   FOR UPDATE;
+
+-- list_tasks --
+-- Newest first, keyset-paginated on (created_at, id) over task_agent_idx / a scan for admins.
+SELECT *
+  FROM task
+ WHERE (CAST(:agent_id AS uuid) IS NULL OR agent_id = :agent_id)
+   AND (CAST(:status AS text) IS NULL OR status = :status)
+   AND (CAST(:schedule_kind AS text) IS NULL OR schedule_kind = :schedule_kind)
+   AND (CAST(:text AS text) IS NULL OR title ILIKE '%' || :text || '%' OR description ILIKE '%' || :text || '%')
+   AND (CAST(:after_created AS timestamptz) IS NULL
+        OR (created_at, id) < (CAST(:after_created AS timestamptz), CAST(:after_id AS uuid)))
+ ORDER BY created_at DESC, id DESC
+ LIMIT :limit;
+
+-- set_status --
+UPDATE task
+   SET status = :status, next_fire_at = :next_fire_at, version = version + 1, updated_at = now()
+ WHERE id = :id
+RETURNING *;
+
+-- withdraw_scheduled --
+-- Pause, cancel or a schedule change: occurrences the scheduler wrote that never started are deleted,
+-- so that resuming can write the same instants again (due_work_occurrence_uq).
+DELETE FROM due_work
+ WHERE task_id = :task_id AND origin = 'schedule' AND state = 'queued' AND attempt = 0;
+
+-- cancel_waiting --
+-- Cancel: every other run of the task that waits (queued by hand or event, or awaiting a retry) ends
+-- as canceled; running ones are asked to stop at the next step boundary.
+WITH waiting AS (
+    UPDATE due_work
+       SET state = 'canceled', finished_at = now(),
+           last_error = jsonb_build_object('code', 'TASK_CANCELED', 'message', 'the task was canceled')
+     WHERE task_id = :task_id AND state IN ('queued', 'failed')
+    RETURNING id),
+running AS (
+    UPDATE due_work SET cancel_requested = true
+     WHERE task_id = :task_id AND state = 'running'
+    RETURNING id)
+SELECT (SELECT count(*) FROM waiting) AS canceled, (SELECT count(*) FROM running) AS stopping;
+
+-- delete_task --
+DELETE FROM task WHERE id = :id RETURNING id;

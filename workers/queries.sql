@@ -1,0 +1,216 @@
+-- Leasing SQL: lease, renew, finish, hand back, rescue. The only statements that change a leased
+-- run anywhere in Ordo. Every write after a lease is fenced by (id, lease_token, state = 'running').
+
+-- lease_batch --
+-- Claim up to :n due, unkeyed runs: highest priority first, then earliest run_at. One LATERAL scan per
+-- priority level reads only due rows of due_work_ready_idx (priority, run_at, id), so future
+-- occurrences never cost a scan; SKIP LOCKED lets workers pass each other; the outer LIMIT stops
+-- before lower priorities once :n rows are locked.
+WITH picked AS (
+    SELECT w.id, w.task_id
+      FROM generate_series(9, 1, -1) AS p(priority)
+     CROSS JOIN LATERAL (
+           SELECT id, task_id
+             FROM due_work
+            WHERE priority = p.priority
+              AND state IN ('queued', 'failed')
+              AND concurrency_key IS NULL
+              AND run_at <= coalesce(CAST(:now AS timestamptz), now())
+            ORDER BY run_at, id
+            LIMIT :n
+              FOR UPDATE SKIP LOCKED) AS w
+     LIMIT :n)
+UPDATE due_work d
+   SET state = 'running',
+       attempt = d.attempt + 1,
+       lease_token = gen_random_uuid(),
+       lease_until = now() + make_interval(secs => :lease_s),
+       worker_id = :worker_id,
+       started_at = now()
+  FROM picked
+  JOIN task t ON t.id = picked.task_id
+ WHERE d.id = picked.id
+RETURNING d.id, d.task_id, t.version AS task_version, t.status AS task_status, d.attempt, d.max_attempts,
+          d.lease_token, d.scheduled_for, d.origin, d.event_id, d.params, d.started_at;
+
+-- keys_ready --
+-- Concurrency keys with due work (due_work_ready_keyed_idx), for the keyed lease pass.
+SELECT DISTINCT concurrency_key
+  FROM due_work
+ WHERE state IN ('queued', 'failed')
+   AND concurrency_key IS NOT NULL
+   AND run_at <= coalesce(CAST(:now AS timestamptz), now())
+ LIMIT :m;
+
+-- lock_key --
+-- Serialise leasing of one concurrency key until the transaction ends. Keys are locked in sorted
+-- order by the caller, so two workers cannot deadlock.
+SELECT pg_advisory_xact_lock(hashtextextended(:key, 7420002));
+
+-- lease_keyed --
+-- Claim due runs of one concurrency key while fewer than its limit are running. The caller holds the
+-- key's advisory lock (lock_key) in this transaction and this statement takes a fresh snapshot, so
+-- the running count includes every lease committed by the previous holder of the lock.
+WITH running AS (
+    SELECT count(*) AS n
+      FROM due_work
+     WHERE state = 'running' AND concurrency_key = :key),
+lim AS (
+    SELECT min(concurrency_limit) AS k
+      FROM due_work
+     WHERE state IN ('queued', 'failed') AND concurrency_key = :key),
+picked AS (
+    SELECT id, task_id
+      FROM due_work
+     WHERE concurrency_key = :key
+       AND state IN ('queued', 'failed')
+       AND run_at <= coalesce(CAST(:now AS timestamptz), now())
+     ORDER BY priority DESC, run_at, id
+     LIMIT greatest(0, least(CAST(:n AS bigint), (SELECT k FROM lim) - (SELECT n FROM running)))
+       FOR UPDATE SKIP LOCKED)
+UPDATE due_work d
+   SET state = 'running',
+       attempt = d.attempt + 1,
+       lease_token = gen_random_uuid(),
+       lease_until = now() + make_interval(secs => :lease_s),
+       worker_id = :worker_id,
+       started_at = now()
+  FROM picked
+  JOIN task t ON t.id = picked.task_id
+ WHERE d.id = picked.id
+RETURNING d.id, d.task_id, t.version AS task_version, t.status AS task_status, d.attempt, d.max_attempts,
+          d.lease_token, d.scheduled_for, d.origin, d.event_id, d.params, d.started_at;
+
+-- next_due_at --
+-- When the earliest waiting run becomes due, so an idle worker sleeps exactly until then.
+-- Per-priority LATERAL probes keep this on the ready indexes.
+SELECT least(
+    (SELECT min(m.run_at)
+       FROM generate_series(1, 9) AS p(priority)
+      CROSS JOIN LATERAL (
+            SELECT run_at FROM due_work
+             WHERE priority = p.priority AND state IN ('queued', 'failed') AND concurrency_key IS NULL
+             ORDER BY run_at LIMIT 1) AS m),
+    (SELECT min(run_at) FROM due_work WHERE state IN ('queued', 'failed') AND concurrency_key IS NOT NULL)
+) AS next_run_at, now() AS db_now;
+
+-- finish_many --
+-- Record finished attempts in one statement. Fenced: only rows still leased under the same token
+-- change, so a worker whose lease expired and was rescued cannot overwrite the new holder's state;
+-- exactly the rows that changed get their task_run row. finished_at is started_at (database clock,
+-- set at lease) plus the duration the worker measured, so worker clock skew cannot reorder history.
+WITH outcome AS (
+    SELECT *
+      FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS uuid[]), CAST(:states AS text[]),
+                  CAST(:retry_in_s AS double precision[]), CAST(:duration_s AS double precision[]),
+                  CAST(:steps AS jsonb[]), CAST(:outputs AS jsonb[]), CAST(:errors AS jsonb[]))
+           AS o(id, token, state, retry_in_s, duration_s, steps, output, error)),
+changed AS (
+    UPDATE due_work d
+       SET state = o.state,
+           run_at = CASE WHEN o.state = 'failed' THEN now() + make_interval(secs => o.retry_in_s) ELSE d.run_at END,
+           lease_token = NULL,
+           lease_until = NULL,
+           finished_at = CASE WHEN o.state = 'failed' THEN NULL
+                              ELSE d.started_at + make_interval(secs => o.duration_s) END,
+           last_error = o.error
+      FROM outcome o
+     WHERE d.id = ANY(CAST(:ids AS bigint[]))  -- a primary-key probe whatever the statistics say
+       AND d.id = o.id AND d.lease_token = o.token AND d.state = 'running'
+    RETURNING d.id, d.task_id, d.attempt, d.worker_id, d.started_at)
+INSERT INTO task_run (work_id, task_id, attempt, state, worker_id, started_at, finished_at, steps, output, error)
+SELECT c.id, c.task_id, c.attempt, o.state, c.worker_id, c.started_at,
+       c.started_at + make_interval(secs => o.duration_s), o.steps, o.output, o.error
+  FROM changed c
+  JOIN outcome o ON o.id = c.id
+RETURNING work_id;
+
+-- renew_leases --
+-- Heartbeat: extend the leases this worker still holds. Rows it lost (rescued) do not come back, and
+-- cancel requests ride along so running pipelines can stop at the next step boundary.
+UPDATE due_work d
+   SET lease_until = now() + make_interval(secs => :lease_s)
+  FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS uuid[])) AS l(id, token)
+ WHERE d.id = ANY(CAST(:ids AS bigint[]))
+   AND d.id = l.id AND d.lease_token = l.token AND d.state = 'running'
+RETURNING d.id, d.cancel_requested;
+
+-- release_unstarted --
+-- Shutdown: hand back leases of runs this worker will not start. No attempt was made, so the attempt
+-- counter goes back and the run is immediately due again.
+UPDATE due_work d
+   SET state = CASE WHEN d.attempt > 1 THEN 'failed' ELSE 'queued' END,
+       attempt = d.attempt - 1,
+       lease_token = NULL,
+       lease_until = NULL,
+       worker_id = NULL,
+       run_at = now()
+  FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS uuid[])) AS l(id, token)
+ WHERE d.id = ANY(CAST(:ids AS bigint[]))
+   AND d.id = l.id AND d.lease_token = l.token AND d.state = 'running'
+RETURNING d.id;
+
+-- rescue_expired --
+-- Return expired leases (their worker died or stopped renewing) to the queue, or mark the run dead
+-- when no attempts remain; record the lost attempt in task_run. Oldest expiries first, in batches;
+-- SKIP LOCKED steps around a worker renewing or finishing the same row right now.
+WITH expired AS (
+    SELECT id
+      FROM due_work
+     WHERE state = 'running' AND lease_until < coalesce(CAST(:now AS timestamptz), now())
+     ORDER BY lease_until
+     LIMIT :n
+       FOR UPDATE SKIP LOCKED),
+changed AS (
+    UPDATE due_work d
+       SET state = CASE WHEN d.attempt >= d.max_attempts THEN 'dead' ELSE 'failed' END,
+           run_at = now(),
+           lease_token = NULL,
+           lease_until = NULL,
+           finished_at = CASE WHEN d.attempt >= d.max_attempts THEN greatest(now(), d.started_at) END,
+           last_error = jsonb_build_object(
+               'code', 'LEASE_EXPIRED',
+               'message', 'worker ' || coalesce(d.worker_id, '?') || ' stopped renewing its lease; attempt abandoned',
+               'retryable', true)
+      FROM expired e
+     WHERE d.id = e.id
+    RETURNING d.id, d.task_id, d.attempt, d.worker_id, d.started_at, d.state, d.last_error)
+INSERT INTO task_run (work_id, task_id, attempt, state, worker_id, started_at, finished_at, steps, error)
+SELECT id, task_id, attempt, state, worker_id, started_at, greatest(now(), started_at), '[]', last_error
+  FROM changed
+RETURNING work_id, task_id, attempt, state;
+
+-- task_definitions --
+-- What a worker needs to run a task's pipeline; cached by (id, version).
+SELECT id, version, status, title, timezone, payload, timeout_s, agent_id,
+       backoff_base_s, backoff_cap_s, backoff_jitter
+  FROM task
+ WHERE id = ANY(CAST(:ids AS uuid[]));
+
+-- events_by_id --
+-- Event payloads for runs an event triggered.
+SELECT id, topic, payload, created_at
+  FROM event
+ WHERE id = ANY(CAST(:ids AS uuid[]));
+
+-- register_worker --
+INSERT INTO worker (id, hostname, pid, concurrency)
+VALUES (:id, :hostname, :pid, :concurrency)
+ON CONFLICT (id) DO UPDATE
+   SET state = 'running', started_at = now(), heartbeat_at = now(), stopped_at = NULL,
+       concurrency = EXCLUDED.concurrency;
+
+-- worker_heartbeat --
+UPDATE worker SET heartbeat_at = now(), state = :state WHERE id = :id;
+
+-- worker_stopped --
+UPDATE worker SET state = 'stopped', stopped_at = now(), heartbeat_at = now() WHERE id = :id;
+
+-- expire_leases --
+-- Shutdown after the grace period: end the leases of runs still executing so that the next rescue
+-- (in any worker) records the abandoned attempt and retries the run, instead of waiting for expiry.
+UPDATE due_work d
+   SET lease_until = now() - interval '1 millisecond'
+  FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS uuid[])) AS l(id, token)
+ WHERE d.id = ANY(CAST(:ids AS bigint[]))
+   AND d.id = l.id AND d.lease_token = l.token AND d.state = 'running';

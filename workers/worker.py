@@ -1,0 +1,520 @@
+"""The worker: lease due runs in batches sized to free slots, run their pipelines, hand outcomes to
+the completer, keep leases alive, rescue expired ones, and shut down in stages.
+
+Threads, each with one job:
+- dispatcher (the caller of `run`): leases when slots are free; sleeps until NOTIFY, a freed slot, the
+  next known run_at, or the poll interval. Pipelines made only of inline tools run right here (they
+  take microseconds, and a thread hand-off would cost more than the run); others get a run thread.
+- listener: LISTEN ordo_due_work; wakes the dispatcher when work that is already due is enqueued.
+- completer: group-commits outcomes (see completer.py).
+- heartbeat: renews held leases, picks up cancel requests, marks leases lost, updates the worker row,
+  and runs the rescuer.
+
+Shutdown (stop event set): stop leasing, hand back leases of runs not yet started, let running runs
+finish for up to `shutdown_grace_s`, then expire the leases of those still running so any worker's
+rescuer retries them at once, flush outcomes, and mark the worker stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection
+
+from engine import Pipeline, ToolLimits, ToolRegistry, compile_pipeline, run_pipeline
+from observability import metrics
+from store.db import Database, translate_errors
+from store.errors import OrdoError
+from store.sql import load_queries
+from workers.completer import Completer, CompleterConfig, Outcome
+from workers.rescuer import Rescuer, RescuerConfig
+from workers.retry import RetryPolicy, decide
+
+__all__ = ["NOTIFY_CHANNEL", "Worker", "WorkerConfig"]
+
+Q = load_queries("workers", "queries.sql")
+NOTIFY_CHANNEL = "ordo_due_work"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    concurrency: int = 8
+    lease_s: float = 30.0
+    poll_s: float = 2.0
+    shutdown_grace_s: float = 30.0
+    rescue_interval_s: float = 5.0
+    max_keys_per_lease: int = 16
+    completer: CompleterConfig = field(default_factory=CompleterConfig)
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.lease_s < 3 or self.poll_s <= 0 or self.shutdown_grace_s < 0 or self.rescue_interval_s <= 0:
+            raise ValueError(f"invalid worker config {self}")
+
+    @property
+    def heartbeat_s(self) -> float:
+        # Renew well before expiry; also bounds how long a cancel request waits to be seen.
+        return min(self.lease_s / 3, 5.0)
+
+
+@dataclass
+class _TaskDef:
+    version: int
+    status: str
+    pipeline: Pipeline | None
+    compile_error: dict[str, Any] | None
+    context_task: dict[str, Any]
+    timeout_s: float
+    policy: RetryPolicy
+
+
+@dataclass
+class _Lease:
+    id: int
+    token: uuid.UUID
+    task_id: uuid.UUID
+    attempt: int
+    max_attempts: int
+    received: float  # monotonic time the lease arrived
+    started_at: datetime  # database clock at lease
+    row: dict[str, Any]
+    started: bool = False
+    finished: bool = False
+
+
+class Worker:
+    def __init__(
+        self,
+        db: Database,
+        registry: ToolRegistry,
+        cfg: WorkerConfig,
+        *,
+        log: Any,
+        limits: ToolLimits | None = None,
+        worker_id: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.cfg = cfg
+        self.limits = limits or ToolLimits()
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.log = log.bind(worker_id=self.id)
+        self.rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._held: dict[int, _Lease] = {}
+        self._executing = 0
+        self._cancel_requested: set[int] = set()
+        self._lost: set[int] = set()
+        self._tasks: dict[uuid.UUID, _TaskDef] = {}
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._aux_stop = threading.Event()
+        self.completer = Completer(db, cfg.completer, self.log, self._on_flushed)
+        self.rescuer = Rescuer(db, RescuerConfig(interval_s=cfg.rescue_interval_s), self.log)
+        self._lease_conn: Connection | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Work until `stop` is set, then shut down in stages. Blocks."""
+        with self.db.tx() as conn:
+            conn.execute(
+                Q["register_worker"],
+                {"id": self.id, "hostname": socket.gethostname(), "pid": os.getpid(), "concurrency": self.cfg.concurrency},
+            )
+        self.log.info("worker_started", concurrency=self.cfg.concurrency, lease_s=self.cfg.lease_s)
+        threads = [
+            threading.Thread(target=self.completer.run, args=(self._aux_stop,), name="completer", daemon=True),
+            threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
+            threading.Thread(target=self._listen_loop, name="listener", daemon=True),
+        ]
+        for t in threads:
+            t.start()
+        try:
+            self._dispatch_loop(stop)
+        finally:
+            self._shutdown(threads)
+
+    def _shutdown(self, threads: list[threading.Thread]) -> None:
+        self._stopping.set()
+        self.log.info("worker_stopping", in_flight=self._executing, grace_s=self.cfg.shutdown_grace_s)
+        self._set_worker_state("stopping")
+        self._release_unstarted()
+        deadline = time.monotonic() + self.cfg.shutdown_grace_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._executing == 0:
+                    break
+            time.sleep(0.02)
+        with self._lock:
+            overdue = [lease for lease in self._held.values() if not lease.finished]
+        if overdue:
+            self._expire(overdue)
+        self._aux_stop.set()
+        self.completer.wake()
+        for t in threads:
+            t.join(timeout=10)
+        if self._lease_conn is not None:
+            self._lease_conn.close()
+        with self.db.tx() as conn:
+            conn.execute(Q["worker_stopped"], {"id": self.id})
+        self.log.info("worker_stopped", abandoned=len(overdue))
+
+    # -- dispatcher ------------------------------------------------------------------------------
+
+    def _dispatch_loop(self, stop: threading.Event) -> None:
+        backoff = 0.5
+        while not stop.is_set():
+            free = self._free_slots()
+            if free <= 0:
+                self._wake.wait(self.cfg.poll_s)
+                self._wake.clear()
+                continue
+            self._wake.clear()
+            try:
+                leases = self._lease(free)
+                backoff = 0.5
+            except OrdoError as e:
+                self.log.warning("lease_failed", error=e.message, retry_in_s=backoff)
+                self._drop_lease_conn()
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            if leases:
+                self._dispatch(leases, stop)
+                continue
+            self._wake.wait(self._idle_wait())
+
+    def _free_slots(self) -> int:
+        with self._lock:
+            waiting_flush = len(self._held) - self._executing
+            # Finished runs waiting for the group commit also hold leases: cap them too, so a slow
+            # database slows leasing instead of piling up leases in memory.
+            return min(self.cfg.concurrency - self._executing, self.cfg.concurrency - waiting_flush)
+
+    def _conn(self) -> Connection:
+        if self._lease_conn is None:
+            # Autocommit: each lease statement is its own transaction, saving a BEGIN round trip.
+            self._lease_conn = self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self._lease_conn
+
+    def _drop_lease_conn(self) -> None:
+        if self._lease_conn is not None:
+            try:
+                self._lease_conn.close()
+            except Exception:
+                pass
+            self._lease_conn = None
+
+    def _lease(self, n: int) -> list[_Lease]:
+        params = {"now": None, "lease_s": self.cfg.lease_s, "worker_id": self.id}
+        rows: list[dict[str, Any]] = []
+        with translate_errors():
+            conn = self._conn()
+            keys = conn.execute(Q["keys_ready"], {"now": None, "m": self.cfg.max_keys_per_lease}).scalars().all()
+            if keys:
+                # A real transaction: the key locks must hold until the keyed leases commit.
+                with self.db.tx() as tx:
+                    for key in sorted(keys):
+                        if len(rows) >= n:
+                            break
+                        tx.execute(Q["lock_key"], {"key": key})
+                        got = tx.execute(Q["lease_keyed"], {**params, "key": key, "n": n - len(rows)})
+                        rows.extend(dict(r) for r in got.mappings())
+            if len(rows) < n:
+                got = conn.execute(Q["lease_batch"], {**params, "n": n - len(rows)})
+                rows.extend(dict(r) for r in got.mappings())
+        received = time.monotonic()
+        leases = [
+            _Lease(
+                id=r["id"],
+                token=r["lease_token"],
+                task_id=r["task_id"],
+                attempt=r["attempt"],
+                max_attempts=r["max_attempts"],
+                received=received,
+                started_at=r["started_at"],
+                row=r,
+            )
+            for r in rows
+        ]
+        if leases:
+            with self._lock:
+                for lease in leases:
+                    self._held[lease.id] = lease
+            metrics.RUNS_LEASED.inc(len(leases))
+        return leases
+
+    def _idle_wait(self) -> float:
+        try:
+            with self.db.tx() as conn:
+                row = conn.execute(Q["next_due_at"]).one()
+        except OrdoError:
+            return self.cfg.poll_s
+        if row.next_run_at is None:
+            return self.cfg.poll_s
+        until_due = (row.next_run_at - row.db_now).total_seconds()
+        return min(self.cfg.poll_s, max(0.001, until_due))
+
+    def _dispatch(self, leases: list[_Lease], stop: threading.Event) -> None:
+        self._ensure_tasks({lease.task_id: lease.row["task_version"] for lease in leases})
+        events = self._events([lease.row["event_id"] for lease in leases if lease.row["event_id"]])
+        for lease in leases:
+            task = self._tasks[lease.task_id]
+            event = events.get(lease.row["event_id"]) if lease.row["event_id"] else None
+            with self._lock:
+                self._executing += 1
+            metrics.WORKER_BUSY_SLOTS.inc()
+            if task.pipeline is not None and task.pipeline.inline:
+                self._execute(lease, task, event)
+            else:
+                threading.Thread(
+                    target=self._execute, args=(lease, task, event), name=f"run-{lease.id}", daemon=True
+                ).start()
+
+    def _ensure_tasks(self, wanted: dict[uuid.UUID, int]) -> None:
+        missing = [tid for tid, version in wanted.items() if tid not in self._tasks or self._tasks[tid].version != version]
+        if not missing:
+            return
+        with self.db.tx() as conn:
+            rows = conn.execute(Q["task_definitions"], {"ids": missing}).mappings().all()
+        for row in rows:
+            self._tasks[row["id"]] = self._compile_task(row)
+
+    def _compile_task(self, row: Any) -> _TaskDef:
+        pipeline, error = None, None
+        try:
+            pipeline = compile_pipeline(row["payload"], self.registry)
+        except OrdoError as e:
+            # The catalog changed since the task was accepted (a tool was removed): fail its runs clearly.
+            error = {"code": e.code, "message": e.message, "retryable": False, "details": e.details}
+        return _TaskDef(
+            version=row["version"],
+            status=row["status"],
+            pipeline=pipeline,
+            compile_error=error,
+            context_task={
+                "id": str(row["id"]),
+                "title": row["title"],
+                "timezone": row["timezone"],
+                "agent_id": str(row["agent_id"]),
+            },
+            timeout_s=row["timeout_s"],
+            policy=RetryPolicy(row["backoff_base_s"], row["backoff_cap_s"], row["backoff_jitter"]),
+        )
+
+    def _events(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+        if not ids:
+            return {}
+        with self.db.tx() as conn:
+            rows = conn.execute(Q["events_by_id"], {"ids": ids}).mappings().all()
+        return {
+            r["id"]: {"id": str(r["id"]), "topic": r["topic"], "payload": r["payload"], "created_at": r["created_at"].isoformat()}
+            for r in rows
+        }
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def _execute(self, lease: _Lease, task: _TaskDef, event: dict[str, Any] | None) -> None:
+        try:
+            if self._stopping.is_set() and not lease.started:
+                return  # handed back by _release_unstarted
+            lease.started = True
+            outcome = self._run(lease, task, event)
+            lease.finished = True
+            self.completer.add(outcome)
+        except Exception:
+            self.log.exception("run_crashed", run_id=lease.id)
+        finally:
+            with self._lock:
+                self._executing -= 1
+            metrics.WORKER_BUSY_SLOTS.dec()
+            self._wake.set()
+
+    def _run(self, lease: _Lease, task: _TaskDef, event: dict[str, Any] | None) -> Outcome:
+        row = lease.row
+        log = self.log.bind(run_id=lease.id, task_id=str(lease.task_id), attempt=lease.attempt)
+        if row["task_status"] == "canceled":
+            return self._outcome(lease, "canceled", [], None, {"code": "TASK_CANCELED", "message": "the task was canceled"}, log)
+        if task.pipeline is None:
+            return self._outcome(lease, "dead", [], None, task.compile_error, log)
+        now = lease.started_at
+        params = dict(task.pipeline.params)
+        if row["params"]:
+            params.update(row["params"])
+        context = {
+            "params": params,
+            "steps": {},
+            "run": {
+                "id": lease.id,
+                "attempt": lease.attempt,
+                "max_attempts": lease.max_attempts,
+                "origin": row["origin"],
+                "scheduled_for": row["scheduled_for"].isoformat(),
+            },
+            "task": task.context_task,
+            "event": event,
+            "now": now.isoformat(),
+        }
+        result = run_pipeline(
+            task.pipeline,
+            context,
+            now=now,
+            timeout_s=task.timeout_s,
+            limits=self.limits,
+            is_canceled=lambda: lease.id in self._cancel_requested,
+            log=log,
+        )
+        if result.state == "succeeded":
+            return self._outcome(lease, "succeeded", result.steps, result.output, None, log)
+        if result.state == "canceled":
+            return self._outcome(lease, "canceled", result.steps, result.output, result.error, log)
+        state, delay = decide(result.error, lease.attempt, lease.max_attempts, task.policy, self.rng)
+        return self._outcome(lease, state, result.steps, result.output, result.error, log, retry_in_s=delay)
+
+    def _outcome(
+        self,
+        lease: _Lease,
+        state: str,
+        steps: list[dict[str, Any]],
+        output: dict[str, Any] | None,
+        error: dict[str, Any] | None,
+        log: Any,
+        retry_in_s: float | None = None,
+    ) -> Outcome:
+        duration = time.monotonic() - lease.received
+        metrics.RUNS_FINISHED.labels(state).inc()
+        metrics.RUN_SECONDS.observe(duration)
+        if state == "succeeded":
+            log.info("run_finished", state=state, duration_ms=round(duration * 1000, 3))
+        else:
+            log.warning(
+                "run_finished",
+                state=state,
+                duration_ms=round(duration * 1000, 3),
+                error_code=(error or {}).get("code"),
+                error=(error or {}).get("message"),
+                retry_in_s=retry_in_s,
+            )
+        return Outcome(
+            id=lease.id,
+            token=lease.token,
+            state=state,
+            retry_in_s=retry_in_s,
+            duration_s=duration,
+            steps_json=json.dumps(steps, default=str),
+            output_json=json.dumps(output, default=str) if output else None,
+            error_json=json.dumps(error, default=str) if error else None,
+        )
+
+    def _on_flushed(self, outcomes: list[Outcome], recorded: set[int]) -> None:
+        with self._lock:
+            for outcome in outcomes:
+                self._held.pop(outcome.id, None)
+                self._cancel_requested.discard(outcome.id)
+                self._lost.discard(outcome.id)
+        for outcome in outcomes:
+            if outcome.id not in recorded:
+                self.log.warning("completion_fenced", run_id=outcome.id, state=outcome.state)
+        self._wake.set()
+
+    # -- shutdown helpers ------------------------------------------------------------------------
+
+    def _release_unstarted(self) -> None:
+        with self._lock:
+            unstarted = [lease for lease in self._held.values() if not lease.started]
+            for lease in unstarted:
+                lease.started = True  # a run thread that has not begun yet will now skip it
+        if not unstarted:
+            return
+        with self.db.tx() as conn:
+            released = conn.execute(
+                Q["release_unstarted"], {"ids": [l.id for l in unstarted], "tokens": [l.token for l in unstarted]}
+            ).scalars().all()
+        with self._lock:
+            for lease in unstarted:
+                self._held.pop(lease.id, None)
+        self.log.info("leases_handed_back", count=len(released))
+
+    def _expire(self, leases: list[_Lease]) -> None:
+        """Runs still going after the grace period: end their leases now so a rescuer retries them."""
+        with self.db.tx() as conn:
+            conn.execute(
+                Q["expire_leases"], {"ids": [l.id for l in leases], "tokens": [l.token for l in leases]}
+            )
+        self.log.warning("runs_abandoned_at_shutdown", run_ids=[l.id for l in leases])
+        with self._lock:
+            for lease in leases:
+                self._held.pop(lease.id, None)
+
+    def _set_worker_state(self, state: str) -> None:
+        try:
+            with self.db.tx() as conn:
+                conn.execute(Q["worker_heartbeat"], {"id": self.id, "state": state})
+        except OrdoError:
+            pass
+
+    # -- heartbeat and listener ------------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        next_rescue = time.monotonic() + self.cfg.rescue_interval_s
+        while not self._aux_stop.wait(self.cfg.heartbeat_s):
+            try:
+                self.heartbeat_once()
+                if time.monotonic() >= next_rescue:
+                    self.rescuer.run_once()
+                    next_rescue = time.monotonic() + self.cfg.rescue_interval_s
+            except OrdoError as e:
+                self.log.warning("heartbeat_failed", error=e.message)
+
+    def heartbeat_once(self) -> None:
+        with self._lock:
+            held = list(self._held.values())
+        with self.db.tx() as conn:
+            conn.execute(
+                Q["worker_heartbeat"],
+                {"id": self.id, "state": "stopping" if self._stopping.is_set() else "running"},
+            )
+            if not held:
+                return
+            rows = conn.execute(
+                Q["renew_leases"],
+                {"ids": [l.id for l in held], "tokens": [l.token for l in held], "lease_s": self.cfg.lease_s},
+            ).all()
+        renewed = {r.id for r in rows}
+        with self._lock:
+            for r in rows:
+                if r.cancel_requested:
+                    self._cancel_requested.add(r.id)
+            for lease in held:
+                if lease.id not in renewed and lease.id in self._held and lease.id not in self._lost:
+                    self._lost.add(lease.id)
+                    self.log.warning("lease_lost", run_id=lease.id)
+
+    def _listen_loop(self) -> None:
+        backoff = 0.5
+        while not self._aux_stop.is_set():
+            try:
+                with self.db.raw_connect() as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    backoff = 0.5
+                    self._wake.set()  # anything enqueued while we were not listening
+                    while not self._aux_stop.is_set():
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            self._wake.set()
+            except psycopg.Error as e:
+                self.log.warning("listen_failed", error=str(e).strip(), retry_in_s=backoff)
+                self._aux_stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
