@@ -1,0 +1,131 @@
+"""http.request against a real HTTP server on 127.0.0.1."""
+
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from engine import ToolContext, ToolLimits, ToolRegistry, call_tool
+from store.errors import ToolError
+
+TOOL = ToolRegistry.load()["http.request"]
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def _reply(self, status, body=b"", headers=()):
+        try:
+            self.send_response(status)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (timeout tests)
+
+    def do_GET(self):
+        if self.path.startswith("/json"):
+            self._reply(200, json.dumps({"path": self.path}).encode(), [("Content-Type", "application/json")])
+        elif self.path == "/text":
+            self._reply(200, b"plain", [("Content-Type", "text/plain; charset=utf-8")])
+        elif self.path == "/busy":
+            self._reply(429, b"slow down", [("Retry-After", "7")])
+        elif self.path == "/broken":
+            self._reply(502, b"bad gateway")
+        elif self.path == "/missing":
+            self._reply(404, b"no such thing")
+        elif self.path == "/big":
+            self._reply(200, b"x" * 5000)
+        elif self.path == "/slow":
+            time.sleep(1.0)
+            self._reply(200, b"late")
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        body = json.loads(self.rfile.read(length))
+        self._reply(201, json.dumps({"got": body}).encode(), [("Content-Type", "application/json")])
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def call(args, timeout_s=5.0, max_bytes=10_000_000):
+    return call_tool(TOOL, args, ToolContext.standalone(NOW, timeout_s, ToolLimits(http_max_response_bytes=max_bytes)))
+
+
+def test_a_json_response_is_parsed(base_url):
+    out = call({"url": f"{base_url}/json", "query": {"a": 1}})
+    assert out["status"] == 200
+    assert out["json"] == {"path": "/json?a=1"}
+
+
+def test_a_json_body_is_sent(base_url):
+    out = call({"url": f"{base_url}/echo", "method": "POST", "json": {"k": [1, 2]}})
+    assert (out["status"], out["json"]) == (201, {"got": {"k": [1, 2]}})
+
+
+def test_text_responses_come_back_as_text(base_url):
+    assert call({"url": f"{base_url}/text"})["text"] == "plain"
+
+
+def test_429_asks_to_retry_after_the_servers_delay(base_url):
+    with pytest.raises(ToolError) as info:
+        call({"url": f"{base_url}/busy"})
+    assert info.value.code == "RETRY_LATER"
+    assert info.value.details["delay_s"] == 7
+
+
+def test_5xx_is_retryable_and_4xx_is_not(base_url):
+    with pytest.raises(ToolError) as broken:
+        call({"url": f"{base_url}/broken"})
+    assert broken.value.retryable and broken.value.code == "HTTP_5XX"
+    with pytest.raises(ToolError) as missing:
+        call({"url": f"{base_url}/missing"})
+    assert not missing.value.retryable and missing.value.code == "HTTP_4XX"
+
+
+def test_fail_on_status_false_returns_the_status(base_url):
+    assert call({"url": f"{base_url}/missing", "fail_on_status": False})["status"] == 404
+
+
+def test_responses_above_the_size_cap_are_refused(base_url):
+    with pytest.raises(ToolError) as info:
+        call({"url": f"{base_url}/big"}, max_bytes=1000)
+    assert info.value.code == "RESPONSE_TOO_LARGE"
+    assert call({"url": f"{base_url}/big", "max_bytes": 6000})["bytes"] == 5000
+
+
+def test_a_slow_server_times_out(base_url):
+    started = time.monotonic()
+    with pytest.raises(ToolError) as info:
+        call({"url": f"{base_url}/slow", "timeout_s": 0.2})
+    assert info.value.code in ("HTTP_TIMEOUT", "STEP_TIMEOUT")
+    assert time.monotonic() - started < 0.9
+
+
+def test_a_refused_connection_is_retryable():
+    with pytest.raises(ToolError) as info:
+        call({"url": "http://127.0.0.1:9/"})
+    assert info.value.retryable
+
+
+def test_bad_input_is_refused_before_any_request():
+    with pytest.raises(ToolError) as info:
+        call({"url": "ftp://example.org/x"})
+    assert info.value.code == "INPUT_INVALID"
+    with pytest.raises(ToolError):
+        call({"url": "http://127.0.0.1/", "json": {}, "body": "both"})
