@@ -159,13 +159,18 @@ def _offset_at(tz: ZoneInfo, instant: datetime) -> timedelta:
     return tz.utcoffset(tz.fromutc(instant.replace(tzinfo=tz)))
 
 
-def _wall_floor(tz: ZoneInfo, t: datetime) -> datetime:
+def _wall_floor(tz: ZoneInfo, t: datetime, both_folds: bool = False) -> datetime:
     """A wall time such that every wall time whose instant is >= t comes at or after it.
 
     A wall time w maps to w - offset, where offset is the one in force at its instant or, inside a
-    gap, the one before the gap (at most a day earlier), so the smallest offset of the last day bounds it.
+    gap, the one before the gap (at most a day earlier), so the smallest offset of the last day bounds
+    it. With `both_folds` the second instant of a repeated wall time counts too; its offset is the one
+    after a fall-back that may come within the next day.
     """
-    return t + min(_offset_at(tz, t - _DAY), _offset_at(tz, t))
+    offset = min(_offset_at(tz, t - _DAY), _offset_at(tz, t))
+    if both_folds:
+        offset = min(offset, _offset_at(tz, t + _DAY))
+    return t + offset
 
 
 def _instants(
@@ -338,7 +343,7 @@ class _Cron(_Expansion):
     def _stream(self, t: datetime) -> Iterator[datetime]:
         if self._lower is not None and t < self._lower:
             t = self._lower
-        w_lo = _wall_floor(self.zone, t)
+        w_lo = _wall_floor(self.zone, t, self.rule.every_hour)
         triggers = self.rule.triggers
         if len(triggers) == 1:
             walls: Iterable[datetime] = _cron_walls(triggers[0], w_lo)
