@@ -38,7 +38,14 @@ def server_url() -> str:
     external = os.environ.get("ORDO_TEST_DATABASE_URL")
     if external:
         return external
-    return ensure_server(REPO / ".ordo-test", database="postgres")
+    url = ensure_server(REPO / ".ordo-test", database="postgres")
+    # A throwaway cluster: durability costs only time here (CREATE DATABASE per test fsyncs files).
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET fsync = off")
+        conn.execute("ALTER SYSTEM SET synchronous_commit = off")
+        conn.execute("ALTER SYSTEM SET full_page_writes = off")
+        conn.execute("SELECT pg_reload_conf()")
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -136,6 +136,7 @@ class Worker:
             )
         self.log.info("worker_started", concurrency=self.cfg.concurrency, lease_s=self.cfg.lease_s)
         threads = [
+            threading.Thread(target=self._wake_on, args=(stop,), name="stop-watch", daemon=True),
             threading.Thread(target=self.completer.run, args=(self._aux_stop,), name="completer", daemon=True),
             threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
             threading.Thread(target=self._listen_loop, name="listener", daemon=True),
@@ -146,6 +147,11 @@ class Worker:
             self._dispatch_loop(stop)
         finally:
             self._shutdown(threads)
+
+    def _wake_on(self, stop: threading.Event) -> None:
+        """An idle dispatcher sleeps on its wake event; a stop request must end that sleep."""
+        stop.wait()
+        self._wake.set()
 
     def _shutdown(self, threads: list[threading.Thread]) -> None:
         self._stopping.set()

@@ -1,0 +1,152 @@
+"""The leasing SQL: order, SKIP LOCKED, fencing, rescue, hand-back and concurrency keys."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+
+from store import runs as store_runs
+from store.sql import load_queries
+from tests.helpers import add_task, rows, scalar
+from workers.completer import Outcome, finish_many
+
+Q = load_queries("workers", "queries.sql")
+
+
+def lease(db, n=10, worker="w1", lease_s=30, now=None):
+    with db.tx() as conn:
+        return [dict(r) for r in conn.execute(
+            Q["lease_batch"], {"n": n, "now": now, "lease_s": lease_s, "worker_id": worker}
+        ).mappings()]
+
+
+def lease_keyed(db, key, n=10, worker="w1"):
+    with db.tx() as conn:
+        conn.execute(Q["lock_key"], {"key": key})
+        return [dict(r) for r in conn.execute(
+            Q["lease_keyed"], {"key": key, "n": n, "now": None, "lease_s": 30, "worker_id": worker}
+        ).mappings()]
+
+
+def succeed(db, leased, state="succeeded", retry_in_s=None):
+    outcomes = [
+        Outcome(r["id"], r["lease_token"], state, retry_in_s, 0.01, json.dumps([]), None,
+                None if state == "succeeded" else json.dumps({"code": "X", "message": "x"}))
+        for r in leased
+    ]
+    with db.tx() as conn:
+        return finish_many(conn, outcomes)
+
+
+def enqueue(db, task, n=1):
+    with db.tx() as conn:
+        return store_runs.enqueue(conn, task["id"], n=n)
+
+
+def test_highest_priority_first_then_earliest_and_only_what_is_due(db):
+    low = add_task(db, title="low", priority=3)
+    high = add_task(db, title="high", priority=7)
+    (low_run,) = enqueue(db, low)
+    (high_run,) = enqueue(db, high)
+    future = add_task(db, title="future", priority=9)
+    with db.tx() as conn:
+        conn.execute(
+            text("INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts) "
+                 "VALUES (:t, 'schedule', now() + interval '1 hour', now() + interval '1 hour', 9, 1)"),
+            {"t": future["id"]},
+        )
+    assert [r["id"] for r in lease(db, n=1)] == [high_run]
+    assert [r["id"] for r in lease(db, n=5)] == [low_run]
+    assert lease(db) == []
+
+
+def test_rows_locked_by_another_worker_are_skipped_not_waited_for(db):
+    task = add_task(db)
+    first, second = enqueue(db, task, n=2)
+    with db.engine.connect() as other:
+        other.execute(text("SELECT 1 FROM due_work WHERE id = :id FOR UPDATE"), {"id": first})
+        assert [r["id"] for r in lease(db)] == [second]
+        other.rollback()
+    assert [r["id"] for r in lease(db)] == [first]
+
+
+def test_a_lease_records_the_attempt_and_the_worker(db):
+    task = add_task(db)
+    enqueue(db, task)
+    (leased,) = lease(db, worker="w7")
+    row = rows(db, "SELECT state, attempt, worker_id, lease_token FROM due_work")[0]
+    assert (row["state"], row["attempt"], row["worker_id"]) == ("running", 1, "w7")
+    assert row["lease_token"] == leased["lease_token"]
+
+
+def test_a_fenced_late_completion_is_rejected(db):
+    task = add_task(db, max_retries=3)
+    enqueue(db, task)
+    (stale,) = lease(db, worker="slow", lease_s=5)
+    with db.tx() as conn:
+        rescued = conn.execute(Q["rescue_expired"], {"now": datetime.now(UTC) + timedelta(seconds=10), "n": 100}).all()
+    assert len(rescued) == 1
+    (fresh,) = lease(db, worker="fast")
+    assert fresh["attempt"] == 2
+    assert succeed(db, [stale]) == set()  # the slow worker's result is refused
+    assert succeed(db, [fresh]) == {fresh["id"]}
+    attempts = rows(db, "SELECT attempt, state, worker_id FROM task_run ORDER BY attempt")
+    assert [(a["attempt"], a["state"], a["worker_id"]) for a in attempts] == [(1, "failed", "slow"), (2, "succeeded", "fast")]
+    assert scalar(db, "SELECT state FROM due_work") == "succeeded"
+
+
+def test_an_expired_lease_with_no_attempts_left_is_dead(db):
+    task = add_task(db, max_retries=0)
+    enqueue(db, task)
+    lease(db, lease_s=5)
+    with db.tx() as conn:
+        conn.execute(Q["rescue_expired"], {"now": datetime.now(UTC) + timedelta(seconds=10), "n": 100})
+    assert scalar(db, "SELECT state FROM due_work") == "dead"
+    error = scalar(db, "SELECT error FROM task_run")
+    assert error["code"] == "LEASE_EXPIRED"
+
+
+def test_renewal_keeps_a_lease_alive_and_reports_lost_ones(db):
+    task = add_task(db)
+    enqueue(db, task, n=2)
+    mine, lost = lease(db, n=2)
+    with db.tx() as conn:
+        conn.execute(text("UPDATE due_work SET lease_token = gen_random_uuid() WHERE id = :id"), {"id": lost["id"]})
+        renewed = conn.execute(
+            Q["renew_leases"],
+            {"ids": [mine["id"], lost["id"]], "tokens": [mine["lease_token"], lost["lease_token"]], "lease_s": 60},
+        ).all()
+    assert [r.id for r in renewed] == [mine["id"]]
+
+
+def test_a_failed_attempt_waits_for_its_backoff_before_the_next_lease(db):
+    task = add_task(db, max_retries=2)
+    enqueue(db, task)
+    first = lease(db)
+    succeed(db, first, state="failed", retry_in_s=3600)
+    assert scalar(db, "SELECT state FROM due_work") == "failed"
+    assert lease(db) == []
+    (again,) = lease(db, now=datetime.now(UTC) + timedelta(hours=2))
+    assert again["attempt"] == 2
+
+
+def test_unstarted_leases_handed_back_do_not_count_as_attempts(db):
+    task = add_task(db)
+    enqueue(db, task)
+    (leased,) = lease(db)
+    with db.tx() as conn:
+        conn.execute(Q["release_unstarted"], {"ids": [leased["id"]], "tokens": [leased["lease_token"]]})
+    row = rows(db, "SELECT state, attempt, lease_token FROM due_work")[0]
+    assert (row["state"], row["attempt"], row["lease_token"]) == ("queued", 0, None)
+
+
+def test_a_concurrency_key_caps_running_runs_across_workers(db):
+    task = add_task(db, concurrency_key="press-7", concurrency_limit=2)
+    enqueue(db, task, n=5)
+    assert lease(db) == []  # keyed runs are only leased through the keyed pass
+    first = lease_keyed(db, "press-7", n=10, worker="a")
+    second = lease_keyed(db, "press-7", n=10, worker="b")
+    assert (len(first), len(second)) == (2, 0)
+    succeed(db, first[:1])
+    assert len(lease_keyed(db, "press-7", n=10, worker="b")) == 1
+    assert scalar(db, "SELECT count(*) FROM due_work WHERE state = 'running'") == 2

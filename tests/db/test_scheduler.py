@@ -1,0 +1,141 @@
+"""The scheduler service: expansion into due_work, idempotency, misfire policies, leadership."""
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+import structlog
+from sqlalchemy import text
+
+from scheduler.service import SchedulerConfig, SchedulerService
+from store import tasks as store_tasks
+from tests.helpers import add_task, rows, scalar
+
+NOW = datetime(2026, 3, 20, 12, 0, 30, tzinfo=UTC)
+
+
+def service(db, name="s1", **cfg):
+    return SchedulerService(db, SchedulerConfig(**{"horizon_s": 600, **cfg}), structlog.get_logger("test"), name)
+
+
+@pytest.fixture
+def scheduler(db):
+    s = service(db)
+    yield s
+    s.step_down()
+
+
+def occurrences(db, task_id=None):
+    return rows(
+        db,
+        "SELECT scheduled_for, state FROM due_work WHERE origin = 'schedule' "
+        "AND (CAST(:t AS uuid) IS NULL OR task_id = :t) ORDER BY scheduled_for",
+        t=task_id,
+    )
+
+
+def test_a_tick_writes_occurrences_inside_the_horizon_and_advances_the_task(db, scheduler):
+    task = add_task(db, now=NOW, schedule_kind="cron", schedule_expr="*/5 * * * *")
+    result = scheduler.tick(now=NOW)
+    assert result.queued == 2
+    assert [o["scheduled_for"] for o in occurrences(db)] == [
+        datetime(2026, 3, 20, 12, 5, tzinfo=UTC),
+        datetime(2026, 3, 20, 12, 10, tzinfo=UTC),
+    ]
+    assert scalar(db, "SELECT next_fire_at FROM task WHERE id = :id", id=task["id"]) == datetime(2026, 3, 20, 12, 15, tzinfo=UTC)
+
+
+def test_a_steady_tick_with_nothing_new_writes_nothing(db, scheduler):
+    add_task(db, now=NOW, schedule_kind="cron", schedule_expr="0 * * * *")
+    scheduler.tick(now=NOW)
+    again = scheduler.tick(now=NOW + timedelta(seconds=1))
+    assert (again.tasks, again.queued) == (0, 0)
+
+
+def test_expanding_the_same_window_twice_adds_nothing_twice(db, scheduler):
+    task = add_task(db, now=NOW, schedule_kind="cron", schedule_expr="*/5 * * * *")
+    scheduler.tick(now=NOW)
+    # A second scheduler working from stale state re-expands the same window.
+    with db.tx() as conn:
+        conn.execute(text("UPDATE task SET next_fire_at = :t WHERE id = :id"), {"t": NOW, "id": task["id"]})
+    result = scheduler.tick(now=NOW)
+    assert result.queued == 0
+    assert len(occurrences(db)) == 2
+
+
+@pytest.mark.parametrize(
+    ("policy", "grace_s", "expected"),
+    [
+        ("run_once", 3600, ["skipped", "skipped", "queued", "queued"]),
+        ("skip", 3600, ["skipped", "skipped", "skipped", "queued"]),
+        ("run_all", 9000, ["skipped", "queued", "queued", "queued"]),
+    ],
+)
+def test_missed_occurrences_follow_the_misfire_policy(db, scheduler, policy, grace_s, expected):
+    """No scheduler ran from 08:30 to 12:00:30: 09:00, 10:00 and 11:00 were missed; 12:00 is merely late."""
+    task = add_task(db, now=NOW - timedelta(hours=3, minutes=30), schedule_kind="cron", schedule_expr="0 * * * *",
+                    misfire_policy=policy, misfire_grace_s=grace_s)
+    scheduler.tick(now=NOW)
+    past = [o for o in occurrences(db, task["id"]) if o["scheduled_for"] < NOW]
+    assert [o["scheduled_for"].hour for o in past] == [9, 10, 11, 12]
+    assert [o["state"] for o in past] == expected
+
+
+def test_a_paused_task_is_not_expanded_and_resumes_from_now(db, scheduler):
+    task = add_task(db, now=NOW, schedule_kind="cron", schedule_expr="*/5 * * * *")
+    with db.tx() as conn:
+        store_tasks.pause(conn, task["id"])
+    assert scheduler.tick(now=NOW).queued == 0
+    later = NOW + timedelta(hours=2)
+    with db.tx() as conn:
+        store_tasks.resume(conn, task["id"], now=later)
+    scheduler.tick(now=later)
+    assert min(o["scheduled_for"] for o in occurrences(db)) == datetime(2026, 3, 20, 14, 5, tzinfo=UTC)
+
+
+def test_a_daily_0800_chisinau_task_runs_at_0800_local_on_both_sides_of_each_transition(db):
+    scheduler = service(db, horizon_s=86400)
+    zone = ZoneInfo("Europe/Chisinau")
+    start = datetime(2026, 3, 26, 12, 0, tzinfo=UTC)
+    add_task(db, now=start, schedule_kind="rrule", schedule_expr="FREQ=DAILY;BYHOUR=8;BYMINUTE=0", timezone="Europe/Chisinau")
+    for day in range(5):
+        scheduler.tick(now=start + timedelta(days=day))
+    scheduler.step_down()
+    local = [o["scheduled_for"].astimezone(zone) for o in occurrences(db)]
+    assert {(t.hour, t.minute) for t in local} == {(8, 0)}
+    assert [t.utcoffset() for t in local[:4]] == [timedelta(hours=2), timedelta(hours=2), timedelta(hours=3), timedelta(hours=3)]
+
+
+def test_only_one_scheduler_leads_and_a_standby_takes_over_when_it_stops(db):
+    first, second = service(db, "first"), service(db, "second", standby_retry_s=0.01)
+    try:
+        add_task(db, now=NOW, schedule_kind="cron", schedule_expr="*/5 * * * *")
+        assert first.tick(now=NOW).queued == 2 and first.is_leader
+        assert second.tick(now=NOW).tasks == 0 and not second.is_leader
+        assert scalar(db, "SELECT scheduler_id FROM scheduler_leader") == "first"
+        first.step_down()
+        second.tick(now=NOW)
+        assert second.is_leader
+        assert scalar(db, "SELECT scheduler_id FROM scheduler_leader") == "second"
+    finally:
+        first.step_down()
+        second.step_down()
+
+
+def test_a_leader_whose_session_dies_loses_leadership_and_writes_nothing(db):
+    first, second = service(db, "first"), service(db, "second")
+    try:
+        add_task(db, now=NOW, schedule_kind="cron", schedule_expr="*/5 * * * *")
+        first.tick(now=NOW)
+        with db.tx() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE application_name = 'ordo' AND pid IN (SELECT pid FROM pg_locks "
+                              "WHERE locktype = 'advisory' AND objid = 7420003)"))
+        assert first.tick(now=NOW + timedelta(minutes=10)).errors == 1
+        assert not first.is_leader
+        second.tick(now=NOW + timedelta(minutes=10))
+        assert second.is_leader
+        assert len(occurrences(db)) == 4
+    finally:
+        first.step_down()
+        second.step_down()

@@ -1,0 +1,71 @@
+"""Small helpers shared by database and acceptance tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import text
+
+from engine import ToolRegistry
+from store import tasks as store_tasks
+from store.db import Database
+from workers.completer import CompleterConfig
+from workers.worker import Worker, WorkerConfig
+
+REGISTRY = ToolRegistry.load()
+
+
+def echo_payload(message: str = "hello ${params.who}", **params: Any) -> dict[str, Any]:
+    return {"params": {"who": "world", **params}, "pipeline": [{"id": "say", "uses": "echo.message", "with": {"message": message}}]}
+
+
+def add_task(db: Database, now: datetime | None = None, **fields: Any) -> dict[str, Any]:
+    doc = {"title": "t", "schedule_kind": "manual", "payload": echo_payload(), **fields}
+    values = store_tasks.validate_task(doc, REGISTRY, now=now or datetime.now(UTC))
+    with db.tx() as conn:
+        return store_tasks.create(conn, values, store_tasks.LOCAL_AGENT_ID)
+
+
+def scalar(db: Database, sql: str, **params: Any) -> Any:
+    with db.tx() as conn:
+        return conn.execute(text(sql), params).scalar()
+
+
+def rows(db: Database, sql: str, **params: Any) -> list[Any]:
+    with db.tx() as conn:
+        return list(conn.execute(text(sql), params).mappings().all())
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+@contextmanager
+def running_worker(db: Database, registry: ToolRegistry = REGISTRY, **cfg: Any) -> Iterator[Worker]:
+    """A worker in a thread of this process; stopped (gracefully) when the block ends."""
+    settings = {"concurrency": 4, "lease_s": 5, "poll_s": 0.2, "shutdown_grace_s": 5, "rescue_interval_s": 0.5,
+                "completer": CompleterConfig(max_delay_s=0.001)}
+    settings.update(cfg)
+    worker = Worker(db, registry, WorkerConfig(**settings), log=structlog.get_logger("test-worker"))
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive(), "worker did not stop"
