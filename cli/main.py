@@ -18,6 +18,7 @@ import yaml
 from cli import runtime
 from cli.output import emit_json, table
 from cli.runtime import fail, guarded, load_settings, open_database
+from cli.tokens import token_app
 from engine import ToolContext, ToolLimits, ToolRegistry, call_tool
 from store import runs as store_runs
 from store import tasks as store_tasks
@@ -35,6 +36,7 @@ task_app = typer.Typer(help="Add, list, pause, resume, cancel and trigger tasks.
 tool_app = typer.Typer(help="List the tool catalog and try a tool.", no_args_is_help=True)
 app.add_typer(task_app, name="task")
 app.add_typer(tool_app, name="tool")
+app.add_typer(token_app, name="token")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON only (for scripts).")]
 

@@ -1,1 +1,1 @@
-"""api/routes."""
+"""One router per resource: tasks, runs, events, schedules, tools, agents, audit, health."""

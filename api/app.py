@@ -1,0 +1,132 @@
+"""The FastAPI application: `create_app(settings)` wires the routers, the error handlers, the body cap,
+request metrics and the rate limiter; its lifespan opens the database pool and prunes expired
+idempotency keys in the background."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio.to_thread
+import structlog
+from fastapi import FastAPI
+
+from api import errors
+from api.deps import ApiState
+from api.middleware import BodyLimit, RequestMetrics
+from api.ratelimit import RateLimiter
+from api.routes import agents, audit, events, health, runs, schedules, tasks, tools
+from engine import ToolRegistry
+from store import idempotency
+from store.agents import ROUTE_SCOPES
+from store.db import Database
+from store.embedded import ensure_server
+from store.errors import OrdoError
+from store.settings import Settings
+
+__all__ = ["ApiConfig", "create_app"]
+
+_DESCRIPTION = """
+Ordo's HTTP API: tasks with cron / RRULE / once / event / manual schedules and declarative
+pipelines, their runs with every step's output, events, agents and tokens, the tool catalog.
+
+Authenticate with `Authorization: Bearer <token>` (`ordo token create`, or the admin token printed
+on the first `ordo up`). Every error is `{"code", "message", "details"}`; validation errors name the
+field in `details.path`. POST /tasks, POST /events and run_now accept an `Idempotency-Key` header.
+"""
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    # Threads that run blocking route code, and database connections for them: one connection per
+    # thread, so a thread never waits for a connection another waiting thread would release.
+    threads: int = 16
+    pool_overflow: int = 4
+    idempotency_ttl_s: float = idempotency.DEFAULT_TTL_S
+    prune_every_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.threads < 1 or self.pool_overflow < 0 or self.idempotency_ttl_s <= 0 or self.prune_every_s <= 0:
+            raise ValueError(f"invalid API config {self}")
+
+
+def create_app(
+    settings: Settings,
+    db: Database | None = None,
+    *,
+    registry: ToolRegistry | None = None,
+    config: ApiConfig | None = None,
+) -> FastAPI:
+    """The API. With `db`, the app uses (and does not close) that database; otherwise its lifespan
+    opens a pool on settings.database_url (the embedded server when unset)."""
+    cfg = config or ApiConfig()
+    registry = registry or ToolRegistry.load(settings.tool_catalogs)
+    tool_scopes = {scope for address in registry for scope in registry[address].scopes}
+    log = structlog.get_logger("api")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_db = db is None
+        database = db or Database(
+            settings.database_url or ensure_server(settings.data_dir),
+            pool_size=cfg.threads,
+            max_overflow=cfg.pool_overflow,
+            application_name="ordo-api",
+        )
+        anyio.to_thread.current_default_thread_limiter().total_tokens = cfg.threads
+        app.state.ordo = ApiState(
+            settings=settings,
+            db=database,
+            registry=registry,
+            limiter=RateLimiter(settings.api_rate_limit_per_min),
+            known_scopes=frozenset(ROUTE_SCOPES) | tool_scopes,
+        )
+        stop = threading.Event()
+        pruner = threading.Thread(
+            target=_prune_loop, args=(database, cfg, stop, log), name="idempotency-pruner", daemon=True
+        )
+        pruner.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            pruner.join(timeout=5)
+            if own_db:
+                database.dispose()
+
+    app = FastAPI(
+        title="Ordo",
+        version="0.1.0",
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "tasks", "description": "Create, schedule, trigger and control tasks."},
+            {"name": "runs", "description": "Run history with every step's output; cancel runs."},
+            {"name": "events", "description": "Publish events that trigger subscribed tasks."},
+            {"name": "schedules", "description": "Preview draft schedules."},
+            {"name": "tools", "description": "The tool catalog."},
+            {"name": "agents", "description": "Agents and their tokens (admin)."},
+            {"name": "audit", "description": "Who changed what (admin)."},
+            {"name": "health", "description": "Liveness, readiness, metrics."},
+        ],
+    )
+    errors.install(app)
+    for module in (tasks, runs, events, schedules, tools, agents, audit, health):
+        app.include_router(module.router)
+    # Outermost first in the request path: metrics see every request, including those the cap refuses.
+    app.add_middleware(BodyLimit, max_body_bytes=settings.api_max_body_bytes)
+    app.add_middleware(RequestMetrics)
+    return app
+
+
+def _prune_loop(db: Database, cfg: ApiConfig, stop: threading.Event, log: structlog.typing.FilteringBoundLogger) -> None:
+    while not stop.wait(cfg.prune_every_s):
+        try:
+            with db.tx() as conn:
+                n = idempotency.prune(conn, ttl_s=cfg.idempotency_ttl_s)
+            if n:
+                log.info("idempotency_keys_pruned", count=n)
+        except OrdoError as e:
+            log.warning("idempotency_prune_failed", error=e.message)

@@ -1,0 +1,97 @@
+"""Pure ASGI middleware: request metrics, and the request body cap.
+
+The body cap answers 413 as soon as it knows: at once when Content-Length is above the cap (the body
+is never read), or while streaming when a chunked body grows past it. The 413 closes the connection
+so the client's unsent remainder is not read either.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import error_response
+from observability.metrics import API_REQUEST_SECONDS, API_REQUESTS
+
+__all__ = ["BodyLimit", "RequestMetrics"]
+
+_log = structlog.get_logger("api")
+
+
+class _BodyTooLarge(HTTPException):
+    def __init__(self, cap: int) -> None:
+        super().__init__(413, f"the request body exceeds the {cap}-byte limit", headers={"Connection": "close"})
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.cap = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.cap:
+            response = error_response(
+                413,
+                "BODY_TOO_LARGE",
+                f"the request body ({declared} bytes) exceeds the {self.cap}-byte limit",
+                {"limit_bytes": self.cap},
+                {"Connection": "close"},
+            )
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.cap:
+                    raise _BodyTooLarge(self.cap)
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+class RequestMetrics:
+    """Count and time every request by method, route template and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def observing_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observing_send)
+        finally:
+            route = _route_template(scope)
+            method = scope["method"]
+            API_REQUESTS.labels(method, route, str(status)).inc()
+            API_REQUEST_SECONDS.labels(method, route).observe(time.perf_counter() - started)
+
+
+def _route_template(scope: Scope) -> str:
+    route: Any = scope.get("route")
+    path = getattr(route, "path", None)
+    # Unmatched paths share one label so that scanners cannot blow up the label set.
+    return path if isinstance(path, str) else "unmatched"

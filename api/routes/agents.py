@@ -1,0 +1,97 @@
+"""Agents and their tokens (admin scope), and `GET /agents/me` for any token."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response
+
+from api.deps import Admin, Caller, Clock, Db, State
+from api.errors import responses
+from api.schemas import AgentCreate, AgentDetail, AgentPage, AgentPublic, Me, TokenCreate, TokenCreated, TokenPublic
+from store import agents, audit
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/agents", tags=["agents"])
+
+_ADMIN_READ = responses(401, 403, 404, 422, 429, 503)
+_ADMIN_WRITE = responses(400, 401, 403, 404, 409, 413, 422, 429, 503)
+
+
+@router.get("/me", response_model=Me, responses=responses(401, 429, 503))
+def whoami(caller: Caller, db: Db) -> Any:
+    """The agent behind the token, and the token's scopes."""
+    with db.tx() as conn:
+        agent = agents.get_agent(conn, caller.agent_id)
+    return {
+        "agent": agents.public_agent(agent),
+        "token_id": str(caller.token_id) if caller.token_id else None,
+        "scopes": sorted(caller.scopes),
+        "admin": caller.is_admin,
+    }
+
+
+@router.post("", status_code=201, response_model=AgentPublic, responses=_ADMIN_WRITE)
+def create_agent(body: AgentCreate, caller: Admin, db: Db, response: Response) -> Any:
+    """Register an agent. It can do nothing until it gets a token (POST /agents/{id}/tokens)."""
+    with db.tx() as conn:
+        agent = agents.create_agent(conn, body.name)
+        audit.record(conn, caller, "agent.create", "agent", agent["id"], {"name": agent["name"]})
+    response.headers["Location"] = f"/agents/{agent['id']}"
+    return agents.public_agent(agent)
+
+
+@router.get("", response_model=AgentPage, responses=_ADMIN_READ)
+def list_agents(
+    caller: Admin,
+    db: Db,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Any:
+    """Every agent, oldest first."""
+    with db.tx() as conn:
+        page = agents.list_agents(conn, cursor=cursor, limit=limit)
+    return {"items": [agents.public_agent(a) for a in page.items], "next_cursor": page.next_cursor}
+
+
+@router.get("/{agent_id}", response_model=AgentDetail, responses=_ADMIN_READ)
+def get_agent(agent_id: UUID, caller: Admin, db: Db) -> Any:
+    """An agent with its tokens (never their secrets)."""
+    with db.tx() as conn:
+        agent = agents.get_agent(conn, agent_id)
+        tokens = agents.list_tokens(conn, agent_id)
+    return {**agents.public_agent(agent), "tokens": [agents.public_token(t) for t in tokens]}
+
+
+@router.delete("/{agent_id}", response_model=AgentPublic, responses=_ADMIN_WRITE)
+def delete_agent(agent_id: UUID, caller: Admin, db: Db) -> Any:
+    """Delete an agent: its tokens are revoked and its active tasks paused; tasks and history stay."""
+    with db.tx() as conn:
+        agent = agents.disable_agent(conn, agent_id, by=caller.agent_id)
+        audit.record(conn, caller, "agent.delete", "agent", agent_id, {"name": agent["name"]})
+    return agents.public_agent(agent)
+
+
+@router.post("/{agent_id}/tokens", status_code=201, response_model=TokenCreated, responses=_ADMIN_WRITE)
+def create_token(agent_id: UUID, body: TokenCreate, caller: Admin, db: Db, state: State, now: Clock) -> Any:
+    """Issue a token. The token is in this response only; Ordo keeps just its hash."""
+    scopes = agents.validate_scopes(body.scopes, state.known_scopes)
+    expires_at = now + timedelta(seconds=body.expires_in_s) if body.expires_in_s else None
+    with db.tx() as conn:
+        row, token = agents.create_token(
+            conn, agent_id, scopes, name=body.name, created_by=caller.agent_id, expires_at=expires_at
+        )
+        audit.record(conn, caller, "token.create", "token", row["id"], {"agent_id": str(agent_id), "scopes": scopes})
+    return {**agents.public_token(row), "token": token}
+
+
+@router.delete("/{agent_id}/tokens/{token_id}", response_model=TokenPublic, responses=_ADMIN_WRITE)
+def revoke_token(agent_id: UUID, token_id: UUID, caller: Admin, db: Db) -> Any:
+    """Revoke a token: it is refused (401) from the next request on."""
+    with db.tx() as conn:
+        row = agents.revoke_token(conn, agent_id, token_id)
+        audit.record(conn, caller, "token.revoke", "token", token_id, {"agent_id": str(agent_id)})
+    return agents.public_token(row)

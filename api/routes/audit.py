@@ -1,0 +1,36 @@
+"""The audit log (admin scope): who changed what, and when."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+
+from api.deps import Admin, Db
+from api.errors import responses
+from api.schemas import AuditPage, Text
+from store import audit
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+
+
+@router.get("", response_model=AuditPage, responses=responses(401, 403, 422, 429, 503))
+def list_audit(
+    caller: Admin,
+    db: Db,
+    agent_id: Annotated[UUID | None, Query(description="Only writes by this agent.")] = None,
+    target_type: Annotated[Text | None, Query(max_length=50, description="task, run, event, agent or token.")] = None,
+    target_id: Annotated[Text | None, Query(max_length=100)] = None,
+    action: Annotated[Text | None, Query(max_length=100, description="e.g. task.create")] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^[1-9][0-9]{0,17}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Any:
+    """Audit entries, newest first."""
+    with db.tx() as conn:
+        page = audit.list_page(
+            conn, agent_id=agent_id, target_type=target_type, target_id=target_id, action=action, cursor=cursor, limit=limit
+        )
+    return {"items": page.items, "next_cursor": page.next_cursor}

@@ -1,0 +1,59 @@
+"""Events: publish a topic (every subscribed active task runs once with the event in its context) and
+list what was published."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response
+
+from api.deps import Db, EventsPublish, IdempotencyKey
+from api.errors import responses
+from api.idempotent import remember, replayed
+from api.schemas import EventCreate, EventPage, EventPublic
+from store import audit, events as store_events
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/events", tags=["events"])
+
+
+@router.post("", status_code=202, response_model=EventPublic, responses=responses(400, 401, 403, 409, 413, 422, 429, 503))
+def publish_event(
+    body: EventCreate, caller: EventsPublish, db: Db, response: Response, idempotency_key: IdempotencyKey = None
+) -> Any:
+    """Publish an event: one run of every active task subscribed to the topic (`schedule_kind: event`,
+    `schedule_expr: <topic>`) owned by the caller (by anyone, for admins), with `${event.payload...}`
+    in its context. With an Idempotency-Key, publishing the same event again triggers nothing new."""
+    doc = body.model_dump()
+    with db.tx() as conn:
+        if replay := replayed(conn, caller, idempotency_key, "POST /events", doc, location="/events"):
+            return replay
+        event = store_events.publish(conn, caller.agent_id, body.topic, body.payload, subscribers_of=caller.owner)
+        out = store_events.public(event)
+        audit.record(conn, caller, "event.publish", "event", event["id"], {"topic": body.topic, "runs": len(out["runs"])})
+        remember(conn, caller, idempotency_key, 202, out)
+    response.headers["Location"] = f"/events/{out['id']}"
+    return out
+
+
+@router.get("", response_model=EventPage, responses=responses(401, 403, 422, 429, 503))
+def list_events(
+    caller: EventsPublish,
+    db: Db,
+    topic: Annotated[str | None, Query(pattern=store_events.TOPIC_PATTERN)] = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Any:
+    """Events the caller published (everyone's for admins), newest first."""
+    with db.tx() as conn:
+        page = store_events.list_page(conn, agent_id=caller.owner, topic=topic, cursor=cursor, limit=limit)
+    return {"items": [store_events.public(r) for r in page.items], "next_cursor": page.next_cursor}
+
+
+@router.get("/{event_id}", response_model=EventPublic, responses=responses(401, 403, 404, 422, 429, 503))
+def get_event(event_id: UUID, caller: EventsPublish, db: Db) -> Any:
+    """One event with the runs it queued."""
+    with db.tx() as conn:
+        return store_events.public(store_events.get(conn, event_id, agent_id=caller.owner))

@@ -1,0 +1,24 @@
+"""Schedule drafts: the next occurrences of a cron line, RRULE or timestamp before a task exists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.deps import Clock, TasksRead
+from api.errors import responses
+from api.schemas import Preview, ScheduleDraft
+from scheduler.expand import preview
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/schedules", tags=["schedules"])
+
+
+@router.post("/preview", response_model=Preview, responses=responses(400, 401, 403, 413, 422, 429, 503))
+def preview_schedule(body: ScheduleDraft, caller: TasksRead, now: Clock) -> Any:
+    """Expand a draft schedule exactly as a task would: `{"occurrences": [ISO 8601 with offset, ...]}`.
+    An invalid rule is refused with the reason (422 INVALID_SCHEDULE)."""
+    occurrences = preview(body.kind, body.expr, body.timezone, count=body.count, now=now, dtstart=body.dtstart)
+    return {"occurrences": [o.isoformat() for o in occurrences]}

@@ -1,0 +1,165 @@
+"""Tasks: create (validated by the CLI's code path), list, show, change, delete, run now, pause,
+resume, cancel, and preview the next occurrences. An agent sees only its own tasks (others' are 404)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Body, Query, Response
+
+from api.deps import Clock, Db, IdempotencyKey, Registry, TasksRead, TasksWrite
+from api.errors import responses
+from api.idempotent import remember, replayed
+from api.schemas import RunNow, RunPublic, TaskCreate, TaskPage, TaskPatch, TaskPreview, TaskPublic, Text
+from scheduler.expand import preview as expand_preview
+from store import audit, runs as store_runs, tasks as store_tasks
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+_READ = responses(401, 403, 404, 422, 429, 503)
+_WRITE = responses(400, 401, 403, 404, 409, 413, 422, 429, 503)
+
+Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
+Cursor = Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page.")]
+
+
+@router.post("", status_code=201, response_model=TaskPublic, responses=_WRITE)
+def create_task(
+    body: TaskCreate,
+    caller: TasksWrite,
+    db: Db,
+    registry: Registry,
+    now: Clock,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Create a task. The whole document is checked first (fields, schedule, pipeline, tool scopes);
+    nothing is stored if anything is wrong."""
+    doc = body.root
+    with db.tx() as conn:
+        if replay := replayed(conn, caller, idempotency_key, "POST /tasks", doc, location="/tasks"):
+            return replay
+        values = store_tasks.validate_task(doc, registry, now=now, scopes=caller.tool_scopes)
+        row = store_tasks.create(conn, values, caller.agent_id)
+        out = store_tasks.public(row)
+        audit.record(conn, caller, "task.create", "task", row["id"], {"title": row["title"]})
+        remember(conn, caller, idempotency_key, 201, out)
+    response.headers["Location"] = f"/tasks/{out['id']}"
+    return out
+
+
+@router.get("", response_model=TaskPage, responses=_READ)
+def list_tasks(
+    caller: TasksRead,
+    db: Db,
+    status: Literal["active", "paused", "canceled"] | None = None,
+    schedule_kind: Literal["cron", "rrule", "once", "event", "manual"] | None = None,
+    text: Annotated[Text | None, Query(max_length=200, description="Substring of the title or description.")] = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Any:
+    """The caller's tasks (every agent's for admins), newest first."""
+    with db.tx() as conn:
+        page = store_tasks.list_page(
+            conn, agent_id=caller.owner, status=status, schedule_kind=schedule_kind, text=text, cursor=cursor, limit=limit
+        )
+    return {"items": [store_tasks.public(r) for r in page.items], "next_cursor": page.next_cursor}
+
+
+@router.get("/{task_id}", response_model=TaskPublic, responses=_READ)
+def get_task(task_id: UUID, caller: TasksRead, db: Db) -> Any:
+    with db.tx() as conn:
+        return store_tasks.public(store_tasks.get(conn, task_id, caller.owner))
+
+
+@router.patch("/{task_id}", response_model=TaskPublic, responses=_WRITE)
+def update_task(task_id: UUID, body: TaskPatch, caller: TasksWrite, db: Db, registry: Registry, now: Clock) -> Any:
+    """Change fields of a task. The merged document is validated as a whole; a changed schedule is
+    re-planned from now and its queued occurrences are withdrawn."""
+    with db.tx() as conn:
+        row = store_tasks.update(
+            conn, task_id, body.root, registry, now=now, agent_id=caller.owner, scopes=caller.tool_scopes
+        )
+        audit.record(conn, caller, "task.update", "task", task_id, {"fields": sorted(body.root)})
+        return store_tasks.public(row)
+
+
+@router.delete("/{task_id}", status_code=204, response_class=Response, responses=_WRITE)
+def delete_task(task_id: UUID, caller: TasksWrite, db: Db) -> Response:
+    """Delete a task with its runs and their history."""
+    with db.tx() as conn:
+        store_tasks.delete(conn, task_id, agent_id=caller.owner)
+        audit.record(conn, caller, "task.delete", "task", task_id)
+    return Response(status_code=204)
+
+
+@router.post("/{task_id}/run_now", status_code=202, response_model=RunPublic, responses=_WRITE)
+def run_now(
+    task_id: UUID,
+    caller: TasksWrite,
+    db: Db,
+    response: Response,
+    body: Annotated[RunNow | None, Body()] = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Queue one run of the task now; an idle worker starts it at once. Returns the run (poll
+    GET /runs/{id}). A paused task may be run by hand; a canceled one may not."""
+    params = body.params if body is not None else None
+    operation = f"POST /tasks/{task_id}/run_now"
+    with db.tx() as conn:
+        if replay := replayed(conn, caller, idempotency_key, operation, {"params": params}, location="/runs"):
+            return replay
+        (run_id,) = store_runs.enqueue(conn, task_id, agent_id=caller.owner, params=params)
+        out = store_runs.get(conn, run_id)
+        out.pop("attempts", None)
+        audit.record(conn, caller, "task.run_now", "task", task_id, {"run_id": run_id})
+        remember(conn, caller, idempotency_key, 202, out)
+    response.headers["Location"] = f"/runs/{run_id}"
+    return out
+
+
+@router.post("/{task_id}/pause", response_model=TaskPublic, responses=_WRITE)
+def pause_task(task_id: UUID, caller: TasksWrite, db: Db) -> Any:
+    """Stop scheduling; queued occurrences are withdrawn, running runs finish."""
+    with db.tx() as conn:
+        row = store_tasks.pause(conn, task_id, agent_id=caller.owner)
+        audit.record(conn, caller, "task.pause", "task", task_id)
+        return store_tasks.public(row)
+
+
+@router.post("/{task_id}/resume", response_model=TaskPublic, responses=_WRITE)
+def resume_task(task_id: UUID, caller: TasksWrite, db: Db, now: Clock) -> Any:
+    """Resume from now; occurrences missed while paused do not run."""
+    with db.tx() as conn:
+        row = store_tasks.resume(conn, task_id, now=now, agent_id=caller.owner)
+        audit.record(conn, caller, "task.resume", "task", task_id)
+        return store_tasks.public(row)
+
+
+@router.post("/{task_id}/cancel", response_model=TaskPublic, responses=_WRITE)
+def cancel_task(task_id: UUID, caller: TasksWrite, db: Db) -> Any:
+    """Cancel for good: nothing more is scheduled, waiting runs are canceled, running runs stop at
+    their next step boundary."""
+    with db.tx() as conn:
+        row = store_tasks.cancel(conn, task_id, agent_id=caller.owner)
+        audit.record(conn, caller, "task.cancel", "task", task_id)
+        return store_tasks.public(row)
+
+
+@router.get("/{task_id}/preview", response_model=TaskPreview, responses=_READ)
+def preview_task(
+    task_id: UUID,
+    caller: TasksRead,
+    db: Db,
+    now: Clock,
+    count: Annotated[int, Query(ge=1, le=1000, description="How many occurrences.")] = 10,
+) -> Any:
+    """The task's next occurrences from now (event and manual tasks have none)."""
+    with db.tx() as conn:
+        task = store_tasks.get(conn, task_id, caller.owner)
+    occurrences = expand_preview(task["schedule_kind"], task["schedule_expr"], task["timezone"], count=count, now=now)
+    return {"task_id": str(task["id"]), "occurrences": [o.isoformat() for o in occurrences]}
+

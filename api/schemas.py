@@ -1,0 +1,411 @@
+"""Request and response bodies of the HTTP API.
+
+Task documents are not modelled field by field here: `TaskCreate`/`TaskPatch` carry the JSON object
+as sent, documented with the JSON Schema of `store.tasks.TASK_SCHEMA` (the payload with
+`engine.PIPELINE_SCHEMA`), and validated only by `store.tasks.validate_task`, the CLI's code path, so
+the API and `ordo task add` accept and refuse exactly the same documents. Every JSON value that
+reaches PostgreSQL first passes `safe_json`: no NUL characters or unpaired surrogates (text cannot
+hold them), no NaN or infinity (jsonb cannot), and a bounded nesting depth.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, WithJsonSchema
+from pydantic.json_schema import GetJsonSchemaHandler, JsonSchemaValue
+from pydantic_core import CoreSchema
+
+from engine import PIPELINE_SCHEMA
+from store.events import TOPIC_PATTERN
+from store.runs import RUN_STATES
+from store.tasks import TASK_SCHEMA
+
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "AgentCreate",
+    "AgentDetail",
+    "AgentPage",
+    "AgentPublic",
+    "AuditEntry",
+    "AuditPage",
+    "ErrorBody",
+    "EventCreate",
+    "EventPage",
+    "EventPublic",
+    "Health",
+    "Me",
+    "Preview",
+    "Readiness",
+    "RunDetail",
+    "RunNow",
+    "RunPage",
+    "RunPublic",
+    "ScheduleDraft",
+    "TaskCreate",
+    "TaskPage",
+    "TaskPatch",
+    "TaskPreview",
+    "TaskPublic",
+    "Text",
+    "TokenCreate",
+    "TokenCreated",
+    "TokenPublic",
+    "ToolPublic",
+    "safe_json",
+    "safe_text",
+]
+
+MAX_JSON_DEPTH = 64
+
+
+def safe_text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("text cannot contain NUL (\\u0000) characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text cannot contain unpaired UTF-16 surrogates (\\ud800-\\udfff)") from None
+    return value
+
+
+def safe_json(value: Any) -> Any:
+    """Check a decoded JSON value iteratively (no recursion limit to hit); return it unchanged."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"{path or 'value'}: nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, str):
+            _checked(safe_text, item, path)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValueError(f"{path or 'value'}: {item} is not a JSON number")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                _checked(safe_text, key, f"{path}.{key!r}" if path else repr(key))
+                stack.append((child, f"{path}.{key}" if path else str(key), depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+    return value
+
+
+def _checked(check: Any, value: str, path: str) -> None:
+    try:
+        check(value)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}" if path else str(e)) from None
+
+
+Text = Annotated[str, AfterValidator(safe_text)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(safe_json)]
+JsonValue = Annotated[Any, AfterValidator(safe_json)]
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+OptionalTimestamp = Annotated[str | None, WithJsonSchema({"type": ["string", "null"], "format": "date-time"})]
+AnyJson = Annotated[Any, WithJsonSchema({})]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Open(BaseModel):
+    # Response shapes produced by store/: fields added there pass through instead of being dropped.
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorBody(BaseModel):
+    """Every error: a stable machine-readable code, a sentence for people, and details (the field path
+    of a validation error, the missing scope, ...)."""
+
+    code: str = Field(examples=["INVALID_SCHEDULE"])
+    message: str = Field(examples=["schedule_expr: RRULE FREQ=DAILY;BYHOUR=25: BYHOUR must be 0-23"])
+    details: dict[str, Any] = Field(examples=[{"path": "schedule_expr"}])
+
+
+# -- tasks ----------------------------------------------------------------------------------------
+
+
+def _document_schema(*, patch: bool) -> dict[str, Any]:
+    schema = copy.deepcopy(TASK_SCHEMA)
+    payload = copy.deepcopy(PIPELINE_SCHEMA)
+    for key in ("$schema", "title"):
+        schema.pop(key, None)
+        payload.pop(key, None)
+    payload["description"] = (
+        "params and the pipeline: steps run in order, each `uses` a catalog tool (GET /tools) `with` "
+        "input where `${expr}` is JMESPath over {params, steps, run, task, event, now}."
+    )
+    schema["properties"]["payload"] = payload
+    if patch:
+        schema.pop("required", None)
+        schema["description"] = (
+            "Fields to change. The result is merged into the task and validated as a whole; `payload` "
+            "is replaced, `backoff` is merged."
+        )
+    else:
+        schema["description"] = "A task document, the same as `ordo task add` accepts."
+    return schema
+
+
+class _Document(RootModel[JsonObject]):
+    document_schema: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return copy.deepcopy(cls.document_schema)
+
+
+class TaskCreate(_Document):
+    document_schema = _document_schema(patch=False)
+
+
+class TaskPatch(_Document):
+    document_schema = _document_schema(patch=True)
+
+
+class Backoff(BaseModel):
+    base_s: float
+    cap_s: float
+    jitter: float
+
+
+class TaskPublic(_Open):
+    id: str = Field(json_schema_extra={"format": "uuid"})
+    agent_id: str = Field(json_schema_extra={"format": "uuid"})
+    title: str
+    description: str
+    schedule_kind: Literal["cron", "rrule", "once", "event", "manual"]
+    schedule_expr: str
+    timezone: str
+    payload: dict[str, Any]
+    status: Literal["active", "paused", "canceled"]
+    priority: int
+    max_retries: int
+    timeout_s: float
+    backoff: Backoff
+    concurrency_key: str | None
+    concurrency_limit: int
+    misfire_policy: Literal["run_once", "skip", "run_all"]
+    misfire_grace_s: int
+    next_fire_at: OptionalTimestamp
+    version: int
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class TaskPage(BaseModel):
+    items: list[TaskPublic]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class TaskPreview(BaseModel):
+    task_id: str
+    occurrences: list[Timestamp] = Field(description="Next occurrences, ISO 8601 with the UTC offset of the task's zone.")
+
+
+class RunNow(_Strict):
+    params: JsonObject | None = Field(default=None, description="Merged over the task's params for this run only.")
+
+
+# -- runs -----------------------------------------------------------------------------------------
+
+
+class StepRecord(_Open):
+    id: str | None = None
+    uses: str | None = None
+    state: str | None = Field(default=None, description="ok, skipped, failed, timed_out, ...")
+    started_at: OptionalTimestamp = None
+    duration_ms: float | None = None
+    output: AnyJson = None
+    error: AnyJson = None
+
+
+class Attempt(BaseModel):
+    attempt: int
+    state: str
+    worker_id: str | None
+    started_at: Timestamp
+    finished_at: Timestamp
+    duration_ms: float
+    steps: list[StepRecord]
+    output: AnyJson
+    error: AnyJson
+
+
+class RunPublic(_Open):
+    id: int
+    task_id: str = Field(json_schema_extra={"format": "uuid"})
+    task_title: str | None
+    state: Literal[RUN_STATES]  # type: ignore[valid-type]
+    attempt: int
+    max_attempts: int
+    origin: Literal["schedule", "manual", "event"]
+    priority: int
+    scheduled_for: Timestamp
+    run_at: Timestamp
+    created_at: Timestamp
+    started_at: OptionalTimestamp
+    finished_at: OptionalTimestamp
+    worker_id: str | None
+    event_id: str | None
+    cancel_requested: bool
+    error: AnyJson
+    steps: list[StepRecord]
+    output: AnyJson
+
+
+class RunDetail(RunPublic):
+    attempts: list[Attempt]
+
+
+class RunPage(BaseModel):
+    items: list[RunPublic]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null on the last page.")
+
+
+# -- events ---------------------------------------------------------------------------------------
+
+
+class EventCreate(_Strict):
+    topic: str = Field(pattern=TOPIC_PATTERN, examples=["orders.created"])
+    payload: JsonValue = Field(default=None, description="Any JSON; tasks read it as ${event.payload...}.")
+
+
+class EventRun(BaseModel):
+    run_id: int
+    task_id: str
+
+
+class EventPublic(BaseModel):
+    id: str
+    agent_id: str
+    topic: str
+    payload: AnyJson
+    matched_tasks: int
+    created_at: Timestamp
+    runs: list[EventRun] | None = Field(default=None, description="The runs this event queued (on publish and GET /events/{id}).")
+
+
+class EventPage(BaseModel):
+    items: list[EventPublic]
+    next_cursor: str | None
+
+
+# -- agents and tokens ----------------------------------------------------------------------------
+
+
+class AgentCreate(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$", examples=["planner-bot"])
+
+
+class AgentPublic(BaseModel):
+    id: str
+    name: str
+    created_at: Timestamp
+    disabled_at: OptionalTimestamp
+
+
+class TokenCreate(_Strict):
+    scopes: list[Annotated[str, Field(max_length=100)]] = Field(
+        max_length=64,
+        examples=[["tasks:read", "tasks:write", "runs:read"]],
+        description="Route scopes (tasks:read, tasks:write, runs:read, events:publish, admin) and tool scopes (GET /tools).",
+    )
+    name: Text = Field(default="", max_length=200, description="A label for people: where the token is used.")
+    expires_in_s: int | None = Field(default=None, ge=60, le=10 * 366 * 86400, description="Lifetime; none: until revoked.")
+
+
+class TokenPublic(BaseModel):
+    id: str
+    agent_id: str
+    prefix: str = Field(description="The public part of the token, to recognise it; the secret is never shown again.")
+    name: str
+    scopes: list[str]
+    created_at: Timestamp
+    expires_at: OptionalTimestamp
+    last_used_at: OptionalTimestamp
+    revoked_at: OptionalTimestamp
+
+
+class TokenCreated(TokenPublic):
+    token: str = Field(description="The bearer token. Shown only in this response; store it now.")
+
+
+class AgentDetail(AgentPublic):
+    tokens: list[TokenPublic]
+
+
+class AgentPage(BaseModel):
+    items: list[AgentPublic]
+    next_cursor: str | None
+
+
+class Me(BaseModel):
+    agent: AgentPublic
+    token_id: str | None
+    scopes: list[str]
+    admin: bool
+
+
+# -- tools, schedules, audit, health --------------------------------------------------------------
+
+
+class ToolPublic(BaseModel):
+    address: str
+    description: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    timeout_s: float
+    scopes: list[str]
+    runs: str
+    allowed: bool = Field(description="Whether the caller's tasks may use this tool (it holds the tool's scopes).")
+
+
+class ScheduleDraft(_Strict):
+    kind: Literal["cron", "rrule", "once", "event", "manual"]
+    expr: Text = Field(default="", max_length=10000, examples=["FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=5;BYMINUTE=30"])
+    timezone: Text = Field(default="UTC", min_length=1, max_length=64, examples=["Europe/Chisinau"])
+    dtstart: Annotated[datetime | None, Field(strict=False)] = Field(
+        default=None,
+        description="ISO 8601 date-time; RRULE DTSTART (cron/once: a lower bound). Without an offset it is read in `timezone`.",
+    )
+    count: int = Field(default=10, ge=1, le=1000)
+
+
+class Preview(BaseModel):
+    occurrences: list[Timestamp] = Field(description="ISO 8601 with the UTC offset of the schedule's zone.")
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: Timestamp
+    agent_id: str
+    token_id: str | None
+    action: str
+    target_type: str
+    target_id: str
+    details: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    next_cursor: str | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Check(BaseModel):
+    ok: bool
+    detail: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, Check]
+

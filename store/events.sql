@@ -1,0 +1,46 @@
+-- Events: published topics with a payload; every active task subscribed to the topic runs once.
+
+-- publish --
+-- Record the event and queue one run per subscribed active task (task_topic_idx), in one statement:
+-- the publisher's own tasks, or every agent's when :agent_id is NULL (an admin publishing). The
+-- due_work trigger NOTIFYs idle workers.
+WITH subscribers AS (
+    SELECT t.id, t.priority, t.max_retries, t.concurrency_key, t.concurrency_limit
+      FROM task t
+     WHERE t.schedule_kind = 'event' AND t.status = 'active' AND t.schedule_expr = :topic
+       AND (CAST(:agent_id AS uuid) IS NULL OR t.agent_id = :agent_id)),
+ev AS (
+    INSERT INTO event (agent_id, topic, payload, matched_tasks)
+    SELECT :publisher_id, :topic, CAST(:payload AS jsonb), count(*) FROM subscribers
+    RETURNING *),
+runs AS (
+    INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts,
+                          concurrency_key, concurrency_limit, event_id)
+    SELECT s.id, 'event', now(), now(), s.priority, s.max_retries + 1, s.concurrency_key,
+           CASE WHEN s.concurrency_key IS NOT NULL THEN s.concurrency_limit END, ev.id
+      FROM subscribers s CROSS JOIN ev
+    RETURNING id, task_id)
+SELECT ev.*, coalesce((SELECT jsonb_agg(jsonb_build_object('run_id', r.id, 'task_id', r.task_id) ORDER BY r.id)
+                         FROM runs r), '[]'::jsonb) AS runs
+  FROM ev;
+
+-- get_event --
+SELECT * FROM event
+ WHERE id = :id
+   AND (CAST(:agent_id AS uuid) IS NULL OR agent_id = :agent_id);
+
+-- event_runs --
+-- The runs an event queued (runs keep event_id until the event is pruned).
+SELECT id AS run_id, task_id FROM due_work WHERE event_id = :event_id ORDER BY id;
+
+-- list_events --
+-- Newest first, keyset-paginated on (created_at, id): event_agent_idx for an agent, event_created_idx
+-- for admins.
+SELECT *
+  FROM event
+ WHERE (CAST(:agent_id AS uuid) IS NULL OR agent_id = :agent_id)
+   AND (CAST(:topic AS text) IS NULL OR topic = :topic)
+   AND (CAST(:after_created AS timestamptz) IS NULL
+        OR (created_at, id) < (CAST(:after_created AS timestamptz), CAST(:after_id AS uuid)))
+ ORDER BY created_at DESC, id DESC
+ LIMIT :limit;
