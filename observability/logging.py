@@ -28,7 +28,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: Any = None) -> Non
     stream = stream or sys.stdout
     console = fmt == "console" or (fmt == "auto" and hasattr(stream, "isatty") and stream.isatty())
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=True)
+        structlog.dev.ConsoleRenderer(colors=True, exception_formatter=structlog.dev.plain_traceback)
         if console
         else structlog.processors.JSONRenderer(sort_keys=False)
     )
@@ -40,7 +40,10 @@ def configure(level: str = "info", fmt: str = "auto", stream: Any = None) -> Non
         structlog.processors.StackInfoRenderer(),
     ]
     if not console:
-        processors.append(structlog.processors.dict_tracebacks)
+        # Tracebacks as data, without local variables: locals can hold tokens and database URLs.
+        processors.append(
+            structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
+        )
     processors.append(renderer)
     structlog.configure(
         processors=processors,

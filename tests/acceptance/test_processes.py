@@ -1,0 +1,182 @@
+"""Real processes, real signals: draining, SIGKILL rescue, SIGTERM drain, scheduler failover."""
+
+import json
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from store import runs as store_runs
+from store.db import Database
+from tests.helpers import add_task, rows, scalar, wait_for
+
+
+@pytest.fixture
+def dbh(db_url):
+    db = Database(db_url)
+    yield db
+    db.dispose()
+
+
+class SlowHandler(BaseHTTPRequestHandler):
+    calls: list[str] = []
+    delay_s = 2.0
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        type(self).calls.append(self.path)
+        time.sleep(type(self).delay_s)
+        body = b'{"ok": true}'
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+@pytest.fixture
+def slow_server():
+    SlowHandler.calls = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def slow_task(db, url, **fields):
+    return add_task(
+        db,
+        payload={"pipeline": [{"id": "call", "uses": "http.request", "with": {"url": f"{url}/work", "timeout_s": 30}}]},
+        **fields,
+    )
+
+
+def test_four_workers_drain_2000_runs_each_exactly_once(ordo, dbh):
+    task = add_task(dbh)
+    with dbh.tx() as conn:
+        store_runs.enqueue(conn, task["id"], n=2000)
+    workers = [ordo.spawn("worker", "--concurrency", "16", name="worker") for _ in range(4)]
+    wait_for(lambda: scalar(dbh, "SELECT count(*) FROM due_work WHERE state = 'succeeded'") == 2000,
+             timeout=120, interval=0.2, what="2000 runs to succeed")
+    for w in workers:
+        w.send_signal(signal.SIGTERM)
+    assert [w.wait(30) for w in workers] == [0, 0, 0, 0]
+    assert scalar(dbh, "SELECT count(*) FROM task_run") == 2000
+    assert scalar(dbh, "SELECT count(DISTINCT work_id) FROM task_run WHERE state = 'succeeded'") == 2000
+    assert scalar(dbh, "SELECT count(*) FROM due_work WHERE attempt <> 1") == 0
+    per_worker = rows(dbh, "SELECT worker_id, count(*) AS n FROM task_run GROUP BY worker_id")
+    assert len(per_worker) >= 2  # the work was shared, not taken by one worker
+
+
+def test_a_worker_killed_mid_run_has_its_run_finished_by_another_exactly_once(ordo, dbh, slow_server):
+    task = slow_task(dbh, slow_server, max_retries=3)
+    with dbh.tx() as conn:
+        (run_id,) = store_runs.enqueue(conn, task["id"])
+    victim = ordo.spawn("worker", name="victim")
+    wait_for(lambda: SlowHandler.calls, timeout=30, what="the victim to start the run")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    ordo.spawn("worker", name="rescuer")
+    wait_for(lambda: scalar(dbh, "SELECT state FROM due_work WHERE id = :id", id=run_id) == "succeeded",
+             timeout=60, interval=0.2, what="the rescued run to succeed")
+    attempts = rows(dbh, "SELECT attempt, state, error FROM task_run WHERE work_id = :id ORDER BY attempt", id=run_id)
+    assert [(a["attempt"], a["state"]) for a in attempts] == [(1, "failed"), (2, "succeeded")]
+    assert attempts[0]["error"]["code"] == "LEASE_EXPIRED"
+    assert scalar(dbh, "SELECT count(*) FROM task_run WHERE state = 'succeeded'") == 1
+
+
+def test_sigterm_finishes_the_running_run_and_hands_back_the_rest(ordo, dbh, slow_server):
+    task = slow_task(dbh, slow_server)
+    with dbh.tx() as conn:
+        (running_id,) = store_runs.enqueue(conn, task["id"])
+    worker = ordo.spawn("worker", "--concurrency", "1", "--shutdown-grace-s", "20", name="worker")
+    wait_for(lambda: SlowHandler.calls, timeout=30, what="the run to start")
+    with dbh.tx() as conn:
+        waiting = store_runs.enqueue(conn, task["id"], n=3)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    assert scalar(dbh, "SELECT state FROM due_work WHERE id = :id", id=running_id) == "succeeded"
+    states = rows(dbh, "SELECT state, attempt, lease_token FROM due_work WHERE id = ANY(:ids)", ids=waiting)
+    assert all((s["state"], s["attempt"], s["lease_token"]) == ("queued", 0, None) for s in states)
+    assert scalar(dbh, "SELECT state FROM worker") == "stopped"
+    assert len(SlowHandler.calls) == 1
+
+
+def test_two_schedulers_fail_over_without_duplicating_an_occurrence(ordo, dbh):
+    add_task(dbh, schedule_kind="cron", schedule_expr="* * * * *")
+    add_task(dbh, schedule_kind="rrule", schedule_expr="FREQ=MINUTELY;INTERVAL=2")
+    env = {"ORDO_SCHEDULER_HORIZON_S": "900"}
+    first = ordo.spawn("scheduler", env=env, name="sched-a")
+    second = ordo.spawn("scheduler", env=env, name="sched-b")
+    leader_id = wait_for(lambda: scalar(dbh, "SELECT scheduler_id FROM scheduler_leader"), timeout=30, what="a leader")
+    wait_for(lambda: scalar(dbh, "SELECT count(*) FROM due_work") > 0, timeout=30)
+    leader, standby = (first, second) if leader_id.endswith(f":{first.pid}") else (second, first)
+    before = scalar(dbh, "SELECT count(*) FROM due_work")
+    leader.send_signal(signal.SIGKILL)
+    leader.wait(10)
+    killed_at = time.monotonic()
+    wait_for(lambda: scalar(dbh, "SELECT scheduler_id FROM scheduler_leader") != leader_id, timeout=10,
+             what="the standby to take over within 10 s")
+    took_over_s = time.monotonic() - killed_at
+    with dbh.tx() as conn:
+        # Make the new leader re-expand a window the old one already wrote.
+        conn.execute(__import__("sqlalchemy").text("UPDATE task SET next_fire_at = now() - interval '30 seconds'"))
+    time.sleep(1.5)
+    assert standby.poll() is None
+    assert scalar(dbh, "SELECT count(*) FROM due_work") >= before
+    duplicates = scalar(dbh, "SELECT count(*) FROM (SELECT task_id, scheduled_for FROM due_work "
+                             "GROUP BY 1, 2 HAVING count(*) > 1) d")
+    assert duplicates == 0
+    assert took_over_s < 10
+
+
+def test_ordo_up_runs_everything_on_an_embedded_server(tmp_path):
+    """The README's first command: embedded PostgreSQL, migrations, scheduler, worker; stops cleanly."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.acceptance.conftest import REPO
+
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(ORDO_DATA_DIR=str(data_dir), ORDO_LOG_FORMAT="json", ORDO_POLL_S="0.2")
+    up = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--no-api"], cwd=REPO, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        task_file = tmp_path / "t.json"
+        task_file.write_text(json.dumps({"title": "hello", "schedule_kind": "manual", "payload": {
+            "pipeline": [{"id": "a", "uses": "echo.message", "with": {"message": "from up"}}]}}))
+
+        def cli(*args):
+            return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO, env=env,
+                                  capture_output=True, text=True, timeout=120)
+
+        added = wait_for(lambda: cli("task", "add", str(task_file), "--json"), timeout=60)
+        assert added.returncode == 0, added.stderr
+        task_id = json.loads(added.stdout)["id"]
+        done = cli("task", "run", task_id, "--wait", "--timeout-s", "60", "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["steps"][0]["output"] == {"message": "from up"}
+    finally:
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(60)
+    errors = up.stderr.read().decode() if up.stderr else ""
+    if up.stderr:
+        up.stderr.close()
+    assert code == 0, errors
+    assert (data_dir / "pg" / "PG_VERSION").exists()
+    deadline = time.monotonic() + 30
+    while (data_dir / "pg" / "postmaster.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not (data_dir / "pg" / "postmaster.pid").exists(), "the embedded server was not stopped"
