@@ -319,9 +319,10 @@ class Problem:
 # --- parsing ---------------------------------------------------------------------------------
 
 
-def parse_problem(args: Mapping[str, Any]) -> Problem:
-    """Read a solver.solve input (already schema-checked) into minutes; raise Permanent on bad data."""
-    time = _time_base(args)
+def parse_problem(args: Mapping[str, Any], plan: Mapping[str, Any] | None = None) -> Problem:
+    """Read a solver.solve input (already schema-checked) into minutes; raise Permanent on bad data.
+    A plan read with the problem (validate, analyze) takes part in choosing the time representation."""
+    time = _time_base(args, plan)
     machines = _machines(args, time)
     operators = _operators(args, time)
     jobs = _jobs(args, time, machines)
@@ -339,14 +340,15 @@ def parse_problem(args: Mapping[str, Any]) -> Problem:
     )
 
 
-def _time_base(args: Mapping[str, Any]) -> TimeBase:
-    iso_values = [v for where, v in _time_values(args) if isinstance(v, str)]
+def _time_base(args: Mapping[str, Any], plan: Mapping[str, Any] | None) -> TimeBase:
+    values = [*_time_values(args), *_plan_times(plan)]
+    iso_values = [v for _, v in values if isinstance(v, str)]
     origin_text = args.get("horizon_start")
     origin = _parse_instant(origin_text, "horizon_start") if origin_text is not None else None
     if not iso_values:
         return TimeBase(iso=False, origin=origin)
     if origin is None:
-        integers = [where for where, v in _time_values(args) if isinstance(v, int) and not isinstance(v, bool)]
+        integers = [where for where, v in values if isinstance(v, int) and not isinstance(v, bool)]
         if integers:
             raise Permanent(
                 f"{integers[0]} is integer minutes but other times are ISO 8601: set horizon_start "
@@ -380,6 +382,12 @@ def _time_values(args: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
         for key in ("start", "end"):
             if item.get(key) is not None:
                 yield f"frozen[{f}].{key}", item[key]
+
+
+def _plan_times(plan: Mapping[str, Any] | None) -> Iterator[tuple[str, Any]]:
+    for i, a in enumerate((plan or {}).get("assignments") or []):
+        for key in ("start", "end"):
+            yield f"plan.assignments[{i}].{key}", a.get(key)
 
 
 def _calendar(windows: Any, time: TimeBase, where: str) -> Calendar:

@@ -32,7 +32,7 @@ MAX_VIOLATIONS = 1000  # a plan broken everywhere still gets a readable answer
 
 def validate(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     """Check a plan against its problem. Schemas: catalogs/tools.json, schedule.validate."""
-    problem = parse_problem(args["problem"])
+    problem = parse_problem(args["problem"], args["plan"])
     plan = read_assignments(problem.time, args["plan"].get("assignments") or [])
     now = args.get("now")
     now_minutes = problem.time.minutes(now, "now", "ceil") if now is not None else problem.now

@@ -325,11 +325,10 @@ def _operator_reason(problem: Problem, op: Operation) -> dict[str, Any] | None:
 
 
 def _capacity_reasons(problem: Problem, bounds: _Bounds) -> list[dict[str, Any]]:
-    """A machine whose calendar is open for less time than the work only it can do."""
+    """A machine open for less time than the work only it can do, between the earliest of those
+    operations' starts and the latest of their ends (calendars and deadlines shrink that span)."""
     reasons = []
     for machine in problem.machines.values():
-        if machine.calendar is None:
-            continue
         ops = [
             op for op in problem.operations.values()
             if list(op.durations) == [machine.id] and op.key not in problem.frozen
@@ -339,17 +338,23 @@ def _capacity_reasons(problem: Problem, bounds: _Bounds) -> list[dict[str, Any]]
         work = sum(op.min_duration for op in ops)
         first = min(bounds.earliest[op.key] for op in ops)
         last = max(bounds.latest[op.key] for op in ops)
-        available = machine.calendar.open_minutes(first, last)
-        if available < work:
-            reasons.append(
-                _reason(
-                    "CALENDAR_TOO_SMALL",
-                    f"machine {machine.id} is open {available} min between {problem.time.render(first)} and "
-                    f"{problem.time.render(last)}, but the operations only it can run need {work} min",
-                    machines=[machine.id],
-                    operations=[op.key for op in ops],
-                )
+        calendar = machine.calendar
+        available = max(0, last - first) if calendar is None else calendar.open_minutes(first, last)
+        if available >= work:
+            continue
+        span = f"between {problem.time.render(first)} and {problem.time.render(last)}"
+        if calendar is not None:
+            code, message = "CALENDAR_TOO_SMALL", f"machine {machine.id} is open {available} min {span}"
+        else:
+            code, message = "MACHINE_OVERLOADED", f"machine {machine.id} has {available} min {span} (deadlines)"
+        reasons.append(
+            _reason(
+                code,
+                f"{message}, but the operations only it can run need {work} min",
+                machines=[machine.id],
+                operations=[op.key for op in ops],
             )
+        )
     return reasons
 
 
