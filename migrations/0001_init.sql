@@ -61,8 +61,10 @@ CREATE TABLE event (
 -- store.events.list: newest first.
 CREATE INDEX event_created_idx ON event (created_at DESC, id);
 
--- The queue. One row per run: a scheduled occurrence, a run_now, or an event trigger. The row keeps
--- the run's current state; task_run keeps one row per attempt. Finished rows stay until pruned.
+-- The queue: one row per pending run (queued, running, or failed and waiting for its retry), whether
+-- a scheduled occurrence, a run_now or an event trigger. When a run ends (succeeded, dead, canceled,
+-- skipped) its row moves to task_run in the same statement, so the queue stays small and finishing
+-- a run costs a delete and an insert, not an update that rewrites every index.
 CREATE TABLE due_work (
     id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     task_id           uuid NOT NULL REFERENCES task (id) ON DELETE CASCADE,
@@ -70,8 +72,7 @@ CREATE TABLE due_work (
     scheduled_for     timestamptz NOT NULL,
     run_at            timestamptz NOT NULL,
     priority          smallint NOT NULL CHECK (priority BETWEEN 1 AND 9),
-    state             text NOT NULL DEFAULT 'queued'
-                      CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'dead', 'canceled', 'skipped')),
+    state             text NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'failed')),
     attempt           integer NOT NULL DEFAULT 0 CHECK (attempt >= 0),
     max_attempts      integer NOT NULL CHECK (max_attempts >= 1),
     concurrency_key   text,
@@ -85,15 +86,15 @@ CREATE TABLE due_work (
     last_error        jsonb,
     created_at        timestamptz NOT NULL DEFAULT now(),
     started_at        timestamptz,
-    finished_at       timestamptz,
     -- A lease exists exactly while the run is running.
     CHECK ((state = 'running') = (lease_token IS NOT NULL AND lease_until IS NOT NULL)),
     CHECK (attempt <= max_attempts),
-    CHECK ((concurrency_key IS NULL) = (concurrency_limit IS NULL)),
-    CHECK ((state IN ('succeeded', 'dead', 'canceled', 'skipped')) = (finished_at IS NOT NULL))
+    CHECK ((state = 'queued') = (attempt = 0)),
+    CHECK ((concurrency_key IS NULL) = (concurrency_limit IS NULL))
 );
 
--- One occurrence per task and instant: two schedulers or a re-run tick add nothing twice.
+-- One pending occurrence per task and instant (task_run_occurrence_uq covers finished ones): two
+-- schedulers or a re-run tick add nothing twice.
 CREATE UNIQUE INDEX due_work_occurrence_uq ON due_work (task_id, scheduled_for) WHERE origin = 'schedule';
 -- workers.lease_batch: ready unkeyed work, per priority, earliest first.
 CREATE INDEX due_work_ready_idx ON due_work (priority, run_at, id)
@@ -106,10 +107,8 @@ CREATE INDEX due_work_running_key_idx ON due_work (concurrency_key)
     WHERE state = 'running' AND concurrency_key IS NOT NULL;
 -- workers.rescue_expired: running leases by expiry.
 CREATE INDEX due_work_lease_idx ON due_work (lease_until) WHERE state = 'running';
--- store.runs.list by task, newest first; withdraw on pause/cancel.
-CREATE INDEX due_work_task_idx ON due_work (task_id, id DESC);
--- store.runs.prune: finished runs by age.
-CREATE INDEX due_work_finished_idx ON due_work (finished_at) WHERE finished_at IS NOT NULL;
+-- There is deliberately no index on due_work (task_id): it would be rewritten by every lease. The
+-- per-task statements (pause, cancel, pending runs of a task) scan the pending queue instead.
 
 -- Wake idle workers when work that is already due is enqueued. Future occurrences need no wake-up:
 -- workers sleep until the earliest run_at they know of.
@@ -124,26 +123,44 @@ END $$;
 CREATE TRIGGER due_work_notify AFTER INSERT ON due_work
     REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION due_work_notify();
 
--- One row per attempt. An attempt is recorded once: (work_id, attempt) is unique, so a fenced-out
--- worker cannot add a second result for the same attempt.
+-- Run history: one row per attempt, keyed by (run_id, attempt) so an attempt is recorded once and a
+-- fenced-out worker cannot add a second result for it. `final` marks the row that ended the run
+-- (every state but failed). A run that ended without starting its attempt (canceled while waiting,
+-- skipped by the misfire policy) has a final row with no started_at. The run-level columns are
+-- copied from due_work so history stands alone once the queue row is gone.
+-- No foreign key to task: its check would share-lock the task row from every worker's group commit.
+-- Deleting a task deletes its history explicitly (store.tasks.delete).
 CREATE TABLE task_run (
-    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    work_id      bigint NOT NULL REFERENCES due_work (id) ON DELETE CASCADE,
-    task_id      uuid NOT NULL,
-    attempt      integer NOT NULL CHECK (attempt >= 1),
-    state        text NOT NULL CHECK (state IN ('succeeded', 'failed', 'dead', 'canceled', 'skipped')),
-    worker_id    text,
-    started_at   timestamptz NOT NULL,
-    finished_at  timestamptz NOT NULL,
-    steps        jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(steps) = 'array'),
-    output       jsonb,
-    error        jsonb,
-    UNIQUE (work_id, attempt),
-    CHECK (finished_at >= started_at)
+    run_id        bigint NOT NULL,
+    attempt       integer NOT NULL CHECK (attempt >= 1),
+    task_id       uuid NOT NULL,
+    origin        text NOT NULL CHECK (origin IN ('schedule', 'manual', 'event')),
+    scheduled_for timestamptz NOT NULL,
+    created_at    timestamptz NOT NULL,
+    priority      smallint NOT NULL CHECK (priority BETWEEN 1 AND 9),
+    max_attempts  integer NOT NULL CHECK (max_attempts >= 1),
+    event_id      uuid,
+    state         text NOT NULL CHECK (state IN ('succeeded', 'failed', 'dead', 'canceled', 'skipped')),
+    final         boolean NOT NULL,
+    worker_id     text,
+    started_at    timestamptz,
+    finished_at   timestamptz NOT NULL,
+    steps         jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(steps) = 'array'),
+    output        jsonb,
+    error         jsonb,
+    PRIMARY KEY (run_id, attempt),
+    CHECK (final = (state <> 'failed')),
+    CHECK (attempt <= max_attempts),
+    CHECK (started_at IS NOT NULL OR state IN ('canceled', 'skipped')),
+    CHECK (started_at IS NULL OR finished_at >= started_at)
 );
 
--- store.runs.attempts: a task's attempts, newest first.
-CREATE INDEX task_run_task_idx ON task_run (task_id, id DESC);
+-- store.runs.list by task (a task's finished runs, newest first); store.tasks.delete.
+CREATE INDEX task_run_task_idx ON task_run (task_id, run_id DESC);
+-- store.runs.list --failed: dead runs are rare, so this index costs nothing on the hot path.
+CREATE INDEX task_run_dead_idx ON task_run (run_id DESC) WHERE state = 'dead';
+-- One finished occurrence per task and instant (see due_work_occurrence_uq).
+CREATE UNIQUE INDEX task_run_occurrence_uq ON task_run (task_id, scheduled_for) WHERE origin = 'schedule' AND final;
 
 CREATE TABLE worker (
     id            text PRIMARY KEY,

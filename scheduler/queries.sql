@@ -35,22 +35,37 @@ SELECT id, version, schedule_kind, schedule_expr, timezone, next_fire_at, misfir
    FOR NO KEY UPDATE SKIP LOCKED;
 
 -- insert_occurrences --
--- Write occurrences; ON CONFLICT makes a re-run tick or a second scheduler add nothing twice
--- (due_work_occurrence_uq). Misfired occurrences that will not run are written as skipped runs so
--- history shows them.
+-- Queue occurrences. ON CONFLICT (due_work_occurrence_uq) and the NOT EXISTS probe of finished runs
+-- (task_run_occurrence_uq) make a re-run tick or a second scheduler add nothing twice.
 INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts,
-                      concurrency_key, concurrency_limit, state, finished_at, last_error)
+                      concurrency_key, concurrency_limit)
 SELECT t.id, 'schedule', o.at, o.at, t.priority, t.max_retries + 1,
-       t.concurrency_key, CASE WHEN t.concurrency_key IS NOT NULL THEN t.concurrency_limit END,
-       o.state,
-       CASE WHEN o.state = 'skipped' THEN now() END,
-       CASE WHEN o.state = 'skipped' THEN jsonb_build_object(
-           'code', 'MISFIRE_SKIPPED',
-           'message', 'no scheduler ran at this time; skipped by misfire policy ' || t.misfire_policy) END
-  FROM unnest(CAST(:task_ids AS uuid[]), CAST(:ats AS timestamptz[]), CAST(:states AS text[])) AS o(task_id, at, state)
+       t.concurrency_key, CASE WHEN t.concurrency_key IS NOT NULL THEN t.concurrency_limit END
+  FROM unnest(CAST(:task_ids AS uuid[]), CAST(:ats AS timestamptz[])) AS o(task_id, at)
   JOIN task t ON t.id = o.task_id
+ WHERE NOT EXISTS (
+       SELECT 1 FROM task_run r
+        WHERE r.task_id = o.task_id AND r.scheduled_for = o.at AND r.origin = 'schedule' AND r.final)
 ON CONFLICT (task_id, scheduled_for) WHERE origin = 'schedule' DO NOTHING
-RETURNING state;
+RETURNING id;
+
+-- record_skipped --
+-- Occurrences the misfire policy will not run go straight to history as skipped runs, so people
+-- can see what did not happen and why. They take a run id from the queue's sequence.
+INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
+                      state, final, finished_at, error)
+SELECT nextval(pg_get_serial_sequence('due_work', 'id')), 1, t.id, 'schedule', o.at, now(), t.priority,
+       t.max_retries + 1, 'skipped', true, now(),
+       jsonb_build_object(
+           'code', 'MISFIRE_SKIPPED',
+           'message', 'no scheduler ran at this time; skipped by misfire policy ' || t.misfire_policy)
+  FROM unnest(CAST(:task_ids AS uuid[]), CAST(:ats AS timestamptz[])) AS o(task_id, at)
+  JOIN task t ON t.id = o.task_id
+ WHERE NOT EXISTS (
+       SELECT 1 FROM due_work d
+        WHERE d.task_id = o.task_id AND d.scheduled_for = o.at AND d.origin = 'schedule')
+ON CONFLICT (task_id, scheduled_for) WHERE origin = 'schedule' AND final DO NOTHING
+RETURNING run_id;
 
 -- advance_tasks --
 UPDATE task t

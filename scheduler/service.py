@@ -211,7 +211,9 @@ class SchedulerService:
                 conn.execute(Q["leader_heartbeat"], {"scheduler_id": self.id})
                 if not rows:
                     return result
-                task_ids, ats, states, advance_ids, advance_to = [], [], [], [], []
+                queued: tuple[list[UUID], list[datetime]] = ([], [])
+                skipped: tuple[list[UUID], list[datetime]] = ([], [])
+                advance_ids, advance_to = [], []
                 for row in rows:
                     schedule = self._schedule(row, clock)
                     if schedule is None:
@@ -228,22 +230,21 @@ class SchedulerService:
                             misfire_threshold_s=self.cfg.misfire_threshold_s,
                         )
                     for at, state in planned:
-                        task_ids.append(row["id"])
-                        ats.append(at)
-                        states.append(state)
+                        target = queued if state == "queued" else skipped
+                        target[0].append(row["id"])
+                        target[1].append(at)
                     advance_ids.append(row["id"])
                     advance_to.append(next_fire)
-                if task_ids:
-                    written = conn.execute(
-                        Q["insert_occurrences"], {"task_ids": task_ids, "ats": ats, "states": states}
-                    ).scalars().all()
-                    queued = sum(1 for s in written if s == "queued")
-                    result.queued += queued
-                    result.skipped += len(written) - queued
+                if queued[0]:
+                    written = conn.execute(Q["insert_occurrences"], {"task_ids": queued[0], "ats": queued[1]}).all()
+                    result.queued += len(written)
+                    metrics.SCHEDULER_OCCURRENCES.labels("queued").inc(len(written))
+                if skipped[0]:
+                    written = conn.execute(Q["record_skipped"], {"task_ids": skipped[0], "ats": skipped[1]}).all()
+                    result.skipped += len(written)
+                    metrics.SCHEDULER_OCCURRENCES.labels("skipped").inc(len(written))
                 conn.execute(Q["advance_tasks"], {"ids": advance_ids, "next_fire_at": advance_to})
                 result.tasks += len(rows)
-            metrics.SCHEDULER_OCCURRENCES.labels("queued").inc(result.queued)
-            metrics.SCHEDULER_OCCURRENCES.labels("skipped").inc(result.skipped)
             if len(rows) < self.cfg.batch:
                 return result
 

@@ -62,6 +62,7 @@ def list_page(
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page:
+    """Runs newest first. `next_cursor` continues after the last run of this page."""
     before_id = _decode_cursor(cursor) if cursor else None
     if task_id is not None:
         task_id = get_task(conn, task_id, agent_id)["id"]
@@ -79,27 +80,32 @@ def list_page(
         },
     ).mappings().all()
     items = [public(r) for r in rows[:limit]]
-    next_cursor = str(rows[limit - 1]["id"]) if len(rows) > limit else None
+    next_cursor = str(rows[limit - 1]["run_id"]) if len(rows) > limit else None
     return Page(items, next_cursor)
 
 
 def get(conn: Connection, run_id: int | str, *, agent_id: UUID | None = None) -> dict[str, Any]:
     """A run with every attempt (steps, timing, output or error)."""
     rid = _run_id(run_id)
-    row = conn.execute(Q["get_run"], {"id": rid, "agent_id": agent_id}).mappings().one_or_none()
+    params = {"id": rid, "agent_id": agent_id}
+    row = conn.execute(Q["get_pending_run"], params).mappings().one_or_none()
+    if row is None:
+        row = conn.execute(Q["get_ended_run"], params).mappings().one_or_none()
     if row is None:
         raise NotFound(f"run {run_id} not found", details={"run_id": str(run_id)})
-    attempts = conn.execute(Q["attempts"], {"work_id": rid}).mappings().all()
-    latest = attempts[-1] if attempts else None
-    out = public({**row, "steps": latest["steps"] if latest else None, "output": latest["output"] if latest else None})
+    attempts = conn.execute(Q["attempts"], {"run_id": rid}).mappings().all()
+    current = next((a for a in attempts if a["attempt"] == row["attempt"]), None)
+    out = public({**row, "steps": current["steps"] if current else None, "output": current["output"] if current else None})
     out["attempts"] = [
         {
             "attempt": a["attempt"],
             "state": a["state"],
             "worker_id": a["worker_id"],
-            "started_at": a["started_at"].isoformat(),
-            "finished_at": a["finished_at"].isoformat(),
-            "duration_ms": round((a["finished_at"] - a["started_at"]).total_seconds() * 1000, 3),
+            "started_at": _iso(a["started_at"]),
+            "finished_at": _iso(a["finished_at"]),
+            "duration_ms": (
+                round((a["finished_at"] - a["started_at"]).total_seconds() * 1000, 3) if a["started_at"] else None
+            ),
             "steps": a["steps"],
             "output": a["output"],
             "error": a["error"],
@@ -110,10 +116,14 @@ def get(conn: Connection, run_id: int | str, *, agent_id: UUID | None = None) ->
 
 
 def cancel(conn: Connection, run_id: int | str, *, agent_id: UUID | None = None) -> dict[str, Any]:
+    """Withdraw a waiting run at once; ask a running one to stop at its next step boundary."""
     run = get(conn, run_id, agent_id=agent_id)
     if run["state"] not in ("queued", "failed", "running"):
         raise Conflict(f"run {run_id} is {run['state']}; only waiting or running runs can be canceled")
-    conn.execute(Q["cancel_run"], {"id": run["id"]})
+    if run["state"] == "running":
+        conn.execute(Q["request_cancel"], {"id": run["id"]})
+    else:
+        conn.execute(Q["cancel_waiting_run"], {"id": run["id"], "message": "canceled by request"})
     return get(conn, run_id, agent_id=agent_id)
 
 
@@ -126,9 +136,9 @@ def prune(conn: Connection, cutoff: datetime, batch: int = 5000) -> int:
 
 
 def public(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A run as JSON: state, timing, the latest attempt's steps and output, the last error."""
+    """A run as JSON: state, timing, the current attempt's steps and output, the last error."""
     return {
-        "id": row["id"],
+        "id": row["run_id"],
         "task_id": str(row["task_id"]),
         "task_title": row.get("task_title"),
         "state": row["state"],
@@ -144,7 +154,7 @@ def public(row: Mapping[str, Any]) -> dict[str, Any]:
         "worker_id": row["worker_id"],
         "event_id": str(row["event_id"]) if row["event_id"] else None,
         "cancel_requested": row["cancel_requested"],
-        "error": row["last_error"],
+        "error": row["error"],
         "steps": row.get("steps") or [],
         "output": row.get("output"),
     }

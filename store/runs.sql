@@ -1,5 +1,5 @@
--- Run statements used by the API, the CLI and benchmarks. A run is a due_work row; its attempts are
--- task_run rows.
+-- Run statements used by the API, the CLI and benchmarks. A pending run is a due_work row; a run
+-- that ended is the final task_run row of its attempts. Both carry the same run id.
 
 -- enqueue_manual --
 -- run_now: :n runs of a task, due at once (the due_work trigger NOTIFYs idle workers).
@@ -14,63 +14,104 @@ SELECT t.id, :origin, now(), now(), t.priority, t.max_retries + 1,
 RETURNING id;
 
 -- list_runs --
--- Newest first, keyset-paginated on id (the primary key), so rows inserted while a client pages
--- appear only before its first page and are never skipped or repeated. The latest attempt supplies
--- steps and output.
-SELECT d.*, t.title AS task_title, a.steps, a.output
-  FROM due_work d
-  JOIN task t ON t.id = d.task_id
-  LEFT JOIN LATERAL (
-       SELECT steps, output FROM task_run r WHERE r.work_id = d.id ORDER BY r.attempt DESC LIMIT 1) a ON true
- WHERE (CAST(:agent_id AS uuid) IS NULL OR t.agent_id = :agent_id)
-   AND (CAST(:task_id AS uuid) IS NULL OR d.task_id = :task_id)
-   AND (CAST(:states AS text[]) IS NULL OR d.state = ANY(CAST(:states AS text[])))
-   AND (CAST(:worker_id AS text) IS NULL OR d.worker_id = :worker_id)
-   AND (CAST(:since AS timestamptz) IS NULL OR d.created_at >= :since)
-   AND (CAST(:until AS timestamptz) IS NULL OR d.created_at < :until)
-   AND (CAST(:before_id AS bigint) IS NULL OR d.id < :before_id)
- ORDER BY d.id DESC
- LIMIT :limit;
+-- Newest first, keyset-paginated on the run id: pending runs from due_work, ended runs from their
+-- final task_run row. A run is in exactly one of the two at any moment (it moves in one statement),
+-- so a client paging while runs are added or finish sees each run once, with no gaps.
+WITH pending AS (
+    SELECT d.id AS run_id, d.task_id, d.state, d.attempt, d.max_attempts, d.origin, d.priority,
+           d.scheduled_for, d.run_at, d.created_at, d.started_at, CAST(NULL AS timestamptz) AS finished_at,
+           d.worker_id, d.event_id, d.cancel_requested, d.last_error AS error
+      FROM due_work d
+     WHERE (CAST(:task_id AS uuid) IS NULL OR d.task_id = :task_id)
+       AND (CAST(:states AS text[]) IS NULL OR d.state = ANY(CAST(:states AS text[])))
+       AND (CAST(:worker_id AS text) IS NULL OR d.worker_id = :worker_id)
+       AND (CAST(:since AS timestamptz) IS NULL OR d.created_at >= :since)
+       AND (CAST(:until AS timestamptz) IS NULL OR d.created_at < :until)
+       AND (CAST(:before_id AS bigint) IS NULL OR d.id < :before_id)
+       AND (CAST(:agent_id AS uuid) IS NULL OR d.task_id IN (SELECT id FROM task WHERE agent_id = :agent_id))
+     ORDER BY d.id DESC
+     LIMIT :limit),
+ended AS (
+    SELECT r.run_id, r.task_id, r.state, r.attempt, r.max_attempts, r.origin, r.priority,
+           r.scheduled_for, CAST(NULL AS timestamptz) AS run_at, r.created_at, r.started_at, r.finished_at,
+           r.worker_id, r.event_id, false AS cancel_requested, r.error
+      FROM task_run r
+     WHERE r.final
+       AND (CAST(:task_id AS uuid) IS NULL OR r.task_id = :task_id)
+       AND (CAST(:states AS text[]) IS NULL OR r.state = ANY(CAST(:states AS text[])))
+       AND (CAST(:worker_id AS text) IS NULL OR r.worker_id = :worker_id)
+       AND (CAST(:since AS timestamptz) IS NULL OR r.created_at >= :since)
+       AND (CAST(:until AS timestamptz) IS NULL OR r.created_at < :until)
+       AND (CAST(:before_id AS bigint) IS NULL OR r.run_id < :before_id)
+       AND (CAST(:agent_id AS uuid) IS NULL OR r.task_id IN (SELECT id FROM task WHERE agent_id = :agent_id))
+     ORDER BY r.run_id DESC
+     LIMIT :limit),
+page AS (
+    SELECT * FROM pending
+    UNION ALL
+    SELECT * FROM ended
+    ORDER BY run_id DESC
+    LIMIT :limit)
+SELECT p.*, t.title AS task_title, a.steps, a.output
+  FROM page p
+  JOIN task t ON t.id = p.task_id
+  LEFT JOIN task_run a ON a.run_id = p.run_id AND a.attempt = p.attempt
+ ORDER BY p.run_id DESC;
 
--- get_run --
-SELECT d.*, t.title AS task_title, t.agent_id
+-- get_pending_run --
+SELECT d.id AS run_id, d.task_id, d.state, d.attempt, d.max_attempts, d.origin, d.priority,
+       d.scheduled_for, d.run_at, d.created_at, d.started_at, CAST(NULL AS timestamptz) AS finished_at,
+       d.worker_id, d.event_id, d.cancel_requested, d.last_error AS error, t.title AS task_title, t.agent_id
   FROM due_work d
   JOIN task t ON t.id = d.task_id
  WHERE d.id = :id
    AND (CAST(:agent_id AS uuid) IS NULL OR t.agent_id = :agent_id);
 
+-- get_ended_run --
+SELECT r.run_id, r.task_id, r.state, r.attempt, r.max_attempts, r.origin, r.priority,
+       r.scheduled_for, CAST(NULL AS timestamptz) AS run_at, r.created_at, r.started_at, r.finished_at,
+       r.worker_id, r.event_id, false AS cancel_requested, r.error, t.title AS task_title, t.agent_id
+  FROM task_run r
+  JOIN task t ON t.id = r.task_id
+ WHERE r.run_id = :id AND r.final
+   AND (CAST(:agent_id AS uuid) IS NULL OR t.agent_id = :agent_id);
+
 -- attempts --
 SELECT attempt, state, worker_id, started_at, finished_at, steps, output, error
   FROM task_run
- WHERE work_id = :work_id
+ WHERE run_id = :run_id
  ORDER BY attempt;
 
--- cancel_run --
--- A waiting run is withdrawn at once; a running one is asked to stop at its next step boundary
--- (the worker sees the flag with its heartbeat and records the attempt as canceled).
-UPDATE due_work
-   SET state = CASE WHEN state = 'running' THEN state ELSE 'canceled' END,
-       finished_at = CASE WHEN state = 'running' THEN finished_at ELSE now() END,
-       cancel_requested = true,
-       last_error = CASE WHEN state = 'running' THEN last_error
-                         ELSE jsonb_build_object('code', 'CANCELED', 'message', 'canceled by request') END
- WHERE id = :id AND state IN ('queued', 'failed', 'running')
-RETURNING id, state;
+-- cancel_waiting_run --
+-- A run that has not started (queued, or failed and waiting for its retry) ends as canceled: it
+-- leaves the queue and its unstarted attempt is recorded as the final one.
+WITH waiting AS (
+    DELETE FROM due_work WHERE id = :id AND state IN ('queued', 'failed') RETURNING *)
+INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
+                      event_id, state, final, finished_at, error)
+SELECT id, attempt + 1, task_id, origin, scheduled_for, created_at, priority, max_attempts,
+       event_id, 'canceled', true, now(), jsonb_build_object('code', 'CANCELED', 'message', CAST(:message AS text))
+  FROM waiting
+RETURNING run_id;
+
+-- request_cancel --
+-- A running run is asked to stop at its next step boundary (the worker sees the flag with its
+-- heartbeat and records the attempt as canceled).
+UPDATE due_work SET cancel_requested = true WHERE id = :id AND state = 'running' RETURNING id;
 
 -- queue_depth --
--- Waiting runs by state, for metrics and `ordo status`.
+-- Waiting runs by state, for metrics and health.
 SELECT state, count(*) AS n, min(run_at) AS oldest_run_at
   FROM due_work
- WHERE state IN ('queued', 'failed', 'running')
  GROUP BY state;
 
 -- prune_finished --
--- Retention: finished runs older than the cutoff go, with their attempts (ON DELETE CASCADE).
--- Batched so a large backlog never holds long locks.
+-- Retention: runs that ended before the cutoff go, with all their attempts. Oldest run ids first, in
+-- batches, so a large backlog never holds long locks.
 WITH old AS (
-    SELECT id FROM due_work
-     WHERE finished_at < :cutoff
-     ORDER BY finished_at
+    SELECT run_id FROM task_run
+     WHERE final AND finished_at < :cutoff
+     ORDER BY run_id
      LIMIT :n)
-DELETE FROM due_work d USING old WHERE d.id = old.id
-RETURNING d.id;
+DELETE FROM task_run r USING old WHERE r.run_id = old.run_id
+RETURNING r.run_id;

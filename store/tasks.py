@@ -231,6 +231,7 @@ def delete(conn: Connection, task_id: UUID | str, *, agent_id: UUID | None = Non
     """Remove a task with its runs and history."""
     current = get(conn, task_id, agent_id, lock=True)
     conn.execute(Q["delete_task"], {"id": current["id"]})
+    conn.execute(Q["delete_task_history"], {"id": current["id"]})
 
 
 def list_page(

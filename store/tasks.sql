@@ -66,18 +66,29 @@ DELETE FROM due_work
 
 -- cancel_waiting --
 -- Cancel: every other run of the task that waits (queued by hand or event, or awaiting a retry) ends
--- as canceled; running ones are asked to stop at the next step boundary.
+-- as canceled in history; running ones are asked to stop at the next step boundary.
 WITH waiting AS (
-    UPDATE due_work
-       SET state = 'canceled', finished_at = now(),
-           last_error = jsonb_build_object('code', 'TASK_CANCELED', 'message', 'the task was canceled')
+    DELETE FROM due_work
      WHERE task_id = :task_id AND state IN ('queued', 'failed')
-    RETURNING id),
+    RETURNING *),
+recorded AS (
+    INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
+                          event_id, state, final, finished_at, error)
+    SELECT id, attempt + 1, task_id, origin, scheduled_for, created_at, priority, max_attempts,
+           event_id, 'canceled', true, now(),
+           jsonb_build_object('code', 'TASK_CANCELED', 'message', 'the task was canceled')
+      FROM waiting
+    RETURNING run_id),
 running AS (
     UPDATE due_work SET cancel_requested = true
      WHERE task_id = :task_id AND state = 'running'
     RETURNING id)
-SELECT (SELECT count(*) FROM waiting) AS canceled, (SELECT count(*) FROM running) AS stopping;
+SELECT (SELECT count(*) FROM recorded) AS canceled, (SELECT count(*) FROM running) AS stopping;
 
 -- delete_task --
+-- The task and its pending runs (ON DELETE CASCADE). Runs being finished right now hold their
+-- due_work rows, so this waits for them; delete_task_history then sees their history rows.
 DELETE FROM task WHERE id = :id RETURNING id;
+
+-- delete_task_history --
+DELETE FROM task_run WHERE task_id = :id;

@@ -19,7 +19,6 @@ from store.embedded import ensure_server
 from store.migrate import migrate
 
 REPO = Path(__file__).resolve().parents[1]
-TEMPLATE = "ordo_template"
 
 
 def _admin_url(url: str) -> str:
@@ -49,15 +48,19 @@ def server_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def template_db(server_url: str) -> str:
+def template_db(server_url: str) -> Iterator[str]:
+    """A migrated database to clone; named per session so concurrent test runs do not collide."""
+    name = f"ordo_template_{os.getpid()}"
     admin = _admin_url(server_url)
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
-    db = Database(_with_db(server_url, TEMPLATE), pool_size=1)
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    db = Database(_with_db(server_url, name), pool_size=1)
     migrate(db)
     db.dispose()
-    return TEMPLATE
+    yield name
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture

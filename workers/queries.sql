@@ -96,34 +96,45 @@ SELECT least(
 
 -- finish_many --
 -- Record finished attempts in one statement. Fenced: only rows still leased under the same token
--- change, so a worker whose lease expired and was rescued cannot overwrite the new holder's state;
--- exactly the rows that changed get their task_run row. finished_at is started_at (database clock,
--- set at lease) plus the duration the worker measured, so worker clock skew cannot reorder history.
+-- change, so a worker whose lease expired (and was rescued) cannot overwrite the new holder's state;
+-- exactly the rows that changed get their task_run row. A run that will be retried stays queued as
+-- failed; a run that ended leaves the queue. finished_at is started_at (database clock, set at lease)
+-- plus the duration the worker measured, so worker clock skew cannot reorder history.
 WITH outcome AS (
     SELECT *
       FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS uuid[]), CAST(:states AS text[]),
                   CAST(:retry_in_s AS double precision[]), CAST(:duration_s AS double precision[]),
                   CAST(:steps AS jsonb[]), CAST(:outputs AS jsonb[]), CAST(:errors AS jsonb[]))
            AS o(id, token, state, retry_in_s, duration_s, steps, output, error)),
-changed AS (
+retried AS (
     UPDATE due_work d
-       SET state = o.state,
-           run_at = CASE WHEN o.state = 'failed' THEN now() + make_interval(secs => o.retry_in_s) ELSE d.run_at END,
+       SET state = 'failed',
+           run_at = now() + make_interval(secs => o.retry_in_s),
            lease_token = NULL,
            lease_until = NULL,
-           finished_at = CASE WHEN o.state = 'failed' THEN NULL
-                              ELSE d.started_at + make_interval(secs => o.duration_s) END,
            last_error = o.error
       FROM outcome o
      WHERE d.id = ANY(CAST(:ids AS bigint[]))  -- a primary-key probe whatever the statistics say
-       AND d.id = o.id AND d.lease_token = o.token AND d.state = 'running'
-    RETURNING d.id, d.task_id, d.attempt, d.worker_id, d.started_at)
-INSERT INTO task_run (work_id, task_id, attempt, state, worker_id, started_at, finished_at, steps, output, error)
-SELECT c.id, c.task_id, c.attempt, o.state, c.worker_id, c.started_at,
+       AND d.id = o.id AND d.lease_token = o.token AND d.state = 'running' AND o.state = 'failed'
+    RETURNING d.*),
+ended AS (
+    DELETE FROM due_work d
+     USING outcome o
+     WHERE d.id = ANY(CAST(:ids AS bigint[]))
+       AND d.id = o.id AND d.lease_token = o.token AND d.state = 'running' AND o.state <> 'failed'
+    RETURNING d.*),
+changed AS (
+    SELECT * FROM retried
+    UNION ALL
+    SELECT * FROM ended)
+INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
+                      event_id, state, final, worker_id, started_at, finished_at, steps, output, error)
+SELECT c.id, c.attempt, c.task_id, c.origin, c.scheduled_for, c.created_at, c.priority, c.max_attempts,
+       c.event_id, o.state, o.state <> 'failed', c.worker_id, c.started_at,
        c.started_at + make_interval(secs => o.duration_s), o.steps, o.output, o.error
   FROM changed c
   JOIN outcome o ON o.id = c.id
-RETURNING work_id;
+RETURNING run_id;
 
 -- renew_leases --
 -- Heartbeat: extend the leases this worker still holds. Rows it lost (rescued) do not come back, and
@@ -151,34 +162,45 @@ UPDATE due_work d
 RETURNING d.id;
 
 -- rescue_expired --
--- Return expired leases (their worker died or stopped renewing) to the queue, or mark the run dead
--- when no attempts remain; record the lost attempt in task_run. Oldest expiries first, in batches;
--- SKIP LOCKED steps around a worker renewing or finishing the same row right now.
+-- Return expired leases (their worker died or stopped renewing) to the queue, or end the run as dead
+-- when no attempts remain; record the abandoned attempt in task_run. Oldest expiries first, in
+-- batches; SKIP LOCKED steps around a worker renewing or finishing the same row right now.
 WITH expired AS (
-    SELECT id
+    SELECT id, attempt >= max_attempts AS exhausted
       FROM due_work
      WHERE state = 'running' AND lease_until < coalesce(CAST(:now AS timestamptz), now())
      ORDER BY lease_until
      LIMIT :n
        FOR UPDATE SKIP LOCKED),
-changed AS (
+retried AS (
     UPDATE due_work d
-       SET state = CASE WHEN d.attempt >= d.max_attempts THEN 'dead' ELSE 'failed' END,
-           run_at = now(),
-           lease_token = NULL,
-           lease_until = NULL,
-           finished_at = CASE WHEN d.attempt >= d.max_attempts THEN greatest(now(), d.started_at) END,
+       SET state = 'failed', run_at = now(), lease_token = NULL, lease_until = NULL,
            last_error = jsonb_build_object(
                'code', 'LEASE_EXPIRED',
                'message', 'worker ' || coalesce(d.worker_id, '?') || ' stopped renewing its lease; attempt abandoned',
                'retryable', true)
       FROM expired e
-     WHERE d.id = e.id
-    RETURNING d.id, d.task_id, d.attempt, d.worker_id, d.started_at, d.state, d.last_error)
-INSERT INTO task_run (work_id, task_id, attempt, state, worker_id, started_at, finished_at, steps, error)
-SELECT id, task_id, attempt, state, worker_id, started_at, greatest(now(), started_at), '[]', last_error
+     WHERE d.id = e.id AND NOT e.exhausted
+    RETURNING d.*),
+ended AS (
+    DELETE FROM due_work d
+     USING expired e
+     WHERE d.id = e.id AND e.exhausted
+    RETURNING d.*),
+changed AS (
+    SELECT *, 'failed' AS new_state FROM retried
+    UNION ALL
+    SELECT *, 'dead' AS new_state FROM ended)
+INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
+                      event_id, state, final, worker_id, started_at, finished_at, error)
+SELECT id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
+       event_id, new_state, new_state = 'dead', worker_id, started_at, greatest(now(), started_at),
+       jsonb_build_object(
+           'code', 'LEASE_EXPIRED',
+           'message', 'worker ' || coalesce(worker_id, '?') || ' stopped renewing its lease; attempt abandoned',
+           'retryable', true)
   FROM changed
-RETURNING work_id, task_id, attempt, state;
+RETURNING run_id, task_id, attempt, state;
 
 -- task_definitions --
 -- What a worker needs to run a task's pipeline; cached by (id, version).

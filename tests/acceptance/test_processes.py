@@ -66,14 +66,15 @@ def test_four_workers_drain_2000_runs_each_exactly_once(ordo, dbh):
     with dbh.tx() as conn:
         store_runs.enqueue(conn, task["id"], n=2000)
     workers = [ordo.spawn("worker", "--concurrency", "16", name="worker") for _ in range(4)]
-    wait_for(lambda: scalar(dbh, "SELECT count(*) FROM due_work WHERE state = 'succeeded'") == 2000,
+    wait_for(lambda: scalar(dbh, "SELECT count(*) FROM task_run WHERE state = 'succeeded'") >= 2000,
              timeout=120, interval=0.2, what="2000 runs to succeed")
     for w in workers:
         w.send_signal(signal.SIGTERM)
     assert [w.wait(30) for w in workers] == [0, 0, 0, 0]
     assert scalar(dbh, "SELECT count(*) FROM task_run") == 2000
-    assert scalar(dbh, "SELECT count(DISTINCT work_id) FROM task_run WHERE state = 'succeeded'") == 2000
-    assert scalar(dbh, "SELECT count(*) FROM due_work WHERE attempt <> 1") == 0
+    assert scalar(dbh, "SELECT count(DISTINCT run_id) FROM task_run WHERE state = 'succeeded'") == 2000
+    assert scalar(dbh, "SELECT count(*) FROM task_run WHERE attempt <> 1") == 0
+    assert scalar(dbh, "SELECT count(*) FROM due_work") == 0
     per_worker = rows(dbh, "SELECT worker_id, count(*) AS n FROM task_run GROUP BY worker_id")
     assert len(per_worker) >= 2  # the work was shared, not taken by one worker
 
@@ -87,9 +88,9 @@ def test_a_worker_killed_mid_run_has_its_run_finished_by_another_exactly_once(or
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
     ordo.spawn("worker", name="rescuer")
-    wait_for(lambda: scalar(dbh, "SELECT state FROM due_work WHERE id = :id", id=run_id) == "succeeded",
+    wait_for(lambda: scalar(dbh, "SELECT state FROM task_run WHERE run_id = :id AND final", id=run_id) == "succeeded",
              timeout=60, interval=0.2, what="the rescued run to succeed")
-    attempts = rows(dbh, "SELECT attempt, state, error FROM task_run WHERE work_id = :id ORDER BY attempt", id=run_id)
+    attempts = rows(dbh, "SELECT attempt, state, error FROM task_run WHERE run_id = :id ORDER BY attempt", id=run_id)
     assert [(a["attempt"], a["state"]) for a in attempts] == [(1, "failed"), (2, "succeeded")]
     assert attempts[0]["error"]["code"] == "LEASE_EXPIRED"
     assert scalar(dbh, "SELECT count(*) FROM task_run WHERE state = 'succeeded'") == 1
@@ -105,7 +106,7 @@ def test_sigterm_finishes_the_running_run_and_hands_back_the_rest(ordo, dbh, slo
         waiting = store_runs.enqueue(conn, task["id"], n=3)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(30) == 0
-    assert scalar(dbh, "SELECT state FROM due_work WHERE id = :id", id=running_id) == "succeeded"
+    assert scalar(dbh, "SELECT state FROM task_run WHERE run_id = :id AND final", id=running_id) == "succeeded"
     states = rows(dbh, "SELECT state, attempt, lease_token FROM due_work WHERE id = ANY(:ids)", ids=waiting)
     assert all((s["state"], s["attempt"], s["lease_token"]) == ("queued", 0, None) for s in states)
     assert scalar(dbh, "SELECT state FROM worker") == "stopped"
@@ -121,7 +122,7 @@ def test_two_schedulers_fail_over_without_duplicating_an_occurrence(ordo, dbh):
     leader_id = wait_for(lambda: scalar(dbh, "SELECT scheduler_id FROM scheduler_leader"), timeout=30, what="a leader")
     wait_for(lambda: scalar(dbh, "SELECT count(*) FROM due_work") > 0, timeout=30)
     leader, standby = (first, second) if leader_id.endswith(f":{first.pid}") else (second, first)
-    before = scalar(dbh, "SELECT count(*) FROM due_work")
+    before = scalar(dbh, "SELECT count(*) FROM due_work") + scalar(dbh, "SELECT count(*) FROM task_run")
     leader.send_signal(signal.SIGKILL)
     leader.wait(10)
     killed_at = time.monotonic()
@@ -133,9 +134,11 @@ def test_two_schedulers_fail_over_without_duplicating_an_occurrence(ordo, dbh):
         conn.execute(__import__("sqlalchemy").text("UPDATE task SET next_fire_at = now() - interval '30 seconds'"))
     time.sleep(1.5)
     assert standby.poll() is None
-    assert scalar(dbh, "SELECT count(*) FROM due_work") >= before
-    duplicates = scalar(dbh, "SELECT count(*) FROM (SELECT task_id, scheduled_for FROM due_work "
-                             "GROUP BY 1, 2 HAVING count(*) > 1) d")
+    assert scalar(dbh, "SELECT count(*) FROM due_work") + scalar(dbh, "SELECT count(*) FROM task_run") >= before
+    duplicates = scalar(dbh, "SELECT count(*) FROM (SELECT task_id, scheduled_for FROM ("
+                             " SELECT task_id, scheduled_for FROM due_work"
+                             " UNION ALL SELECT task_id, scheduled_for FROM task_run WHERE final) o"
+                             " GROUP BY 1, 2 HAVING count(*) > 1) d")
     assert duplicates == 0
     assert took_over_s < 10
 

@@ -90,9 +90,12 @@ def test_a_fenced_late_completion_is_rejected(db):
     assert fresh["attempt"] == 2
     assert succeed(db, [stale]) == set()  # the slow worker's result is refused
     assert succeed(db, [fresh]) == {fresh["id"]}
-    attempts = rows(db, "SELECT attempt, state, worker_id FROM task_run ORDER BY attempt")
-    assert [(a["attempt"], a["state"], a["worker_id"]) for a in attempts] == [(1, "failed", "slow"), (2, "succeeded", "fast")]
-    assert scalar(db, "SELECT state FROM due_work") == "succeeded"
+    attempts = rows(db, "SELECT attempt, state, worker_id, final FROM task_run ORDER BY attempt")
+    assert [(a["attempt"], a["state"], a["worker_id"], a["final"]) for a in attempts] == [
+        (1, "failed", "slow", False),
+        (2, "succeeded", "fast", True),
+    ]
+    assert scalar(db, "SELECT count(*) FROM due_work") == 0  # the run left the queue
 
 
 def test_an_expired_lease_with_no_attempts_left_is_dead(db):
@@ -101,7 +104,8 @@ def test_an_expired_lease_with_no_attempts_left_is_dead(db):
     lease(db, lease_s=5)
     with db.tx() as conn:
         conn.execute(Q["rescue_expired"], {"now": datetime.now(UTC) + timedelta(seconds=10), "n": 100})
-    assert scalar(db, "SELECT state FROM due_work") == "dead"
+    assert scalar(db, "SELECT count(*) FROM due_work") == 0
+    assert scalar(db, "SELECT state FROM task_run WHERE final") == "dead"
     error = scalar(db, "SELECT error FROM task_run")
     assert error["code"] == "LEASE_EXPIRED"
 

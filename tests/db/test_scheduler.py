@@ -26,10 +26,13 @@ def scheduler(db):
 
 
 def occurrences(db, task_id=None):
+    """Scheduled runs, pending (due_work) or already in history (task_run), by instant."""
     return rows(
         db,
-        "SELECT scheduled_for, state FROM due_work WHERE origin = 'schedule' "
-        "AND (CAST(:t AS uuid) IS NULL OR task_id = :t) ORDER BY scheduled_for",
+        "SELECT scheduled_for, state FROM ("
+        " SELECT task_id, scheduled_for, state FROM due_work WHERE origin = 'schedule'"
+        " UNION ALL SELECT task_id, scheduled_for, state FROM task_run WHERE origin = 'schedule' AND final) o "
+        "WHERE CAST(:t AS uuid) IS NULL OR task_id = :t ORDER BY scheduled_for",
         t=task_id,
     )
 

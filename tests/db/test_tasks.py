@@ -82,7 +82,8 @@ def test_cancel_is_final_and_cancels_waiting_runs(db):
     with db.tx() as conn:
         run_id = store_runs.enqueue(conn, task["id"])[0]
         store_tasks.cancel(conn, task["id"])
-    assert scalar(db, "SELECT state FROM due_work WHERE id = :id", id=run_id) == "canceled"
+    with db.tx() as conn:
+        assert store_runs.get(conn, run_id)["state"] == "canceled"
     with db.tx() as conn, pytest.raises(Conflict):
         store_tasks.resume(conn, task["id"], now=NOW)
     with db.tx() as conn, pytest.raises(Conflict):

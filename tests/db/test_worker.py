@@ -40,7 +40,7 @@ WITH_GATE = ToolRegistry([*REGISTRY.values(), GATED])
 
 
 def finished(db, run_id):
-    return scalar(db, "SELECT state FROM due_work WHERE id = :id AND state IN ('succeeded','dead','canceled')", id=run_id)
+    return scalar(db, "SELECT state FROM task_run WHERE run_id = :id AND final", id=run_id)
 
 
 def test_a_queued_run_is_executed_and_its_steps_recorded(db):
@@ -74,7 +74,7 @@ def test_event_payload_and_run_fields_reach_templates(db):
         (run_id,) = store_runs.enqueue(conn, task["id"], origin="event", event_id=event_id)
     with running_worker(db):
         wait_for(lambda: finished(db, run_id))
-    output = scalar(db, "SELECT steps FROM task_run WHERE work_id = :id", id=run_id)[0]["output"]
+    output = scalar(db, "SELECT steps FROM task_run WHERE run_id = :id", id=run_id)[0]["output"]
     assert output == {"message": "order 42 attempt 1"}
 
 
@@ -89,10 +89,11 @@ def test_a_failing_run_is_retried_with_backoff_then_dead(db):
         (run_id,) = store_runs.enqueue(conn, task["id"])
     with running_worker(db):
         wait_for(lambda: finished(db, run_id), timeout=15)
-    attempts = rows(db, "SELECT attempt, state, error FROM task_run WHERE work_id = :id ORDER BY attempt", id=run_id)
+    attempts = rows(db, "SELECT attempt, state, error FROM task_run WHERE run_id = :id ORDER BY attempt", id=run_id)
     assert [(a["attempt"], a["state"]) for a in attempts] == [(1, "failed"), (2, "failed"), (3, "dead")]
     assert all(a["error"]["code"] == "HTTP_UNREACHABLE" for a in attempts)
-    assert scalar(db, "SELECT state FROM due_work WHERE id = :id", id=run_id) == "dead"
+    with db.tx() as conn:
+        assert store_runs.get(conn, run_id)["state"] == "dead"
 
 
 def test_a_permanent_failure_is_dead_at_once(db):
@@ -102,8 +103,8 @@ def test_a_permanent_failure_is_dead_at_once(db):
         (run_id,) = store_runs.enqueue(conn, task["id"])
     with running_worker(db):
         wait_for(lambda: finished(db, run_id))
-    assert scalar(db, "SELECT count(*) FROM task_run WHERE work_id = :id", id=run_id) == 1
-    assert scalar(db, "SELECT last_error->>'code' FROM due_work WHERE id = :id", id=run_id) == "INPUT_INVALID"
+    assert scalar(db, "SELECT count(*) FROM task_run WHERE run_id = :id", id=run_id) == 1
+    assert scalar(db, "SELECT error->>'code' FROM task_run WHERE run_id = :id", id=run_id) == "INPUT_INVALID"
 
 
 def test_a_running_run_is_canceled_at_the_next_step_boundary(db):
@@ -127,7 +128,7 @@ def test_a_running_run_is_canceled_at_the_next_step_boundary(db):
         time.sleep(1.5)  # one heartbeat (lease_s / 3) carries the request to the worker
         GATE.set()
         wait_for(lambda: finished(db, run_id))
-    run = rows(db, "SELECT state, steps FROM task_run WHERE work_id = :id", id=run_id)[0]
+    run = rows(db, "SELECT state, steps FROM task_run WHERE run_id = :id", id=run_id)[0]
     assert run["state"] == "canceled"
     assert [s["id"] for s in run["steps"]] == ["wait"]
 
@@ -158,5 +159,5 @@ def test_stopping_lets_a_running_run_finish_within_the_grace_period(db):
     with running_worker(db, registry=WITH_GATE, shutdown_grace_s=10):
         assert ENTERED.wait(10)
         opener.start()
-    assert scalar(db, "SELECT state FROM due_work WHERE id = :id", id=run_id) == "succeeded"
+    assert finished(db, run_id) == "succeeded"
     assert scalar(db, "SELECT state FROM worker") == "stopped"
