@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from api.schemas import ErrorBody
 from engine.pipeline import format_path
@@ -137,13 +138,25 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if status == 404:
         message = f"no route {request.method} {request.url.path}; see /docs"
     elif status == 405:
-        message = f"{request.method} is not allowed on {request.url.path}"
+        allowed = _allowed_methods(request)
+        message = f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}"
+        return error_response(status, code, message, {"allowed": allowed}, {"Allow": ", ".join(allowed)})
     elif status == 400 and exc.detail == "There was an error parsing the body":
         code = "MALFORMED_JSON"
         message = "the request body could not be parsed as JSON (too deeply nested, a number too long, or not UTF-8)"
     else:
         message = str(exc.detail)
     return error_response(status, code, message, {}, dict(exc.headers or {}))
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    # Starlette's Allow names only the first route that matched the path; ask every route instead.
+    allowed = []
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -228,9 +228,9 @@ class Attempt(BaseModel):
     attempt: int
     state: str
     worker_id: str | None
-    started_at: Timestamp
+    started_at: OptionalTimestamp = Field(description="Null when the run ended before this attempt started (canceled while waiting).")
     finished_at: Timestamp
-    duration_ms: float
+    duration_ms: float | None
     steps: list[StepRecord]
     output: AnyJson
     error: AnyJson
@@ -246,7 +246,7 @@ class RunPublic(_Open):
     origin: Literal["schedule", "manual", "event"]
     priority: int
     scheduled_for: Timestamp
-    run_at: Timestamp
+    run_at: OptionalTimestamp = Field(description="When a pending run is due (null once it ended).")
     created_at: Timestamp
     started_at: OptionalTimestamp
     finished_at: OptionalTimestamp

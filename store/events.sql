@@ -30,8 +30,11 @@ SELECT * FROM event
    AND (CAST(:agent_id AS uuid) IS NULL OR agent_id = :agent_id);
 
 -- event_runs --
--- The runs an event queued (runs keep event_id until the event is pruned).
-SELECT id AS run_id, task_id FROM due_work WHERE event_id = :event_id ORDER BY id;
+-- The runs an event queued: pending ones in due_work, ended ones as their final task_run row.
+SELECT id AS run_id, task_id FROM due_work WHERE event_id = :event_id
+UNION ALL
+SELECT run_id, task_id FROM task_run WHERE event_id = :event_id AND final
+ORDER BY run_id;
 
 -- list_events --
 -- Newest first, keyset-paginated on (created_at, id): event_agent_idx for an agent, event_created_idx

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,8 +18,10 @@ from api.bootstrap import ensure_admin_token
 from store import agents
 from store.db import Database
 from store.settings import Settings
+from tests.helpers import REGISTRY
 
 TokenFactory = Callable[..., str]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -66,7 +69,7 @@ def serving(app: Any) -> Iterator[str]:
 
 @pytest.fixture
 def base_url(settings: Settings, db: Database) -> Iterator[str]:
-    with serving(create_app(settings, db)) as url:
+    with serving(create_app(settings, db, registry=REGISTRY)) as url:
         yield url
 
 
