@@ -15,7 +15,7 @@ from uuid import UUID
 from sqlalchemy import Connection
 
 from observability import metrics
-from store.db import Database
+from store.db import Database, translate_errors
 from store.errors import StoreError
 from store.sql import load_queries
 
@@ -82,6 +82,7 @@ class Completer:
         self._pending: list[Outcome] = []
         self._cond = threading.Condition()
         self._first_at: float | None = None
+        self._conn: Connection | None = None
 
     def add(self, outcome: Outcome) -> None:
         with self._cond:
@@ -128,9 +129,10 @@ class Completer:
         delay = self.cfg.retry_backoff_s
         while True:
             try:
-                with self.db.tx() as conn:
-                    recorded = finish_many(conn, batch)
+                with translate_errors():
+                    recorded = finish_many(self._connection(), batch)
             except StoreError as e:
+                self._drop_connection()
                 # The database is away; outcomes stay in memory and leases keep being renewed.
                 self.log.warning("completion_write_failed", error=e.message, batch=len(batch), retry_in_s=delay)
                 if stop.wait(delay) and delay > 5:
@@ -144,6 +146,26 @@ class Completer:
                 metrics.COMPLETIONS_FENCED.inc(fenced)
             self.on_flushed(batch, recorded)
             return
+
+    def _connection(self) -> Connection:
+        # Autocommit: finish_many is one statement, so it needs no BEGIN/COMMIT round trips.
+        if self._conn is None:
+            self._conn = self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.invalidate()
+                self._conn.close()
+            except Exception:
+                pass
+            self._conn = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def wake(self) -> None:
         with self._cond:

@@ -172,6 +172,7 @@ class Worker:
         self.completer.wake()
         for t in threads:
             t.join(timeout=10)
+        self.completer.close()
         if self._lease_conn is not None:
             self._lease_conn.close()
         with self.db.tx() as conn:
@@ -205,10 +206,10 @@ class Worker:
 
     def _free_slots(self) -> int:
         with self._lock:
-            waiting_flush = len(self._held) - self._executing
-            # Finished runs waiting for the group commit also hold leases: cap them too, so a slow
-            # database slows leasing instead of piling up leases in memory.
-            return min(self.cfg.concurrency - self._executing, self.cfg.concurrency - waiting_flush)
+            # Finished runs waiting for the group commit still hold leases. Up to one batch of them
+            # may wait while the next batch runs (so writing and running overlap); beyond that a
+            # slow database slows leasing instead of piling up leases in memory.
+            return min(self.cfg.concurrency - self._executing, 2 * self.cfg.concurrency - len(self._held))
 
     def _conn(self) -> Connection:
         if self._lease_conn is None:

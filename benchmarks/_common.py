@@ -1,0 +1,59 @@
+"""Shared set-up for benchmarks: a PostgreSQL server (embedded unless DATABASE_URL) and fresh databases."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import uuid
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from store.embedded import ensure_server
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def server_url() -> str:
+    """A URL of the server's maintenance database: DATABASE_URL's server, or an embedded one."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return _with_db(url, "postgres")
+    return ensure_server(REPO / ".ordo-bench", database="postgres")
+
+
+def fresh_database(server: str, prefix: str) -> str:
+    """Create an empty database on the server; return its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return _with_db(server, name)
+
+
+def drop_database(server: str, url: str) -> None:
+    name = url.partition("?")[0].rsplit("/", 1)[1]
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _with_db(url: str, name: str) -> str:
+    head, _, query = url.partition("?")
+    return head.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
