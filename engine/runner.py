@@ -19,7 +19,7 @@ from jsonschema.exceptions import best_match
 from engine.context import ToolContext, ToolLimits
 from engine.pipeline import Pipeline, Step, format_path
 from engine.registry import Tool
-from engine.templates import truthy
+from engine.templates import evaluate, truthy
 from store.errors import OrdoError, RetryLater, ToolError
 
 __all__ = ["RunResult", "call_tool", "run_pipeline"]
@@ -76,7 +76,7 @@ def run_pipeline(
         }
         records.append(record)
         try:
-            if step.condition is not None and not truthy(step.condition.search(context)):
+            if step.condition is not None and not truthy(evaluate(step.condition, context)):
                 record.update(state="skipped", duration_ms=0.0, output=None)
                 steps_out[step.id] = None
                 continue
@@ -90,7 +90,7 @@ def run_pipeline(
                 task=context.get("task") or {},
                 step_id=step.id,
                 limits=limits,
-                log=log.bind(step=step.id) if log is not None else _null_log(),
+                log=log if log is not None else _NULL_LOG,
                 is_canceled=is_canceled,
             )
             output = _call_step(step, context, ctx)
@@ -126,8 +126,9 @@ def _call_step(step: Step, context: dict[str, Any], ctx: ToolContext) -> Any:
 
 
 def _invoke(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
-    if not tool.input_validator.is_valid(arguments):
-        error = best_match(tool.input_validator.iter_errors(arguments))
+    # The fast validator decides; the reference one explains (and has the last word if they differ).
+    error = None if tool.fast_input.is_valid(arguments) else best_match(tool.input_validator.iter_errors(arguments))
+    if error is not None:
         where = format_path(["with", *error.absolute_path])
         raise _StepFailure(
             "failed",
@@ -140,8 +141,8 @@ def _invoke(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
             raise _StepFailure("timed_out", _error("STEP_TIMEOUT", f"{tool.address} did not finish in {timeout:.3g} s"))
     else:
         output = _on_step_thread(tool, arguments, ctx, timeout)
-    if not tool.output_validator.is_valid(output):
-        error = best_match(tool.output_validator.iter_errors(output))
+    error = None if tool.fast_output.is_valid(output) else best_match(tool.output_validator.iter_errors(output))
+    if error is not None:
         raise _StepFailure(
             "failed",
             _error(
@@ -218,5 +219,4 @@ class _NullLog:
         return lambda *a, **k: None
 
 
-def _null_log() -> _NullLog:
-    return _NullLog()
+_NULL_LOG = _NullLog()

@@ -15,6 +15,7 @@ from typing import Any
 import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
+from jmespath.visitor import TreeInterpreter
 
 __all__ = [
     "CONTEXT_KEYS",
@@ -23,6 +24,7 @@ __all__ = [
     "TemplateError",
     "compile_expression",
     "compile_value",
+    "evaluate",
     "format_value",
     "truthy",
 ]
@@ -30,6 +32,16 @@ __all__ = [
 CONTEXT_KEYS = frozenset({"params", "steps", "run", "task", "event", "now"})
 
 Renderer = Callable[[dict[str, Any]], Any]
+
+
+# One interpreter for every search: ParsedResult.search builds a new one per call, which costs more
+# than evaluating a short path. The interpreter keeps no per-search state.
+_INTERPRETER = TreeInterpreter()
+
+
+def evaluate(expression: ParsedResult, data: Any) -> Any:
+    """The value of a compiled expression over `data`."""
+    return _INTERPRETER.visit(expression.parsed, data)
 
 
 class TemplateError(ValueError):
@@ -87,11 +99,11 @@ def _compile(value: Any, path: tuple[str | int, ...], refs: list[Reference]) -> 
             return (lambda ctx, v=value: v), True
         if template.single:
             expr = template.parts[0]
-            return (lambda ctx, e=expr: e.search(ctx)), False  # type: ignore[union-attr]
+            return (lambda ctx, e=expr.parsed: _INTERPRETER.visit(e, ctx)), False  # type: ignore[union-attr]
         parts = template.parts
         return (
             lambda ctx, p=parts: "".join(
-                part if isinstance(part, str) else format_value(part.search(ctx)) for part in p
+                part if isinstance(part, str) else format_value(_INTERPRETER.visit(part.parsed, ctx)) for part in p
             )
         ), False
     if isinstance(value, dict):

@@ -5,6 +5,7 @@ to another worker are reported as fenced and dropped.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -31,9 +32,21 @@ class Outcome:
     state: str  # succeeded | failed (will be retried) | dead | canceled
     retry_in_s: float | None
     duration_s: float
-    steps_json: str
-    output_json: str | None
-    error_json: str | None
+    steps: list[dict[str, Any]]
+    output: dict[str, Any] | None
+    error: dict[str, Any] | None
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "token": str(self.token),
+            "state": self.state,
+            "retry_in_s": self.retry_in_s,
+            "duration_s": self.duration_s,
+            "steps": self.steps,
+            "output": self.output,
+            "error": self.error,
+        }
 
 
 @dataclass(frozen=True)
@@ -49,19 +62,8 @@ class CompleterConfig:
 
 def finish_many(conn: Connection, outcomes: list[Outcome]) -> set[int]:
     """Write outcomes (fenced); return the ids that were recorded."""
-    rows = conn.execute(
-        Q["finish_many"],
-        {
-            "ids": [o.id for o in outcomes],
-            "tokens": [o.token for o in outcomes],
-            "states": [o.state for o in outcomes],
-            "retry_in_s": [o.retry_in_s for o in outcomes],
-            "duration_s": [o.duration_s for o in outcomes],
-            "steps": [o.steps_json for o in outcomes],
-            "outputs": [o.output_json for o in outcomes],
-            "errors": [o.error_json for o in outcomes],
-        },
-    ).scalars()
+    batch = json.dumps([o.record() for o in outcomes], default=str, separators=(",", ":"))
+    rows = conn.execute(Q["finish_many"], {"ids": [o.id for o in outcomes], "batch": batch}).scalars()
     return set(rows)
 
 

@@ -100,12 +100,13 @@ SELECT least(
 -- exactly the rows that changed get their task_run row. A run that will be retried stays queued as
 -- failed; a run that ended leaves the queue. finished_at is started_at (database clock, set at lease)
 -- plus the duration the worker measured, so worker clock skew cannot reorder history.
+-- The batch arrives as one JSON array: one value to send and parse, instead of eight arrays whose
+-- text form escapes every quote of every step record.
 WITH outcome AS (
     SELECT *
-      FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS uuid[]), CAST(:states AS text[]),
-                  CAST(:retry_in_s AS double precision[]), CAST(:duration_s AS double precision[]),
-                  CAST(:steps AS jsonb[]), CAST(:outputs AS jsonb[]), CAST(:errors AS jsonb[]))
-           AS o(id, token, state, retry_in_s, duration_s, steps, output, error)),
+      FROM jsonb_to_recordset(CAST(:batch AS jsonb))
+           AS o(id bigint, token uuid, state text, retry_in_s double precision, duration_s double precision,
+                steps jsonb, output jsonb, error jsonb)),
 retried AS (
     UPDATE due_work d
        SET state = 'failed',

@@ -1,6 +1,5 @@
 """The leasing SQL: order, SKIP LOCKED, fencing, rescue, hand-back and concurrency keys."""
 
-import json
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
@@ -30,8 +29,8 @@ def lease_keyed(db, key, n=10, worker="w1"):
 
 def succeed(db, leased, state="succeeded", retry_in_s=None):
     outcomes = [
-        Outcome(r["id"], r["lease_token"], state, retry_in_s, 0.01, json.dumps([]), None,
-                None if state == "succeeded" else json.dumps({"code": "X", "message": "x"}))
+        Outcome(r["id"], r["lease_token"], state, retry_in_s, 0.01, [], None,
+                None if state == "succeeded" else {"code": "X", "message": "x"})
         for r in leased
     ]
     with db.tx() as conn:
