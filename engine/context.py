@@ -30,8 +30,17 @@ class ToolContext:
     task: dict[str, Any] = field(default_factory=dict)
     step_id: str = ""
     limits: ToolLimits = field(default_factory=ToolLimits)
-    log: Any = field(default_factory=structlog.get_logger)
+    run_log: Any = field(default=None, repr=False)  # the run's logger (run_id, task_id, worker_id bound)
     is_canceled: Callable[[], bool] = field(default=lambda: False)
+    _log: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def log(self) -> Any:
+        """The run's logger with this step bound; built on first use, since most tools never log."""
+        if self._log is None:
+            base = self.run_log if self.run_log is not None else structlog.get_logger()
+            self._log = base.bind(step=self.step_id) if self.step_id else base
+        return self._log
 
     def remaining(self) -> float:
         """Seconds left before the step's deadline (never negative)."""

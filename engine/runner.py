@@ -90,7 +90,7 @@ def run_pipeline(
                 task=context.get("task") or {},
                 step_id=step.id,
                 limits=limits,
-                log=log if log is not None else _NULL_LOG,
+                run_log=log if log is not None else _NULL_LOG,
                 is_canceled=is_canceled,
             )
             output = _call_step(step, context, ctx)

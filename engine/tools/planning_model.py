@@ -307,9 +307,11 @@ class Problem:
         return [o for o in self.operators.values() if skill in o.skills]
 
     def is_plain(self) -> bool:
-        """The textbook job shop: one machine per operation, no calendars, operators, setups or freezes."""
+        """The textbook job shop: one machine per operation; no calendars, operators, setups, deadlines or
+        frozen operations (releases and `now` are fine)."""
         return (
             all(len(op.durations) == 1 and op.skill is None for op in self.operations.values())
+            and all(job.deadline is None for job in self.jobs)
             and all(m.calendar is None for m in self.machines.values())
             and not self.setups
             and not self.frozen

@@ -45,6 +45,7 @@ __all__ = ["DEFAULT_TIME_LIMIT_S", "solve"]
 
 DEFAULT_TIME_LIMIT_S = 30.0
 _RESERVE_S = 0.25  # kept from the step's deadline for reading the answer and checking its schema
+_DISPATCH_WORK = 100_000  # above this many operation × job steps, one dispatching rule only
 _STATUS = {
     cp_model.OPTIMAL: "optimal",
     cp_model.FEASIBLE: "feasible",
@@ -63,6 +64,10 @@ def solve(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     reasons = _infeasibility_reasons(problem, bounds)
     if reasons:
         return _answer(problem, "infeasible", [], None, clock, reasons=reasons)
+    if bounds.dispatch and set(problem.objective) == {"makespan"}:
+        makespan = max(p.end for p in bounds.dispatch)
+        if makespan <= bounds.makespan_lb:  # it meets the lower bound: optimal without searching
+            return _answer(problem, "optimal", bounds.dispatch, float(bounds.makespan_lb), clock)
     jobshop = _JobShopModel(problem, bounds)
     solver = cp_model.CpSolver()
     _set_parameters(solver, min(time_limit, ctx.remaining() - _RESERVE_S), workers, args.get("random_seed", 0))
@@ -114,6 +119,7 @@ class _Bounds:
     latest: dict[OpKey, int]  # latest end: deadline, horizon, successors' work
     makespan_lb: int
     frozen_order: list[OpKey] = field(default_factory=list)  # frozen, yet a predecessor cannot end before
+    dispatch: list[Placement] | None = None  # a quick feasible plan, for the plain job shop
 
 
 def _bounds(problem: Problem) -> _Bounds:
@@ -149,14 +155,12 @@ def _bounds(problem: Problem) -> _Bounds:
     events += [c.last_close for c in calendars if c.last_close is not None]
     spans_breaks = any(op.may_span_breaks for op in problem.operations.values())
     crossed = max((c.last_close - c.first_open for c in calendars if c.windows), default=0) if spans_breaks else 0
-    work = sum(
-        op.max_duration + _max_setup_after(problem, op)
-        for op in problem.operations.values()
-        if op.key not in problem.frozen
-    )
+    longest_setup = max([0, *problem.setups.by_machine.values(), *problem.setups.everywhere.values()])
+    work = sum(op.max_duration + longest_setup for op in problem.operations.values() if op.key not in problem.frozen)
     horizon = max(events) + work + crossed
-    if set(problem.objective) == {"makespan"} and problem.is_plain():
-        horizon = min(horizon, _greedy_makespan(problem, lo))
+    dispatch = _dispatch_plan(problem, lo) if problem.is_plain() else None
+    if dispatch and set(problem.objective) == {"makespan"}:
+        horizon = min(horizon, max(p.end for p in dispatch))  # some optimal plan is no longer
     latest: dict[OpKey, int] = {}
     for job in problem.jobs:
         due = horizon if job.deadline is None else min(horizon, job.deadline)
@@ -175,6 +179,7 @@ def _bounds(problem: Problem) -> _Bounds:
         latest=latest,
         makespan_lb=_makespan_lower_bound(problem, earliest, earliest_end),
         frozen_order=frozen_order,
+        dispatch=dispatch,
     )
 
 
@@ -189,13 +194,6 @@ def _earliest_finish(problem: Problem, op: Operation, machine: str, ready: int) 
         return None if start is None or end is None else (start, end)
     start = calendar.next_fit(ready, duration)
     return None if start is None else (start, start + duration)
-
-
-def _max_setup_after(problem: Problem, op: Operation) -> int:
-    if not problem.setups:
-        return 0
-    families = {o.family for o in problem.operations.values()}
-    return max((problem.setups.between(m, op.family, f) for m in op.durations for f in families), default=0)
 
 
 def _makespan_lower_bound(
@@ -220,33 +218,47 @@ def _makespan_lower_bound(
     return bound
 
 
-def _greedy_makespan(problem: Problem, lo: int) -> int:
-    """A feasible plain job-shop makespan: dispatch the ready operation that can start first, the job
-    with the most work left breaking ties. Only an upper bound for the horizon; CP-SAT does the rest."""
-    next_op = {job.id: 0 for job in problem.jobs}
-    job_free = {job.id: max(lo, job.release or lo, problem.now or lo) for job in problem.jobs}
-    machine_free: dict[str, int] = {}
-    remaining = {job.id: sum(op.min_duration for op in job.operations) for job in problem.jobs}
+def _dispatch_plan(problem: Problem, lo: int) -> list[Placement]:
+    """A feasible plain job-shop plan, the best of three classic dispatching rules (most work
+    remaining, most operations remaining, shortest operation): each repeatedly starts, among the
+    operations that can start first, the one the rule prefers. It bounds the horizon, and when it
+    meets the lower bound it is optimal as it stands; otherwise CP-SAT does the optimizing."""
+    rules = (
+        lambda op, work_left, ops_left: (-work_left, -ops_left),
+        lambda op, work_left, ops_left: (-ops_left, -work_left),
+        lambda op, work_left, ops_left: (op.min_duration, -work_left),
+    )
+    if len(problem.operations) * len(problem.jobs) > _DISPATCH_WORK:
+        rules = rules[:1]  # each rule costs operations × jobs steps in Python
+    plans = [_dispatch(problem, lo, rule) for rule in rules]
+    return min(plans, key=lambda plan: max(p.end for p in plan))
+
+
+def _dispatch(problem: Problem, lo: int, rule: Any) -> list[Placement]:
     jobs = problem.job_by_id
-    makespan = lo
+    next_op = {job.id: 0 for job in problem.jobs}
+    job_free = {
+        job.id: max([lo, *(t for t in (job.release, problem.now) if t is not None)]) for job in problem.jobs
+    }
+    machine_free: dict[str, int] = {}
+    work_left = {job.id: sum(op.min_duration for op in job.operations) for job in problem.jobs}
+    plan = []
     for _ in range(len(problem.operations)):
-        best: tuple[int, int, str] | None = None
+        candidates = []
         for job_id, index in next_op.items():
-            if index < len(jobs[job_id].operations):
-                op = jobs[job_id].operations[index]
-                machine = next(iter(op.durations))
-                start = max(job_free[job_id], machine_free.get(machine, lo))
-                candidate = (start, -remaining[job_id], job_id)
-                best = candidate if best is None or candidate < best else best
-        assert best is not None
-        start, _, job_id = best
+            operations = jobs[job_id].operations
+            if index < len(operations):
+                op = operations[index]
+                start = max(job_free[job_id], machine_free.get(next(iter(op.durations)), lo))
+                candidates.append((start, rule(op, work_left[job_id], len(operations) - index), job_id))
+        start, _, job_id = min(candidates)
         op = jobs[job_id].operations[next_op[job_id]]
-        machine, duration = next(iter(op.durations.items()))
+        (machine, duration), = op.durations.items()
+        plan.append(Placement(op.job, op.id, machine, None, start, start + duration))
         job_free[job_id] = machine_free[machine] = start + duration
-        remaining[job_id] -= duration
+        work_left[job_id] -= duration
         next_op[job_id] += 1
-        makespan = max(makespan, start + duration)
-    return makespan
+    return plan
 
 
 # --- reasons a plan cannot exist, found before searching -------------------------------------
