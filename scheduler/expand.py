@@ -237,6 +237,8 @@ class _Expansion:
 
     def __init__(self) -> None:
         self._memo: tuple[datetime, datetime | None] | None = None
+        # the last window and its answer: tasks sharing a schedule ask the same window in one tick
+        self._last: tuple[datetime, datetime, list[datetime]] | None = None
 
     def _stream(self, t: datetime) -> Iterator[datetime]:
         raise NotImplementedError
@@ -248,6 +250,9 @@ class _Expansion:
         memo = self._memo
         if memo is not None and memo[0] <= s and (memo[1] is None or e <= memo[1]):
             return []
+        last = self._last
+        if last is not None and last[0] == s and last[1] == e:
+            return list(last[2])
         out: list[datetime] = []
         after = None
         for i in self._stream(s):
@@ -256,7 +261,9 @@ class _Expansion:
                 break
             out.append(i)
         self._memo = (out[-1] + _TINY if out else s, after)
-        return [i.replace(tzinfo=_UTC) for i in out]
+        result = [i.replace(tzinfo=_UTC) for i in out]
+        self._last = (s, e, result)
+        return list(result)
 
     def next_at_or_after(self, t: datetime) -> datetime | None:
         s = _utc_naive(t, "t")
@@ -353,6 +360,11 @@ class _Cron(_Expansion):
 
     def _first_instant(self) -> datetime | None:
         return self._lower
+
+
+@lru_cache(maxsize=4096)
+def _cron_schedule(expr: str, tz: ZoneInfo) -> _Cron:
+    return _Cron(_compile_cron(expr), tz)
 
 
 def _cron_walls(trigger: CronTrigger, w_lo: datetime) -> Iterator[datetime]:
@@ -710,80 +722,147 @@ def _rebuild(rr: rrule, dtstart: datetime, count: int | None) -> rrule:
     )
 
 
-def _period_start(rr: rrule, w: datetime) -> datetime | None:
-    """The latest start of a period of `rr`'s grid (whole INTERVALs after DTSTART's period) that is
-    <= w and after DTSTART's own period (which dateutil truncates at DTSTART); None if there is none."""
+_UNITS = {HOURLY: timedelta(hours=1), MINUTELY: timedelta(minutes=1), SECONDLY: timedelta(seconds=1)}
+
+
+def _grid_origin(rr: rrule) -> datetime:
+    """The start of DTSTART's own period (for WEEKLY: the WKST day of its week)."""
     d: datetime = rr._dtstart
-    n: int = rr._interval
     freq = rr._freq
-    if w <= d:
-        return None
     if freq == YEARLY:
-        k = (w.year - d.year) // n
-        return datetime(d.year + k * n, 1, 1) if k > 0 else None
+        return datetime(d.year, 1, 1)
     if freq == MONTHLY:
-        k = ((w.year - d.year) * 12 + w.month - d.month) // n
-        if k <= 0:
-            return None
-        months = d.year * 12 + d.month - 1 + k * n
+        return datetime(d.year, d.month, 1)
+    if freq == WEEKLY:
+        return datetime.combine(d.date() - timedelta(days=(d.weekday() - rr._wkst) % 7), time())
+    if freq == DAILY:
+        return datetime.combine(d.date(), time())
+    if freq == HOURLY:
+        return d.replace(minute=0, second=0, microsecond=0)
+    if freq == MINUTELY:
+        return d.replace(second=0, microsecond=0)
+    return d.replace(microsecond=0)
+
+
+def _boundary(rr: rrule, k: int) -> datetime:
+    """The start of the k-th period dateutil visits after DTSTART's own (k * INTERVAL units on)."""
+    origin = _grid_origin(rr)
+    steps = k * rr._interval
+    freq = rr._freq
+    if freq == YEARLY:
+        return origin.replace(year=origin.year + steps)
+    if freq == MONTHLY:
+        months = origin.year * 12 + origin.month - 1 + steps
         return datetime(months // 12, months % 12 + 1, 1)
     if freq == WEEKLY:
-        week0 = d.date() - timedelta(days=(d.weekday() - rr._wkst) % 7)
-        weekw = w.date() - timedelta(days=(w.weekday() - rr._wkst) % 7)
-        k = (weekw - week0).days // 7 // n
-        return datetime.combine(week0 + timedelta(days=7 * k * n), time()) if k > 0 else None
+        return origin + timedelta(days=7 * steps)
     if freq == DAILY:
-        k = (w.date() - d.date()).days // n
-        return datetime.combine(d.date() + timedelta(days=k * n), time()) if k > 0 else None
-    unit = {HOURLY: timedelta(hours=1), MINUTELY: timedelta(minutes=1), SECONDLY: timedelta(seconds=1)}[freq]
-    base = d.replace(microsecond=0)
-    if freq <= MINUTELY:
-        base = base.replace(second=0)
-    if freq == HOURLY:
-        base = base.replace(minute=0)
-    k = (w - base) // unit // n
-    return base + unit * (k * n) if k > 0 else None
+        return origin + timedelta(days=steps)
+    return origin + _UNITS[freq] * steps
+
+
+def _period_start(rr: rrule, w: datetime) -> tuple[int, datetime] | None:
+    """(k, start) of the latest period boundary of `rr`'s grid (k whole INTERVALs after DTSTART's own
+    period) that is <= w, with k >= 1 because dateutil truncates DTSTART's own period at DTSTART
+    (for WEEKLY even before BYSETPOS picks); None if w is still in that first period."""
+    if w <= rr._dtstart:
+        return None
+    origin = _grid_origin(rr)
+    freq = rr._freq
+    if freq == YEARLY:
+        units = w.year - origin.year
+    elif freq == MONTHLY:
+        units = (w.year - origin.year) * 12 + w.month - origin.month
+    elif freq == WEEKLY:
+        units = (w - origin).days // 7
+    elif freq == DAILY:
+        units = (w - origin).days
+    else:
+        units = (w - origin) // _UNITS[freq]
+    k = units // rr._interval
+    return (k, _boundary(rr, k)) if k > 0 else None
+
+
+def _per_period(rr: rrule) -> int | None:
+    """Occurrences in every period after DTSTART's own when that number is fixed (no day filters,
+    no BYSETPOS, no filter on a unit the frequency steps through); None otherwise."""
+    if (
+        rr._bysetpos or rr._bymonth or rr._bymonthday or rr._bynmonthday or rr._byyearday
+        or rr._byweekno or rr._bynweekday or rr._byeaster
+    ):
+        return None
+    freq = rr._freq
+    if freq == WEEKLY:
+        return len(rr._byweekday) * len(rr._byhour) * len(rr._byminute) * len(rr._bysecond)
+    if rr._byweekday:
+        return None
+    if freq == DAILY:
+        return len(rr._byhour) * len(rr._byminute) * len(rr._bysecond)
+    if freq == HOURLY and not rr._byhour:
+        return len(rr._byminute) * len(rr._bysecond)
+    if freq == MINUTELY and not rr._byhour and not rr._byminute:
+        return len(rr._bysecond)
+    if freq == SECONDLY and not (rr._byhour or rr._byminute or rr._bysecond):
+        return 1
+    return None
 
 
 class _Rule:
     """One RRULE (or EXRULE) line compiled against a DTSTART wall time, expandable from any point."""
 
-    __slots__ = ("_checkpoint", "_rebased", "rule", "until")
+    __slots__ = ("_checkpoint", "_first", "_per_period", "_rebased", "rule", "until")
 
     def __init__(self, rule: rrule, until: datetime | None) -> None:
         self.rule = rule
         self.until = until  # instant (naive UTC), inclusive; dateutil's own until is a generous wall bound
         self._rebased: tuple[datetime, rrule] | None = None
-        # COUNT rules: (period start, rule restarted there with the occurrences left, how many left)
-        self._checkpoint: tuple[datetime, rrule | None, int] = (rule._dtstart, rule, rule._count or 0)
+        # COUNT rules: (period index, period start, rule restarted there with the occurrences left, left)
+        self._checkpoint: tuple[int, datetime, rrule | None, int] = (0, rule._dtstart, rule, rule._count or 0)
+        self._per_period = _per_period(rule) if rule._count else None
+        self._first: int | None = None  # occurrences in DTSTART's own period, counted once
 
     def walls_from(self, w_lo: datetime) -> Iterator[datetime]:
         """Ascending wall times of the rule, from a point at or before w_lo (never from further back
         than one period of the rule, whatever the age of DTSTART)."""
         rr = self.rule
-        start = _period_start(rr, w_lo)
-        if start is None:
+        found = _period_start(rr, w_lo)
+        if found is None:
             return iter(rr)
+        k, start = found
         if rr._count is None:
             cached = self._rebased
             if cached is None or cached[0] != start:
                 cached = (start, _rebuild(rr, start, None))
                 self._rebased = cached
             return iter(cached[1])
-        ck_start, ck_rule, ck_left = self._checkpoint
+        ck_k, ck_start, ck_rule, ck_left = self._checkpoint
         if ck_start > w_lo:  # asked about the past (a preview): begin again from DTSTART
-            ck_start, ck_rule, ck_left = rr._dtstart, rr, rr._count
-        if start <= ck_start or ck_rule is None:
+            ck_k, ck_start, ck_rule, ck_left = 0, rr._dtstart, rr, rr._count
+        if k <= ck_k or ck_rule is None:
             return iter(ck_rule) if ck_rule is not None else iter(())
-        used = 0
-        for w in ck_rule:  # occurrences between the checkpoint and the new start use up the COUNT
-            if w >= start:
-                break
-            used += 1
-        left = ck_left - used
+        left = ck_left - self._used(ck_k, ck_rule, k, start)
         restarted = _rebuild(rr, start, left) if left > 0 else None
-        self._checkpoint = (start, restarted, left)
+        self._checkpoint = (k, start, restarted, left)
         return iter(restarted) if restarted is not None else iter(())
+
+    def _used(self, ck_k: int, ck_rule: rrule, k: int, start: datetime) -> int:
+        """Occurrences between the checkpoint (period ck_k) and period k: they use up the COUNT."""
+        m = self._per_period
+        if m is not None:  # every period alike: arithmetic instead of O(history) iteration
+            if ck_k > 0:
+                return (k - ck_k) * m
+            if self._first is None:
+                first_end = _boundary(self.rule, 1)
+                self._first = sum(1 for _ in _takewhile_before(self.rule, first_end))
+            return self._first + (k - 1) * m
+        return sum(1 for _ in _takewhile_before(ck_rule, start))
+
+
+def _takewhile_before(walls: Iterable[datetime], end: datetime) -> Iterator[datetime]:
+    for w in walls:
+        if w >= end:
+            return
+        yield w
 
 
 def _check_feasible(rr: rrule, text: str) -> None:
@@ -793,6 +872,14 @@ def _check_feasible(rr: rrule, text: str) -> None:
         rr._bymonthday or rr._bynmonthday or rr._byyearday or rr._byweekno or rr._bynweekday or rr._byeaster
     )
     never = "the rule never produces an occurrence"
+    d = rr._dtstart
+    bymonth = rr._bymonth
+    if freq == MONTHLY and n > 1:  # every n months from DTSTART's month reaches one coset of months only
+        g = gcd(n, 12)
+        reachable = tuple(m for m in bymonth or range(1, 13) if (m - d.month) % g == 0)
+        if not reachable:
+            raise _rrule_error(f"{never} (INTERVAL={n} from DTSTART's month never reaches its BYMONTH)")
+        bymonth = reachable
     # Day filters (31 April, week 1 in June, ...): probe the last 400 years dateutil can reach, a whole
     # Gregorian cycle, at the rule's own granularity for YEARLY/MONTHLY/WEEKLY (ordinal BYDAY and
     # BYSETPOS depend on it), else per day.
@@ -809,7 +896,7 @@ def _check_feasible(rr: rrule, text: str) -> None:
             wkst=rr._wkst,
             count=1,
             bysetpos=rr._bysetpos if same else None,
-            bymonth=rr._bymonth,
+            bymonth=bymonth,
             bymonthday=(tuple(rr._bymonthday) + tuple(rr._bynmonthday)) or None,
             byyearday=rr._byyearday,
             byeaster=rr._byeaster,
@@ -821,7 +908,6 @@ def _check_feasible(rr: rrule, text: str) -> None:
         )
         if next(iter(probe), None) is None:
             raise _rrule_error(f"{never} (no date satisfies its BYxxx parts, e.g. 30 February)")
-    d = rr._dtstart
     # DAILY with an INTERVAL that is a multiple of 7 always lands on DTSTART's weekday.
     if freq == DAILY and rr._byweekday and n % 7 == 0 and d.weekday() not in rr._byweekday:
         raise _rrule_error(f"{never} (every {n} days from DTSTART is always a {_WEEKDAY_CODES[d.weekday()]})")
@@ -1025,7 +1111,9 @@ def _compile(
     kind: str, expr: str, tz: ZoneInfo, *, now: datetime, dtstart: datetime | None = None
 ) -> _Expansion | None:
     if kind == "cron":
-        return _Cron(_compile_cron(expr), tz, None if dtstart is None else _lower_bound(dtstart, tz))
+        if dtstart is None:
+            return _cron_schedule(expr, tz)
+        return _Cron(_compile_cron(expr), tz, _lower_bound(dtstart, tz))
     if kind == "rrule":
         block = _parse_block(expr)
         anchor = None if block.dtstart is not None else _local_midnight(tz, now)
