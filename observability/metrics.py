@@ -15,7 +15,6 @@ __all__ = [
     "SCHEDULER_IS_LEADER",
     "SCHEDULER_OCCURRENCES",
     "SCHEDULER_TICK_SECONDS",
-    "STEP_SECONDS",
     "WORKER_BUSY_SLOTS",
     "COMPLETIONS_FENCED",
 ]
@@ -28,12 +27,6 @@ RUN_SECONDS = Histogram(
     "ordo_run_duration_seconds",
     "Wall time of one attempt.",
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800),
-)
-STEP_SECONDS = Histogram(
-    "ordo_step_duration_seconds",
-    "Wall time of one pipeline step, by tool.",
-    ["tool"],
-    buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120),
 )
 COMPLETIONS_FENCED = Counter(
     "ordo_completions_fenced_total", "Results dropped because the lease had passed to another worker."
