@@ -42,9 +42,9 @@ restricted a day matching *either* fires (Vixie cron), which is expanded as the 
 What APScheduler does across DST when given the zone (measured with 3.11.3): a fixed time is kept
 on both sides of a transition (08:00 Chisinau stays 08:00); a time in the gap fires with the pre-gap
 offset (02:30 New York on 2026-03-08 = 07:30Z = 03:30 EDT) *only if the search starts before the gap*:
-it walks field by field in UTC and, started from 01:45 EST or later that day (as a rolling 10-minute
-horizon does), it lands on 03:00 EDT, sees hour 3 and moves to the next day, so that day's run is
-silently skipped, and `next_at_or_after` would disagree with `between`. In the repeated hour it fires
+a search starting between 03:00 and 03:30 EDT (as the rolling 10-minute window that contains 07:30Z
+does) sees hour 3, moves to the next day and silently skips that day's run, and `next_at_or_after`
+would disagree with `between`. In the repeated hour it fires
 a fixed time twice (01:30 EDT and 01:30 EST). So cron lines are evaluated by APScheduler in UTC used as
 a wall clock (a zone without transitions, where its walk is exact) and the wall times are localised here
 with the rule above: a gap time fires once, shifted later by the gap; an ambiguous fixed time fires
@@ -489,6 +489,7 @@ _DT_RE = re.compile(r"^(\d{4})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2})(Z)?)?$")
 _ISO_EXTENDED_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2})?Z?)?$")
 _PROPERTIES = ("DTSTART", "RRULE", "EXRULE", "RDATE", "EXDATE")
 _FEASIBILITY_PROBE_FROM = datetime(9600, 1, 1)  # 400 years (a whole Gregorian cycle) before 9999
+_YEARS = (1800, 9000)  # DTSTART range: keeps every window computation clear of datetime's limits
 
 
 def _rrule_error(message: str) -> InvalidSchedule:
@@ -653,14 +654,12 @@ def _parse_rule_value(value: str) -> _RuleSpec:
     if freq_name not in _FREQS:
         raise _rrule_error(f"FREQ={freq_name} is not a frequency; {_FREQ_HELP}")
     kwargs: dict[str, object] = {}
-    if "INTERVAL" in parts:
-        kwargs["interval"] = _int("INTERVAL", parts.pop("INTERVAL"))
-        if kwargs["interval"] < 1:  # type: ignore[operator]
-            raise _rrule_error("INTERVAL must be 1 or more")
-    if "COUNT" in parts:
-        kwargs["count"] = _int("COUNT", parts.pop("COUNT"))
-        if kwargs["count"] < 1:  # type: ignore[operator]
-            raise _rrule_error("COUNT must be 1 or more")
+    for name in ("INTERVAL", "COUNT"):
+        if name in parts:
+            number = _int(name, parts.pop(name))
+            if number < 1:
+                raise _rrule_error(f"{name} must be 1 or more")
+            kwargs[name.lower()] = number
     until = None
     if "UNTIL" in parts:
         if "count" in kwargs:
@@ -865,7 +864,7 @@ def _takewhile_before(walls: Iterable[datetime], end: datetime) -> Iterator[date
         yield w
 
 
-def _check_feasible(rr: rrule, text: str) -> None:
+def _check_feasible(rr: rrule) -> None:
     """Refuse rules that can never produce an occurrence: dateutil would scan to the year 9999."""
     freq, n = rr._freq, rr._interval
     day_filters = (
@@ -885,11 +884,11 @@ def _check_feasible(rr: rrule, text: str) -> None:
     # BYSETPOS depend on it), else per day.
     if day_filters or (rr._bysetpos and freq <= WEEKLY):
         same = freq in (YEARLY, MONTHLY, WEEKLY)
-        byweekday = [weekdays[d] for d in rr._byweekday or ()]
+        byweekday = [weekdays[wd] for wd in rr._byweekday or ()]
         if same:
-            byweekday += [weekdays[d](k) for d, k in rr._bynweekday or ()]
+            byweekday += [weekdays[wd](k) for wd, k in rr._bynweekday or ()]
         else:
-            byweekday += [weekdays[d] for d, _ in rr._bynweekday or ()]
+            byweekday += [weekdays[wd] for wd, _ in rr._bynweekday or ()]
         probe = rrule(
             freq if same else YEARLY,
             dtstart=_FEASIBILITY_PROBE_FROM,
@@ -942,21 +941,24 @@ def _compile_rule(value: str, dtstart: datetime, tz: ZoneInfo) -> _Rule:
     until_wall = None
     if spec.until is not None:
         u = spec.until
-        if u.is_utc:
-            until_instant = u.wall
-        elif u.is_date:  # a date-only UNTIL keeps that whole local day
-            until_instant = _instant(tz, u.wall + _DAY) - _TINY
-        else:
-            until_instant = _instant(tz, u.wall)
-        # dateutil compares wall times; give it a bound no earlier than any wall time whose instant
-        # is <= UNTIL, and cut at the instant in _instants.
-        until_wall = until_instant + _MAX_AHEAD
+        try:
+            if u.is_utc:
+                until_instant = u.wall
+            elif u.is_date:  # a date-only UNTIL keeps that whole local day
+                until_instant = _instant(tz, u.wall + _DAY) - _TINY
+            else:
+                until_instant = _instant(tz, u.wall)
+            # dateutil compares wall times; give it a bound no earlier than any wall time whose instant
+            # is <= UNTIL, and cut at the instant in _instants.
+            until_wall = until_instant + _MAX_AHEAD
+        except OverflowError:  # UNTIL at the end of the calendar bounds nothing
+            until_instant = until_wall = None
     kwargs = dict(spec.kwargs)
     try:
         rr = rrule(spec.freq, dtstart=dtstart, until=until_wall, **kwargs)  # type: ignore[arg-type]
     except ValueError as exc:
         raise _rrule_error(str(exc)) from None
-    _check_feasible(rr, value)
+    _check_feasible(rr)
     return _Rule(rr, until_instant)
 
 
@@ -1054,6 +1056,8 @@ def _compile_recurrence(block: _Block, tz: ZoneInfo, anchor: datetime | None, ov
         else:
             start = override
     start = start.replace(microsecond=0)
+    if not _YEARS[0] <= start.year <= _YEARS[1]:
+        raise _rrule_error(f"DTSTART {start:%Y-%m-%dT%H:%M:%S} is outside the years {_YEARS[0]}..{_YEARS[1]}")
     rules = [_compile_rule(v, start, exp_zone) for v in block.rrules]
     exrules = [_compile_rule(v, start, exp_zone) for v in block.exrules]
     rdates: list[datetime] = []
@@ -1150,7 +1154,7 @@ def parse_schedule(kind: str, expr: str, timezone: str, *, now: datetime) -> Sch
     The time zone is validated for every kind. Raises InvalidSchedule."""
     expr = _check_kind(kind, expr)
     _utc_naive(now, "now")
-    return _compile(kind, expr, zone(timezone), now=now)  # type: ignore[return-value]
+    return _compile(kind, expr, zone(timezone), now=now)
 
 
 def normalize_expr(kind: str, expr: str, timezone: str, *, now: datetime) -> str:

@@ -314,6 +314,11 @@ def test_rrule_until_is_compared_as_an_instant(until: str, n: int) -> None:
     assert s.next_at_or_after(utc(2026, 4, 4)) is None
 
 
+def test_rrule_until_at_the_end_of_the_calendar_bounds_nothing() -> None:
+    s = sched("rrule", "DTSTART:20260401T080000Z\nRRULE:FREQ=YEARLY;UNTIL=99991231")
+    assert s.next_at_or_after(utc(2026, 5, 1)) == utc(2027, 4, 1, 8)
+
+
 def test_rrule_until_across_fall_back_uses_the_instant() -> None:
     """UNTIL 06:10Z on 2026-11-01 is 01:10 EST: the 01:30 EDT (05:30Z) occurrence is before it."""
     block = "DTSTART;TZID=America/New_York:20261030T013000\nRRULE:FREQ=DAILY;UNTIL=20261101T061000Z"
@@ -404,6 +409,7 @@ BAD = [
     ("rrule", "FREQ=MONTHLY;INTERVAL=6;BYMONTH=4", CHI, "never reaches its BYMONTH", "schedule_expr"),  # from March
     ("rrule", "DTSTART:20260630T000000\nRRULE:FREQ=MONTHLY;INTERVAL=4;BYMONTH=1,2,3", CHI, "30 February", "schedule_expr"),
     ("rrule", "", CHI, "the rule is empty", "schedule_expr"),
+    ("rrule", "DTSTART:00010101T000000\nRRULE:FREQ=DAILY", CHI, "outside the years", "schedule_expr"),
     ("rrule", "DURATION:PT1H", CHI, "is not one of DTSTART, RRULE, EXRULE, RDATE, EXDATE", "schedule_expr"),
     ("rrule", "DTSTART:20261301T000000\nRRULE:FREQ=DAILY", CHI, "DTSTART value '20261301T000000'", "schedule_expr"),
     ("rrule", "DTSTART;TZID=Mars/Olympus:20260101T000000\nRRULE:FREQ=DAILY", CHI, "unknown time zone 'Mars/Olympus' in DTSTART;TZID", "schedule_expr"),
@@ -635,7 +641,7 @@ def rules(draw: st.DrawFn) -> tuple[rrule, str]:
     dtstart = draw(st.datetimes(min_value=datetime(2015, 1, 1), max_value=datetime(2026, 1, 1))).replace(microsecond=0)
     try:
         rr = rrule(freq, dtstart=dtstart, **kw)
-        expand._check_feasible(rr, "")
+        expand._check_feasible(rr)
     except (ValueError, InvalidSchedule):
         assume(False)
     return rr, ""
@@ -684,7 +690,7 @@ def count_rules(draw: st.DrawFn) -> rrule:
     dtstart = draw(st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2026, 1, 1))).replace(microsecond=0)
     try:
         rr = rrule(freq, dtstart=dtstart, **kw)
-        expand._check_feasible(rr, "")
+        expand._check_feasible(rr)
     except (ValueError, InvalidSchedule):
         assume(False)
     return rr
