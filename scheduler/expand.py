@@ -67,7 +67,7 @@ import re
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone as dt_timezone
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from itertools import islice
 from math import gcd
@@ -90,7 +90,7 @@ __all__ = [
 
 SCHEDULE_KINDS = ("cron", "rrule", "once", "event", "manual")
 
-_UTC = dt_timezone.utc
+_UTC = UTC
 _DAY = timedelta(days=1)
 _TINY = timedelta(microseconds=1)
 # No zone is more than 14 h ahead of UTC; a wall time is at most this far after its instant.
@@ -401,7 +401,9 @@ def _crontab_weekdays(line: str, text: str) -> str:
         step = 1
         if slash:
             if not step_text.isdigit() or int(step_text) == 0:
-                raise _cron_error(line, f"weekday field {text!r}: step {step_text!r} must be a positive number")
+                raise _cron_error(
+                    line, f"weekday field {text!r}: step {step_text!r} must be a positive number"
+                )
             step = int(step_text)
         if rng == "*":
             lo, hi = 0, 7
@@ -453,9 +455,7 @@ def _compile_cron(expr: str) -> _CronRule:
     # every expansion; the search is bounded, so pay it once here.
     if all(tr.get_next_fire_time(None, _CRON_PROBE_FROM) is None for tr in triggers):
         raise _cron_error(line, "it never fires (no such day in the months it names)")
-    return _CronRule(
-        line=line.lower() if macro else line, triggers=triggers, every_hour=hour in ("*", "*/1")
-    )
+    return _CronRule(line=line.lower() if macro else line, triggers=triggers, every_hour=hour in ("*", "*/1"))
 
 
 # ------------------------------------------------------------------------------------------ rrule
@@ -577,7 +577,9 @@ def _parse_block(expr: str) -> _Block:
             dtstart = prop
         if prop.name in ("RRULE", "EXRULE") and not prop.value:
             raise _rrule_error(f"{prop.name} has no value")
-        out_lines.append(f"RRULE:{line}" if prop.name == "RRULE" and not line.upper().startswith("RRULE") else line)
+        out_lines.append(
+            f"RRULE:{line}" if prop.name == "RRULE" and not line.upper().startswith("RRULE") else line
+        )
     rrules = tuple(p.value for p in props if p.name == "RRULE")
     rdates = tuple(p for p in props if p.name == "RDATE")
     if not rrules and not rdates and dtstart is None:
@@ -600,7 +602,9 @@ def _parse_date_value(text: str, what: str) -> _DateValue:
             raw = raw.replace("Z", "") + "00" + ("Z" if raw.endswith("Z") else "")
     m = _DT_RE.match(raw)
     if not m:
-        raise _rrule_error(f"{what} value {text!r} is not a date (YYYYMMDD) or date-time (YYYYMMDDTHHMMSS[Z])")
+        raise _rrule_error(
+            f"{what} value {text!r} is not a date (YYYYMMDD) or date-time (YYYYMMDDTHHMMSS[Z])"
+        )
     year, month, day, hour, minute, second, z = m.groups()
     try:
         wall = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0))
@@ -786,8 +790,14 @@ def _per_period(rr: rrule) -> int | None:
     """Occurrences in every period after DTSTART's own when that number is fixed (no day filters,
     no BYSETPOS, no filter on a unit the frequency steps through); None otherwise."""
     if (
-        rr._bysetpos or rr._bymonth or rr._bymonthday or rr._bynmonthday or rr._byyearday
-        or rr._byweekno or rr._bynweekday or rr._byeaster
+        rr._bysetpos
+        or rr._bymonth
+        or rr._bymonthday
+        or rr._bynmonthday
+        or rr._byyearday
+        or rr._byweekno
+        or rr._bynweekday
+        or rr._byeaster
     ):
         return None
     freq = rr._freq
@@ -929,9 +939,7 @@ def _check_feasible(rr: rrule) -> None:
         hours = rr._byhour or range(24)
         minutes = rr._byminute or range(60)
         seconds = (rr._bysecond or range(60)) if freq == SECONDLY else (0,)
-        if not any(
-            (h * 3600 + m * 60 + s) % g == s0 for h in hours for m in minutes for s in seconds
-        ):
+        if not any((h * 3600 + m * 60 + s) % g == s0 for h in hours for m in minutes for s in seconds):
             raise _rrule_error(f"{never} (INTERVAL={n} from DTSTART never reaches its BYHOUR/BYMINUTE)")
 
 
@@ -1036,15 +1044,15 @@ def _date_values(prop: _Property) -> list[_DateValue]:
     return values
 
 
-def _compile_recurrence(block: _Block, tz: ZoneInfo, anchor: datetime | None, override: datetime | None) -> _Recurrence:
+def _compile_recurrence(
+    block: _Block, tz: ZoneInfo, anchor: datetime | None, override: datetime | None
+) -> _Recurrence:
     """`anchor`: DTSTART wall time for a block without one; `override`: preview's dtstart (aware or
     naive, naive read in the expansion zone)."""
     if block.dtstart is not None:
         value = _parse_date_value(block.dtstart.value, "DTSTART")
-        if value.is_utc:
-            exp_zone = ZoneInfo("UTC")  # a UTC DTSTART recurs in UTC (RFC 5545 3.3.5, form 2)
-        else:
-            exp_zone = _property_zone(block.dtstart, tz)
+        # a UTC DTSTART recurs in UTC (RFC 5545 3.3.5, form 2); a TZID wins over the task's zone
+        exp_zone = ZoneInfo("UTC") if value.is_utc else _property_zone(block.dtstart, tz)
         start = value.wall
     else:
         exp_zone = tz
@@ -1202,7 +1210,9 @@ def preview(
     read in the schedule's zone. event and manual schedules have no occurrences: []."""
     expr = _check_kind(kind, expr)
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= _PREVIEW_MAX:
-        raise InvalidSchedule(f"count must be between 1 and {_PREVIEW_MAX}, got {count!r}", details={"field": "count"})
+        raise InvalidSchedule(
+            f"count must be between 1 and {_PREVIEW_MAX}, got {count!r}", details={"field": "count"}
+        )
     now_utc = _utc_naive(now, "now")
     tz = zone(timezone)
     if dtstart is not None and not isinstance(dtstart, datetime):

@@ -5,14 +5,25 @@ from __future__ import annotations
 import copy
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from apscheduler.triggers.cron import CronTrigger
-from dateutil.rrule import DAILY, HOURLY, MINUTELY, MONTHLY, SECONDLY, WEEKLY, YEARLY, rrule, rrulestr, weekdays
+from dateutil.rrule import (
+    DAILY,
+    HOURLY,
+    MINUTELY,
+    MONTHLY,
+    SECONDLY,
+    WEEKLY,
+    YEARLY,
+    rrule,
+    rrulestr,
+    weekdays,
+)
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +31,7 @@ from scheduler import expand
 from scheduler.expand import SCHEDULE_KINDS, normalize_expr, parse_schedule, preview, zone
 from store.errors import InvalidSchedule
 
-UTC = timezone.utc
+UTC = UTC
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NY, CHI = "America/New_York", "Europe/Chisinau"
 FAST = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -52,7 +63,11 @@ def _load_cases() -> list:
         path = base / "rrule" / "cases.json"
         if path.is_file():
             return [pytest.param(c, id=c.get("id") or c["name"]) for c in json.loads(path.read_text())]
-    return [pytest.param(None, marks=pytest.mark.skip(reason="shared/data/rrule/cases.json not found next to the repo"))]
+    return [
+        pytest.param(
+            None, marks=pytest.mark.skip(reason="shared/data/rrule/cases.json not found next to the repo")
+        )
+    ]
 
 
 @pytest.mark.parametrize("case", _load_cases())
@@ -174,9 +189,20 @@ def test_cron_every_n_minutes_keeps_running_through_repeated_hour() -> None:
     """*/20 * * * * fires in both passes of the repeated hour (hour field '*', like cronie)."""
     s = sched("cron", "*/20 * * * *", NY)
     got = s.between(utc(2026, 11, 1, 4, 50), utc(2026, 11, 1, 7, 10))
-    assert [g.strftime("%H:%M") for g in got] == ["05:00", "05:20", "05:40", "06:00", "06:20", "06:40", "07:00"]
+    assert [g.strftime("%H:%M") for g in got] == [
+        "05:00",
+        "05:20",
+        "05:40",
+        "06:00",
+        "06:20",
+        "06:40",
+        "07:00",
+    ]
     # started inside the first pass, the second pass's 01:00/01:20 EST are not lost
-    assert s.between(utc(2026, 11, 1, 5, 50), utc(2026, 11, 1, 6, 30)) == [utc(2026, 11, 1, 6), utc(2026, 11, 1, 6, 20)]
+    assert s.between(utc(2026, 11, 1, 5, 50), utc(2026, 11, 1, 6, 30)) == [
+        utc(2026, 11, 1, 6),
+        utc(2026, 11, 1, 6, 20),
+    ]
 
 
 def test_cron_hourly_is_hourly_in_real_time_across_both_transitions() -> None:
@@ -197,7 +223,7 @@ def test_cron_every_20_minutes_skips_nonexistent_hour_without_duplicates() -> No
     ]
 
 
-@pytest.mark.parametrize("line", ["*/7 3-5 * * mon-fri", "15 8,20 1-10 * *", "0 0 * 2 sat", "5 4 L * *".replace("L", "last")])
+@pytest.mark.parametrize("line", ["*/7 3-5 * * mon-fri", "15 8,20 1-10 * *", "0 0 * 2 sat", "5 4 last * *"])
 def test_cron_matches_apscheduler_away_from_transitions(line: str) -> None:
     """On ordinary days the expansion is exactly APScheduler's own, in the zone."""
     tz = ZoneInfo(CHI)
@@ -230,7 +256,10 @@ def test_cron_weekdays_follow_crontab(line: str, days: list[int]) -> None:
 
 def test_cron_macros_and_normalisation() -> None:
     """@daily is 0 0 * * *; lines are stored whitespace-normalised."""
-    assert sched("cron", "@daily").between(utc(2026, 4, 1), utc(2026, 4, 3)) == [utc(2026, 4, 1), utc(2026, 4, 2)]
+    assert sched("cron", "@daily").between(utc(2026, 4, 1), utc(2026, 4, 3)) == [
+        utc(2026, 4, 1),
+        utc(2026, 4, 2),
+    ]
     assert normalize_expr("cron", "  0   8 *\t* 1-5 ", CHI, now=NOW) == "0 8 * * 1-5"
     assert normalize_expr("cron", "@Daily", CHI, now=NOW) == "@daily"
 
@@ -293,7 +322,9 @@ def test_rrule_exrule_and_several_rrules() -> None:
 
 def test_rrule_bysetpos_last_weekday_of_month() -> None:
     """BYSETPOS=-1 over Monday..Friday picks the last weekday of each month."""
-    block = "DTSTART;TZID=Europe/Chisinau:20260101T090000\nRRULE:FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1"
+    block = (
+        "DTSTART;TZID=Europe/Chisinau:20260101T090000\nRRULE:FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1"
+    )
     got = preview("rrule", block, CHI, count=4, now=utc(2025, 12, 1))
     assert [g.date().isoformat() for g in got] == ["2026-01-30", "2026-02-27", "2026-03-31", "2026-04-30"]
 
@@ -345,12 +376,12 @@ def test_rrule_dtstart_tzid_wins_and_sets_display_zone() -> None:
 
 def test_rrule_utc_dtstart_recurs_in_utc() -> None:
     """DTSTART:...Z recurs in UTC; a floating DTSTART is read in the task's zone."""
-    assert iso(preview("rrule", "DTSTART:20260301T090000Z\nRRULE:FREQ=DAILY", CHI, count=1, now=utc(2026, 4, 1))) == [
-        "2026-04-01T09:00:00+00:00"
-    ]
-    assert iso(preview("rrule", "DTSTART:20260301T090000\nRRULE:FREQ=DAILY", CHI, count=1, now=utc(2026, 4, 1))) == [
-        "2026-04-01T09:00:00+03:00"
-    ]
+    assert iso(
+        preview("rrule", "DTSTART:20260301T090000Z\nRRULE:FREQ=DAILY", CHI, count=1, now=utc(2026, 4, 1))
+    ) == ["2026-04-01T09:00:00+00:00"]
+    assert iso(
+        preview("rrule", "DTSTART:20260301T090000\nRRULE:FREQ=DAILY", CHI, count=1, now=utc(2026, 4, 1))
+    ) == ["2026-04-01T09:00:00+03:00"]
 
 
 def test_unsynchronised_dtstart_is_not_an_instance() -> None:
@@ -385,7 +416,13 @@ def test_once_in_the_past_is_refused_when_stored_but_parses_as_exhausted() -> No
 # ---------------------------------------------------------------------------------- bad input
 
 BAD = [
-    ("cron", "0 8 * * * *", CHI, "cron line must have 5 fields (minute hour day month weekday), got 6", "schedule_expr"),
+    (
+        "cron",
+        "0 8 * * * *",
+        CHI,
+        "cron line must have 5 fields (minute hour day month weekday), got 6",
+        "schedule_expr",
+    ),
     ("cron", "61 8 * * *", CHI, "minute field '61'", "schedule_expr"),
     ("cron", "0 8 * 13 *", CHI, "month field '13'", "schedule_expr"),
     ("cron", "0 8 * * 8", CHI, "weekday field '8'", "schedule_expr"),
@@ -393,27 +430,75 @@ BAD = [
     ("cron", "", CHI, "cron line is empty", "schedule_expr"),
     ("cron", "@reboot", CHI, "unknown macro", "schedule_expr"),
     ("cron", "0 8 * * *", "Europe/Chisinau2", "unknown time zone 'Europe/Chisinau2'", "timezone"),
-    ("rrule", "FREQ=FORTNIGHTLY", CHI, "invalid RRULE: FREQ=FORTNIGHTLY is not a frequency; use SECONDLY", "schedule_expr"),
+    (
+        "rrule",
+        "FREQ=FORTNIGHTLY",
+        CHI,
+        "invalid RRULE: FREQ=FORTNIGHTLY is not a frequency; use SECONDLY",
+        "schedule_expr",
+    ),
     ("rrule", "BYHOUR=8", CHI, "FREQ is required", "schedule_expr"),
     ("rrule", "FREQ=DAILY;BYHOUR=25", CHI, "BYHOUR=25: 25 is out of range (0..23)", "schedule_expr"),
     ("rrule", "FREQ=DAILY;BYDAYS=MO", CHI, "BYDAYS is not an RRULE part", "schedule_expr"),
     ("rrule", "FREQ=WEEKLY;BYDAY=XX", CHI, "BYDAY 'XX' is not a weekday", "schedule_expr"),
     ("rrule", "FREQ=DAILY;INTERVAL=0", CHI, "INTERVAL must be 1 or more", "schedule_expr"),
-    ("rrule", "FREQ=DAILY;COUNT=3;UNTIL=20270101T000000Z", CHI, "COUNT and UNTIL cannot both be given", "schedule_expr"),
+    (
+        "rrule",
+        "FREQ=DAILY;COUNT=3;UNTIL=20270101T000000Z",
+        CHI,
+        "COUNT and UNTIL cannot both be given",
+        "schedule_expr",
+    ),
     ("rrule", "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30", CHI, "never produces an occurrence", "schedule_expr"),
     ("rrule", "FREQ=DAILY;BYMONTH=4;BYMONTHDAY=31", CHI, "never produces an occurrence", "schedule_expr"),
     ("rrule", "FREQ=MONTHLY;BYDAY=MO;BYSETPOS=6", CHI, "never produces an occurrence", "schedule_expr"),
     ("rrule", "FREQ=MINUTELY;INTERVAL=1440;BYHOUR=5", CHI, "never produces an occurrence", "schedule_expr"),
-    ("rrule", "FREQ=DAILY;INTERVAL=7;BYDAY=TU", CHI, "never produces an occurrence", "schedule_expr"),  # anchored on a Sunday
+    (
+        "rrule",
+        "FREQ=DAILY;INTERVAL=7;BYDAY=TU",
+        CHI,
+        "never produces an occurrence",
+        "schedule_expr",
+    ),  # anchored on a Sunday
     ("rrule", "FREQ=HOURLY;INTERVAL=2;BYHOUR=3", CHI, "invalid RRULE", "schedule_expr"),
-    ("rrule", "FREQ=MONTHLY;INTERVAL=6;BYMONTH=4", CHI, "never reaches its BYMONTH", "schedule_expr"),  # from March
-    ("rrule", "DTSTART:20260630T000000\nRRULE:FREQ=MONTHLY;INTERVAL=4;BYMONTH=1,2,3", CHI, "30 February", "schedule_expr"),
+    (
+        "rrule",
+        "FREQ=MONTHLY;INTERVAL=6;BYMONTH=4",
+        CHI,
+        "never reaches its BYMONTH",
+        "schedule_expr",
+    ),  # from March
+    (
+        "rrule",
+        "DTSTART:20260630T000000\nRRULE:FREQ=MONTHLY;INTERVAL=4;BYMONTH=1,2,3",
+        CHI,
+        "30 February",
+        "schedule_expr",
+    ),
     ("rrule", "", CHI, "the rule is empty", "schedule_expr"),
     ("rrule", "DTSTART:00010101T000000\nRRULE:FREQ=DAILY", CHI, "outside the years", "schedule_expr"),
     ("rrule", "DURATION:PT1H", CHI, "is not one of DTSTART, RRULE, EXRULE, RDATE, EXDATE", "schedule_expr"),
-    ("rrule", "DTSTART:20261301T000000\nRRULE:FREQ=DAILY", CHI, "DTSTART value '20261301T000000'", "schedule_expr"),
-    ("rrule", "DTSTART;TZID=Mars/Olympus:20260101T000000\nRRULE:FREQ=DAILY", CHI, "unknown time zone 'Mars/Olympus' in DTSTART;TZID", "schedule_expr"),
-    ("rrule", "RDATE;VALUE=PERIOD:20260101T000000Z/PT1H", CHI, "VALUE=PERIOD is not supported", "schedule_expr"),
+    (
+        "rrule",
+        "DTSTART:20261301T000000\nRRULE:FREQ=DAILY",
+        CHI,
+        "DTSTART value '20261301T000000'",
+        "schedule_expr",
+    ),
+    (
+        "rrule",
+        "DTSTART;TZID=Mars/Olympus:20260101T000000\nRRULE:FREQ=DAILY",
+        CHI,
+        "unknown time zone 'Mars/Olympus' in DTSTART;TZID",
+        "schedule_expr",
+    ),
+    (
+        "rrule",
+        "RDATE;VALUE=PERIOD:20260101T000000Z/PT1H",
+        CHI,
+        "VALUE=PERIOD is not supported",
+        "schedule_expr",
+    ),
     ("rrule", "FREQ=DAILY", "", "a time zone is required", "timezone"),
     ("once", "tomorrow at 8", CHI, "invalid once timestamp 'tomorrow at 8'", "schedule_expr"),
     ("event", "orders created!", CHI, "invalid event topic 'orders created!'", "schedule_expr"),
@@ -424,8 +509,12 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("kind", "expr", "tz", "message", "field"), BAD, ids=[f"{b[0]}:{b[1]!r}:{b[2]}" for b in BAD])
-def test_bad_schedule_is_refused_with_a_helpful_message(kind: str, expr: str, tz: str, message: str, field: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "expr", "tz", "message", "field"), BAD, ids=[f"{b[0]}:{b[1]!r}:{b[2]}" for b in BAD]
+)
+def test_bad_schedule_is_refused_with_a_helpful_message(
+    kind: str, expr: str, tz: str, message: str, field: str
+) -> None:
     """Each kind of bad input raises InvalidSchedule naming the problem and the field."""
     for call in (parse_schedule, normalize_expr):
         with pytest.raises(InvalidSchedule) as err:
@@ -472,7 +561,9 @@ def test_bare_rrule_is_stored_with_local_midnight_dtstart() -> None:
 
 
 def test_block_without_dtstart_gets_one_and_keeps_its_other_lines() -> None:
-    stored = normalize_expr("rrule", "FREQ=DAILY;BYHOUR=8\nEXDATE;TZID=Europe/Chisinau:20260302T080000", CHI, now=NOW)
+    stored = normalize_expr(
+        "rrule", "FREQ=DAILY;BYHOUR=8\nEXDATE;TZID=Europe/Chisinau:20260302T080000", CHI, now=NOW
+    )
     assert stored.splitlines() == [
         "DTSTART;TZID=Europe/Chisinau:20260301T000000",
         "RRULE:FREQ=DAILY;BYHOUR=8",
@@ -496,10 +587,17 @@ def test_preview_from_now_after_and_dtstart() -> None:
     assert iso(preview("cron", "0 8 * * *", CHI, count=1, now=NOW, dtstart=local(CHI, 2020, 1, 1))) == [
         "2020-01-01T08:00:00+02:00"
     ]
-    weekly = preview("rrule", "FREQ=WEEKLY;INTERVAL=2", CHI, count=2, now=NOW, dtstart=local(CHI, 2026, 1, 6, 7, 15))
+    weekly = preview(
+        "rrule", "FREQ=WEEKLY;INTERVAL=2", CHI, count=2, now=NOW, dtstart=local(CHI, 2026, 1, 6, 7, 15)
+    )
     assert iso(weekly) == ["2026-01-06T07:15:00+02:00", "2026-01-20T07:15:00+02:00"]
     after = preview(
-        "rrule", "FREQ=WEEKLY;INTERVAL=2", CHI, count=1, now=NOW, dtstart=local(CHI, 2026, 1, 6, 7, 15),
+        "rrule",
+        "FREQ=WEEKLY;INTERVAL=2",
+        CHI,
+        count=1,
+        now=NOW,
+        dtstart=local(CHI, 2026, 1, 6, 7, 15),
         after=local(CHI, 2026, 1, 7),
     )
     assert iso(after) == ["2026-01-20T07:15:00+02:00"]
@@ -568,19 +666,36 @@ CONSISTENCY = [
     ("rrule", "DTSTART;TZID=Europe/Chisinau:20250101T023000\nRRULE:FREQ=DAILY;BYHOUR=2,3", CHI),
     ("rrule", "DTSTART:20260101T000000Z\nRRULE:FREQ=MINUTELY;INTERVAL=37;COUNT=20000", "UTC"),
     ("rrule", SET_BLOCK, CHI),
-    ("rrule", "DTSTART;TZID=Australia/Lord_Howe:20250101T013000\nRRULE:FREQ=MINUTELY;INTERVAL=15;BYHOUR=1,2", "Australia/Lord_Howe"),
+    (
+        "rrule",
+        "DTSTART;TZID=Australia/Lord_Howe:20250101T013000\nRRULE:FREQ=MINUTELY;INTERVAL=15;BYHOUR=1,2",
+        "Australia/Lord_Howe",
+    ),
     ("once", "2026-11-01T01:30", NY),
 ]
-TRANSITIONS = [utc(2026, 3, 8, 7), utc(2026, 11, 1, 6), utc(2026, 3, 29, 0), utc(2026, 10, 25, 0), utc(2026, 4, 4, 15), utc(2026, 10, 3, 15, 30)]
+TRANSITIONS = [
+    utc(2026, 3, 8, 7),
+    utc(2026, 11, 1, 6),
+    utc(2026, 3, 29, 0),
+    utc(2026, 10, 25, 0),
+    utc(2026, 4, 4, 15),
+    utc(2026, 10, 3, 15, 30),
+]
 instants = st.one_of(
-    st.datetimes(min_value=datetime(2025, 6, 1), max_value=datetime(2027, 6, 1)).map(lambda d: d.replace(tzinfo=UTC)),
-    st.tuples(st.sampled_from(TRANSITIONS), st.integers(-8 * 60, 8 * 60)).map(lambda p: p[0] + timedelta(minutes=p[1])),
+    st.datetimes(min_value=datetime(2025, 6, 1), max_value=datetime(2027, 6, 1)).map(
+        lambda d: d.replace(tzinfo=UTC)
+    ),
+    st.tuples(st.sampled_from(TRANSITIONS), st.integers(-8 * 60, 8 * 60)).map(
+        lambda p: p[0] + timedelta(minutes=p[1])
+    ),
 )
 
 
 @FAST
 @given(case=st.sampled_from(CONSISTENCY), t=instants, span=st.integers(1, 3 * 24 * 60), cut=st.floats(0, 1))
-def test_between_and_next_at_or_after_agree(case: tuple[str, str, str], t: datetime, span: int, cut: float) -> None:
+def test_between_and_next_at_or_after_agree(
+    case: tuple[str, str, str], t: datetime, span: int, cut: float
+) -> None:
     """next_at_or_after(t) is the first of between(t, ...); windows split anywhere concatenate;
     results are ascending aware UTC instants in range, and memoised answers equal fresh ones."""
     s = sched(*case[:2], case[2])
@@ -599,8 +714,15 @@ def test_between_and_next_at_or_after_agree(case: tuple[str, str, str], t: datet
 
 
 # rule strategies: feasible by construction (no 30 February), so the plain dateutil reference terminates
-_UNIT = {YEARLY: timedelta(days=365), MONTHLY: timedelta(days=30), WEEKLY: timedelta(days=7), DAILY: timedelta(days=1),
-         HOURLY: timedelta(hours=1), MINUTELY: timedelta(minutes=1), SECONDLY: timedelta(seconds=1)}
+_UNIT = {
+    YEARLY: timedelta(days=365),
+    MONTHLY: timedelta(days=30),
+    WEEKLY: timedelta(days=7),
+    DAILY: timedelta(days=1),
+    HOURLY: timedelta(hours=1),
+    MINUTELY: timedelta(minutes=1),
+    SECONDLY: timedelta(seconds=1),
+}
 _BACK = {YEARLY: 120, MONTHLY: 600, WEEKLY: 1500, DAILY: 2000, HOURLY: 5000, MINUTELY: 5000, SECONDLY: 5000}
 
 
@@ -615,14 +737,26 @@ def rules(draw: st.DrawFn) -> tuple[rrule, str]:
     kw: dict = {"interval": interval, "wkst": draw(st.integers(0, 6))}
     # dateutil steps SECONDLY rules one second at a time through filtered hours and days: keep them
     # unfiltered there, or the plain reference alone takes seconds
-    day = "none" if freq == SECONDLY else draw(st.sampled_from(["none", "monthday", "weekday", "nweekday", "yearday", "weekno"]))
+    day = (
+        "none"
+        if freq == SECONDLY
+        else draw(st.sampled_from(["none", "monthday", "weekday", "nweekday", "yearday", "weekno"]))
+    )
     if day == "monthday":
         kw["bymonthday"] = draw(_small(st.one_of(st.integers(1, 28), st.integers(-28, -1))))
     elif day == "weekday" or (day == "nweekday" and freq not in (MONTHLY, YEARLY)):
         kw["byweekday"] = draw(_small(st.integers(0, 6)))
     elif day == "nweekday":
         kw["byweekday"] = tuple(
-            weekdays[d](n) for d, n in draw(st.lists(st.tuples(st.integers(0, 6), st.sampled_from([1, 2, 3, 4, -1, -2])), min_size=1, max_size=2, unique=True))
+            weekdays[d](n)
+            for d, n in draw(
+                st.lists(
+                    st.tuples(st.integers(0, 6), st.sampled_from([1, 2, 3, 4, -1, -2])),
+                    min_size=1,
+                    max_size=2,
+                    unique=True,
+                )
+            )
         )
     elif day == "yearday" and freq != WEEKLY:
         kw["byyearday"] = draw(_small(st.one_of(st.integers(1, 365), st.integers(-365, -1))))
@@ -638,7 +772,9 @@ def rules(draw: st.DrawFn) -> tuple[rrule, str]:
         kw["bysetpos"] = draw(st.sampled_from([1, 2, -1, (1, -1)]))
     if draw(st.integers(0, 4)) == 0:
         kw["count"] = draw(st.integers(1, 400))
-    dtstart = draw(st.datetimes(min_value=datetime(2015, 1, 1), max_value=datetime(2026, 1, 1))).replace(microsecond=0)
+    dtstart = draw(st.datetimes(min_value=datetime(2015, 1, 1), max_value=datetime(2026, 1, 1))).replace(
+        microsecond=0
+    )
     try:
         rr = rrule(freq, dtstart=dtstart, **kw)
         expand._check_feasible(rr)
@@ -682,12 +818,16 @@ def count_rules(draw: st.DrawFn) -> rrule:
     if freq == WEEKLY or (freq == DAILY and draw(st.booleans())):
         kw["byweekday"] = tuple(draw(st.lists(st.integers(0, 6), min_size=1, max_size=3, unique=True)))
     for name, values, fine in (
-        ("byhour", st.integers(0, 23), HOURLY), ("byminute", st.integers(0, 59), MINUTELY), ("bysecond", st.integers(0, 59), SECONDLY)
+        ("byhour", st.integers(0, 23), HOURLY),
+        ("byminute", st.integers(0, 59), MINUTELY),
+        ("bysecond", st.integers(0, 59), SECONDLY),
     ):
         if freq < fine or (draw(st.integers(0, 3)) == 0 and not (freq == SECONDLY and name == "byhour")):
             # a filter on the stepped unit makes periods unalike (not BYHOUR on SECONDLY: see rules())
             kw[name] = draw(_small(values))
-    dtstart = draw(st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2026, 1, 1))).replace(microsecond=0)
+    dtstart = draw(st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2026, 1, 1))).replace(
+        microsecond=0
+    )
     try:
         rr = rrule(freq, dtstart=dtstart, **kw)
         expand._check_feasible(rr)
@@ -697,7 +837,12 @@ def count_rules(draw: st.DrawFn) -> rrule:
 
 
 @FAST
-@given(rr=count_rules(), periods=st.one_of(st.integers(0, 3), st.integers(0, 2000)), frac=st.floats(0, 1), shift=st.integers(-2, 8))
+@given(
+    rr=count_rules(),
+    periods=st.one_of(st.integers(0, 3), st.integers(0, 2000)),
+    frac=st.floats(0, 1),
+    shift=st.integers(-2, 8),
+)
 def test_count_is_carried_exactly_to_any_point(rr: rrule, periods: int, frac: float, shift: int) -> None:
     """A COUNT ending near the point asked about: the checkpointed rule stops exactly where dateutil does."""
     w_lo = rr._dtstart + _UNIT[rr._freq] * (min(periods, _BACK[rr._freq]) + frac)
@@ -714,8 +859,16 @@ ZONES = ["UTC", NY, CHI, "Australia/Lord_Howe", "America/Sao_Paulo", "Pacific/Ap
 
 
 @FAST
-@given(rule=rules(), tzname=st.sampled_from(ZONES), periods=st.one_of(st.integers(-3, 3), st.integers(-3, 3000)), frac=st.floats(0, 1), span=st.integers(1, 60))
-def test_between_equals_plain_dateutil_expansion_localised(rule: tuple[rrule, str], tzname: str, periods: int, frac: float, span: int) -> None:
+@given(
+    rule=rules(),
+    tzname=st.sampled_from(ZONES),
+    periods=st.one_of(st.integers(-3, 3), st.integers(-3, 3000)),
+    frac=st.floats(0, 1),
+    span=st.integers(1, 60),
+)
+def test_between_equals_plain_dateutil_expansion_localised(
+    rule: tuple[rrule, str], tzname: str, periods: int, frac: float, span: int
+) -> None:
     """End to end: Schedule.between equals dateutil iterated from DTSTART, each wall time localised
     with fold=0 through UTC, sorted and de-duplicated."""
     rr = rule[0]
