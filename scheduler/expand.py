@@ -65,13 +65,13 @@ from __future__ import annotations
 import heapq
 import re
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from itertools import islice
 from math import gcd
-from typing import Protocol
+from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
@@ -150,13 +150,18 @@ def _utc_naive(t: datetime, what: str) -> datetime:
     return t.astimezone(_UTC).replace(tzinfo=None)
 
 
+def _offsets(tz: ZoneInfo) -> Callable[[datetime], timedelta]:
+    """tz.utcoffset, which a ZoneInfo never answers with None (the stubs allow it for any tzinfo)."""
+    return cast("Callable[[datetime], timedelta]", tz.utcoffset)
+
+
 def _instant(tz: ZoneInfo, wall: datetime) -> datetime:
     """The instant of a wall time, fold=0: the pre-gap offset in a gap, the first of two in an overlap."""
-    return wall - tz.utcoffset(wall)
+    return wall - _offsets(tz)(wall)
 
 
 def _offset_at(tz: ZoneInfo, instant: datetime) -> timedelta:
-    return tz.utcoffset(tz.fromutc(instant.replace(tzinfo=tz)))
+    return _offsets(tz)(tz.fromutc(instant.replace(tzinfo=tz)))
 
 
 def _wall_floor(tz: ZoneInfo, t: datetime, both_folds: bool = False) -> datetime:
@@ -189,9 +194,10 @@ def _instants(
     """
     heap: list[tuple[datetime, datetime]] = []  # (instant, wall from which it is final)
     last = None
+    utcoffset = _offsets(tz)
     for w in walls:
-        off0 = tz.utcoffset(w)
-        off1 = tz.utcoffset(w.replace(fold=1))
+        off0 = utcoffset(w)
+        off1 = utcoffset(w.replace(fold=1))
         i = w - off0
         if off0 == off1 and not heap:  # the common case: an ordinary wall time
             if i >= t:
@@ -492,6 +498,36 @@ _FEASIBILITY_PROBE_FROM = datetime(9600, 1, 1)  # 400 years (a whole Gregorian c
 _YEARS = (1800, 9000)  # DTSTART range: keeps every window computation clear of datetime's limits
 
 
+class _DateutilRule(Protocol):
+    """A constructed dateutil rrule with the fields it derives from DTSTART and the BYxxx parts
+    (private attributes, stable since dateutil 2.7, not declared by the type stubs)."""
+
+    _dtstart: datetime
+    _freq: int
+    _interval: int
+    _wkst: int
+    _count: int | None
+    _until: datetime | None
+    _bysetpos: tuple[int, ...] | None
+    _bymonth: tuple[int, ...] | None
+    _bymonthday: tuple[int, ...]
+    _bynmonthday: tuple[int, ...]
+    _byyearday: tuple[int, ...] | None
+    _byweekno: tuple[int, ...] | None
+    _byweekday: tuple[int, ...] | None
+    _bynweekday: tuple[tuple[int, int], ...] | None
+    _byeaster: tuple[int, ...] | None
+    _byhour: Collection[int] | None
+    _byminute: Collection[int] | None
+    _bysecond: Collection[int] | None
+
+    def __iter__(self) -> Iterator[datetime]: ...
+
+
+def _rrule(freq: int, **kwargs: Any) -> _DateutilRule:
+    return cast(_DateutilRule, rrule(cast(Any, freq), **kwargs))
+
+
 def _rrule_error(message: str) -> InvalidSchedule:
     return InvalidSchedule(f"invalid RRULE: {message}", details=_EXPR)
 
@@ -699,13 +735,13 @@ def _parse_rule_value(value: str) -> _RuleSpec:
     return _RuleSpec(freq=_FREQS[freq_name], kwargs=tuple(kwargs.items()), until=until)
 
 
-def _rebuild(rr: rrule, dtstart: datetime, count: int | None) -> rrule:
+def _rebuild(rr: _DateutilRule, dtstart: datetime, count: int | None) -> _DateutilRule:
     """`rr` restarted at `dtstart` (a boundary of its period grid), every BYxxx value explicit, so that
     nothing dateutil derives from DTSTART changes."""
     byweekday = [weekdays[d] for d in rr._byweekday or ()]
     byweekday += [weekdays[d](n) for d, n in rr._bynweekday or ()]
     bymonthday = tuple(rr._bymonthday) + tuple(rr._bynmonthday)
-    return rrule(
+    return _rrule(
         rr._freq,
         dtstart=dtstart,
         interval=rr._interval,
@@ -728,7 +764,7 @@ def _rebuild(rr: rrule, dtstart: datetime, count: int | None) -> rrule:
 _UNITS = {HOURLY: timedelta(hours=1), MINUTELY: timedelta(minutes=1), SECONDLY: timedelta(seconds=1)}
 
 
-def _grid_origin(rr: rrule) -> datetime:
+def _grid_origin(rr: _DateutilRule) -> datetime:
     """The start of DTSTART's own period (for WEEKLY: the WKST day of its week)."""
     d: datetime = rr._dtstart
     freq = rr._freq
@@ -747,7 +783,7 @@ def _grid_origin(rr: rrule) -> datetime:
     return d.replace(microsecond=0)
 
 
-def _boundary(rr: rrule, k: int) -> datetime:
+def _boundary(rr: _DateutilRule, k: int) -> datetime:
     """The start of the k-th period dateutil visits after DTSTART's own (k * INTERVAL units on)."""
     origin = _grid_origin(rr)
     steps = k * rr._interval
@@ -764,7 +800,7 @@ def _boundary(rr: rrule, k: int) -> datetime:
     return origin + _UNITS[freq] * steps
 
 
-def _period_start(rr: rrule, w: datetime) -> tuple[int, datetime] | None:
+def _period_start(rr: _DateutilRule, w: datetime) -> tuple[int, datetime] | None:
     """(k, start) of the latest period boundary of `rr`'s grid (k whole INTERVALs after DTSTART's own
     period) that is <= w, with k >= 1 because dateutil truncates DTSTART's own period at DTSTART
     (for WEEKLY even before BYSETPOS picks); None if w is still in that first period."""
@@ -786,7 +822,11 @@ def _period_start(rr: rrule, w: datetime) -> tuple[int, datetime] | None:
     return (k, _boundary(rr, k)) if k > 0 else None
 
 
-def _per_period(rr: rrule) -> int | None:
+def _size(values: Collection[int] | None) -> int:
+    return len(values or ())
+
+
+def _per_period(rr: _DateutilRule) -> int | None:
     """Occurrences in every period after DTSTART's own when that number is fixed (no day filters,
     no BYSETPOS, no filter on a unit the frequency steps through); None otherwise."""
     if (
@@ -801,16 +841,17 @@ def _per_period(rr: rrule) -> int | None:
     ):
         return None
     freq = rr._freq
+    times = _size(rr._byhour) * _size(rr._byminute) * _size(rr._bysecond)  # all derived below HOURLY
     if freq == WEEKLY:
-        return len(rr._byweekday) * len(rr._byhour) * len(rr._byminute) * len(rr._bysecond)
+        return _size(rr._byweekday) * times
     if rr._byweekday:
         return None
     if freq == DAILY:
-        return len(rr._byhour) * len(rr._byminute) * len(rr._bysecond)
+        return times
     if freq == HOURLY and not rr._byhour:
-        return len(rr._byminute) * len(rr._bysecond)
+        return _size(rr._byminute) * _size(rr._bysecond)
     if freq == MINUTELY and not rr._byhour and not rr._byminute:
-        return len(rr._bysecond)
+        return _size(rr._bysecond)
     if freq == SECONDLY and not (rr._byhour or rr._byminute or rr._bysecond):
         return 1
     return None
@@ -821,12 +862,17 @@ class _Rule:
 
     __slots__ = ("_checkpoint", "_first", "_per_period", "_rebased", "rule", "until")
 
-    def __init__(self, rule: rrule, until: datetime | None) -> None:
+    def __init__(self, rule: _DateutilRule, until: datetime | None) -> None:
         self.rule = rule
         self.until = until  # instant (naive UTC), inclusive; dateutil's own until is a generous wall bound
-        self._rebased: tuple[datetime, rrule] | None = None
+        self._rebased: tuple[datetime, _DateutilRule] | None = None
         # COUNT rules: (period index, period start, rule restarted there with the occurrences left, left)
-        self._checkpoint: tuple[int, datetime, rrule | None, int] = (0, rule._dtstart, rule, rule._count or 0)
+        self._checkpoint: tuple[int, datetime, _DateutilRule | None, int] = (
+            0,
+            rule._dtstart,
+            rule,
+            rule._count or 0,
+        )
         self._per_period = _per_period(rule) if rule._count else None
         self._first: int | None = None  # occurrences in DTSTART's own period, counted once
 
@@ -854,7 +900,7 @@ class _Rule:
         self._checkpoint = (k, start, restarted, left)
         return iter(restarted) if restarted is not None else iter(())
 
-    def _used(self, ck_k: int, ck_rule: rrule, k: int, start: datetime) -> int:
+    def _used(self, ck_k: int, ck_rule: _DateutilRule, k: int, start: datetime) -> int:
         """Occurrences between the checkpoint (period ck_k) and period k: they use up the COUNT."""
         m = self._per_period
         if m is not None:  # every period alike: arithmetic instead of O(history) iteration
@@ -874,7 +920,7 @@ def _takewhile_before(walls: Iterable[datetime], end: datetime) -> Iterator[date
         yield w
 
 
-def _check_feasible(rr: rrule) -> None:
+def _check_feasible(rr: _DateutilRule) -> None:
     """Refuse rules that can never produce an occurrence: dateutil would scan to the year 9999."""
     freq, n = rr._freq, rr._interval
     day_filters = (
@@ -899,7 +945,7 @@ def _check_feasible(rr: rrule) -> None:
             byweekday += [weekdays[wd](k) for wd, k in rr._bynweekday or ()]
         else:
             byweekday += [weekdays[wd] for wd, _ in rr._bynweekday or ()]
-        probe = rrule(
+        probe = _rrule(
             freq if same else YEARLY,
             dtstart=_FEASIBILITY_PROBE_FROM,
             wkst=rr._wkst,
@@ -963,7 +1009,7 @@ def _compile_rule(value: str, dtstart: datetime, tz: ZoneInfo) -> _Rule:
             until_instant = until_wall = None
     kwargs = dict(spec.kwargs)
     try:
-        rr = rrule(spec.freq, dtstart=dtstart, until=until_wall, **kwargs)  # type: ignore[arg-type]
+        rr = _rrule(spec.freq, dtstart=dtstart, until=until_wall, **kwargs)
     except ValueError as exc:
         raise _rrule_error(str(exc)) from None
     _check_feasible(rr)
