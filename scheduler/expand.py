@@ -44,20 +44,25 @@ on both sides of a transition (08:00 Chisinau stays 08:00); a time in the gap fi
 offset (02:30 New York on 2026-03-08 = 07:30Z = 03:30 EDT) *only if the search starts before the gap*:
 a search starting between 03:00 and 03:30 EDT (as the rolling 10-minute window that contains 07:30Z
 does) sees hour 3, moves to the next day and silently skips that day's run, and `next_at_or_after`
-would disagree with `between`. In the repeated hour it fires
-a fixed time twice (01:30 EDT and 01:30 EST). So cron lines are evaluated by APScheduler in UTC used as
-a wall clock (a zone without transitions, where its walk is exact) and the wall times are localised here
-with the rule above: a gap time fires once, shifted later by the gap; an ambiguous fixed time fires
-once, at its first occurrence. One refinement, as cronie does for jobs that run every hour: when the
-hour field is `*`, the repeated hour after fall-back fires again (01:00, 01:20, 01:40 EDT and then EST),
-so an every-N-minutes job keeps running through the night instead of pausing for an hour.
+would disagree with `between`. In the repeated hour it fires a fixed time twice (01:30 EDT and 01:30
+EST). So cron lines are evaluated by APScheduler in UTC used as a wall clock (a zone without
+transitions, where its walk is exact) and the wall times are localised here with the rule above: a gap
+time fires once, shifted later by the gap; an ambiguous fixed time fires once, at its first
+occurrence. One refinement, as cronie does for jobs that run every hour: when the hour field is `*`,
+the repeated hour after fall-back fires again (01:00, 01:20, 01:40 EDT and then EST), so an
+every-N-minutes job keeps running through the night instead of pausing for an hour.
 
 Performance: dateutil iterates from DTSTART, so a rule without COUNT is rebased before each expansion
 to a period boundary shortly before the window, a whole number of INTERVAL periods after DTSTART, with
-the BYxxx values dateutil derived from DTSTART made explicit; a COUNT rule keeps a checkpoint (a period
-boundary and the occurrences still left) that only moves forward. Each schedule also remembers the
-last empty stretch it saw, so a steady tick over a quiet window costs a comparison. Compiled cron
-triggers and DTSTART-anchored rules are cached by expression.
+the BYxxx values dateutil derived from DTSTART made explicit. A COUNT rule keeps a checkpoint (a period
+boundary and the occurrences still left) that only moves forward; when every period holds the same
+number of occurrences the COUNT used up is computed, not iterated. Each schedule remembers the last
+empty stretch it saw and its last window, so a steady tick over a quiet window costs a comparison.
+Compiled cron triggers and schedules without a `now`-dependent anchor are cached by expression, so
+tasks with the same schedule share one object (safe: its memos are single tuples, replaced whole).
+Known cost left: a rule whose INTERVAL phase never meets its day filters (YEARLY;INTERVAL=4 on 29
+February from a common year) passes validation and costs one bounded scan (up to a few seconds) per
+schedule object before it is known to be exhausted.
 """
 
 from __future__ import annotations
