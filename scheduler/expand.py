@@ -463,8 +463,10 @@ def _compile_cron(expr: str) -> _CronRule:
                 raise _cron_error(line, f"{name} field {value!r}: {reason}") from None
         raise _cron_error(line, "it cannot be read as minute hour day month weekday") from None
     # A line naming only days that do not exist (31 February) would otherwise be searched to 9999 on
-    # every expansion; the search is bounded, so pay it once here.
-    if all(tr.get_next_fire_time(None, _CRON_PROBE_FROM) is None for tr in triggers):
+    # every expansion; the search is bounded, so pay it once here (only a day of month can be missing).
+    if not dom.startswith("*") and all(
+        tr.get_next_fire_time(None, _CRON_PROBE_FROM) is None for tr in triggers
+    ):
         raise _cron_error(line, "it never fires (no such day in the months it names)")
     return _CronRule(line=line.lower() if macro else line, triggers=triggers, every_hour=hour in ("*", "*/1"))
 
