@@ -43,6 +43,7 @@ __all__ = ["NOTIFY_CHANNEL", "Worker", "WorkerConfig"]
 
 Q = load_queries("workers", "queries.sql")
 NOTIFY_CHANNEL = "ordo_due_work"
+_KEY_CHECK_S = 0.1
 # Labelled children resolved once: a label lookup per run is measurable at thousands of runs a second.
 _FINISHED = {state: metrics.RUNS_FINISHED.labels(state) for state in ("succeeded", "failed", "dead", "canceled")}
 
@@ -126,6 +127,8 @@ class Worker:
         metrics.WORKER_BUSY_SLOTS.set_function(lambda: self._executing)
         self.rescuer = Rescuer(db, RescuerConfig(interval_s=cfg.rescue_interval_s), self.log)
         self._lease_conn: Connection | None = None
+        self._keys_seen = True
+        self._next_key_check = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -232,7 +235,14 @@ class Worker:
         rows: list[dict[str, Any]] = []
         with translate_errors():
             conn = self._conn()
-            keys = conn.execute(Q["keys_ready"], {"now": None, "m": self.cfg.max_keys_per_lease}).scalars().all()
+            keys: list[str] = []
+            # Keyed work is rare: look for it every cycle while some exists, otherwise every
+            # KEY_CHECK_S, which saves a round trip per lease and still serves keyed runs promptly
+            # when unkeyed work saturates the worker.
+            if self._keys_seen or time.monotonic() >= self._next_key_check:
+                keys = conn.execute(Q["keys_ready"], {"now": None, "m": self.cfg.max_keys_per_lease}).scalars().all()
+                self._keys_seen = bool(keys)
+                self._next_key_check = time.monotonic() + _KEY_CHECK_S
             if keys:
                 # A real transaction: the key locks must hold until the keyed leases commit.
                 with self.db.tx() as tx:
@@ -245,6 +255,8 @@ class Worker:
             if len(rows) < n:
                 got = conn.execute(Q["lease_batch"], {**params, "n": n - len(rows)})
                 rows.extend(got.mappings().all())
+                if len(rows) < n:
+                    self._next_key_check = 0.0  # not saturated: the next cycle may as well look
         received = time.monotonic()
         leases = [
             _Lease(

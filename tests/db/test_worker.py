@@ -161,3 +161,47 @@ def test_stopping_lets_a_running_run_finish_within_the_grace_period(db):
         opener.start()
     assert finished(db, run_id) == "succeeded"
     assert scalar(db, "SELECT state FROM worker") == "stopped"
+
+
+_ACTIVE = {"now": 0, "max": 0}
+_ACTIVE_LOCK = threading.Lock()
+
+
+def _occupy(args, ctx):
+    with _ACTIVE_LOCK:
+        _ACTIVE["now"] += 1
+        _ACTIVE["max"] = max(_ACTIVE["max"], _ACTIVE["now"])
+    time.sleep(0.05)
+    with _ACTIVE_LOCK:
+        _ACTIVE["now"] -= 1
+    return {}
+
+
+OCCUPY = Tool(
+    address="test.occupy",
+    description="holds a slot for 50 ms and counts how many run at once",
+    input_schema={"type": "object"},
+    output_schema={"type": "object"},
+    timeout_s=5,
+    scopes=(),
+    runs={"kind": "python", "callable": "tests:none"},
+    func=_occupy,
+)
+
+
+def test_a_concurrency_key_caps_runs_across_workers(db):
+    registry = ToolRegistry([*REGISTRY.values(), OCCUPY])
+    values = store_tasks.validate_task(
+        {"title": "press", "schedule_kind": "manual", "concurrency_key": "press-7", "concurrency_limit": 2,
+         "payload": {"pipeline": [{"id": "work", "uses": "test.occupy"}]}},
+        registry,
+        now=datetime.now(UTC),
+    )
+    with db.tx() as conn:
+        task = store_tasks.create(conn, values, store_tasks.LOCAL_AGENT_ID)
+        run_ids = store_runs.enqueue(conn, task["id"], n=12)
+    _ACTIVE.update(now=0, max=0)
+    with running_worker(db, registry=registry, concurrency=4), running_worker(db, registry=registry, concurrency=4):
+        wait_for(lambda: all(finished(db, r) for r in run_ids), timeout=30, what="all keyed runs")
+    assert {finished(db, r) for r in run_ids} == {"succeeded"}
+    assert _ACTIVE["max"] == 2
