@@ -8,8 +8,8 @@ Each `run_*` function measures one configuration of one library against a ready 
 
 `dsn` is a libpq URL of a database the function may use freely; the embedded server's Unix-socket form
 (`postgresql://postgres:@/db?host=/socket/dir`) works for both psycopg and asyncpg. Each library lives
-in its own schema of that database (`peer_pgqueuer`, `peer_procrastinate`, put first on every
-connection's search_path), dropped and recreated at the start of every run, so runs never see each
+in its own schema of that database (`peer_pgqueuer`, `peer_procrastinate`, the search_path of every
+connection it opens), dropped and recreated at the start of every run, so runs never see each
 other's rows and nothing outside that schema is touched. `fresh_database(server_url, name)` creates
 (or recreates) a database on the same server when the caller wants one per peer.
 
@@ -22,6 +22,7 @@ How a run is measured, the same way for both libraries:
    worker reports it has finished: the library's own drain mode returned, so every job it took is
    acknowledged in the database (pgqueuer: moved from its queue table to its log; procrastinate:
    `succeeded`). Clocks are CLOCK_MONOTONIC, which is one clock for every process on the host.
+   Workers then keep their connections until told EXIT, so their backends' CPU time can be read.
 4. Every execution is counted: each worker sends back the ids of the jobs its handler ran; their
    number must be N and no id may repeat. The database is checked too (no job left queued or
    running, N recorded as successful). A run that fails either check raises.
@@ -29,8 +30,10 @@ How a run is measured, the same way for both libraries:
 Stragglers are terminated then killed, and any backend still open under the benchmark's
 application_name is terminated, whatever happened, so the database is never left locked.
 
-Run alone: `python benchmarks/peers.py [N_PGQUEUER [N_PROCRASTINATE]]` starts a throwaway embedded
-server, runs both `best_*` functions and prints one JSON line.
+Run alone: `python benchmarks/peers.py [N_PGQUEUER [N_PROCRASTINATE [REPEATS]]]` (default 20000 2000 1)
+starts a throwaway embedded server, runs both `best_*` functions and prints one JSON line.
+Each result carries the 1-minute load average before it and the CPU seconds that its workers, their
+backends and everything else on the machine used during it: on a shared machine, read `cpu.others`.
 """
 
 from __future__ import annotations
@@ -88,10 +91,6 @@ def _reset_schema(dsn: str, schema: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-
-
-def _search_path(schema: str) -> str:
-    return f"{schema}, public"
 
 
 def _terminate_leftover_backends(dsn: str) -> None:
@@ -181,6 +180,7 @@ class _Fleet:
         return start
 
     def results(self, timeout: float) -> list[dict[str, Any]]:
+        """Wait for every worker's DONE; they then hold their connections open until `release`."""
         deadline = time.monotonic() + timeout
         out = []
         for index in range(len(self.procs)):
@@ -188,11 +188,18 @@ class _Fleet:
             if line != "DONE":
                 raise RuntimeError(f"worker {index} said {line!r} instead of DONE")
             out.append(json.loads(self._result_path(index).read_text()))
+        return out
+
+    def release(self, timeout: float = 60.0) -> None:
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.write("EXIT\n")
+            proc.stdin.flush()
+        deadline = time.monotonic() + timeout
         for index, proc in enumerate(self.procs):
-            proc.wait(timeout=max(deadline - time.monotonic(), 5))
+            proc.wait(timeout=max(deadline - time.monotonic(), 1))
             if proc.returncode != 0:
                 raise RuntimeError(f"worker {index} failed: {self._stderr(index)}")
-        return out
 
     def close(self) -> None:
         for proc in self.procs:
@@ -237,13 +244,17 @@ def _measure(
     try:
         fleet.start(processes)
         fleet.wait_ready(READY_TIMEOUT_S)
+        cpu = _CpuMeter(dsn, [proc.pid for proc in fleet.procs])
         start = fleet.go()
         reports = fleet.results(timeout)
+        cpu_used = cpu.stop()
+        fleet.release()
     finally:
         fleet.close()
         _terminate_leftover_backends(dsn)
     end = max(r["t_end"] for r in reports)
     seconds = end - start
+    last_job = max(r["t_last_job"] for r in reports)
     executed = [job_id for r in reports for job_id in r["ids"]]
     if len(executed) != n or len(set(executed)) != n:
         raise RuntimeError(
@@ -258,10 +269,66 @@ def _measure(
         "config": config,
         "enqueue_seconds": round(enqueue_seconds, 3),
         "per_process_jobs": [len(r["ids"]) for r in reports],
+        # from the last handler call to the last worker done (acknowledging, exiting its drain loop)
+        "tail_seconds": round(end - last_job, 4),
         "executed": len(executed),
         "db": db,
         "load1": round(load_before, 2),
+        # CPU seconds over the timed run: the worker processes, their PostgreSQL backends, and the
+        # whole machine (busy = not idle); on a shared machine `others` is what other work took.
+        "cpu": cpu_used,
     }
+
+
+def _cpu_total(times: Any) -> float:
+    # guest time is already counted in user time on Linux
+    return sum(v for k, v in times._asdict().items() if k not in ("guest", "guest_nice"))
+
+
+class _CpuMeter:
+    """CPU time of the worker processes, of their backends (local server) and of the whole machine."""
+
+    def __init__(self, dsn: str, worker_pids: list[int]) -> None:
+        import psutil
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name LIKE %s",
+                (APP_NAME + "-%",),
+            ).fetchall()
+        self.groups: dict[str, list[Any]] = {"workers": [], "backends": []}
+        for group, pids in (("workers", worker_pids), ("backends", [r[0] for r in rows])):
+            for pid in pids:
+                with contextlib.suppress(psutil.Error):  # a remote server's backends are not ours to see
+                    self.groups[group].append(psutil.Process(pid))
+        self.before = {group: [self._used(p) for p in procs] for group, procs in self.groups.items()}
+        self.machine_before = psutil.cpu_times()
+
+    @staticmethod
+    def _used(proc: Any) -> float:
+        try:
+            t = proc.cpu_times()
+        except Exception:
+            return float("nan")
+        return t.user + t.system
+
+    def stop(self) -> dict[str, float]:
+        import psutil
+
+        machine = psutil.cpu_times()
+        out = {}
+        for group, procs in self.groups.items():
+            used = [self._used(p) - b for p, b in zip(procs, self.before[group], strict=True)]
+            out[group] = round(sum(u for u in used if u == u), 3)  # nan: the process is gone
+        total = _cpu_total(machine) - _cpu_total(self.machine_before)
+        idle = machine.idle - self.machine_before.idle
+        busy = total - idle - (getattr(machine, "iowait", 0.0) - getattr(self.machine_before, "iowait", 0.0))
+        out["machine_busy"] = round(busy, 3)
+        out["machine_total"] = round(total, 3)
+        out["others"] = round(max(busy - out["workers"] - out["backends"], 0.0), 3)
+        return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -296,7 +363,7 @@ def run_pgqueuer(
         from pgqueuer.queries import Queries
 
         conn = await asyncpg.connect(
-            dsn, server_settings={"search_path": _search_path(PGQUEUER_SCHEMA), "application_name": APP_NAME}
+            dsn, server_settings={"search_path": PGQUEUER_SCHEMA, "application_name": APP_NAME}
         )
         try:
             queries = Queries(AsyncpgDriver(conn))
@@ -341,16 +408,15 @@ def run_pgqueuer(
     )
 
 
-async def _pgqueuer_worker(cfg: dict[str, Any]) -> dict[str, Any]:
+async def _pgqueuer_worker(cfg: dict[str, Any]) -> None:
     import asyncio
 
     from pgqueuer.qm import QueueManager
     from pgqueuer.queries import Queries
     from pgqueuer.types import QueueExecutionMode
 
-    search_path = _search_path(PGQUEUER_SCHEMA)
     app_name = f"{APP_NAME}-pgqueuer-{cfg['index']}"
-    ids: list[int] = []
+    tally = _Tally()
     managers = []
     for _ in range(cfg["consumers"]):
         if cfg["driver"] == "asyncpg":
@@ -358,7 +424,7 @@ async def _pgqueuer_worker(cfg: dict[str, Any]) -> dict[str, Any]:
             from pgqueuer.db import AsyncpgDriver
 
             conn = await asyncpg.connect(
-                cfg["dsn"], server_settings={"search_path": search_path, "application_name": app_name}
+                cfg["dsn"], server_settings={"search_path": PGQUEUER_SCHEMA, "application_name": app_name}
             )
             driver: Any = AsyncpgDriver(conn)
         else:
@@ -376,7 +442,7 @@ async def _pgqueuer_worker(cfg: dict[str, Any]) -> dict[str, Any]:
 
         @qm.entrypoint(ENTRYPOINT)
         async def noop(job: Any) -> None:
-            ids.append(job.id)
+            tally.hit(job.id)
 
         managers.append(qm)
 
@@ -384,7 +450,7 @@ async def _pgqueuer_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     await asyncio.gather(
         *(qm.run(batch_size=cfg["batch_size"], mode=QueueExecutionMode.drain) for qm in managers)
     )
-    return {"ids": ids, "t_end": time.monotonic()}
+    await _done_then_wait(cfg, tally.report(time.monotonic()))
 
 
 def best_pgqueuer(
@@ -413,7 +479,7 @@ def best_pgqueuer(
 # procrastinate
 
 
-def _procrastinate_app(dsn: str, pool_size: int, app_name: str, ids: list[int] | None = None) -> Any:
+def _procrastinate_app(dsn: str, pool_size: int, app_name: str, tally: _Tally | None = None) -> Any:
     import procrastinate
 
     # An App built in a script run as __main__ warns that workers may not import its tasks by path;
@@ -429,8 +495,8 @@ def _procrastinate_app(dsn: str, pool_size: int, app_name: str, ids: list[int] |
 
     @app.task(name=ENTRYPOINT, pass_context=True)
     async def noop(context: Any) -> None:
-        if ids is not None:
-            ids.append(context.job.id)
+        if tally is not None:
+            tally.hit(context.job.id)
 
     return app
 
@@ -491,12 +557,12 @@ def run_procrastinate(
     )
 
 
-async def _procrastinate_worker(cfg: dict[str, Any]) -> dict[str, Any]:
-    ids: list[int] = []
+async def _procrastinate_worker(cfg: dict[str, Any]) -> None:
+    tally = _Tally()
     # One connection per concurrent job (finishing it), one for fetching, one for the worker's
     # heartbeat and abort polling: no job ever waits for the pool.
     app = _procrastinate_app(
-        cfg["dsn"], cfg["concurrency"] + 2, f"{APP_NAME}-procrastinate-{cfg['index']}", ids
+        cfg["dsn"], cfg["concurrency"] + 2, f"{APP_NAME}-procrastinate-{cfg['index']}", tally
     )
     async with app.open_async():
         await _ready_then_go()
@@ -506,8 +572,7 @@ async def _procrastinate_worker(cfg: dict[str, Any]) -> dict[str, Any]:
             listen_notify=False,  # every job is already queued and wait=False: nothing to wake up for
             install_signal_handlers=False,
         )
-        t_end = time.monotonic()
-    return {"ids": ids, "t_end": t_end}
+        await _done_then_wait(cfg, tally.report(time.monotonic()))
 
 
 def best_procrastinate(
@@ -521,7 +586,9 @@ def best_procrastinate(
 
     procrastinate fetches one job per transaction, and a worker process fetches sequentially
     however high its concurrency, so processes matter more than concurrency: the grid is
-    processes 1/2/4 x concurrency 1/10, and 2 x 30.
+    processes 1/2/4 x concurrency 1/10, and 2 x 30. Its cost per job is mostly CPU (about 2 ms in
+    the worker and 1.3-2.3 ms in PostgreSQL here, the latter growing with `n` as finished jobs'
+    dead entries pile up in the index its fetch walks), so compare peers at the same `n`.
     """
     if configs is None:
         configs = [
@@ -555,12 +622,37 @@ def _best(
     return {**best, "all": runs}
 
 
+class _Tally:
+    """What a worker's no-op handler records: the id of every job it ran, and when it ran the last."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+        self.last = 0.0
+
+    def hit(self, job_id: int) -> None:
+        self.ids.append(job_id)
+        self.last = time.monotonic()
+
+    def report(self, t_end: float) -> dict[str, Any]:
+        return {"ids": self.ids, "t_last_job": self.last, "t_end": t_end}
+
+
 async def _ready_then_go() -> None:
+    await _say_and_wait("READY", "GO")
+
+
+async def _done_then_wait(cfg: dict[str, Any], report: dict[str, Any]) -> None:
+    """Hand the report over (a file: 100k ids are no pipe line), keep connections open until EXIT."""
+    Path(cfg["result_path"]).write_text(json.dumps(report))
+    await _say_and_wait("DONE", "EXIT")
+
+
+async def _say_and_wait(say: str, expect: str) -> None:
     import asyncio
 
-    print("READY", flush=True)
+    print(say, flush=True)
     line = await asyncio.to_thread(sys.stdin.readline)
-    if line.strip() != "GO":
+    if line.strip() != expect:
         raise SystemExit(0)  # the parent gave up on us
 
 
@@ -568,14 +660,11 @@ def _worker_main(cfg: dict[str, Any]) -> None:
     if cfg["library"] == "pgqueuer":
         import uvloop  # pgqueuer depends on it and runs its worker and benchmark on it
 
-        result = uvloop.run(_pgqueuer_worker(cfg))
+        uvloop.run(_pgqueuer_worker(cfg))
     else:
         import asyncio
 
-        result = asyncio.run(_procrastinate_worker(cfg))  # what `procrastinate worker` uses
-    # The ids go through a file: a pipe line of 100k ids is more than a reader should have to trust.
-    Path(cfg["result_path"]).write_text(json.dumps(result))
-    print("DONE", flush=True)
+        asyncio.run(_procrastinate_worker(cfg))  # what `procrastinate worker` uses
 
 
 def _main(argv: list[str]) -> None:
@@ -584,14 +673,15 @@ def _main(argv: list[str]) -> None:
         return
     n_pgqueuer = int(argv[0]) if argv else 20_000
     n_procrastinate = int(argv[1]) if len(argv) > 1 else 2_000
+    repeats = int(argv[2]) if len(argv) > 2 else 1
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from store.embedded import ensure_server
 
     # A throwaway server of our own; pgserver stops it when this process exits (its data stays, and
     # fresh_database starts each peer from an empty database next time).
     server = ensure_server(Path(tempfile.gettempdir()) / "ordo-peers-bench", database="postgres")
-    pgq = best_pgqueuer(fresh_database(server, "peer_pgqueuer"), n_pgqueuer)
-    pro = best_procrastinate(fresh_database(server, "peer_procrastinate"), n_procrastinate)
+    pgq = best_pgqueuer(fresh_database(server, "peer_pgqueuer"), n_pgqueuer, repeats=repeats)
+    pro = best_procrastinate(fresh_database(server, "peer_procrastinate"), n_procrastinate, repeats=repeats)
     print(
         json.dumps(
             {
@@ -607,7 +697,7 @@ def _main(argv: list[str]) -> None:
 
 
 def _brief(run: dict[str, Any]) -> dict[str, Any]:
-    keys = ("config", "jobs", "seconds", "jobs_s", "load1", "error")
+    keys = ("config", "jobs", "seconds", "jobs_s", "load1", "cpu", "error")
     return {k: run[k] for k in keys if k in run}
 
 
