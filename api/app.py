@@ -11,11 +11,13 @@ from dataclasses import dataclass
 
 import anyio.to_thread
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api import errors
-from api.deps import ApiState
+from api.auth import AuthListener, TokenCache
+from api.deps import ApiState, reject_unknown_query
 from api.middleware import BodyLimit, RequestMetrics
+from api.pool import ReadPool
 from api.ratelimit import RateLimiter
 from api.routes import agents, audit, events, health, runs, schedules, tasks, tools
 from engine import ToolRegistry
@@ -40,15 +42,17 @@ field in `details.path`. POST /tasks, POST /events and run_now accept an `Idempo
 
 @dataclass(frozen=True)
 class ApiConfig:
-    # Threads that run blocking route code, and database connections for them: one connection per
-    # thread, so a thread never waits for a connection another waiting thread would release.
-    threads: int = 16
-    pool_overflow: int = 4
+    # Threads that run blocking route code. Each uses one connection at a time (a read or a write),
+    # so a thread never waits for a connection that another waiting thread would release. More
+    # threads than cores only add GIL contention: requests are short.
+    threads: int = 8
+    write_pool: int = 4
+    token_cache_ttl_s: float = 60.0
     idempotency_ttl_s: float = idempotency.DEFAULT_TTL_S
     prune_every_s: float = 600.0
 
     def __post_init__(self) -> None:
-        if self.threads < 1 or self.pool_overflow < 0 or self.idempotency_ttl_s <= 0 or self.prune_every_s <= 0:
+        if min(self.threads, self.write_pool) < 1 or min(self.token_cache_ttl_s, self.idempotency_ttl_s, self.prune_every_s) <= 0:
             raise ValueError(f"invalid API config {self}")
 
 
@@ -71,28 +75,36 @@ def create_app(
         own_db = db is None
         database = db or Database(
             settings.database_url or ensure_server(settings.data_dir),
-            pool_size=cfg.threads,
-            max_overflow=cfg.pool_overflow,
+            pool_size=cfg.write_pool,
+            max_overflow=cfg.threads,
             application_name="ordo-api",
         )
+        reads = ReadPool(database.url, size=cfg.threads, overflow=cfg.threads)
         anyio.to_thread.current_default_thread_limiter().total_tokens = cfg.threads
+        tokens = TokenCache(ttl_s=cfg.token_cache_ttl_s)
         app.state.ordo = ApiState(
             settings=settings,
             db=database,
+            reads=reads,
             registry=registry,
             limiter=RateLimiter(settings.api_rate_limit_per_min),
+            tokens=tokens,
             known_scopes=frozenset(ROUTE_SCOPES) | tool_scopes,
         )
         stop = threading.Event()
-        pruner = threading.Thread(
-            target=_prune_loop, args=(database, cfg, stop, log), name="idempotency-pruner", daemon=True
-        )
-        pruner.start()
+        threads = [
+            threading.Thread(target=_prune_loop, args=(database, cfg, stop, log), name="idempotency-pruner", daemon=True),
+            threading.Thread(target=AuthListener(database, tokens, log).run, args=(stop,), name="auth-listener", daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
         try:
             yield
         finally:
             stop.set()
-            pruner.join(timeout=5)
+            for thread in threads:
+                thread.join(timeout=5)
+            reads.dispose()
             if own_db:
                 database.dispose()
 
@@ -101,6 +113,7 @@ def create_app(
         version="0.1.0",
         description=_DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query)],
         openapi_tags=[
             {"name": "tasks", "description": "Create, schedule, trigger and control tasks."},
             {"name": "runs", "description": "Run history with every step's output; cancel runs."},

@@ -1,8 +1,9 @@
 """Dependencies of the routes, as `Annotated` aliases: the database, the tool registry, the caller
 (authenticated, rate-limited, and checked for the route's scope), and the Idempotency-Key header.
 
-Authentication runs in its own short transaction and a route opens its own with `db.tx()`, so no
-connection is ever held across two thread-pool hops (which could deadlock a busy pool).
+Authentication is answered from a cache of recently verified tokens (api.auth) or checked with its own
+read, and a route opens its own connection (`reads.connect()` or `db.tx()`), so no connection is
+ever held across two thread-pool hops (which could deadlock a busy pool).
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.auth import TokenCache
+from api.pool import ReadPool
 from api.ratelimit import RateLimiter
 from engine import ToolRegistry
 from store import agents
 from store.agents import Principal
 from store.db import Database
-from store.errors import Forbidden, Unauthorized
+from store.errors import Forbidden, InvalidTask, Unauthorized
 from store.settings import Settings
 
 __all__ = [
@@ -31,10 +35,12 @@ __all__ = [
     "Db",
     "EventsPublish",
     "IdempotencyKey",
+    "Reads",
     "Registry",
     "RunsRead",
     "TasksRead",
     "TasksWrite",
+    "reject_unknown_query",
     "require",
 ]
 
@@ -44,9 +50,11 @@ class ApiState:
     """What the routes share for the life of the app (app.state.ordo)."""
 
     settings: Settings
-    db: Database
+    db: Database  # transactions, for writes
+    reads: ReadPool  # autocommit connections, for reads
     registry: ToolRegistry
     limiter: RateLimiter
+    tokens: TokenCache
     known_scopes: frozenset[str]
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
@@ -59,6 +67,10 @@ def _db(request: Request) -> Database:
     return request.app.state.ordo.db
 
 
+def _reads(request: Request) -> ReadPool:
+    return request.app.state.ordo.reads
+
+
 def _registry(request: Request) -> ToolRegistry:
     return request.app.state.ordo.registry
 
@@ -69,6 +81,7 @@ def _clock(request: Request) -> datetime:
 
 State = Annotated[ApiState, Depends(_state)]
 Db = Annotated[Database, Depends(_db)]
+Reads = Annotated[ReadPool, Depends(_reads)]
 Registry = Annotated[ToolRegistry, Depends(_registry)]
 Clock = Annotated[datetime, Depends(_clock)]  # the request's "now", read once at the edge
 
@@ -79,21 +92,68 @@ _bearer = HTTPBearer(
 )
 
 
-def _authenticate(
+async def _authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     state: State,
 ) -> Principal:
+    # Async on purpose: a token verified recently is answered from the cache without a thread hop.
     if credentials is None:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
-    with state.db.tx() as conn:
-        principal = agents.authenticate(conn, credentials.credentials)
+    token = credentials.credentials
+    key = agents.hash_token(token)
+    principal = state.tokens.get(key)
+    if principal is None:
+        principal = await run_in_threadpool(_verify, state, token, key)
     state.limiter.check(principal.agent_id)
     request.state.principal = principal
     return principal
 
 
+def _verify(state: ApiState, token: str, key: bytes) -> Principal:
+    generation = state.tokens.generation
+    with state.reads.connect() as conn:
+        principal = agents.authenticate(conn, token)
+    state.tokens.put(key, principal, generation)
+    return principal
+
+
 Caller = Annotated[Principal, Depends(_authenticate)]
+
+
+def _declared_query(route: Any) -> frozenset[str]:
+    # Computed once per route and kept on it (routes are not hashable, and ids of routes of apps
+    # that are gone could be reused).
+    names = getattr(route, "_ordo_query_names", None)
+    if names is None:
+
+        def walk(dependant: Any) -> set[str]:
+            found = {param.alias for param in dependant.query_params}
+            for sub in dependant.dependencies:
+                found |= walk(sub)
+            return found
+
+        names = frozenset(walk(route.dependant))
+        route._ordo_query_names = names
+    return names
+
+
+async def reject_unknown_query(request: Request) -> None:
+    """A query parameter the route does not declare is refused: `?stauts=paused` must not silently
+    list everything."""
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    if route is None or not hasattr(route, "dependant"):
+        return
+    declared = _declared_query(route)
+    unknown = sorted(set(request.query_params) - declared)
+    if unknown:
+        raise InvalidTask(
+            f"unknown query parameter {unknown[0]!r}; this route takes: {', '.join(sorted(declared)) or 'none'}",
+            details={"in": "query", "path": unknown[0], "unknown": unknown},
+            code="INVALID_REQUEST",
+        )
 
 
 def require(scope: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:

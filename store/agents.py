@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from sqlalchemy import Connection
 
 from store import keyset, tasks as store_tasks
@@ -29,6 +30,7 @@ from store.tasks import LOCAL_AGENT_ID, Page
 
 __all__ = [
     "ADMIN",
+    "AUTH_CHANNEL",
     "ROUTE_SCOPES",
     "Principal",
     "authenticate",
@@ -40,6 +42,7 @@ __all__ = [
     "hash_token",
     "list_agents",
     "list_tokens",
+    "listen_for_auth_changes",
     "public_agent",
     "public_token",
     "revoke_token",
@@ -50,6 +53,7 @@ __all__ = [
 Q = load_queries("store", "agents.sql")
 
 ADMIN = "admin"
+AUTH_CHANNEL = "ordo_api_auth"  # NOTIFY channel: a token was revoked or an agent deleted
 ROUTE_SCOPES = ("tasks:read", "tasks:write", "runs:read", "events:publish", ADMIN)
 
 _AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
@@ -68,6 +72,7 @@ class Principal:
     agent_name: str
     token_id: UUID | None
     scopes: frozenset[str]
+    expires_at: datetime | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -166,6 +171,7 @@ def disable_agent(conn: Connection, agent_id: UUID, *, by: UUID) -> dict[str, An
         raise Conflict("an agent cannot delete itself; use another admin token")
     get_agent(conn, agent_id)
     conn.execute(Q["revoke_agent_tokens"], {"agent_id": agent_id})
+    conn.execute(Q["notify_auth_change"], {"what": f"agent {agent_id}"})
     for task_id in conn.execute(Q["active_task_ids"], {"agent_id": agent_id}).scalars().all():
         store_tasks.pause(conn, task_id)
     return dict(conn.execute(Q["disable_agent"], {"id": agent_id}).mappings().one())
@@ -234,7 +240,7 @@ def authenticate(conn: Connection, token: str) -> Principal:
     last = row["last_used_at"]
     if last is None or (row["db_now"] - last).total_seconds() >= _TOUCH_EVERY_S:
         conn.execute(Q["touch_token"], {"id": row["id"]})
-    return Principal(row["agent_id"], row["agent_name"], row["id"], frozenset(row["scopes"]))
+    return Principal(row["agent_id"], row["agent_name"], row["id"], frozenset(row["scopes"]), row["expires_at"])
 
 
 def list_tokens(conn: Connection, agent_id: UUID) -> list[dict[str, Any]]:
@@ -246,7 +252,13 @@ def revoke_token(conn: Connection, agent_id: UUID, token_id: UUID) -> dict[str, 
     row = conn.execute(Q["revoke_token"], {"id": token_id, "agent_id": agent_id}).mappings().one_or_none()
     if row is None:
         raise NotFound(f"token {token_id} of agent {agent_id} not found", details={"token_id": str(token_id)})
+    conn.execute(Q["notify_auth_change"], {"what": f"token {token_id}"})
     return dict(row)
+
+
+def listen_for_auth_changes(conn: psycopg.Connection[Any]) -> None:
+    """Subscribe a plain (autocommit) psycopg connection to revocations; see `AUTH_CHANNEL`."""
+    conn.execute(Q["listen_auth_changes"].text)
 
 
 def admin_token_exists(conn: Connection) -> bool:

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import Admin, Caller, Clock, Db, State
+from api.deps import Admin, Caller, Clock, Db, Reads, State
 from api.errors import responses
 from api.schemas import AgentCreate, AgentDetail, AgentPage, AgentPublic, Me, TokenCreate, TokenCreated, TokenPublic
 from store import agents, audit
@@ -22,9 +22,9 @@ _ADMIN_WRITE = responses(400, 401, 403, 404, 409, 413, 422, 429, 503)
 
 
 @router.get("/me", response_model=Me, responses=responses(401, 429, 503))
-def whoami(caller: Caller, db: Db) -> Any:
+def whoami(caller: Caller, reads: Reads) -> Any:
     """The agent behind the token, and the token's scopes."""
-    with db.tx() as conn:
+    with reads.connect() as conn:
         agent = agents.get_agent(conn, caller.agent_id)
     return {
         "agent": agents.public_agent(agent),
@@ -47,31 +47,32 @@ def create_agent(body: AgentCreate, caller: Admin, db: Db, response: Response) -
 @router.get("", response_model=AgentPage, responses=_ADMIN_READ)
 def list_agents(
     caller: Admin,
-    db: Db,
+    reads: Reads,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Any:
     """Every agent, oldest first."""
-    with db.tx() as conn:
+    with reads.connect() as conn:
         page = agents.list_agents(conn, cursor=cursor, limit=limit)
     return {"items": [agents.public_agent(a) for a in page.items], "next_cursor": page.next_cursor}
 
 
 @router.get("/{agent_id}", response_model=AgentDetail, responses=_ADMIN_READ)
-def get_agent(agent_id: UUID, caller: Admin, db: Db) -> Any:
+def get_agent(agent_id: UUID, caller: Admin, reads: Reads) -> Any:
     """An agent with its tokens (never their secrets)."""
-    with db.tx() as conn:
+    with reads.connect() as conn:
         agent = agents.get_agent(conn, agent_id)
         tokens = agents.list_tokens(conn, agent_id)
     return {**agents.public_agent(agent), "tokens": [agents.public_token(t) for t in tokens]}
 
 
 @router.delete("/{agent_id}", response_model=AgentPublic, responses=_ADMIN_WRITE)
-def delete_agent(agent_id: UUID, caller: Admin, db: Db) -> Any:
+def delete_agent(agent_id: UUID, caller: Admin, db: Db, state: State) -> Any:
     """Delete an agent: its tokens are revoked and its active tasks paused; tasks and history stay."""
     with db.tx() as conn:
         agent = agents.disable_agent(conn, agent_id, by=caller.agent_id)
         audit.record(conn, caller, "agent.delete", "agent", agent_id, {"name": agent["name"]})
+    state.tokens.invalidate()  # other API processes hear it from the database (api.auth)
     return agents.public_agent(agent)
 
 
@@ -89,9 +90,10 @@ def create_token(agent_id: UUID, body: TokenCreate, caller: Admin, db: Db, state
 
 
 @router.delete("/{agent_id}/tokens/{token_id}", response_model=TokenPublic, responses=_ADMIN_WRITE)
-def revoke_token(agent_id: UUID, token_id: UUID, caller: Admin, db: Db) -> Any:
+def revoke_token(agent_id: UUID, token_id: UUID, caller: Admin, db: Db, state: State) -> Any:
     """Revoke a token: it is refused (401) from the next request on."""
     with db.tx() as conn:
         row = agents.revoke_token(conn, agent_id, token_id)
         audit.record(conn, caller, "token.revoke", "token", token_id, {"agent_id": str(agent_id)})
+    state.tokens.invalidate()  # other API processes hear it from the database (api.auth)
     return agents.public_token(row)

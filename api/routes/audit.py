@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from api.deps import Admin, Db
+from api.deps import Admin, Reads
 from api.errors import responses
 from api.schemas import AuditPage, Text
 from store import audit
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/audit", tags=["audit"])
 @router.get("", response_model=AuditPage, responses=responses(401, 403, 422, 429, 503))
 def list_audit(
     caller: Admin,
-    db: Db,
+    reads: Reads,
     agent_id: Annotated[UUID | None, Query(description="Only writes by this agent.")] = None,
     target_type: Annotated[Text | None, Query(max_length=50, description="task, run, event, agent or token.")] = None,
     target_id: Annotated[Text | None, Query(max_length=100)] = None,
@@ -29,7 +29,7 @@ def list_audit(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Any:
     """Audit entries, newest first."""
-    with db.tx() as conn:
+    with reads.connect() as conn:
         page = audit.list_page(
             conn, agent_id=agent_id, target_type=target_type, target_id=target_id, action=action, cursor=cursor, limit=limit
         )

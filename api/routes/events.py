@@ -8,7 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import Db, EventsPublish, IdempotencyKey
+from api.deps import Db, EventsPublish, IdempotencyKey, Reads
 from api.errors import responses
 from api.idempotent import remember, replayed
 from api.schemas import EventCreate, EventPage, EventPublic
@@ -41,19 +41,19 @@ def publish_event(
 @router.get("", response_model=EventPage, responses=responses(401, 403, 422, 429, 503))
 def list_events(
     caller: EventsPublish,
-    db: Db,
+    reads: Reads,
     topic: Annotated[str | None, Query(pattern=store_events.TOPIC_PATTERN)] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Any:
     """Events the caller published (everyone's for admins), newest first."""
-    with db.tx() as conn:
+    with reads.connect() as conn:
         page = store_events.list_page(conn, agent_id=caller.owner, topic=topic, cursor=cursor, limit=limit)
     return {"items": [store_events.public(r) for r in page.items], "next_cursor": page.next_cursor}
 
 
 @router.get("/{event_id}", response_model=EventPublic, responses=responses(401, 403, 404, 422, 429, 503))
-def get_event(event_id: UUID, caller: EventsPublish, db: Db) -> Any:
+def get_event(event_id: UUID, caller: EventsPublish, reads: Reads) -> Any:
     """One event with the runs it queued."""
-    with db.tx() as conn:
+    with reads.connect() as conn:
         return store_events.public(store_events.get(conn, event_id, agent_id=caller.owner))

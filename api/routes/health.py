@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.deps import Db, State
+from api.deps import Db, Reads, State
 from api.metrics import scrape
 from api.schemas import Health, Readiness
 from store import status
@@ -31,7 +31,7 @@ async def health() -> Any:
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "A check failed; `checks` says which and why."}},
 )
-def ready(db: Db, state: State) -> Any:
+def ready(db: Db, reads: Reads, state: State) -> Any:
     """Readiness: the database answers, migrations are current, a scheduler leader and at least one
     worker have sent a heartbeat recently. 503 lists the failing checks."""
     cfg = state.settings
@@ -39,7 +39,7 @@ def ready(db: Db, state: State) -> Any:
     worker_fresh_s = max(15.0, cfg.lease_s)
     checks: dict[str, dict[str, Any]] = {}
     try:
-        with db.tx() as conn:
+        with reads.connect() as conn:
             status.ping(conn)
             live = status.liveness(conn, worker_fresh_s=worker_fresh_s)
         checks["database"] = _check(True, "reachable")

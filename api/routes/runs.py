@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime
 
-from api.deps import Db, RunsRead, TasksWrite
+from api.deps import Db, Reads, RunsRead, TasksWrite
 from api.errors import responses
 from api.schemas import RunDetail, RunPage, Text
 from store import audit, runs as store_runs
@@ -25,7 +25,7 @@ State = Literal["queued", "running", "succeeded", "failed", "dead", "canceled", 
 @router.get("", response_model=RunPage, responses=responses(401, 403, 404, 422, 429, 503))
 def list_runs(
     caller: RunsRead,
-    db: Db,
+    reads: Reads,
     task_id: Annotated[UUID | None, Query(description="Only this task's runs.")] = None,
     state: Annotated[list[State] | None, Query(description="Only runs in these states (repeat the parameter).")] = None,
     since: Annotated[AwareDatetime | None, Query(description="Created at or after (ISO 8601 with offset).")] = None,
@@ -38,7 +38,7 @@ def list_runs(
 ) -> Any:
     """The caller's runs (every agent's for admins), newest first. Runs created while you page appear
     only before the first page: pages never skip or repeat a run."""
-    with db.tx() as conn:
+    with reads.connect() as conn:
         page = store_runs.list_page(
             conn,
             agent_id=caller.owner,
@@ -54,9 +54,9 @@ def list_runs(
 
 
 @router.get("/{run_id}", response_model=RunDetail, responses=responses(401, 403, 404, 422, 429, 503))
-def get_run(run_id: RunId, caller: RunsRead, db: Db) -> Any:
+def get_run(run_id: RunId, caller: RunsRead, reads: Reads) -> Any:
     """A run with every attempt: each step's state, timing, output or error."""
-    with db.tx() as conn:
+    with reads.connect() as conn:
         return store_runs.get(conn, run_id, agent_id=caller.owner)
 
 

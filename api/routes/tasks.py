@@ -8,7 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Body, Query, Response
 
-from api.deps import Clock, Db, IdempotencyKey, Registry, TasksRead, TasksWrite
+from api.deps import Clock, Db, IdempotencyKey, Reads, Registry, TasksRead, TasksWrite
 from api.errors import responses
 from api.idempotent import remember, replayed
 from api.schemas import RunNow, RunPublic, TaskCreate, TaskPage, TaskPatch, TaskPreview, TaskPublic, Text
@@ -54,7 +54,7 @@ def create_task(
 @router.get("", response_model=TaskPage, responses=_READ)
 def list_tasks(
     caller: TasksRead,
-    db: Db,
+    reads: Reads,
     status: Literal["active", "paused", "canceled"] | None = None,
     schedule_kind: Literal["cron", "rrule", "once", "event", "manual"] | None = None,
     text: Annotated[Text | None, Query(max_length=200, description="Substring of the title or description.")] = None,
@@ -62,7 +62,7 @@ def list_tasks(
     limit: Limit = 50,
 ) -> Any:
     """The caller's tasks (every agent's for admins), newest first."""
-    with db.tx() as conn:
+    with reads.connect() as conn:
         page = store_tasks.list_page(
             conn, agent_id=caller.owner, status=status, schedule_kind=schedule_kind, text=text, cursor=cursor, limit=limit
         )
@@ -70,8 +70,8 @@ def list_tasks(
 
 
 @router.get("/{task_id}", response_model=TaskPublic, responses=_READ)
-def get_task(task_id: UUID, caller: TasksRead, db: Db) -> Any:
-    with db.tx() as conn:
+def get_task(task_id: UUID, caller: TasksRead, reads: Reads) -> Any:
+    with reads.connect() as conn:
         return store_tasks.public(store_tasks.get(conn, task_id, caller.owner))
 
 
@@ -153,12 +153,12 @@ def cancel_task(task_id: UUID, caller: TasksWrite, db: Db) -> Any:
 def preview_task(
     task_id: UUID,
     caller: TasksRead,
-    db: Db,
+    reads: Reads,
     now: Clock,
     count: Annotated[int, Query(ge=1, le=1000, description="How many occurrences.")] = 10,
 ) -> Any:
     """The task's next occurrences from now (event and manual tasks have none)."""
-    with db.tx() as conn:
+    with reads.connect() as conn:
         task = store_tasks.get(conn, task_id, caller.owner)
     occurrences = expand_preview(task["schedule_kind"], task["schedule_expr"], task["timezone"], count=count, now=now)
     return {"task_id": str(task["id"]), "occurrences": [o.isoformat() for o in occurrences]}
