@@ -52,7 +52,10 @@ class ApiConfig:
     prune_every_s: float = 600.0
 
     def __post_init__(self) -> None:
-        if min(self.threads, self.write_pool) < 1 or min(self.token_cache_ttl_s, self.idempotency_ttl_s, self.prune_every_s) <= 0:
+        if (
+            min(self.threads, self.write_pool) < 1
+            or min(self.token_cache_ttl_s, self.idempotency_ttl_s, self.prune_every_s) <= 0
+        ):
             raise ValueError(f"invalid API config {self}")
 
 
@@ -93,8 +96,15 @@ def create_app(
         )
         stop = threading.Event()
         threads = [
-            threading.Thread(target=_prune_loop, args=(database, cfg, stop, log), name="idempotency-pruner", daemon=True),
-            threading.Thread(target=AuthListener(database, tokens, log).run, args=(stop,), name="auth-listener", daemon=True),
+            threading.Thread(
+                target=_prune_loop, args=(database, cfg, stop, log), name="idempotency-pruner", daemon=True
+            ),
+            threading.Thread(
+                target=AuthListener(database, tokens, log).run,
+                args=(stop,),
+                name="auth-listener",
+                daemon=True,
+            ),
         ]
         for thread in threads:
             thread.start()
@@ -134,7 +144,9 @@ def create_app(
     return app
 
 
-def _prune_loop(db: Database, cfg: ApiConfig, stop: threading.Event, log: structlog.typing.FilteringBoundLogger) -> None:
+def _prune_loop(
+    db: Database, cfg: ApiConfig, stop: threading.Event, log: structlog.typing.FilteringBoundLogger
+) -> None:
     while not stop.wait(cfg.prune_every_s):
         try:
             with db.tx() as conn:

@@ -34,7 +34,9 @@ class _Entry:
 
 
 class TokenCache:
-    def __init__(self, ttl_s: float = 60.0, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, ttl_s: float = 60.0, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._clock = clock
@@ -89,16 +91,24 @@ class AuthListener:
         self.retry_s = retry_s
 
     def run(self, stop: threading.Event) -> None:
+        delay, failing = self.retry_s, False
         while not stop.is_set():
             try:
                 with self.db.raw_connect(autocommit=True) as conn:
                     agents.listen_for_auth_changes(conn)
                     self.cache.enable(True)
+                    if failing:
+                        self.log.info("auth_listener_reconnected")  # type: ignore[attr-defined]
+                    delay, failing = self.retry_s, False
                     while not stop.is_set():
                         for _ in conn.notifies(timeout=0.5):
                             self.cache.invalidate()
             except psycopg.Error as e:
                 self.cache.enable(False)
-                self.log.warning("auth_listener_disconnected", error=str(e).strip().splitlines()[0] if str(e) else "")  # type: ignore[attr-defined]
-                stop.wait(self.retry_s)
+                if not failing:  # once per outage, not once per retry
+                    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    self.log.warning("auth_listener_disconnected", error=first, retry_s=delay)  # type: ignore[attr-defined]
+                failing = True
+                stop.wait(delay)
+                delay = min(delay * 2, 10.0)
         self.cache.enable(False)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from store import agents
+from store import agents, audit
+from store.agents import Principal
 from store.db import Database
+from store.tasks import LOCAL_AGENT_ID
 
 __all__ = ["ADMIN_AGENT", "ensure_admin_token"]
 
 ADMIN_AGENT = "admin"
+# The operator at the host, as recorded in the audit log.
+_LOCAL = Principal(LOCAL_AGENT_ID, "local", None, frozenset({agents.ADMIN}))
 
 
 def ensure_admin_token(db: Database) -> str | None:
@@ -18,5 +22,13 @@ def ensure_admin_token(db: Database) -> str | None:
         if agents.admin_token_exists(conn):
             return None
         agent = agents.ensure_agent(conn, ADMIN_AGENT)
-        _, token = agents.create_token(conn, agent["id"], [agents.ADMIN], name="bootstrap (ordo up)")
+        row, token = agents.create_token(conn, agent["id"], [agents.ADMIN], name="bootstrap (ordo up)")
+        audit.record(
+            conn,
+            _LOCAL,
+            "token.create",
+            "token",
+            row["id"],
+            {"agent_id": str(agent["id"]), "scopes": [agents.ADMIN]},
+        )
         return token

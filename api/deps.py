@@ -150,7 +150,8 @@ async def reject_unknown_query(request: Request) -> None:
     unknown = sorted(set(request.query_params) - declared)
     if unknown:
         raise InvalidTask(
-            f"unknown query parameter {unknown[0]!r}; this route takes: {', '.join(sorted(declared)) or 'none'}",
+            f"unknown query parameter {unknown[0]!r}; "
+            f"this route takes: {', '.join(sorted(declared)) or 'none'}",
             details={"in": "query", "path": unknown[0], "unknown": unknown},
             code="INVALID_REQUEST",
         )

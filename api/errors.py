@@ -76,15 +76,23 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     for status in sorted(set(statuses)):
         entry: dict[str, Any] = {"model": ErrorBody, "description": _DESCRIPTIONS[status]}
         if status == 429:
-            entry["headers"] = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+            entry["headers"] = {
+                "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+            }
         out[status] = entry
     return out
 
 
 def error_response(
-    status: int, code: str, message: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message, "details": details or {}}, status_code=status, headers=headers)
+    return JSONResponse(
+        {"code": code, "message": message, "details": details or {}}, status_code=status, headers=headers
+    )
 
 
 async def _ordo_error(request: Request, exc: Exception) -> JSONResponse:
@@ -95,7 +103,9 @@ async def _ordo_error(request: Request, exc: Exception) -> JSONResponse:
     elif exc.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="ordo"'
     if exc.status >= 500:
-        _log.error("request_failed", method=request.method, path=request.url.path, code=exc.code, error=exc.message)
+        _log.error(
+            "request_failed", method=request.method, path=request.url.path, code=exc.code, error=exc.message
+        )
     return error_response(exc.status, exc.code, exc.message, _jsonable(exc.details), headers)
 
 
@@ -107,7 +117,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         position = first["loc"][1] if len(first["loc"]) > 1 else None
         reason = (first.get("ctx") or {}).get("error", "JSON decode error")
         return error_response(
-            400, "MALFORMED_JSON", f"the request body is not valid JSON: {reason} (at character {position})",
+            400,
+            "MALFORMED_JSON",
+            f"the request body is not valid JSON: {reason} (at character {position})",
             {"position": position},
         )
     items = [_describe(e) for e in errors[:20]]
@@ -143,7 +155,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(status, code, message, {"allowed": allowed}, {"Allow": ", ".join(allowed)})
     elif status == 400 and exc.detail == "There was an error parsing the body":
         code = "MALFORMED_JSON"
-        message = "the request body could not be parsed as JSON (too deeply nested, a number too long, or not UTF-8)"
+        message = (
+            "the request body could not be parsed as JSON "
+            "(too deeply nested, a number too long, or not UTF-8)"
+        )
     else:
         message = str(exc.detail)
     return error_response(status, code, message, {}, dict(exc.headers or {}))

@@ -20,13 +20,21 @@ REPLAY_HEADER = "Idempotent-Replayed"
 
 
 def replayed(
-    conn: Connection, caller: Principal, key: str | None, operation: str, body: Any, *, location: str | None = None
+    conn: Connection,
+    caller: Principal,
+    key: str | None,
+    operation: str,
+    body: Any,
+    *,
+    location: str | None = None,
 ) -> JSONResponse | None:
     """None: go ahead (no key, or this request now owns it). Otherwise the first response, replayed
     (with `Location: <location>/<id>` when the first response created something)."""
     if key is None:
         return None
-    replay = idempotency.claim(conn, caller.agent_id, key, operation, idempotency.fingerprint(operation, body))
+    replay = idempotency.claim(
+        conn, caller.agent_id, key, operation, idempotency.fingerprint(operation, body)
+    )
     if replay is None:
         return None
     headers = {REPLAY_HEADER: "true"}

@@ -11,7 +11,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from observability.metrics import QUEUE_DEPTH
-from store import runs as store_runs, status
+from store import runs as store_runs
+from store import status
 from store.db import Database
 from store.errors import OrdoError
 
@@ -29,14 +30,20 @@ class _SystemGauges(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         r = self.readings
-        yield GaugeMetricFamily("ordo_database_up", "1 if the API could read the database at scrape time.", value=r["up"])
+        yield GaugeMetricFamily(
+            "ordo_database_up", "1 if the API could read the database at scrape time.", value=r["up"]
+        )
         if not r["up"]:
             return
         live: status.Liveness = r["live"]
         yield GaugeMetricFamily(
-            "ordo_workers_alive", f"Workers with a heartbeat in the last {_WORKER_FRESH_S:g} s.", value=live.workers_fresh
+            "ordo_workers_alive",
+            f"Workers with a heartbeat in the last {_WORKER_FRESH_S:g} s.",
+            value=live.workers_fresh,
         )
-        yield GaugeMetricFamily("ordo_worker_slots", "Run slots of the live workers.", value=live.worker_slots)
+        yield GaugeMetricFamily(
+            "ordo_worker_slots", "Run slots of the live workers.", value=live.worker_slots
+        )
         yield GaugeMetricFamily(
             "ordo_scheduler_leader_heartbeat_age_seconds",
             "Seconds since the scheduler leader's last heartbeat (NaN: no leader ever).",

@@ -25,7 +25,9 @@ _log = structlog.get_logger("api")
 
 class _BodyTooLarge(HTTPException):
     def __init__(self, cap: int) -> None:
-        super().__init__(413, f"the request body exceeds the {cap}-byte limit", headers={"Connection": "close"})
+        super().__init__(
+            413, f"the request body exceeds the {cap}-byte limit", headers={"Connection": "close"}
+        )
 
 
 class BodyLimit:

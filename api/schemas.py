@@ -155,7 +155,9 @@ class _Document(RootModel[JsonObject]):
     document_schema: ClassVar[dict[str, Any]] = {}
 
     @classmethod
-    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
         return copy.deepcopy(cls.document_schema)
 
 
@@ -204,11 +206,15 @@ class TaskPage(BaseModel):
 
 class TaskPreview(BaseModel):
     task_id: str
-    occurrences: list[Timestamp] = Field(description="Next occurrences, ISO 8601 with the UTC offset of the task's zone.")
+    occurrences: list[Timestamp] = Field(
+        description="Next occurrences, ISO 8601 with the UTC offset of the task's zone."
+    )
 
 
 class RunNow(_Strict):
-    params: JsonObject | None = Field(default=None, description="Merged over the task's params for this run only.")
+    params: JsonObject | None = Field(
+        default=None, description="Merged over the task's params for this run only."
+    )
 
 
 # -- runs -----------------------------------------------------------------------------------------
@@ -228,7 +234,9 @@ class Attempt(BaseModel):
     attempt: int
     state: str
     worker_id: str | None
-    started_at: OptionalTimestamp = Field(description="Null when the run ended before this attempt started (canceled while waiting).")
+    started_at: OptionalTimestamp = Field(
+        description="Null when the run ended before this attempt started (canceled while waiting)."
+    )
     finished_at: Timestamp
     duration_ms: float | None
     steps: list[StepRecord]
@@ -264,7 +272,9 @@ class RunDetail(RunPublic):
 
 class RunPage(BaseModel):
     items: list[RunPublic]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null on the last page.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next (older) page; null on the last page."
+    )
 
 
 # -- events ---------------------------------------------------------------------------------------
@@ -287,7 +297,9 @@ class EventPublic(BaseModel):
     payload: AnyJson
     matched_tasks: int
     created_at: Timestamp
-    runs: list[EventRun] | None = Field(default=None, description="The runs this event queued (on publish and GET /events/{id}).")
+    runs: list[EventRun] | None = Field(
+        default=None, description="The runs this event queued (on publish and GET /events/{id})."
+    )
 
 
 class EventPage(BaseModel):
@@ -313,16 +325,23 @@ class TokenCreate(_Strict):
     scopes: list[Annotated[str, Field(max_length=100)]] = Field(
         max_length=64,
         examples=[["tasks:read", "tasks:write", "runs:read"]],
-        description="Route scopes (tasks:read, tasks:write, runs:read, events:publish, admin) and tool scopes (GET /tools).",
+        description=(
+            "Route scopes (tasks:read, tasks:write, runs:read, events:publish, admin) "
+            "and tool scopes (GET /tools)."
+        ),
     )
     name: Text = Field(default="", max_length=200, description="A label for people: where the token is used.")
-    expires_in_s: int | None = Field(default=None, ge=60, le=10 * 366 * 86400, description="Lifetime; none: until revoked.")
+    expires_in_s: int | None = Field(
+        default=None, ge=60, le=10 * 366 * 86400, description="Lifetime; none: until revoked."
+    )
 
 
 class TokenPublic(BaseModel):
     id: str
     agent_id: str
-    prefix: str = Field(description="The public part of the token, to recognise it; the secret is never shown again.")
+    prefix: str = Field(
+        description="The public part of the token, to recognise it; the secret is never shown again."
+    )
     name: str
     scopes: list[str]
     created_at: Timestamp
@@ -362,16 +381,23 @@ class ToolPublic(BaseModel):
     timeout_s: float
     scopes: list[str]
     runs: str
-    allowed: bool = Field(description="Whether the caller's tasks may use this tool (it holds the tool's scopes).")
+    allowed: bool = Field(
+        description="Whether the caller's tasks may use this tool (it holds the tool's scopes)."
+    )
 
 
 class ScheduleDraft(_Strict):
     kind: Literal["cron", "rrule", "once", "event", "manual"]
-    expr: Text = Field(default="", max_length=10000, examples=["FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=5;BYMINUTE=30"])
+    expr: Text = Field(
+        default="", max_length=10000, examples=["FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=5;BYMINUTE=30"]
+    )
     timezone: Text = Field(default="UTC", min_length=1, max_length=64, examples=["Europe/Chisinau"])
     dtstart: Annotated[datetime | None, Field(strict=False)] = Field(
         default=None,
-        description="ISO 8601 date-time; RRULE DTSTART (cron/once: a lower bound). Without an offset it is read in `timezone`.",
+        description=(
+            "ISO 8601 date-time; RRULE DTSTART (cron/once: a lower bound). "
+            "Without an offset it is read in `timezone`."
+        ),
     )
     count: int = Field(default=10, ge=1, le=1000)
 
@@ -408,4 +434,3 @@ class Check(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "not_ready"]
     checks: dict[str, Check]
-

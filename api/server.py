@@ -44,4 +44,4 @@ def serve(settings: Settings) -> None:
         server.run()
         return
     sock = config.bind_socket()
-    Multiprocess(config, target=server.run, sockets=[sock]).run()
+    Multiprocess(config, sockets=[sock]).run()

@@ -41,7 +41,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine import ToolRegistry  # noqa: E402
-from store import agents, runs as store_runs, tasks as store_tasks  # noqa: E402
+from store import agents  # noqa: E402
+from store import runs as store_runs  # noqa: E402
+from store import tasks as store_tasks  # noqa: E402
 from store.db import Database  # noqa: E402
 from store.migrate import migrate  # noqa: E402
 
@@ -74,7 +76,9 @@ def _free_port() -> int:
 @contextmanager
 def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+        proc = subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+        )
     try:
         yield proc
     finally:
@@ -248,7 +252,9 @@ def _seed(db: Database, tasks: int, runs: int) -> tuple[UUID, str, list[str], st
     now = datetime.now(UTC)
     with db.tx() as conn:
         agent = agents.ensure_agent(conn, "bench")
-        _, token = agents.create_token(conn, agent["id"], ["tasks:read", "tasks:write", "runs:read"], name="benchmark")
+        _, token = agents.create_token(
+            conn, agent["id"], ["tasks:read", "tasks:write", "runs:read"], name="benchmark"
+        )
         ids = []
         for i in range(tasks):
             kind, expr = ("rrule", "FREQ=DAILY;BYHOUR=5;BYMINUTE=30") if i % 3 == 0 else ("manual", "")
@@ -270,7 +276,8 @@ def _queue_empty(db: Database) -> bool:
 
 def _table(results: list[Result], run_now: dict[str, Any]) -> str:
     lines = [
-        f"{'endpoint':<22}{'clients':>8}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'max ms':>10}{'errors':>8}"
+        f"{'endpoint':<22}{'clients':>8}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}"
+        f"{'p99 ms':>10}{'max ms':>10}{'errors':>8}"
     ]
     for r in results:
         f = r.figures()
@@ -286,14 +293,24 @@ def _table(results: list[Result], run_now: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=20.0, help="Seconds measured per endpoint and level.")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--duration", type=float, default=20.0, help="Seconds measured per endpoint and level."
+    )
     parser.add_argument("--clients", default="1,16,64", help="Concurrency levels, comma-separated.")
     parser.add_argument("--database-url", default=None, help="PostgreSQL URL (default: embedded, temporary).")
-    parser.add_argument("--api-workers", type=int, default=None, help="ORDO_API_WORKERS for `ordo api` (default: 1).")
+    parser.add_argument(
+        "--api-workers", type=int, default=None, help="ORDO_API_WORKERS for `ordo api` (default: 1)."
+    )
     parser.add_argument("--tasks", type=int, default=2000, help="Tasks to seed.")
     parser.add_argument("--runs", type=int, default=5000, help="Finished runs to seed.")
-    parser.add_argument("--only", default=None, help="Comma-separated scenarios to run (health,get_task,list_runs,create_task).")
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="Comma-separated scenarios to run (health,get_task,list_runs,create_task).",
+    )
     args = parser.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
 
@@ -356,11 +373,15 @@ def _bench(args: argparse.Namespace, levels: list[int], workdir: Path) -> None:
     print(json.dumps(figures))
 
 
-async def _load(port: int, token: str, task_ids: list[str], levels: list[int], args: argparse.Namespace) -> list[Result]:
+async def _load(
+    port: int, token: str, task_ids: list[str], levels: list[int], args: argparse.Namespace
+) -> list[Result]:
     rng = random.Random(0)
     scenarios = [
         Scenario("health", "GET /health", lambda n: _raw("GET", "/health", token), 200),
-        Scenario("get_task", "GET /tasks/{id}", lambda n: _raw("GET", f"/tasks/{rng.choice(task_ids)}", token), 200),
+        Scenario(
+            "get_task", "GET /tasks/{id}", lambda n: _raw("GET", f"/tasks/{rng.choice(task_ids)}", token), 200
+        ),
         Scenario("list_runs", "GET /runs?limit=50", lambda n: _raw("GET", "/runs?limit=50", token), 200),
         Scenario(
             "create_task",

@@ -32,9 +32,13 @@ def create(
             help=f"Comma-separated scopes: {', '.join(ROUTE_SCOPES)}, and tool scopes such as tools:http.",
         ),
     ] = "",
-    admin: Annotated[bool, typer.Option("--admin", help="Add the admin scope: everything, for every agent.")] = False,
+    admin: Annotated[
+        bool, typer.Option("--admin", help="Add the admin scope: everything, for every agent.")
+    ] = False,
     name: Annotated[str, typer.Option("--name", help="A label: where the token will be used.")] = "",
-    as_json: Annotated[bool, typer.Option("--json", help='Print {"agent_id": ..., "token": ...} only.')] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print {"agent_id": ..., "token": ...} only.')
+    ] = False,
 ) -> None:
     """Print a new API token. It is shown only once; Ordo stores just its hash."""
     with guarded():
@@ -50,14 +54,28 @@ def create(
         try:
             with db.tx() as conn:
                 row = agents.ensure_agent(conn, agent)
-                token_row, token = agents.create_token(conn, row["id"], granted, name=name or "ordo token create")
+                token_row, token = agents.create_token(
+                    conn, row["id"], granted, name=name or "ordo token create"
+                )
                 audit.record(
-                    conn, _LOCAL, "token.create", "token", token_row["id"], {"agent_id": str(row["id"]), "scopes": granted}
+                    conn,
+                    _LOCAL,
+                    "token.create",
+                    "token",
+                    token_row["id"],
+                    {"agent_id": str(row["id"]), "scopes": granted},
                 )
         finally:
             db.dispose()
         if as_json:
-            emit_json({"agent_id": str(row["id"]), "token": token, "token_id": str(token_row["id"]), "scopes": granted})
+            emit_json(
+                {
+                    "agent_id": str(row["id"]),
+                    "token": token,
+                    "token_id": str(token_row["id"]),
+                    "scopes": granted,
+                }
+            )
             return
         typer.echo(
             f"token for agent {row['name']!r} ({row['id']}) with scopes {', '.join(granted)}; "

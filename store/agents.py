@@ -23,7 +23,8 @@ from uuid import UUID
 import psycopg
 from sqlalchemy import Connection
 
-from store import keyset, tasks as store_tasks
+from store import keyset
+from store import tasks as store_tasks
 from store.errors import AlreadyExists, Conflict, InvalidTask, NotFound, Unauthorized
 from store.sql import load_queries
 from store.tasks import LOCAL_AGENT_ID, Page
@@ -61,7 +62,9 @@ _SCOPE = re.compile(r"^[a-z][a-z0-9_]*(:[a-z0-9_.*-]+)?$")
 _TOKEN = re.compile(r"^ordo_([a-z2-7]{12})_([A-Za-z0-9_-]{43})$")
 _TOUCH_EVERY_S = 60.0
 # The same answer for an unknown public id and a wrong secret: a caller learns nothing from it.
-_INVALID = "invalid API token; send 'Authorization: Bearer ordo_...' with a token issued by `ordo token create`"
+_INVALID = (
+    "invalid API token; send 'Authorization: Bearer ordo_...' with a token issued by `ordo token create`"
+)
 
 
 @dataclass(frozen=True)
@@ -155,9 +158,13 @@ def get_agent(conn: Connection, agent_id: UUID) -> dict[str, Any]:
 
 def list_agents(conn: Connection, *, cursor: str | None = None, limit: int = 50) -> Page:
     after_created, after_id = keyset.decode(cursor) if cursor else (None, None)
-    rows = conn.execute(
-        Q["list_agents"], {"after_created": after_created, "after_id": after_id, "limit": limit + 1}
-    ).mappings().all()
+    rows = (
+        conn.execute(
+            Q["list_agents"], {"after_created": after_created, "after_id": after_id, "limit": limit + 1}
+        )
+        .mappings()
+        .all()
+    )
     items = [dict(r) for r in rows[:limit]]
     next_cursor = keyset.encode(items[-1]["created_at"], items[-1]["id"]) if len(rows) > limit else None
     return Page(items, next_cursor)
@@ -204,18 +211,22 @@ def create_token(
         raise Conflict(f"agent {agent['name']!r} is deleted; it cannot get new tokens")
     public_id = base64.b32encode(secrets.token_bytes(10)).decode().lower()[:12]
     token = f"ordo_{public_id}_{secrets.token_urlsafe(32)}"
-    row = conn.execute(
-        Q["insert_token"],
-        {
-            "agent_id": agent_id,
-            "public_id": public_id,
-            "secret_hash": hash_token(token),
-            "scopes": sorted(set(scopes)),
-            "name": name,
-            "created_by": created_by,
-            "expires_at": expires_at,
-        },
-    ).mappings().one()
+    row = (
+        conn.execute(
+            Q["insert_token"],
+            {
+                "agent_id": agent_id,
+                "public_id": public_id,
+                "secret_hash": hash_token(token),
+                "scopes": sorted(set(scopes)),
+                "name": name,
+                "created_by": created_by,
+                "expires_at": expires_at,
+            },
+        )
+        .mappings()
+        .one()
+    )
     return dict(row), token
 
 
@@ -236,11 +247,15 @@ def authenticate(conn: Connection, token: str) -> Principal:
             f"this API token expired at {row['expires_at'].isoformat()}", details={"token_id": str(row["id"])}
         )
     if row["agent_disabled_at"] is not None:
-        raise Unauthorized(f"agent {row['agent_name']!r} was deleted", details={"agent_id": str(row["agent_id"])})
+        raise Unauthorized(
+            f"agent {row['agent_name']!r} was deleted", details={"agent_id": str(row["agent_id"])}
+        )
     last = row["last_used_at"]
     if last is None or (row["db_now"] - last).total_seconds() >= _TOUCH_EVERY_S:
         conn.execute(Q["touch_token"], {"id": row["id"]})
-    return Principal(row["agent_id"], row["agent_name"], row["id"], frozenset(row["scopes"]), row["expires_at"])
+    return Principal(
+        row["agent_id"], row["agent_name"], row["id"], frozenset(row["scopes"]), row["expires_at"]
+    )
 
 
 def list_tokens(conn: Connection, agent_id: UUID) -> list[dict[str, Any]]:

@@ -52,17 +52,21 @@ def list_page(
     limit: int = 50,
 ) -> Page:
     before_id = _decode_cursor(cursor) if cursor else None
-    rows = conn.execute(
-        Q["list_audit"],
-        {
-            "agent_id": agent_id,
-            "target_type": target_type,
-            "target_id": target_id,
-            "action": action,
-            "before_id": before_id,
-            "limit": limit + 1,
-        },
-    ).mappings().all()
+    rows = (
+        conn.execute(
+            Q["list_audit"],
+            {
+                "agent_id": agent_id,
+                "target_type": target_type,
+                "target_id": target_id,
+                "action": action,
+                "before_id": before_id,
+                "limit": limit + 1,
+            },
+        )
+        .mappings()
+        .all()
+    )
     items = [public(r) for r in rows[:limit]]
     next_cursor = str(rows[limit - 1]["id"]) if len(rows) > limit else None
     return Page(items, next_cursor)
@@ -85,5 +89,7 @@ def _decode_cursor(cursor: str) -> int:
     if cursor.isascii() and cursor.isdigit() and len(cursor) <= 18:
         return int(cursor)
     raise InvalidTask(
-        "invalid cursor; pass the next_cursor value of a previous page", details={"path": "cursor"}, code="INVALID_CURSOR"
+        "invalid cursor; pass the next_cursor value of a previous page",
+        details={"path": "cursor"},
+        code="INVALID_CURSOR",
     )

@@ -44,15 +44,19 @@ def publish(
             details={"path": "topic"},
             code="INVALID_EVENT",
         )
-    row = conn.execute(
-        Q["publish"],
-        {
-            "publisher_id": publisher_id,
-            "agent_id": subscribers_of,
-            "topic": topic,
-            "payload": json.dumps({} if payload is None else payload),
-        },
-    ).mappings().one()
+    row = (
+        conn.execute(
+            Q["publish"],
+            {
+                "publisher_id": publisher_id,
+                "agent_id": subscribers_of,
+                "topic": topic,
+                "payload": json.dumps({} if payload is None else payload),
+            },
+        )
+        .mappings()
+        .one()
+    )
     return dict(row)
 
 
@@ -73,10 +77,20 @@ def list_page(
     limit: int = 50,
 ) -> Page:
     after_created, after_id = keyset.decode(cursor) if cursor else (None, None)
-    rows = conn.execute(
-        Q["list_events"],
-        {"agent_id": agent_id, "topic": topic, "after_created": after_created, "after_id": after_id, "limit": limit + 1},
-    ).mappings().all()
+    rows = (
+        conn.execute(
+            Q["list_events"],
+            {
+                "agent_id": agent_id,
+                "topic": topic,
+                "after_created": after_created,
+                "after_id": after_id,
+                "limit": limit + 1,
+            },
+        )
+        .mappings()
+        .all()
+    )
     items = [dict(r) for r in rows[:limit]]
     next_cursor = keyset.encode(items[-1]["created_at"], items[-1]["id"]) if len(rows) > limit else None
     return Page(items, next_cursor)

@@ -66,7 +66,10 @@ def claim(
             details={"idempotency_key": key, "first_used_for": row["operation"]},
         )
     if row["status"] is None:  # only possible if a writer forgot to save; never replay half a result
-        raise Conflict(f"the request with Idempotency-Key {key!r} has no recorded response", details={"idempotency_key": key})
+        raise Conflict(
+            f"the request with Idempotency-Key {key!r} has no recorded response",
+            details={"idempotency_key": key},
+        )
     return Replay(row["status"], row["response"])
 
 

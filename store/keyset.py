@@ -24,5 +24,7 @@ def decode(cursor: str) -> tuple[datetime, UUID]:
         return datetime.fromisoformat(created), UUID(row_id)
     except (ValueError, TypeError, RecursionError) as e:
         raise InvalidTask(
-            "invalid cursor; pass the next_cursor value of a previous page", details={"path": "cursor"}, code="INVALID_CURSOR"
+            "invalid cursor; pass the next_cursor value of a previous page",
+            details={"path": "cursor"},
+            code="INVALID_CURSOR",
         ) from e

@@ -10,7 +10,16 @@ from fastapi import APIRouter, Query, Response
 
 from api.deps import Admin, Caller, Clock, Db, Reads, State
 from api.errors import responses
-from api.schemas import AgentCreate, AgentDetail, AgentPage, AgentPublic, Me, TokenCreate, TokenCreated, TokenPublic
+from api.schemas import (
+    AgentCreate,
+    AgentDetail,
+    AgentPage,
+    AgentPublic,
+    Me,
+    TokenCreate,
+    TokenCreated,
+    TokenPublic,
+)
 from store import agents, audit
 
 __all__ = ["router"]
@@ -85,7 +94,9 @@ def create_token(agent_id: UUID, body: TokenCreate, caller: Admin, db: Db, state
         row, token = agents.create_token(
             conn, agent_id, scopes, name=body.name, created_by=caller.agent_id, expires_at=expires_at
         )
-        audit.record(conn, caller, "token.create", "token", row["id"], {"agent_id": str(agent_id), "scopes": scopes})
+        audit.record(
+            conn, caller, "token.create", "token", row["id"], {"agent_id": str(agent_id), "scopes": scopes}
+        )
     return {**agents.public_token(row), "token": token}
 
 

@@ -22,7 +22,9 @@ def list_audit(
     caller: Admin,
     reads: Reads,
     agent_id: Annotated[UUID | None, Query(description="Only writes by this agent.")] = None,
-    target_type: Annotated[Text | None, Query(max_length=50, description="task, run, event, agent or token.")] = None,
+    target_type: Annotated[
+        Text | None, Query(max_length=50, description="task, run, event, agent or token.")
+    ] = None,
     target_id: Annotated[Text | None, Query(max_length=100)] = None,
     action: Annotated[Text | None, Query(max_length=100, description="e.g. task.create")] = None,
     cursor: Annotated[str | None, Query(pattern=r"^[1-9][0-9]{0,17}$")] = None,
@@ -31,6 +33,12 @@ def list_audit(
     """Audit entries, newest first."""
     with reads.connect() as conn:
         page = audit.list_page(
-            conn, agent_id=agent_id, target_type=target_type, target_id=target_id, action=action, cursor=cursor, limit=limit
+            conn,
+            agent_id=agent_id,
+            target_type=target_type,
+            target_id=target_id,
+            action=action,
+            cursor=cursor,
+            limit=limit,
         )
     return {"items": page.items, "next_cursor": page.next_cursor}

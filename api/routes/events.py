@@ -12,16 +12,26 @@ from api.deps import Db, EventsPublish, IdempotencyKey, Reads
 from api.errors import responses
 from api.idempotent import remember, replayed
 from api.schemas import EventCreate, EventPage, EventPublic
-from store import audit, events as store_events
+from store import audit
+from store import events as store_events
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/events", tags=["events"])
 
 
-@router.post("", status_code=202, response_model=EventPublic, responses=responses(400, 401, 403, 409, 413, 422, 429, 503))
+@router.post(
+    "",
+    status_code=202,
+    response_model=EventPublic,
+    responses=responses(400, 401, 403, 409, 413, 422, 429, 503),
+)
 def publish_event(
-    body: EventCreate, caller: EventsPublish, db: Db, response: Response, idempotency_key: IdempotencyKey = None
+    body: EventCreate,
+    caller: EventsPublish,
+    db: Db,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Publish an event: one run of every active task subscribed to the topic (`schedule_kind: event`,
     `schedule_expr: <topic>`) owned by the caller (by anyone, for admins), with `${event.payload...}`
@@ -30,9 +40,18 @@ def publish_event(
     with db.tx() as conn:
         if replay := replayed(conn, caller, idempotency_key, "POST /events", doc, location="/events"):
             return replay
-        event = store_events.publish(conn, caller.agent_id, body.topic, body.payload, subscribers_of=caller.owner)
+        event = store_events.publish(
+            conn, caller.agent_id, body.topic, body.payload, subscribers_of=caller.owner
+        )
         out = store_events.public(event)
-        audit.record(conn, caller, "event.publish", "event", event["id"], {"topic": body.topic, "runs": len(out["runs"])})
+        audit.record(
+            conn,
+            caller,
+            "event.publish",
+            "event",
+            event["id"],
+            {"topic": body.topic, "runs": len(out["runs"])},
+        )
         remember(conn, caller, idempotency_key, 202, out)
     response.headers["Location"] = f"/events/{out['id']}"
     return out

@@ -51,7 +51,8 @@ def ready(db: Db, reads: Reads, state: State) -> Any:
     try:
         todo = pending(db)
         checks["migrations"] = _check(
-            not todo, "current" if not todo else "pending: " + ", ".join(f"{m.version:04d}_{m.name}" for m in todo)
+            not todo,
+            "current" if not todo else "pending: " + ", ".join(f"{m.version:04d}_{m.name}" for m in todo),
         )
     except OrdoError as e:
         checks["migrations"] = _check(False, e.message)
@@ -68,14 +69,21 @@ def ready(db: Db, reads: Reads, state: State) -> Any:
         checks["workers"] = _check(True, f"{live.workers_fresh} worker(s) with {live.worker_slots} slot(s)")
     else:
         last = "never" if live.worker_age_s is None else f"{live.worker_age_s:.1f} s ago"
-        checks["workers"] = _check(False, f"no worker heartbeat in the last {worker_fresh_s:g} s (last: {last})")
+        checks["workers"] = _check(
+            False, f"no worker heartbeat in the last {worker_fresh_s:g} s (last: {last})"
+        )
     return _readiness(checks)
 
 
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format."}},
+    responses={
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "Prometheus text format.",
+        }
+    },
 )
 def metrics(request: Request, db: Db) -> Response:
     """Prometheus metrics: this API process's request counts and latencies, plus queue depth, live

@@ -11,7 +11,8 @@ from pydantic import AwareDatetime
 from api.deps import Db, Reads, RunsRead, TasksWrite
 from api.errors import responses
 from api.schemas import RunDetail, RunPage, Text
-from store import audit, runs as store_runs
+from store import audit
+from store import runs as store_runs
 
 __all__ = ["router"]
 
@@ -27,10 +28,18 @@ def list_runs(
     caller: RunsRead,
     reads: Reads,
     task_id: Annotated[UUID | None, Query(description="Only this task's runs.")] = None,
-    state: Annotated[list[State] | None, Query(description="Only runs in these states (repeat the parameter).")] = None,
-    since: Annotated[AwareDatetime | None, Query(description="Created at or after (ISO 8601 with offset).")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Created before (ISO 8601 with offset).")] = None,
-    worker_id: Annotated[Text | None, Query(max_length=300, description="Only runs leased by this worker.")] = None,
+    state: Annotated[
+        list[State] | None, Query(description="Only runs in these states (repeat the parameter).")
+    ] = None,
+    since: Annotated[
+        AwareDatetime | None, Query(description="Created at or after (ISO 8601 with offset).")
+    ] = None,
+    until: Annotated[
+        AwareDatetime | None, Query(description="Created before (ISO 8601 with offset).")
+    ] = None,
+    worker_id: Annotated[
+        Text | None, Query(max_length=300, description="Only runs leased by this worker.")
+    ] = None,
     cursor: Annotated[
         str | None, Query(pattern=r"^[1-9][0-9]{0,17}$", description="next_cursor of the previous page.")
     ] = None,
@@ -60,11 +69,15 @@ def get_run(run_id: RunId, caller: RunsRead, reads: Reads) -> Any:
         return store_runs.get(conn, run_id, agent_id=caller.owner)
 
 
-@router.post("/{run_id}/cancel", response_model=RunDetail, responses=responses(401, 403, 404, 409, 422, 429, 503))
+@router.post(
+    "/{run_id}/cancel", response_model=RunDetail, responses=responses(401, 403, 404, 409, 422, 429, 503)
+)
 def cancel_run(run_id: RunId, caller: TasksWrite, db: Db) -> Any:
     """Cancel a run: a waiting one is withdrawn now; a running one stops at its next step boundary
     (`cancel_requested` is true until the worker records it as canceled)."""
     with db.tx() as conn:
         run = store_runs.cancel(conn, run_id, agent_id=caller.owner)
-        audit.record(conn, caller, "run.cancel", "run", run_id, {"task_id": run["task_id"], "state": run["state"]})
+        audit.record(
+            conn, caller, "run.cancel", "run", run_id, {"task_id": run["task_id"], "state": run["state"]}
+        )
         return run

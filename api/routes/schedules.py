@@ -20,5 +20,7 @@ router = APIRouter(prefix="/schedules", tags=["schedules"])
 def preview_schedule(body: ScheduleDraft, caller: TasksRead, now: Clock) -> Any:
     """Expand a draft schedule exactly as a task would: `{"occurrences": [ISO 8601 with offset, ...]}`.
     An invalid rule is refused with the reason (422 INVALID_SCHEDULE)."""
-    occurrences = preview(body.kind, body.expr, body.timezone, count=body.count, now=now, dtstart=body.dtstart)
+    occurrences = preview(
+        body.kind, body.expr, body.timezone, count=body.count, now=now, dtstart=body.dtstart
+    )
     return {"occurrences": [o.isoformat() for o in occurrences]}

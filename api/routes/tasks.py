@@ -13,7 +13,9 @@ from api.errors import responses
 from api.idempotent import remember, replayed
 from api.schemas import RunNow, RunPublic, TaskCreate, TaskPage, TaskPatch, TaskPreview, TaskPublic, Text
 from scheduler.expand import preview as expand_preview
-from store import audit, runs as store_runs, tasks as store_tasks
+from store import audit
+from store import runs as store_runs
+from store import tasks as store_tasks
 
 __all__ = ["router"]
 
@@ -57,14 +59,22 @@ def list_tasks(
     reads: Reads,
     status: Literal["active", "paused", "canceled"] | None = None,
     schedule_kind: Literal["cron", "rrule", "once", "event", "manual"] | None = None,
-    text: Annotated[Text | None, Query(max_length=200, description="Substring of the title or description.")] = None,
+    text: Annotated[
+        Text | None, Query(max_length=200, description="Substring of the title or description.")
+    ] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Any:
     """The caller's tasks (every agent's for admins), newest first."""
     with reads.connect() as conn:
         page = store_tasks.list_page(
-            conn, agent_id=caller.owner, status=status, schedule_kind=schedule_kind, text=text, cursor=cursor, limit=limit
+            conn,
+            agent_id=caller.owner,
+            status=status,
+            schedule_kind=schedule_kind,
+            text=text,
+            cursor=cursor,
+            limit=limit,
         )
     return {"items": [store_tasks.public(r) for r in page.items], "next_cursor": page.next_cursor}
 
@@ -76,7 +86,9 @@ def get_task(task_id: UUID, caller: TasksRead, reads: Reads) -> Any:
 
 
 @router.patch("/{task_id}", response_model=TaskPublic, responses=_WRITE)
-def update_task(task_id: UUID, body: TaskPatch, caller: TasksWrite, db: Db, registry: Registry, now: Clock) -> Any:
+def update_task(
+    task_id: UUID, body: TaskPatch, caller: TasksWrite, db: Db, registry: Registry, now: Clock
+) -> Any:
     """Change fields of a task. The merged document is validated as a whole; a changed schedule is
     re-planned from now and its queued occurrences are withdrawn."""
     with db.tx() as conn:
@@ -160,6 +172,7 @@ def preview_task(
     """The task's next occurrences from now (event and manual tasks have none)."""
     with reads.connect() as conn:
         task = store_tasks.get(conn, task_id, caller.owner)
-    occurrences = expand_preview(task["schedule_kind"], task["schedule_expr"], task["timezone"], count=count, now=now)
+    occurrences = expand_preview(
+        task["schedule_kind"], task["schedule_expr"], task["timezone"], count=count, now=now
+    )
     return {"task_id": str(task["id"]), "occurrences": [o.isoformat() for o in occurrences]}
-

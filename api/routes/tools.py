@@ -19,7 +19,8 @@ router = APIRouter(prefix="/tools", tags=["tools"])
 
 @router.get("", response_model=list[ToolPublic], responses=responses(401, 429, 503))
 async def list_tools(caller: Caller, registry: Registry) -> Any:
-    """Every tool with its input/output JSON Schemas, the scopes it needs, and whether the caller holds them."""
+    """Every tool with its input/output JSON Schemas, the scopes it needs, and whether the caller
+    holds them."""
     return [_describe(registry[address].describe(), caller) for address in registry]
 
 

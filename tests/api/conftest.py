@@ -49,8 +49,16 @@ def settings(db_url: str) -> Settings:
 @contextmanager
 def serving(app: Any) -> Iterator[str]:
     """The app under a real uvicorn server on a free port, in a thread; yields its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, http="httptools", loop="asyncio", log_config=None,
-                            access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        http="httptools",
+        loop="asyncio",
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="api-server", daemon=True)
     thread.start()

@@ -64,7 +64,12 @@ _BODIES = {
 
 
 def _concrete(path: str) -> str:
-    ids = {"{task_id}": uuid.uuid4(), "{event_id}": uuid.uuid4(), "{agent_id}": uuid.uuid4(), "{token_id}": uuid.uuid4()}
+    ids = {
+        "{task_id}": uuid.uuid4(),
+        "{event_id}": uuid.uuid4(),
+        "{agent_id}": uuid.uuid4(),
+        "{token_id}": uuid.uuid4(),
+    }
     for name, value in ids.items():
         path = path.replace(name, str(value))
     return path.replace("{run_id}", "12345").replace("{address}", "echo.message")
@@ -99,7 +104,9 @@ def test_a_token_without_the_route_scope_gets_403(
     assert allowed.status_code != 403, allowed.text
 
 
-@pytest.mark.parametrize(("method", "path"), sorted(AUTHENTICATED_ONLY | set(ROUTE_SCOPES)), ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    ("method", "path"), sorted(AUTHENTICATED_ONLY | set(ROUTE_SCOPES)), ids=lambda v: str(v)
+)
 def test_every_route_needs_a_token(client: httpx.Client, method: str, path: str) -> None:
     """Without a bearer token every non-health route is 401 with WWW-Authenticate."""
     response = client.request(method, _concrete(path), json=_BODIES.get(path))
@@ -142,8 +149,12 @@ def test_a_revoked_token_gets_401_from_the_next_request(
 ) -> None:
     """Revoking through the API takes effect at once; other tokens of the agent keep working."""
     agent = client.post("/agents", json={"name": "grace"}, headers=admin).json()
-    first = client.post(f"/agents/{agent['id']}/tokens", json={"scopes": ["tasks:read"]}, headers=admin).json()
-    second = client.post(f"/agents/{agent['id']}/tokens", json={"scopes": ["tasks:read"]}, headers=admin).json()
+    first = client.post(
+        f"/agents/{agent['id']}/tokens", json={"scopes": ["tasks:read"]}, headers=admin
+    ).json()
+    second = client.post(
+        f"/agents/{agent['id']}/tokens", json={"scopes": ["tasks:read"]}, headers=admin
+    ).json()
     assert client.get("/tasks", headers=bearer(first["token"])).status_code == 200
 
     revoked = client.delete(f"/agents/{agent['id']}/tokens/{first['id']}", headers=admin)
@@ -175,7 +186,9 @@ def test_tokens_are_stored_only_as_hashes_and_shown_once(
     agent = client.post("/agents", json={"name": "ivan"}, headers=admin).json()
 
     created = client.post(
-        f"/agents/{agent['id']}/tokens", json={"scopes": ["runs:read", "tasks:read"], "name": "ci"}, headers=admin
+        f"/agents/{agent['id']}/tokens",
+        json={"scopes": ["runs:read", "tasks:read"], "name": "ci"},
+        headers=admin,
     ).json()
     listed = client.get(f"/agents/{agent['id']}", headers=admin).json()["tokens"]
 
@@ -226,7 +239,9 @@ def test_me_describes_the_caller(client: httpx.Client, make_token: TokenFactory)
 # -- isolation ------------------------------------------------------------------------------------
 
 
-def test_another_agents_task_is_not_found(client: httpx.Client, alice: dict[str, str], bob: dict[str, str]) -> None:
+def test_another_agents_task_is_not_found(
+    client: httpx.Client, alice: dict[str, str], bob: dict[str, str]
+) -> None:
     """Bob gets 404 for every operation on Alice's task and her run, and sees none of her rows."""
     task = client.post("/tasks", json=echo_task(), headers=alice).json()
     run = client.post(f"/tasks/{task['id']}/run_now", headers=alice).json()
@@ -274,7 +289,9 @@ def test_agent_lifecycle(client: httpx.Client, admin: dict[str, str]) -> None:
     agent = client.post("/agents", json={"name": "mallory"}, headers=admin)
     duplicate = client.post("/agents", json={"name": "mallory"}, headers=admin)
     aid = agent.json()["id"]
-    token = client.post(f"/agents/{aid}/tokens", json={"scopes": ["tasks:write", "tasks:read"]}, headers=admin).json()
+    token = client.post(
+        f"/agents/{aid}/tokens", json={"scopes": ["tasks:write", "tasks:read"]}, headers=admin
+    ).json()
     task = client.post("/tasks", json=echo_task(), headers=bearer(token["token"])).json()
 
     deleted = client.delete(f"/agents/{aid}", headers=admin)
@@ -284,10 +301,15 @@ def test_agent_lifecycle(client: httpx.Client, admin: dict[str, str]) -> None:
     assert deleted.status_code == 200 and deleted.json()["disabled_at"] is not None
     assert client.get("/tasks", headers=bearer(token["token"])).status_code == 401
     assert client.get(f"/tasks/{task['id']}", headers=admin).json()["status"] == "paused"
-    assert client.post(f"/agents/{aid}/tokens", json={"scopes": ["tasks:read"]}, headers=admin).status_code == 409
+    assert (
+        client.post(f"/agents/{aid}/tokens", json={"scopes": ["tasks:read"]}, headers=admin).status_code
+        == 409
+    )
 
 
-def test_the_local_agent_and_the_caller_itself_cannot_be_deleted(client: httpx.Client, admin: dict[str, str]) -> None:
+def test_the_local_agent_and_the_caller_itself_cannot_be_deleted(
+    client: httpx.Client, admin: dict[str, str]
+) -> None:
     me = client.get("/agents/me", headers=admin).json()["agent"]["id"]
 
     local = client.delete("/agents/00000000-0000-0000-0000-000000000001", headers=admin)
@@ -306,7 +328,9 @@ def test_invalid_agent_names_are_refused(client: httpx.Client, admin: dict[str, 
 # -- audit ----------------------------------------------------------------------------------------
 
 
-def test_every_write_is_in_the_audit_log(client: httpx.Client, alice: dict[str, str], admin: dict[str, str]) -> None:
+def test_every_write_is_in_the_audit_log(
+    client: httpx.Client, alice: dict[str, str], admin: dict[str, str]
+) -> None:
     """Writes record who (agent and token), what (action), on what, and when; reads record nothing."""
     me = client.get("/agents/me", headers=alice).json()
     task = client.post("/tasks", json=echo_task(), headers=alice).json()
@@ -323,14 +347,21 @@ def test_every_write_is_in_the_audit_log(client: httpx.Client, alice: dict[str, 
     entries = client.get("/audit", params={"agent_id": me["agent"]["id"]}, headers=admin).json()["items"]
 
     assert [e["action"] for e in reversed(entries)] == [
-        "task.create", "task.update", "task.run_now", "run.cancel", "task.pause", "task.resume", "task.cancel",
-        "event.publish", "task.delete",
+        "task.create",
+        "task.update",
+        "task.run_now",
+        "run.cancel",
+        "task.pause",
+        "task.resume",
+        "task.cancel",
+        "event.publish",
+        "task.delete",
     ]
     assert {e["token_id"] for e in entries} == {me["token_id"]}
     assert entries[0]["target_id"] == task["id"] and entries[0]["at"]
-    assert client.get("/audit", params={"action": "task.update"}, headers=admin).json()["items"][0]["details"] == {
-        "fields": ["priority"]
-    }
+    assert client.get("/audit", params={"action": "task.update"}, headers=admin).json()["items"][0][
+        "details"
+    ] == {"fields": ["priority"]}
 
 
 # -- bootstrap and the CLI ------------------------------------------------------------------------
@@ -347,13 +378,20 @@ def test_the_first_admin_token_is_created_once(db: Database) -> None:
 def _ordo(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": db_url}
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "cli.main", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 def test_ordo_token_create_prints_a_working_token(client: httpx.Client, db_url: str) -> None:
     """`ordo token create --json` creates the agent and prints {"agent_id", "token"}; the token works."""
-    result = _ordo(db_url, "token", "create", "--agent", "script-bot", "--scopes", "tasks:read,runs:read", "--json")
+    result = _ordo(
+        db_url, "token", "create", "--agent", "script-bot", "--scopes", "tasks:read,runs:read", "--json"
+    )
 
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)

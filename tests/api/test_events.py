@@ -24,7 +24,9 @@ def test_publishing_runs_each_active_subscriber_once(client: httpx.Client, alice
     paused = _subscribe(client, alice, "orders.created", title="paused", status="paused")
     _subscribe(client, alice, "orders.shipped", title="other topic")
 
-    response = client.post("/events", json={"topic": "orders.created", "payload": {"order_id": 7}}, headers=alice)
+    response = client.post(
+        "/events", json={"topic": "orders.created", "payload": {"order_id": 7}}, headers=alice
+    )
 
     assert response.status_code == 202, response.text
     event = response.json()
@@ -36,7 +38,9 @@ def test_publishing_runs_each_active_subscriber_once(client: httpx.Client, alice
     assert paused["id"] not in {r["task_id"] for r in runs}
 
 
-def test_the_same_idempotency_key_triggers_once(client: httpx.Client, alice: dict[str, str], db: Database) -> None:
+def test_the_same_idempotency_key_triggers_once(
+    client: httpx.Client, alice: dict[str, str], db: Database
+) -> None:
     """Publishing the same event twice with one Idempotency-Key records one event and one run per
     subscriber; a new key is a new event."""
     _subscribe(client, alice, "sensor.alarm")
@@ -58,13 +62,24 @@ def test_the_run_sees_the_event_payload(client: httpx.Client, alice: dict[str, s
     task = _subscribe(client, alice, "orders.created")
     client.patch(
         f"/tasks/{task['id']}",
-        json={"payload": {"pipeline": [{"id": "say", "uses": "echo.message",
-                                        "with": {"message": "order ${event.payload.order_id} from ${event.topic}"}}]}},
+        json={
+            "payload": {
+                "pipeline": [
+                    {
+                        "id": "say",
+                        "uses": "echo.message",
+                        "with": {"message": "order ${event.payload.order_id} from ${event.topic}"},
+                    }
+                ]
+            }
+        },
         headers=alice,
     )
 
     with running_worker(db):
-        event = client.post("/events", json={"topic": "orders.created", "payload": {"order_id": 42}}, headers=alice).json()
+        event = client.post(
+            "/events", json={"topic": "orders.created", "payload": {"order_id": 42}}, headers=alice
+        ).json()
         run_id = event["runs"][0]["run_id"]
         run = wait_for(
             lambda: (r := client.get(f"/runs/{run_id}", headers=alice).json())["state"] == "succeeded" and r,

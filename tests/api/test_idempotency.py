@@ -64,14 +64,18 @@ def test_concurrent_duplicates_write_once(client: httpx.Client, alice: dict[str,
     headers = {**alice, "Idempotency-Key": "race"}
 
     with ThreadPoolExecutor(8) as pool:
-        responses = list(pool.map(lambda _: client.post("/tasks", json=echo_task(), headers=headers), range(8)))
+        responses = list(
+            pool.map(lambda _: client.post("/tasks", json=echo_task(), headers=headers), range(8))
+        )
 
     assert {r.status_code for r in responses} == {201}
     assert len({r.json()["id"] for r in responses}) == 1
     assert scalar(db, "SELECT count(*) FROM task") == 1
 
 
-def test_a_refused_request_leaves_the_key_free(client: httpx.Client, alice: dict[str, str], db: Database) -> None:
+def test_a_refused_request_leaves_the_key_free(
+    client: httpx.Client, alice: dict[str, str], db: Database
+) -> None:
     """A request that failed wrote nothing, its key included: the corrected retry goes through."""
     headers = {**alice, "Idempotency-Key": "fix-and-retry"}
 
@@ -95,7 +99,9 @@ def test_a_retried_run_now_queues_one_run(client: httpx.Client, alice: dict[str,
     assert scalar(db, "SELECT count(*) FROM due_work") == 1
 
 
-@pytest.mark.parametrize("key", ["", "x" * 256, "with space", "ключ".encode()], ids=["empty", "long", "space", "utf8"])
+@pytest.mark.parametrize(
+    "key", ["", "x" * 256, "with space", "ключ".encode()], ids=["empty", "long", "space", "utf8"]
+)
 def test_unusable_keys_are_refused(client: httpx.Client, alice: dict[str, str], key: str | bytes) -> None:
     response = client.post("/tasks", json=echo_task(), headers={**alice, "Idempotency-Key": key})
 

@@ -25,7 +25,9 @@ CAP = 16 * 1024
 
 @pytest.fixture
 def capped_url(settings: Settings, db: Database) -> Iterator[str]:
-    with serving(create_app(dataclasses.replace(settings, api_max_body_bytes=CAP), db, registry=REGISTRY)) as url:
+    with serving(
+        create_app(dataclasses.replace(settings, api_max_body_bytes=CAP), db, registry=REGISTRY)
+    ) as url:
         yield url
 
 
@@ -84,7 +86,9 @@ def test_a_body_under_the_cap_is_accepted(capped_url: str, make_token: TokenFact
     headers = bearer(make_token("una", "events:publish"))
 
     with httpx.Client(base_url=capped_url) as client:
-        response = client.post("/events", json={"topic": "big", "payload": {"blob": "x" * (CAP - 200)}}, headers=headers)
+        response = client.post(
+            "/events", json={"topic": "big", "payload": {"blob": "x" * (CAP - 200)}}, headers=headers
+        )
 
     assert response.status_code == 202, response.text
 
@@ -126,7 +130,9 @@ def test_ready_is_503_naming_the_missing_scheduler_and_worker(client: httpx.Clie
 
 def test_ready_is_200_with_a_leading_scheduler_and_a_live_worker(client: httpx.Client, db: Database) -> None:
     stop = threading.Event()
-    scheduler = SchedulerService(db, SchedulerConfig(tick_s=0.2), structlog.get_logger("test"), "test-scheduler")
+    scheduler = SchedulerService(
+        db, SchedulerConfig(tick_s=0.2), structlog.get_logger("test"), "test-scheduler"
+    )
     thread = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
     thread.start()
     try:
@@ -154,6 +160,6 @@ def test_metrics_expose_requests_and_the_queue(client: httpx.Client, alice: dict
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     text = response.text
     assert 'ordo_api_requests_total{method="POST",route="/tasks/{task_id}/run_now",status="202"}' in text
-    assert 'ordo_api_request_seconds_bucket{' in text
+    assert "ordo_api_request_seconds_bucket{" in text
     assert 'ordo_queue_depth{state="queued"} 2.0' in text
     assert "ordo_workers_alive 0.0" in text and "ordo_database_up 1.0" in text

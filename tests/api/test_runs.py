@@ -35,9 +35,12 @@ def test_run_now_executes_and_the_run_shows_every_step(
     """A run queued by run_now is picked up by a worker; GET /runs/{id} shows its steps and outputs."""
     task = _task(client, alice)
     with running_worker(db):
-        run = client.post(f"/tasks/{task['id']}/run_now", json={"params": {"who": "Ana"}}, headers=alice).json()
+        run = client.post(
+            f"/tasks/{task['id']}/run_now", json={"params": {"who": "Ana"}}, headers=alice
+        ).json()
         done = wait_for(
-            lambda: (r := _run(client, alice, run["id"]))["state"] == "succeeded" and r, what="the run to succeed"
+            lambda: (r := _run(client, alice, run["id"]))["state"] == "succeeded" and r,
+            what="the run to succeed",
         )
 
     assert done["attempt"] == 1 and done["started_at"] and done["finished_at"]
@@ -187,7 +190,8 @@ def test_cancel_stops_a_running_run_at_the_next_step_boundary(
         wait_for(lambda: run["id"] in worker._cancel_requested, what="the worker to see the cancel request")
         slow_endpoint.release.set()
         ended = wait_for(
-            lambda: (r := _run(client, caller, run["id"]))["state"] == "canceled" and r, what="the run to be canceled"
+            lambda: (r := _run(client, caller, run["id"]))["state"] == "canceled" and r,
+            what="the run to be canceled",
         )
 
     assert asked.status_code == 200, asked.text

@@ -22,11 +22,15 @@ def _create(client: httpx.Client, headers: dict[str, str], **fields: object) -> 
 # -- happy paths ----------------------------------------------------------------------------------
 
 
-def test_create_returns_the_stored_task_with_its_location(client: httpx.Client, alice: dict[str, str]) -> None:
+def test_create_returns_the_stored_task_with_its_location(
+    client: httpx.Client, alice: dict[str, str]
+) -> None:
     """POST /tasks stores the document (defaults filled in) and answers 201 with Location."""
     response = client.post(
         "/tasks",
-        json=echo_task(schedule_kind="rrule", schedule_expr="FREQ=DAILY;BYHOUR=5;BYMINUTE=30", timezone="Europe/Chisinau"),
+        json=echo_task(
+            schedule_kind="rrule", schedule_expr="FREQ=DAILY;BYHOUR=5;BYMINUTE=30", timezone="Europe/Chisinau"
+        ),
         headers=alice,
     )
 
@@ -77,7 +81,9 @@ def test_patch_merges_revalidates_and_bumps_the_version(client: httpx.Client, al
     """PATCH changes only the given fields, validates the whole task again, and bumps its version."""
     task = _create(client, alice)
 
-    response = client.patch(f"/tasks/{task['id']}", json={"priority": 8, "backoff": {"cap_s": 30}}, headers=alice)
+    response = client.patch(
+        f"/tasks/{task['id']}", json={"priority": 8, "backoff": {"cap_s": 30}}, headers=alice
+    )
 
     assert response.status_code == 200, response.text
     changed = response.json()
@@ -99,7 +105,9 @@ def test_patch_with_a_bad_schedule_changes_nothing(client: httpx.Client, alice: 
     assert client.get(f"/tasks/{task['id']}", headers=alice).json() == task
 
 
-def test_delete_removes_the_task_and_its_runs(client: httpx.Client, alice: dict[str, str], db: Database) -> None:
+def test_delete_removes_the_task_and_its_runs(
+    client: httpx.Client, alice: dict[str, str], db: Database
+) -> None:
     """DELETE answers 204; the task and its runs are gone."""
     task = _create(client, alice)
     client.post(f"/tasks/{task['id']}/run_now", headers=alice)
@@ -151,7 +159,11 @@ def test_pause_resume_cancel(client: httpx.Client, alice: dict[str, str]) -> Non
 def test_preview_lists_the_next_occurrences_with_offsets(client: httpx.Client, alice: dict[str, str]) -> None:
     """GET /tasks/{id}/preview gives N occurrences in the task's zone, ISO 8601 with offset."""
     task = _create(
-        client, alice, schedule_kind="rrule", schedule_expr="FREQ=DAILY;BYHOUR=8;BYMINUTE=0", timezone="Asia/Tokyo"
+        client,
+        alice,
+        schedule_kind="rrule",
+        schedule_expr="FREQ=DAILY;BYHOUR=8;BYMINUTE=0",
+        timezone="Asia/Tokyo",
     )
 
     response = client.get(f"/tasks/{task['id']}/preview", params={"count": 3}, headers=alice)
@@ -182,7 +194,9 @@ def test_schedule_preview_of_a_draft(client: httpx.Client, alice: dict[str, str]
     }
 
 
-def test_schedule_preview_refuses_a_bad_rule_with_the_reason(client: httpx.Client, alice: dict[str, str]) -> None:
+def test_schedule_preview_refuses_a_bad_rule_with_the_reason(
+    client: httpx.Client, alice: dict[str, str]
+) -> None:
     """An impossible RRULE is a 422 INVALID_SCHEDULE naming the problem."""
     response = client.post(
         "/schedules/preview", json={"kind": "rrule", "expr": "FREQ=DAILY;BYHOUR=25"}, headers=alice
@@ -225,7 +239,9 @@ def test_invalid_task_documents_are_refused_with_the_field(
     assert client.get("/tasks", headers=alice).json()["items"] == []
 
 
-def test_a_pipeline_naming_an_unknown_tool_is_refused_with_its_path(client: httpx.Client, alice: dict[str, str]) -> None:
+def test_a_pipeline_naming_an_unknown_tool_is_refused_with_its_path(
+    client: httpx.Client, alice: dict[str, str]
+) -> None:
     """An unknown tool is 422 UNKNOWN_TOOL at payload.pipeline[i].uses."""
     doc = echo_task()
     doc["payload"]["pipeline"].append({"id": "plan", "uses": "solver.solve_everything"})
@@ -251,7 +267,9 @@ def test_a_step_reading_a_later_step_is_refused(client: httpx.Client, alice: dic
 def test_a_tool_needs_its_scope(client: httpx.Client, make_token: TokenFactory) -> None:
     """http.request needs tools:http: without it 403 TOOL_SCOPE_MISSING, with it 201."""
     doc = echo_task()
-    doc["payload"]["pipeline"] = [{"id": "get", "uses": "http.request", "with": {"url": "https://example.org"}}]
+    doc["payload"]["pipeline"] = [
+        {"id": "get", "uses": "http.request", "with": {"url": "https://example.org"}}
+    ]
     without = bearer(make_token("carol", "tasks:write"))
     with_scope = bearer(make_token("carol", "tasks:write", "tools:http"))
 
@@ -287,7 +305,9 @@ def test_malformed_json_is_400(client: httpx.Client, alice: dict[str, str]) -> N
         json.dumps(echo_task(description="\ud800")).encode(),
         b'{"title": "x", "schedule_kind": "manual", "payload": {"pipeline": [], "params": {"n": NaN}}}',
         b'{"title": "x", "schedule_kind": "manual", "payload": {"params": {"n": 1e999}}}',
-        ('{"title": "x", "schedule_kind": "manual", "payload": {"params": ' + "[" * 200 + "]" * 200 + "}}").encode(),
+        (
+            '{"title": "x", "schedule_kind": "manual", "payload": {"params": ' + "[" * 200 + "]" * 200 + "}}"
+        ).encode(),
     ],
     ids=["array", "string", "null", "nul-char", "lone-surrogate", "nan", "infinity", "deep-nesting"],
 )
@@ -362,7 +382,9 @@ def test_unknown_task_is_404(client: httpx.Client, alice: dict[str, str]) -> Non
     assert response.json()["code"] == "NOT_FOUND"
 
 
-def test_unknown_route_and_wrong_method_have_the_error_shape(client: httpx.Client, alice: dict[str, str]) -> None:
+def test_unknown_route_and_wrong_method_have_the_error_shape(
+    client: httpx.Client, alice: dict[str, str]
+) -> None:
     """404 for an unknown path and 405 (with Allow) for a wrong method use {code, message, details}."""
     missing = client.get("/nothing-here", headers=alice)
     wrong = client.put("/tasks", headers=alice)

@@ -19,7 +19,9 @@ def _principal() -> Principal:
     return Principal(uuid.uuid4(), "x", uuid.uuid4(), frozenset({"tasks:read"}))
 
 
-def test_a_revocation_made_elsewhere_reaches_the_api(client: httpx.Client, make_token: TokenFactory, db: Database) -> None:
+def test_a_revocation_made_elsewhere_reaches_the_api(
+    client: httpx.Client, make_token: TokenFactory, db: Database
+) -> None:
     """A token revoked by another process (here: straight through the store) is refused by an API
     process that had it cached, as soon as the NOTIFY arrives."""
     token = make_token("nina", "tasks:read")
@@ -32,7 +34,9 @@ def test_a_revocation_made_elsewhere_reaches_the_api(client: httpx.Client, make_
     with db.tx() as conn:
         agents.revoke_token(conn, agent_id, token_id)
 
-    wait_for(lambda: client.get("/tasks", headers=bearer(token)).status_code == 401, timeout=5, what="the 401")
+    wait_for(
+        lambda: client.get("/tasks", headers=bearer(token)).status_code == 401, timeout=5, what="the 401"
+    )
 
 
 def test_a_cached_token_still_expires(client: httpx.Client, db: Database) -> None:
