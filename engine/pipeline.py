@@ -71,11 +71,8 @@ class Step:
 class Pipeline:
     steps: tuple[Step, ...]
     params: Mapping[str, Any]
-
-    @property
-    def inline(self) -> bool:
-        """Every step is an inline tool: the whole run finishes without blocking."""
-        return all(step.tool.inline for step in self.steps)
+    # Every step is an inline tool: the whole run finishes without blocking.
+    inline: bool = False
 
 
 class _Unknown:
@@ -131,7 +128,9 @@ def compile_pipeline(
                 )
             available.add(step.save_as)
         steps.append(step)
-    return Pipeline(steps=tuple(steps), params=payload.get("params", {}))
+    return Pipeline(
+        steps=tuple(steps), params=payload.get("params", {}), inline=all(step.tool.inline for step in steps)
+    )
 
 
 def _compile_step(

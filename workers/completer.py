@@ -63,7 +63,7 @@ class CompleterConfig:
 def finish_many(conn: Connection, outcomes: list[Outcome]) -> set[int]:
     """Write outcomes (fenced); return the ids that were recorded."""
     batch = json.dumps([o.record() for o in outcomes], default=str, separators=(",", ":"))
-    rows = conn.execute(Q["finish_many"], {"ids": [o.id for o in outcomes], "batch": batch}).scalars()
+    rows = conn.execute(Q["finish_many"], {"ids": [o.id for o in outcomes], "batch": batch}).scalars().all()
     return set(rows)
 
 
@@ -95,6 +95,16 @@ class Completer:
                 self._cond.notify()
             elif len(self._pending) == 1:
                 self._cond.notify()  # start the delay clock in the writer thread
+
+    def add_many(self, outcomes: list[Outcome]) -> None:
+        """Several outcomes under one lock: the dispatcher hands over a whole inline batch at once."""
+        if not outcomes:
+            return
+        with self._cond:
+            if not self._pending:
+                self._first_at = time.monotonic()
+            self._pending.extend(outcomes)
+            self._cond.notify()
 
     def backlog(self) -> int:
         with self._cond:

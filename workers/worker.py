@@ -17,6 +17,7 @@ rescuer retries them at once, flush outcomes, and mark the worker stopped.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import socket
@@ -95,6 +96,24 @@ class _Lease:
     finished: bool = False
 
 
+class _RunLog:
+    """The run's logger, bound (run_id, task_id, attempt) only when something is logged: at thousands
+    of runs a second with info logging off, most runs never log."""
+
+    __slots__ = ("_base", "_bound", "_lease")
+
+    def __init__(self, base: Any, lease: _Lease) -> None:
+        self._base = base
+        self._lease = lease
+        self._bound: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._bound is None:
+            lease = self._lease
+            self._bound = self._base.bind(run_id=lease.id, task_id=str(lease.task_id), attempt=lease.attempt)
+        return getattr(self._bound, name)
+
+
 class Worker:
     def __init__(
         self,
@@ -113,6 +132,8 @@ class Worker:
         self.limits = limits or ToolLimits()
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.log = log.bind(worker_id=self.id)
+        is_enabled = getattr(self.log, "is_enabled_for", None)
+        self._log_successes = is_enabled(logging.INFO) if is_enabled is not None else True
         self.rng = rng or random.Random()
         self._lock = threading.Lock()
         self._held: dict[int, _Lease] = {}
@@ -292,17 +313,19 @@ class Worker:
     def _dispatch(self, leases: list[_Lease], stop: threading.Event) -> None:
         self._ensure_tasks({lease.task_id: lease.row["task_version"] for lease in leases})
         events = self._events([lease.row["event_id"] for lease in leases if lease.row["event_id"]])
+        done: list[Outcome] = []
         for lease in leases:
             task = self._tasks[lease.task_id]
             event = events.get(lease.row["event_id"]) if lease.row["event_id"] else None
             with self._lock:
                 self._executing += 1
             if task.pipeline is not None and task.pipeline.inline:
-                self._execute(lease, task, event)
+                self._execute(lease, task, event, done=done)
             else:
                 threading.Thread(
-                    target=self._execute, args=(lease, task, event, True), name=f"run-{lease.id}", daemon=True
+                    target=self._execute, args=(lease, task, event), name=f"run-{lease.id}", daemon=True
                 ).start()
+        self.completer.add_many(done)
 
     def _ensure_tasks(self, wanted: dict[uuid.UUID, int]) -> None:
         missing = [tid for tid, version in wanted.items() if tid not in self._tasks or self._tasks[tid].version != version]
@@ -347,25 +370,32 @@ class Worker:
 
     # -- running ---------------------------------------------------------------------------------
 
-    def _execute(self, lease: _Lease, task: _TaskDef, event: dict[str, Any] | None, threaded: bool = False) -> None:
+    def _execute(
+        self, lease: _Lease, task: _TaskDef, event: dict[str, Any] | None, done: list[Outcome] | None = None
+    ) -> None:
+        """Run one lease. Inline runs (on the dispatcher) collect their outcome in `done`; runs on their
+        own thread hand it to the completer and wake the dispatcher, which may wait for a free slot."""
         try:
             if self._stopping.is_set() and not lease.started:
                 return  # handed back by _release_unstarted
             lease.started = True
             outcome = self._run(lease, task, event)
             lease.finished = True
-            self.completer.add(outcome)
+            if done is not None:
+                done.append(outcome)
+            else:
+                self.completer.add(outcome)
         except Exception:
             self.log.exception("run_crashed", run_id=lease.id)
         finally:
             with self._lock:
                 self._executing -= 1
-            if threaded:
-                self._wake.set()  # a slot is free; the dispatcher may be waiting for one
+            if done is None:
+                self._wake.set()
 
     def _run(self, lease: _Lease, task: _TaskDef, event: dict[str, Any] | None) -> Outcome:
         row = lease.row
-        log = self.log.bind(run_id=lease.id, task_id=str(lease.task_id), attempt=lease.attempt)
+        log = _RunLog(self.log, lease)
         if row["task_status"] == "canceled":
             return self._outcome(lease, "canceled", [], None, {"code": "TASK_CANCELED", "message": "the task was canceled"}, log)
         if task.pipeline is None:
@@ -418,7 +448,8 @@ class Worker:
         _FINISHED[state].inc()
         metrics.RUN_SECONDS.observe(duration)
         if state == "succeeded":
-            log.info("run_finished", state=state, duration_ms=round(duration * 1000, 3))
+            if self._log_successes:
+                log.info("run_finished", state=state, duration_ms=round(duration * 1000, 3))
         else:
             log.warning(
                 "run_finished",
