@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI
 from api import errors
 from api.auth import AuthListener, TokenCache
 from api.deps import ApiState, reject_unknown_query
-from api.middleware import BodyLimit, RequestMetrics
+from api.middleware import BodyLimit, Liveness, RequestMetrics
 from api.pool import ReadPool
 from api.ratelimit import RateLimiter
 from api.routes import agents, audit, events, health, runs, schedules, tasks, tools
@@ -140,6 +140,7 @@ def create_app(
         app.include_router(module.router)
     # Outermost first in the request path: metrics see every request, including those the cap refuses.
     app.add_middleware(BodyLimit, max_body_bytes=settings.api_max_body_bytes)
+    app.add_middleware(Liveness)
     app.add_middleware(RequestMetrics)
     return app
 

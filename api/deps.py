@@ -59,23 +59,25 @@ class ApiState:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
-def _state(request: Request) -> ApiState:
+# Every dependency that does no I/O is async: FastAPI runs a plain `def` dependency on the thread
+# pool, and each such hop costs more than the work it wraps.
+async def _state(request: Request) -> ApiState:
     return request.app.state.ordo
 
 
-def _db(request: Request) -> Database:
+async def _db(request: Request) -> Database:
     return request.app.state.ordo.db
 
 
-def _reads(request: Request) -> ReadPool:
+async def _reads(request: Request) -> ReadPool:
     return request.app.state.ordo.reads
 
 
-def _registry(request: Request) -> ToolRegistry:
+async def _registry(request: Request) -> ToolRegistry:
     return request.app.state.ordo.registry
 
 
-def _clock(request: Request) -> datetime:
+async def _clock(request: Request) -> datetime:
     return request.app.state.ordo.clock()
 
 

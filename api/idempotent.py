@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from fastapi import Response
 from sqlalchemy import Connection
 
+from api.responses import json_body
 from store import idempotency
 from store.agents import Principal
 
@@ -27,7 +28,7 @@ def replayed(
     body: Any,
     *,
     location: str | None = None,
-) -> JSONResponse | None:
+) -> Response | None:
     """None: go ahead (no key, or this request now owns it). Otherwise the first response, replayed
     (with `Location: <location>/<id>` when the first response created something)."""
     if key is None:
@@ -40,7 +41,7 @@ def replayed(
     headers = {REPLAY_HEADER: "true"}
     if location is not None and isinstance(replay.response, dict) and "id" in replay.response:
         headers["Location"] = f"{location}/{replay.response['id']}"
-    return JSONResponse(replay.response, status_code=replay.status, headers=headers)
+    return json_body(replay.response, replay.status, headers)
 
 
 def remember(conn: Connection, caller: Principal, key: str | None, status: int, response: Any) -> None:

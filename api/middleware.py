@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request metrics, and the request body cap.
+"""Pure ASGI middleware: request metrics, liveness, and the request body cap.
 
 The body cap answers 413 as soon as it knows: at once when Content-Length is above the cap (the body
 is never read), or while streaming when a chunked body grows past it. The 413 closes the connection
@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.errors import error_response
 from observability.metrics import API_REQUEST_SECONDS, API_REQUESTS
 
-__all__ = ["BodyLimit", "RequestMetrics"]
+__all__ = ["BodyLimit", "Liveness", "RequestMetrics"]
 
 _log = structlog.get_logger("api")
 
@@ -64,6 +64,29 @@ class BodyLimit:
         await self.app(scope, counting_receive, send)
 
 
+class Liveness:
+    """GET /health answered before routing: liveness must stay cheap and must not depend on anything
+    behind it (the route in api/routes/health.py documents it and answers anything else)."""
+
+    _HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"15")]
+    _BODY = b'{"status":"ok"}'
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/health"
+            and scope["method"] == "GET"
+            and not scope["query_string"]
+        ):
+            await send({"type": "http.response.start", "status": 200, "headers": self._HEADERS})
+            await send({"type": "http.response.body", "body": self._BODY})
+            return
+        await self.app(scope, receive, send)
+
+
 class RequestMetrics:
     """Count and time every request by method, route template and status."""
 
@@ -94,6 +117,10 @@ class RequestMetrics:
 
 def _route_template(scope: Scope) -> str:
     route: Any = scope.get("route")
-    path = getattr(route, "path", None)
+    path = (
+        getattr(route, "path", None)
+        if route is not None
+        else (scope["path"] if scope["path"] == "/health" else None)
+    )
     # Unmatched paths share one label so that scanners cannot blow up the label set.
     return path if isinstance(path, str) else "unmatched"

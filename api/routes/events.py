@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query
 
 from api.deps import Db, EventsPublish, IdempotencyKey, Reads
 from api.errors import responses
 from api.idempotent import remember, replayed
+from api.responses import json_body
 from api.schemas import EventCreate, EventPage, EventPublic
 from store import audit
 from store import events as store_events
@@ -30,7 +31,6 @@ def publish_event(
     body: EventCreate,
     caller: EventsPublish,
     db: Db,
-    response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Publish an event: one run of every active task subscribed to the topic (`schedule_kind: event`,
@@ -53,8 +53,7 @@ def publish_event(
             {"topic": body.topic, "runs": len(out["runs"])},
         )
         remember(conn, caller, idempotency_key, 202, out)
-    response.headers["Location"] = f"/events/{out['id']}"
-    return out
+    return json_body(out, 202, {"Location": f"/events/{out['id']}"})
 
 
 @router.get("", response_model=EventPage, responses=responses(401, 403, 422, 429, 503))
@@ -68,11 +67,12 @@ def list_events(
     """Events the caller published (everyone's for admins), newest first."""
     with reads.connect() as conn:
         page = store_events.list_page(conn, agent_id=caller.owner, topic=topic, cursor=cursor, limit=limit)
-    return {"items": [store_events.public(r) for r in page.items], "next_cursor": page.next_cursor}
+    return json_body({"items": [store_events.public(r) for r in page.items], "next_cursor": page.next_cursor})
 
 
 @router.get("/{event_id}", response_model=EventPublic, responses=responses(401, 403, 404, 422, 429, 503))
 def get_event(event_id: UUID, caller: EventsPublish, reads: Reads) -> Any:
     """One event with the runs it queued."""
     with reads.connect() as conn:
-        return store_events.public(store_events.get(conn, event_id, agent_id=caller.owner))
+        event = store_events.get(conn, event_id, agent_id=caller.owner)
+    return json_body(store_events.public(event))

@@ -10,6 +10,7 @@ from pydantic import AwareDatetime
 
 from api.deps import Db, Reads, RunsRead, TasksWrite
 from api.errors import responses
+from api.responses import json_body
 from api.schemas import RunDetail, RunPage, Text
 from store import audit
 from store import runs as store_runs
@@ -59,14 +60,15 @@ def list_runs(
             cursor=cursor,
             limit=limit,
         )
-    return {"items": page.items, "next_cursor": page.next_cursor}
+    return json_body({"items": page.items, "next_cursor": page.next_cursor})
 
 
 @router.get("/{run_id}", response_model=RunDetail, responses=responses(401, 403, 404, 422, 429, 503))
 def get_run(run_id: RunId, caller: RunsRead, reads: Reads) -> Any:
     """A run with every attempt: each step's state, timing, output or error."""
     with reads.connect() as conn:
-        return store_runs.get(conn, run_id, agent_id=caller.owner)
+        run = store_runs.get(conn, run_id, agent_id=caller.owner)
+    return json_body(run)
 
 
 @router.post(
@@ -80,4 +82,4 @@ def cancel_run(run_id: RunId, caller: TasksWrite, db: Db) -> Any:
         audit.record(
             conn, caller, "run.cancel", "run", run_id, {"task_id": run["task_id"], "state": run["state"]}
         )
-        return run
+    return json_body(run)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Query, Response
 from api.deps import Clock, Db, IdempotencyKey, Reads, Registry, TasksRead, TasksWrite
 from api.errors import responses
 from api.idempotent import remember, replayed
+from api.responses import json_body
 from api.schemas import RunNow, RunPublic, TaskCreate, TaskPage, TaskPatch, TaskPreview, TaskPublic, Text
 from scheduler.expand import preview as expand_preview
 from store import audit
@@ -35,7 +36,6 @@ def create_task(
     db: Db,
     registry: Registry,
     now: Clock,
-    response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Create a task. The whole document is checked first (fields, schedule, pipeline, tool scopes);
@@ -49,8 +49,7 @@ def create_task(
         out = store_tasks.public(row)
         audit.record(conn, caller, "task.create", "task", row["id"], {"title": row["title"]})
         remember(conn, caller, idempotency_key, 201, out)
-    response.headers["Location"] = f"/tasks/{out['id']}"
-    return out
+    return json_body(out, 201, {"Location": f"/tasks/{out['id']}"})
 
 
 @router.get("", response_model=TaskPage, responses=_READ)
@@ -76,13 +75,14 @@ def list_tasks(
             cursor=cursor,
             limit=limit,
         )
-    return {"items": [store_tasks.public(r) for r in page.items], "next_cursor": page.next_cursor}
+    return json_body({"items": [store_tasks.public(r) for r in page.items], "next_cursor": page.next_cursor})
 
 
 @router.get("/{task_id}", response_model=TaskPublic, responses=_READ)
 def get_task(task_id: UUID, caller: TasksRead, reads: Reads) -> Any:
     with reads.connect() as conn:
-        return store_tasks.public(store_tasks.get(conn, task_id, caller.owner))
+        task = store_tasks.get(conn, task_id, caller.owner)
+    return json_body(store_tasks.public(task))
 
 
 @router.patch("/{task_id}", response_model=TaskPublic, responses=_WRITE)
@@ -96,7 +96,7 @@ def update_task(
             conn, task_id, body.root, registry, now=now, agent_id=caller.owner, scopes=caller.tool_scopes
         )
         audit.record(conn, caller, "task.update", "task", task_id, {"fields": sorted(body.root)})
-        return store_tasks.public(row)
+    return json_body(store_tasks.public(row))
 
 
 @router.delete("/{task_id}", status_code=204, response_class=Response, responses=_WRITE)
@@ -113,7 +113,6 @@ def run_now(
     task_id: UUID,
     caller: TasksWrite,
     db: Db,
-    response: Response,
     body: Annotated[RunNow | None, Body()] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
@@ -129,8 +128,7 @@ def run_now(
         out.pop("attempts", None)
         audit.record(conn, caller, "task.run_now", "task", task_id, {"run_id": run_id})
         remember(conn, caller, idempotency_key, 202, out)
-    response.headers["Location"] = f"/runs/{run_id}"
-    return out
+    return json_body(out, 202, {"Location": f"/runs/{run_id}"})
 
 
 @router.post("/{task_id}/pause", response_model=TaskPublic, responses=_WRITE)
@@ -139,7 +137,7 @@ def pause_task(task_id: UUID, caller: TasksWrite, db: Db) -> Any:
     with db.tx() as conn:
         row = store_tasks.pause(conn, task_id, agent_id=caller.owner)
         audit.record(conn, caller, "task.pause", "task", task_id)
-        return store_tasks.public(row)
+    return json_body(store_tasks.public(row))
 
 
 @router.post("/{task_id}/resume", response_model=TaskPublic, responses=_WRITE)
@@ -148,7 +146,7 @@ def resume_task(task_id: UUID, caller: TasksWrite, db: Db, now: Clock) -> Any:
     with db.tx() as conn:
         row = store_tasks.resume(conn, task_id, now=now, agent_id=caller.owner)
         audit.record(conn, caller, "task.resume", "task", task_id)
-        return store_tasks.public(row)
+    return json_body(store_tasks.public(row))
 
 
 @router.post("/{task_id}/cancel", response_model=TaskPublic, responses=_WRITE)
@@ -158,7 +156,7 @@ def cancel_task(task_id: UUID, caller: TasksWrite, db: Db) -> Any:
     with db.tx() as conn:
         row = store_tasks.cancel(conn, task_id, agent_id=caller.owner)
         audit.record(conn, caller, "task.cancel", "task", task_id)
-        return store_tasks.public(row)
+    return json_body(store_tasks.public(row))
 
 
 @router.get("/{task_id}/preview", response_model=TaskPreview, responses=_READ)
@@ -175,4 +173,4 @@ def preview_task(
     occurrences = expand_preview(
         task["schedule_kind"], task["schedule_expr"], task["timezone"], count=count, now=now
     )
-    return {"task_id": str(task["id"]), "occurrences": [o.isoformat() for o in occurrences]}
+    return json_body({"task_id": str(task["id"]), "occurrences": [o.isoformat() for o in occurrences]})
