@@ -1,0 +1,114 @@
+"""The issue's story end to end: `ordo up` serves the API, prints an admin token once, and an agent with
+its own token creates a task, triggers it and reads the run with its step outputs."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+
+from tests.api.conftest import REPO_ROOT, bearer, echo_task
+from tests.helpers import wait_for
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _up(data_dir: Path, port: int) -> tuple[subprocess.Popen[bytes], list[str]]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(ORDO_DATA_DIR=str(data_dir), ORDO_LOG_FORMAT="json", ORDO_POLL_S="0.2")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "up", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    lines: list[str] = []
+
+    def drain() -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            lines.append(raw.decode(errors="replace"))
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    proc.reader = reader  # type: ignore[attr-defined]
+    return proc, lines
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(60)
+    proc.reader.join(10)  # type: ignore[attr-defined]
+    assert proc.stderr is not None
+    proc.stderr.close()
+    return code
+
+
+def test_ordo_up_serves_the_api_and_prints_an_admin_token_once(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", _free_port()
+    base = f"http://127.0.0.1:{port}"
+
+    proc, lines = _up(data_dir, port)
+    try:
+        token_line = wait_for(
+            lambda: next(
+                (m for line in lines if (m := re.search(r"(ordo_[a-z2-7]{12}_\S{43})", line))), None
+            ),
+            timeout=90,
+            what="the admin token on stderr",
+        )
+        admin = bearer(token_line[1])
+        with httpx.Client(base_url=base, timeout=10) as client:
+            wait_for(lambda: _get(client, "/health/ready") == 200, timeout=90, what="readiness")
+            agent = client.post("/agents", json={"name": "planner"}, headers=admin).json()
+            issued = client.post(
+                f"/agents/{agent['id']}/tokens",
+                json={"scopes": ["tasks:read", "tasks:write", "runs:read"]},
+                headers=admin,
+            ).json()
+            me = bearer(issued["token"])
+            task = client.post("/tasks", json=echo_task(), headers=me).json()
+            run = client.post(f"/tasks/{task['id']}/run_now", headers=me).json()
+            done = wait_for(
+                lambda: (
+                    (r := client.get(f"/runs/{run['id']}", headers=me).json())["state"] == "succeeded" and r
+                ),
+                timeout=30,
+                what="the run to succeed",
+            )
+            docs = client.get("/docs")
+    finally:
+        first_code = _stop(proc)
+    assert first_code == 0, "".join(lines)
+    assert done["steps"][0]["output"] == {"message": "hello world"}
+    assert docs.status_code == 200
+
+    again, again_lines = _up(data_dir, port)
+    try:
+        with httpx.Client(base_url=base, timeout=10) as client:
+            wait_for(lambda: _get(client, "/health") == 200, timeout=90, what="the second start")
+            still_valid = client.get("/tasks", headers=me).status_code
+    finally:
+        second_code = _stop(again)
+    assert second_code == 0, "".join(again_lines)
+    assert still_valid == 200
+    assert not any("admin API token was created" in line for line in again_lines)
+
+
+def _get(client: httpx.Client, path: str) -> int:
+    try:
+        return client.get(path).status_code
+    except httpx.TransportError:
+        return 0
