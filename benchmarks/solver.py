@@ -15,7 +15,8 @@ Each instance is solved --repeats times by each model (seeds 0..repeats-1, alter
 goes first, since this machine may be shared); a model's time is the median wall time to a proven
 optimum, or the limit if it did not prove one. Ordo's plans are also checked by schedule.validate.
 
-    .venv/bin/python benchmarks/solver.py [--workers 2] [--limit 120] [--repeats 3] [--data DIR] [--only ft06,la01]
+    .venv/bin/python benchmarks/solver.py [--workers 2] [--limit 120] [--repeats 3] [--data DIR]
+                                          [--only ft06,la01] [--family NAME]
 
 Prints a table, then as its last line one JSON object with the per-instance times and the
 geometric mean of the ordo/textbook time ratios.
@@ -87,15 +88,16 @@ def read_text_instance(text: str) -> Jobs:
     return [[(int(r[i]), int(r[i + 1])) for i in range(0, len(r), 2)] for r in rows[1 : 1 + n]]
 
 
-def random_instance(jobs: int, machines: int, index: int) -> Instance:
-    rng = random.Random(f"ordo-jobshop-{jobs}x{machines}-{index}")  # str seeds are stable across runs
+def random_instance(jobs: int, machines: int, index: int, family: str = "ordo-jobshop") -> Instance:
+    rng = random.Random(f"{family}-{jobs}x{machines}-{index}")  # str seeds are stable across runs
     data = [[(m, rng.randint(1, 99)) for m in rng.sample(range(machines), machines)] for _ in range(jobs)]
-    return Instance(f"rnd{jobs}x{machines}-{index}", data)
+    prefix = "rnd" if family == "ordo-jobshop" else f"{family}-"
+    return Instance(f"{prefix}{jobs}x{machines}-{index}", data)
 
 
-def instances(data_dir: Path) -> list[Instance]:
+def instances(data_dir: Path, family: str = "ordo-jobshop") -> list[Instance]:
     found = [Instance(name, read_text_instance((data_dir / f"{name}.txt").read_text()), opt) for name, opt in PUBLIC.items()]
-    found += [random_instance(n, m, k) for n, m in RANDOM_SIZES for k in range(RANDOM_PER_SIZE)]
+    found += [random_instance(n, m, k, family) for n, m in RANDOM_SIZES for k in range(RANDOM_PER_SIZE)]
     return found
 
 
@@ -157,11 +159,13 @@ def main() -> None:
     parser.add_argument("--limit", type=float, default=120.0, help="seconds per solve")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated instance names")
+    parser.add_argument("--family", default="ordo-jobshop",
+                        help="seed prefix of the random instances (another value gives a fresh, held-out set)")
     options = parser.parse_args()
     if not options.data.is_dir():
         raise SystemExit(f"no instance directory at {options.data}; pass --data")
 
-    chosen = [i for i in instances(options.data) if not options.only or i.name in options.only.split(",")]
+    chosen = [i for i in instances(options.data, options.family) if not options.only or i.name in options.only.split(",")]
     header = f"{'instance':<14}{'size':>6}{'optimum':>9}{'ordo':>10}{'s':>9}{'textbook':>10}{'s':>9}{'ratio':>8}"
     print(f"workers={options.workers} limit={options.limit:g}s repeats={options.repeats} "
           f"cpus={os.cpu_count()} ortools={ortools.__version__}")
@@ -208,6 +212,7 @@ def main() -> None:
         "workers": options.workers,
         "limit_s": options.limit,
         "repeats": options.repeats,
+        "family": options.family,
         "cpus": os.cpu_count(),
         "ortools": ortools.__version__,
         "instances": {r["name"]: {"size": r["size"], "optimum": r["optimum"], "ordo_s": r["ordo"]["s"],
