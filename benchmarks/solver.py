@@ -75,7 +75,9 @@ class Runs:
     objectives: list[int | None] = field(default_factory=list)
 
     def time_to_optimum(self, limit: float) -> float:
-        return statistics.median(t if s == "optimal" else limit for t, s in zip(self.times, self.statuses, strict=True))
+        return statistics.median(
+            t if s == "optimal" else limit for t, s in zip(self.times, self.statuses, strict=True)
+        )
 
     @property
     def proven(self) -> bool:
@@ -96,7 +98,10 @@ def random_instance(jobs: int, machines: int, index: int, family: str = "ordo-jo
 
 
 def instances(data_dir: Path, family: str = "ordo-jobshop") -> list[Instance]:
-    found = [Instance(name, read_text_instance((data_dir / f"{name}.txt").read_text()), opt) for name, opt in PUBLIC.items()]
+    found = [
+        Instance(name, read_text_instance((data_dir / f"{name}.txt").read_text()), opt)
+        for name, opt in PUBLIC.items()
+    ]
     found += [random_instance(n, m, k, family) for n, m in RANDOM_SIZES for k in range(RANDOM_PER_SIZE)]
     return found
 
@@ -114,7 +119,9 @@ def textbook(jobs: Jobs, workers: int, limit: float, seed: int) -> tuple[str, in
         for t, (machine, duration) in enumerate(job):
             start = model.new_int_var(0, horizon, f"start_{j}_{t}")
             end = model.new_int_var(0, horizon, f"end_{j}_{t}")
-            machine_intervals.setdefault(machine, []).append(model.new_interval_var(start, duration, end, f"i_{j}_{t}"))
+            machine_intervals.setdefault(machine, []).append(
+                model.new_interval_var(start, duration, end, f"i_{j}_{t}")
+            )
             starts[j].append(start)
             ends[j].append(end)
     for intervals in machine_intervals.values():
@@ -154,21 +161,34 @@ def timed(run: Any, *args: Any) -> tuple[float, str, int | None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=next((p for p in DATA_CANDIDATES if p.is_dir()), DATA_CANDIDATES[0]))
+    parser.add_argument(
+        "--data", type=Path, default=next((p for p in DATA_CANDIDATES if p.is_dir()), DATA_CANDIDATES[0])
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--limit", type=float, default=120.0, help="seconds per solve")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated instance names")
-    parser.add_argument("--family", default="ordo-jobshop",
-                        help="seed prefix of the random instances (another value gives a fresh, held-out set)")
+    parser.add_argument(
+        "--family",
+        default="ordo-jobshop",
+        help="seed prefix of the random instances (another value gives a fresh, held-out set)",
+    )
     options = parser.parse_args()
     if not options.data.is_dir():
         raise SystemExit(f"no instance directory at {options.data}; pass --data")
 
-    chosen = [i for i in instances(options.data, options.family) if not options.only or i.name in options.only.split(",")]
-    header = f"{'instance':<14}{'size':>6}{'optimum':>9}{'ordo':>10}{'s':>9}{'textbook':>10}{'s':>9}{'ratio':>8}"
-    print(f"workers={options.workers} limit={options.limit:g}s repeats={options.repeats} "
-          f"cpus={os.cpu_count()} ortools={ortools.__version__}")
+    chosen = [
+        i
+        for i in instances(options.data, options.family)
+        if not options.only or i.name in options.only.split(",")
+    ]
+    header = (
+        f"{'instance':<14}{'size':>6}{'optimum':>9}{'ordo':>10}{'s':>9}{'textbook':>10}{'s':>9}{'ratio':>8}"
+    )
+    print(
+        f"workers={options.workers} limit={options.limit:g}s repeats={options.repeats} "
+        f"cpus={os.cpu_count()} ortools={ortools.__version__}"
+    )
     print(header)
     print("-" * len(header))
     rows = []
@@ -185,7 +205,9 @@ def main() -> None:
                 runs[which].times.append(result[0])
                 runs[which].statuses.append(result[1])
                 runs[which].objectives.append(result[2])
-        values = {v for r in runs.values() for v, s in zip(r.objectives, r.statuses, strict=True) if s == "optimal"}
+        values = {
+            v for r in runs.values() for v, s in zip(r.objectives, r.statuses, strict=True) if s == "optimal"
+        }
         if len(values) > 1 or (instance.optimum is not None and values and values != {instance.optimum}):
             raise SystemExit(f"{instance.name}: the models disagree on the optimum: {sorted(values)}")
         o, t = (runs[k].time_to_optimum(options.limit) for k in ("ordo", "textbook"))
@@ -193,36 +215,61 @@ def main() -> None:
             "name": instance.name,
             "size": instance.size,
             "optimum": next(iter(values), None),
-            "ordo": {"status": _summary(runs["ordo"]), "s": round(o, 4), "runs_s": [round(x, 4) for x in runs["ordo"].times]},
-            "textbook": {"status": _summary(runs["textbook"]), "s": round(t, 4),
-                         "runs_s": [round(x, 4) for x in runs["textbook"].times]},
+            "ordo": {
+                "status": _summary(runs["ordo"]),
+                "s": round(o, 4),
+                "runs_s": [round(x, 4) for x in runs["ordo"].times],
+            },
+            "textbook": {
+                "status": _summary(runs["textbook"]),
+                "s": round(t, 4),
+                "runs_s": [round(x, 4) for x in runs["textbook"].times],
+            },
             "ratio": round(o / t, 3),
         }
         rows.append(row)
-        print(f"{row['name']:<14}{row['size']:>6}{str(row['optimum']):>9}{row['ordo']['status']:>10}{o:>9.3f}"
-              f"{row['textbook']['status']:>10}{t:>9.3f}{row['ratio']:>8.2f}", flush=True)
+        print(
+            f"{row['name']:<14}{row['size']:>6}{row['optimum']!s:>9}{row['ordo']['status']:>10}{o:>9.3f}"
+            f"{row['textbook']['status']:>10}{t:>9.3f}{row['ratio']:>8.2f}",
+            flush=True,
+        )
     ratios = [r["ratio"] for r in rows]
     geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
     all_proven = all(r["ordo"]["status"] == "optimal" for r in rows)
     print("-" * len(header))
-    print(f"geometric mean ratio (ordo / textbook): {geomean:.3f}; max ratio {max(ratios):.2f}; "
-          f"ordo proved every optimum: {'yes' if all_proven else 'no'}")
-    print(json.dumps({
-        "benchmark": "solver",
-        "workers": options.workers,
-        "limit_s": options.limit,
-        "repeats": options.repeats,
-        "family": options.family,
-        "cpus": os.cpu_count(),
-        "ortools": ortools.__version__,
-        "instances": {r["name"]: {"size": r["size"], "optimum": r["optimum"], "ordo_s": r["ordo"]["s"],
-                                  "ordo_status": r["ordo"]["status"], "textbook_s": r["textbook"]["s"],
-                                  "textbook_status": r["textbook"]["status"], "ratio": r["ratio"]} for r in rows},
-        "geomean_ratio": round(geomean, 3),
-        "max_ratio": max(ratios),
-        "ordo_all_optimal": all_proven,
-        "goal_met": all_proven and max(ratios) <= 1.2,
-    }))
+    print(
+        f"geometric mean ratio (ordo / textbook): {geomean:.3f}; max ratio {max(ratios):.2f}; "
+        f"ordo proved every optimum: {'yes' if all_proven else 'no'}"
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "solver",
+                "workers": options.workers,
+                "limit_s": options.limit,
+                "repeats": options.repeats,
+                "family": options.family,
+                "cpus": os.cpu_count(),
+                "ortools": ortools.__version__,
+                "instances": {
+                    r["name"]: {
+                        "size": r["size"],
+                        "optimum": r["optimum"],
+                        "ordo_s": r["ordo"]["s"],
+                        "ordo_status": r["ordo"]["status"],
+                        "textbook_s": r["textbook"]["s"],
+                        "textbook_status": r["textbook"]["status"],
+                        "ratio": r["ratio"],
+                    }
+                    for r in rows
+                },
+                "geomean_ratio": round(geomean, 3),
+                "max_ratio": max(ratios),
+                "ordo_all_optimal": all_proven,
+                "goal_met": all_proven and max(ratios) <= 1.2,
+            }
+        )
+    )
 
 
 def _summary(runs: Runs) -> str:

@@ -14,7 +14,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -32,18 +32,23 @@ _INPUT_ERRORS = {"INPUT_INVALID", "INVALID_INSTANCE", "INVALID_JSON", "UNREADABL
 
 
 def solve_command(
-    file: Annotated[Path, typer.Argument(help="Instance: job-shop text format (JSPLIB) or a solver.solve JSON input.")],
+    file: Annotated[
+        Path, typer.Argument(help="Instance: job-shop text format (JSPLIB) or a solver.solve JSON input.")
+    ],
     time_limit: Annotated[
-        Optional[float],  # noqa: UP007 - typer reads the annotation at run time
+        float | None,
         typer.Option(
             "--time-limit",
-            help=f"Search time limit in seconds [default: the JSON input's time_limit_s, else {DEFAULT_TIME_LIMIT_S:g}].",
+            help="Search time limit in seconds "
+            f"[default: the JSON input's time_limit_s, else {DEFAULT_TIME_LIMIT_S:g}].",
             envvar="ORDO_SOLVE_TIME_LIMIT",
         ),
     ] = None,
     workers: Annotated[
-        Optional[int],  # noqa: UP007
-        typer.Option("--workers", help="CP-SAT search workers [default: one per CPU].", envvar="ORDO_SOLVE_WORKERS"),
+        int | None,
+        typer.Option(
+            "--workers", help="CP-SAT search workers [default: one per CPU].", envvar="ORDO_SOLVE_WORKERS"
+        ),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print only the solver's JSON output.")] = False,
 ) -> None:
@@ -74,7 +79,9 @@ def _read_instance(file: Path) -> dict[str, Any]:
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise OrdoError(f"cannot read {file}: {getattr(e, 'strerror', None) or e}", code="UNREADABLE_FILE") from None
+        raise OrdoError(
+            f"cannot read {file}: {getattr(e, 'strerror', None) or e}", code="UNREADABLE_FILE"
+        ) from None
     if file.suffix.lower() == ".json" or text.lstrip().startswith("{"):
         try:
             args = json.loads(text)
@@ -91,14 +98,20 @@ def _print_summary(file: Path, args: dict[str, Any], out: dict[str, Any]) -> Non
     machines = {o["machine"] for job in args["jobs"] for op in job["operations"] for o in op["machines"]}
     search = out.get("search", {})
     rows = [
-        ("instance", f"{file.name}: {len(args['jobs'])} jobs, {len(machines)} machines, {operations} operations"),
+        (
+            "instance",
+            f"{file.name}: {len(args['jobs'])} jobs, {len(machines)} machines, {operations} operations",
+        ),
         ("status", out["status"]),
         ("makespan", _show(out["makespan"])),
         ("bound", _show(out["bound"])),
         ("gap", "-" if out["gap"] is None else f"{100 * out['gap']:.2f}%"),
         ("objective", _show(out["objective"])),
-        ("wall time", f"{out['wall_s']:.3f} s" + (f" (search {search['wall_s']:.3f} s, {search['workers']} workers)"
-                                                  if search else "")),
+        (
+            "wall time",
+            f"{out['wall_s']:.3f} s"
+            + (f" (search {search['wall_s']:.3f} s, {search['workers']} workers)" if search else ""),
+        ),
     ]
     if out.get("reason"):
         rows.append(("reason", out["reason"]))

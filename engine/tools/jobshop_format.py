@@ -33,7 +33,11 @@ def parse_jobshop(text: str, source: str = "instance") -> dict[str, Any]:
         _fail(source, number, f"expected 'jobs machines' (two positive integers), got {' '.join(header)!r}")
     n_jobs, n_machines = counts
     if len(body) < n_jobs:
-        _fail(source, body[-1][0] if body else number, f"the header announces {n_jobs} jobs, the file has {len(body)}")
+        _fail(
+            source,
+            body[-1][0] if body else number,
+            f"the header announces {n_jobs} jobs, the file has {len(body)}",
+        )
     jobs = []
     for j, (number, fields) in enumerate(body[:n_jobs]):
         values = _integers(source, number, fields)
@@ -46,7 +50,9 @@ def parse_jobshop(text: str, source: str = "instance") -> dict[str, Any]:
                 _fail(source, number, f"machine {machine} is outside 0..{n_machines - 1}")
             if duration < 0:
                 _fail(source, number, f"duration {duration} is negative")
-            operations.append({"id": f"O{t // 2}", "machines": [{"machine": f"M{machine}", "duration": duration}]})
+            operations.append(
+                {"id": f"O{t // 2}", "machines": [{"machine": f"M{machine}", "duration": duration}]}
+            )
         jobs.append({"id": f"J{j}", "operations": operations})
     return {"jobs": jobs, "machines": [{"id": f"M{m}"} for m in range(n_machines)]}
 

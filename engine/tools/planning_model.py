@@ -63,7 +63,9 @@ class TimeBase:
         """Minutes from the origin. Instants between whole minutes round as the caller's role needs:
         an earliest time rounds up (`ceil`), a latest time down (`floor`)."""
         if isinstance(value, bool) or not isinstance(value, int | str):
-            raise Permanent(f"{where}: a time must be an ISO 8601 string or integer minutes", code="INVALID_TIME")
+            raise Permanent(
+                f"{where}: a time must be an ISO 8601 string or integer minutes", code="INVALID_TIME"
+            )
         if isinstance(value, int):
             return value
         if self.origin is None:  # pragma: no cover - parse_problem sets an origin whenever a string exists
@@ -140,7 +142,7 @@ class Calendar:
         return None
 
     def contains(self, start: int, end: int) -> bool:
-        """True when [start, end) lies inside one window (an empty span needs its instant open or at a close)."""
+        """True when [start, end) lies inside one window (an empty span: its instant is open or a close)."""
         i = bisect.bisect_right(self._starts, start) - 1
         return i >= 0 and end <= self.windows[i][1] and (start < self.windows[i][1] or start == end)
 
@@ -401,7 +403,9 @@ def _calendar(windows: Any, time: TimeBase, where: str) -> Calendar:
         end = time.minutes(window["end"], f"{where}[{w}].end", "floor")
         if end < start:
             raise Permanent(
-                f"{where}[{w}] ends before it starts", code="INVALID_WINDOW", details={"path": f"{where}[{w}]"}
+                f"{where}[{w}] ends before it starts",
+                code="INVALID_WINDOW",
+                details={"path": f"{where}[{w}]"},
             )
         spans.append((start, end))
     return Calendar.of(spans)
@@ -421,9 +425,12 @@ def _machines(args: Mapping[str, Any], time: TimeBase) -> dict[str, Machine]:
     shared = args.get("calendars") or {}
     listed = args.get("machines")
     if listed is None:  # machines are then exactly those the operations name, always open
-        names = dict.fromkeys(o["machine"] for j in args.get("jobs") or [] for op in j["operations"] for o in op["machines"])
+        names = dict.fromkeys(
+            o["machine"] for j in args.get("jobs") or [] for op in j["operations"] for o in op["machines"]
+        )
         return {
-            m: Machine(m, _calendar(shared[m], time, f"calendars.{m}") if m in shared else None) for m in names
+            m: Machine(m, _calendar(shared[m], time, f"calendars.{m}") if m in shared else None)
+            for m in names
         }
     machines: dict[str, Machine] = {}
     for i, item in enumerate(listed):
@@ -438,7 +445,9 @@ def _operators(args: Mapping[str, Any], time: TimeBase) -> dict[str, Operator]:
     for i, item in enumerate(args.get("operators") or []):
         _unique(item["id"], operators, f"operators[{i}].id", "operator")
         operators[item["id"]] = Operator(
-            item["id"], frozenset(item.get("skills") or ()), _resource_calendar(item, shared, time, f"operators[{i}]")
+            item["id"],
+            frozenset(item.get("skills") or ()),
+            _resource_calendar(item, shared, time, f"operators[{i}]"),
         )
     return operators
 
@@ -451,7 +460,9 @@ def _jobs(args: Mapping[str, Any], time: TimeBase, machines: Mapping[str, Machin
     for j, raw in enumerate(raw_jobs):
         _unique(raw["id"], jobs, f"jobs[{j}].id", "job")
         if not raw.get("operations"):
-            raise Permanent(f"job {raw['id']!r} has no operations", code="EMPTY_JOB", details={"job": raw["id"]})
+            raise Permanent(
+                f"job {raw['id']!r} has no operations", code="EMPTY_JOB", details={"job": raw["id"]}
+            )
         operations: dict[str, Operation] = {}
         for o, op in enumerate(raw["operations"]):
             where = f"jobs[{j}].operations[{o}]"
@@ -467,7 +478,9 @@ def _jobs(args: Mapping[str, Any], time: TimeBase, machines: Mapping[str, Machin
             )
         weight = raw.get("weight", raw.get("priority", 1))
         if weight < 0:
-            raise Permanent(f"job {raw['id']!r} has a negative weight", code="INVALID_WEIGHT", details={"job": raw["id"]})
+            raise Permanent(
+                f"job {raw['id']!r} has a negative weight", code="INVALID_WEIGHT", details={"job": raw["id"]}
+            )
         jobs[raw["id"]] = Job(
             id=raw["id"],
             operations=tuple(operations.values()),
@@ -480,10 +493,14 @@ def _jobs(args: Mapping[str, Any], time: TimeBase, machines: Mapping[str, Machin
     return tuple(jobs.values())
 
 
-def _options(op: Mapping[str, Any], machines: Mapping[str, Machine], label: str, where: str) -> dict[str, int]:
+def _options(
+    op: Mapping[str, Any], machines: Mapping[str, Machine], label: str, where: str
+) -> dict[str, int]:
     if not op.get("machines"):
         raise Permanent(
-            f"operation {label} lists no eligible machine", code="NO_ELIGIBLE_MACHINE", details={"operation": label}
+            f"operation {label} lists no eligible machine",
+            code="NO_ELIGIBLE_MACHINE",
+            details={"operation": label},
         )
     durations: dict[str, int] = {}
     for k, option in enumerate(op["machines"]):
@@ -511,7 +528,9 @@ def _setups(args: Mapping[str, Any], machines: Mapping[str, Machine]) -> SetupTi
     for i, item in enumerate(args.get("setups") or []):
         if item["duration"] < 0:
             raise Permanent(
-                f"setups[{i}] has a negative duration", code="NEGATIVE_DURATION", details={"path": f"setups[{i}]"}
+                f"setups[{i}] has a negative duration",
+                code="NEGATIVE_DURATION",
+                details={"path": f"setups[{i}]"},
             )
         machine = item.get("machine")
         if machine is None:
@@ -532,7 +551,8 @@ def _objective(spec: Any) -> dict[str, float]:
     unknown = sorted(set(weights) - set(OBJECTIVE_TERMS))
     if unknown:
         raise Permanent(
-            f"unknown objective term {unknown[0]!r}; use {', '.join(OBJECTIVE_TERMS)}", code="INVALID_OBJECTIVE"
+            f"unknown objective term {unknown[0]!r}; use {', '.join(OBJECTIVE_TERMS)}",
+            code="INVALID_OBJECTIVE",
         )
     if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
         raise Permanent("objective weights must be >= 0 with at least one > 0", code="INVALID_OBJECTIVE")
@@ -553,14 +573,18 @@ def _frozen(
         label = f"{key[0]}/{key[1]}"
         if key not in operations:
             raise Permanent(
-                f"{where} names operation {label}, which is not in jobs", code="UNKNOWN_OPERATION", details={"path": where}
+                f"{where} names operation {label}, which is not in jobs",
+                code="UNKNOWN_OPERATION",
+                details={"path": where},
             )
         _unique(key, frozen, where, "frozen operation")
         op = operations[key]
         if item["machine"] not in op.durations:
             code = "UNKNOWN_MACHINE" if item["machine"] not in machines else "NOT_ELIGIBLE"
             raise Permanent(
-                f"{where}: operation {label} cannot run on {item['machine']!r}", code=code, details={"path": where}
+                f"{where}: operation {label} cannot run on {item['machine']!r}",
+                code=code,
+                details={"path": where},
             )
         operator = item.get("operator")
         if operator is not None and operator not in operators:
@@ -598,19 +622,25 @@ def _hint(args: Mapping[str, Any], time: TimeBase, operations: Mapping[OpKey, Op
     return [p for p in read_assignments(time, hint.get("assignments") or [], "hint") if p.key in operations]
 
 
-def _optional_minutes(raw: Mapping[str, Any], key: str, time: TimeBase, where: str, rounding: Rounding) -> int | None:
+def _optional_minutes(
+    raw: Mapping[str, Any], key: str, time: TimeBase, where: str, rounding: Rounding
+) -> int | None:
     return None if raw.get(key) is None else time.minutes(raw[key], f"{where}.{key}", rounding)
 
 
 def _unique(key: Any, seen: Mapping[Any, Any], where: str, what: str) -> None:
     if key in seen:
-        raise Permanent(f"{where}: {what} {key!r} appears twice", code="DUPLICATE_ID", details={"path": where})
+        raise Permanent(
+            f"{where}: {what} {key!r} appears twice", code="DUPLICATE_ID", details={"path": where}
+        )
 
 
 # --- plans -----------------------------------------------------------------------------------
 
 
-def read_assignments(time: TimeBase, assignments: Sequence[Mapping[str, Any]], where: str = "plan") -> list[Placement]:
+def read_assignments(
+    time: TimeBase, assignments: Sequence[Mapping[str, Any]], where: str = "plan"
+) -> list[Placement]:
     """A plan's assignments in minutes, in the order given (unknown ids are kept for the caller to judge)."""
     placements = []
     for i, a in enumerate(assignments):
@@ -648,7 +678,9 @@ class JobOutcome:
     def flow_time(self) -> int | None:
         if self.end is None:
             return None
-        return self.end - (self.job.release if self.job.release is not None else 0)  # else from the horizon start
+        return self.end - (
+            self.job.release if self.job.release is not None else 0
+        )  # else from the horizon start
 
 
 def job_outcomes(problem: Problem, placements: Iterable[Placement]) -> list[JobOutcome]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from engine.context import ToolContext
@@ -43,11 +44,17 @@ def analyze(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     start, end = _period(problem, plan, args.get("period"))
     buckets = _buckets(problem, bucket, start, end)
     machines = [
-        {"machine": m.id, **_utilization(problem, m.calendar, [p for p in plan if p.machine == m.id], start, end, buckets)}
+        {
+            "machine": m.id,
+            **_utilization(problem, m.calendar, [p for p in plan if p.machine == m.id], start, end, buckets),
+        }
         for m in problem.machines.values()
     ]
     operators = [
-        {"operator": o.id, **_utilization(problem, o.calendar, [p for p in plan if p.operator == o.id], start, end, buckets)}
+        {
+            "operator": o.id,
+            **_utilization(problem, o.calendar, [p for p in plan if p.operator == o.id], start, end, buckets),
+        }
         for o in problem.operators.values()
     ]
     for row in machines:
@@ -68,7 +75,12 @@ def analyze(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         "machines": machines,
         "operators": operators,
         "bottlenecks": [
-            {"rank": i, "machine": r["machine"], "utilization": r["utilization"], "busy_hours": r["busy_hours"]}
+            {
+                "rank": i,
+                "machine": r["machine"],
+                "utilization": r["utilization"],
+                "busy_hours": r["busy_hours"],
+            }
             for i, r in enumerate(ranked, start=1)
         ],
         "jobs": jobs,
@@ -172,7 +184,7 @@ def _setup_minutes(problem: Problem, machine: str, plan: list[Placement]) -> int
     sequence = sorted((p for p in plan if p.machine == machine), key=lambda p: (p.start, p.end))
     return sum(
         problem.setups.between(machine, problem.operations[a.key].family, problem.operations[b.key].family)
-        for a, b in zip(sequence, sequence[1:], strict=False)
+        for a, b in pairwise(sequence)
     )
 
 

@@ -20,6 +20,7 @@ Frozen operations are facts: they are not held to calendars, releases or `now`.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import pairwise
 from typing import Any
 
 from engine.context import ToolContext
@@ -62,16 +63,27 @@ def violations(problem: Problem, plan: list[Placement], now: int | None = None) 
 
 
 def _violation(code: str, keys: Iterable[OpKey], message: str, **extra: Any) -> dict[str, Any]:
-    return {"code": code, "operations": [{"job": j, "operation": o} for j, o in keys], "message": message, **extra}
+    return {
+        "code": code,
+        "operations": [{"job": j, "operation": o} for j, o in keys],
+        "message": message,
+        **extra,
+    }
 
 
 def _coverage(problem: Problem, plan: list[Placement], found: list[dict[str, Any]]) -> dict[OpKey, Placement]:
     known: dict[OpKey, Placement] = {}
     for p in plan:
         if p.key not in problem.operations:
-            found.append(_violation("UNKNOWN_OPERATION", [p.key], f"{_label(p.key)} is not an operation of the problem"))
+            found.append(
+                _violation(
+                    "UNKNOWN_OPERATION", [p.key], f"{_label(p.key)} is not an operation of the problem"
+                )
+            )
         elif p.key in known:
-            found.append(_violation("DUPLICATE_OPERATION", [p.key], f"{_label(p.key)} is planned more than once"))
+            found.append(
+                _violation("DUPLICATE_OPERATION", [p.key], f"{_label(p.key)} is planned more than once")
+            )
         else:
             known[p.key] = p
     for key in problem.operations:
@@ -91,7 +103,8 @@ def _operation_rules(problem: Problem, p: Placement, now: int | None, found: lis
             _violation(
                 "FROZEN_MOVED",
                 [p.key],
-                f"{_label(p.key)} is frozen on {frozen.machine} [{render(frozen.start)}, {render(frozen.end)}) "
+                f"{_label(p.key)} is frozen on {frozen.machine} "
+                f"[{render(frozen.start)}, {render(frozen.end)}) "
                 f"but the plan has it {at}",
             )
         )
@@ -108,11 +121,15 @@ def _operation_rules(problem: Problem, p: Placement, now: int | None, found: lis
         _duration_and_calendar(problem, p, at, found)
     if job.deadline is not None and p.end > job.deadline:
         found.append(
-            _violation("AFTER_DEADLINE", [p.key], f"{at} ends after job {job.id}'s deadline {render(job.deadline)}")
+            _violation(
+                "AFTER_DEADLINE", [p.key], f"{at} ends after job {job.id}'s deadline {render(job.deadline)}"
+            )
         )
     if frozen is None and job.release is not None and p.start < job.release:
         found.append(
-            _violation("BEFORE_RELEASE", [p.key], f"{at} starts before job {job.id}'s release {render(job.release)}")
+            _violation(
+                "BEFORE_RELEASE", [p.key], f"{at} starts before job {job.id}'s release {render(job.release)}"
+            )
         )
     if frozen is None and now is not None and p.start < now:
         found.append(_violation("IN_THE_PAST", [p.key], f"{at} starts before now ({render(now)})"))
@@ -127,18 +144,27 @@ def _duration_and_calendar(problem: Problem, p: Placement, at: str, found: list[
     if spans:
         assert calendar is not None
         done = calendar.open_minutes(p.start, p.end) if p.end >= p.start else -1
-        right = done == work and calendar.window_at(p.start) is not None and calendar.window_at(p.end - 1) is not None
+        right = (
+            done == work
+            and calendar.window_at(p.start) is not None
+            and calendar.window_at(p.end - 1) is not None
+        )
         if done != work:
             found.append(
                 _violation(
-                    "WRONG_DURATION", [p.key], f"{at} holds {done} open minutes of work, but it needs {work}",
+                    "WRONG_DURATION",
+                    [p.key],
+                    f"{at} holds {done} open minutes of work, but it needs {work}",
                     machine=p.machine,
                 )
             )
         elif not right:
             found.append(
                 _violation(
-                    "OUTSIDE_CALENDAR", [p.key], f"{at} starts or ends while {p.machine} is closed", machine=p.machine
+                    "OUTSIDE_CALENDAR",
+                    [p.key],
+                    f"{at} starts or ends while {p.machine} is closed",
+                    machine=p.machine,
                 )
             )
         return
@@ -163,30 +189,42 @@ def _duration_and_calendar(problem: Problem, p: Placement, at: str, found: list[
         )
 
 
-def _operator_rules(problem: Problem, p: Placement, at: str, check_calendar: bool, found: list[dict[str, Any]]) -> None:
+def _operator_rules(
+    problem: Problem, p: Placement, at: str, check_calendar: bool, found: list[dict[str, Any]]
+) -> None:
     op = problem.operations[p.key]
     if p.operator is not None and p.operator not in problem.operators:
         found.append(
-            _violation("UNKNOWN_OPERATOR", [p.key], f"{at} names operator {p.operator!r}, who is not in operators")
+            _violation(
+                "UNKNOWN_OPERATOR", [p.key], f"{at} names operator {p.operator!r}, who is not in operators"
+            )
         )
         return
     if op.skill is None:
         return
     if p.operator is None:
-        found.append(_violation("SKILL_MISSING", [p.key], f"{at} needs an operator with skill {op.skill!r}; none is given"))
+        found.append(
+            _violation(
+                "SKILL_MISSING", [p.key], f"{at} needs an operator with skill {op.skill!r}; none is given"
+            )
+        )
         return
     operator = problem.operators[p.operator]
     if op.skill not in operator.skills:
         found.append(
             _violation(
-                "SKILL_MISSING", [p.key], f"{at} needs skill {op.skill!r}, which operator {operator.id} lacks",
+                "SKILL_MISSING",
+                [p.key],
+                f"{at} needs skill {op.skill!r}, which operator {operator.id} lacks",
                 operator=operator.id,
             )
         )
     if check_calendar and operator.calendar is not None and not operator.calendar.contains(p.start, p.end):
         found.append(
             _violation(
-                "OUTSIDE_CALENDAR", [p.key], f"{at} is not inside one shift of operator {operator.id}",
+                "OUTSIDE_CALENDAR",
+                [p.key],
+                f"{at} is not inside one shift of operator {operator.id}",
                 operator=operator.id,
             )
         )
@@ -196,7 +234,7 @@ def _precedence(problem: Problem, known: dict[OpKey, Placement], found: list[dic
     render = problem.time.render
     for job in problem.jobs:
         placed = [known[op.key] for op in job.operations if op.key in known]
-        for before, after in zip(placed, placed[1:], strict=False):
+        for before, after in pairwise(placed):
             if after.start < before.end:
                 found.append(
                     _violation(
@@ -230,7 +268,7 @@ def _one_at_a_time(problem: Problem, known: dict[OpKey, Placement], found: list[
                 )
     for machine, items in sorted(by_machine.items()):
         sequence = sorted(items, key=lambda p: (p.start, p.end))
-        for a, b in zip(sequence, sequence[1:], strict=False):
+        for a, b in pairwise(sequence):
             if a.key in problem.frozen and b.key in problem.frozen:
                 continue
             need = problem.setups.between(

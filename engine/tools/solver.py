@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from ortools.sat.python import cp_model
@@ -32,8 +33,8 @@ from ortools.sat.python import cp_model
 from engine.context import ToolContext
 from engine.tools.planning_model import (
     Calendar,
-    OpKey,
     Operation,
+    OpKey,
     Placement,
     Problem,
     objective_terms,
@@ -46,7 +47,7 @@ __all__ = ["DEFAULT_TIME_LIMIT_S", "solve"]
 DEFAULT_TIME_LIMIT_S = 30.0
 _RESERVE_S = 0.25  # kept from the step's deadline for reading the answer and checking its schema
 _PROVABLE_OPERATIONS = 200  # job shops up to this size are usually proven optimal in seconds to minutes
-_DISPATCH_WORK = 100_000  # above this many operation × job steps, one dispatching rule only
+_DISPATCH_WORK = 100_000  # above this many operation x job steps, one dispatching rule only
 _STATUS = {
     cp_model.OPTIMAL: "optimal",
     cp_model.FEASIBLE: "feasible",
@@ -81,12 +82,19 @@ def solve(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     )
     status = _solve_cancellably(solver, jobshop.model, ctx)
     if status == cp_model.MODEL_INVALID:  # a bug in this module, never the user's data
-        raise ToolError(f"the CP-SAT model is invalid: {jobshop.model.validate()}", code="SOLVER_MODEL_INVALID")
+        raise ToolError(
+            f"the CP-SAT model is invalid: {jobshop.model.validate()}", code="SOLVER_MODEL_INVALID"
+        )
     name = _STATUS.get(status, "unknown")
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         reasons = (
-            [_reason("CONSTRAINTS_CONFLICT", "no plan satisfies all constraints together; the solver proved it "
-                     "(check deadlines, calendars, operators and frozen operations)")]
+            [
+                _reason(
+                    "CONSTRAINTS_CONFLICT",
+                    "no plan satisfies all constraints together; the solver proved it "
+                    "(check deadlines, calendars, operators and frozen operations)",
+                )
+            ]
             if status == cp_model.INFEASIBLE
             else [_reason("NO_PLAN_IN_TIME", f"no plan was found within the {time_limit:g} s time limit")]
         )
@@ -102,7 +110,9 @@ def solve(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
 def _time_limit(args: dict[str, Any], ctx: ToolContext) -> float:
     limit = args.get("time_limit_s", DEFAULT_TIME_LIMIT_S)
     if isinstance(limit, bool) or not isinstance(limit, int | float) or limit <= 0:
-        raise Permanent(f"time_limit_s must be a positive number of seconds, not {limit!r}", code="INVALID_TIME_LIMIT")
+        raise Permanent(
+            f"time_limit_s must be a positive number of seconds, not {limit!r}", code="INVALID_TIME_LIMIT"
+        )
     if ctx.remaining() - _RESERVE_S <= 0:
         raise ToolError("no time left in the step to solve", code="NO_TIME_LEFT")
     return float(limit)
@@ -111,7 +121,9 @@ def _time_limit(args: dict[str, Any], ctx: ToolContext) -> float:
 def _workers(args: dict[str, Any], ctx: ToolContext) -> int:
     workers = args.get("num_workers", ctx.limits.cpus)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise Permanent(f"num_workers must be a positive integer, not {workers!r}", code="INVALID_NUM_WORKERS")
+        raise Permanent(
+            f"num_workers must be a positive integer, not {workers!r}", code="INVALID_NUM_WORKERS"
+        )
     return workers
 
 
@@ -150,7 +162,9 @@ def _bounds(problem: Problem) -> _Bounds:
             if ready is None:
                 earliest[op.key], earliest_end[op.key] = lo, None
                 continue
-            finishes = [f for f in (_earliest_finish(problem, op, m, ready) for m in op.durations) if f is not None]
+            finishes = [
+                f for f in (_earliest_finish(problem, op, m, ready) for m in op.durations) if f is not None
+            ]
             earliest[op.key] = ready
             earliest_end[op.key] = min((f for _, f in finishes), default=None)
             if finishes:
@@ -162,9 +176,13 @@ def _bounds(problem: Problem) -> _Bounds:
     calendars = [r.calendar for r in [*problem.machines.values(), *problem.operators.values()] if r.calendar]
     events += [c.last_close for c in calendars if c.last_close is not None]
     spans_breaks = any(op.may_span_breaks for op in problem.operations.values())
-    crossed = max((c.last_close - c.first_open for c in calendars if c.windows), default=0) if spans_breaks else 0
+    crossed = (
+        max((c.last_close - c.first_open for c in calendars if c.windows), default=0) if spans_breaks else 0
+    )
     longest_setup = max([0, *problem.setups.by_machine.values(), *problem.setups.everywhere.values()])
-    work = sum(op.max_duration + longest_setup for op in problem.operations.values() if op.key not in problem.frozen)
+    work = sum(
+        op.max_duration + longest_setup for op in problem.operations.values() if op.key not in problem.frozen
+    )
     horizon = max(events) + work + crossed
     dispatch = _dispatch_plan(problem, lo) if problem.is_plain() else None
     if dispatch and set(problem.objective) == {"makespan"}:
@@ -237,7 +255,7 @@ def _dispatch_plan(problem: Problem, lo: int) -> list[Placement]:
         lambda op, work_left, ops_left: (op.min_duration, -work_left),
     )
     if len(problem.operations) * len(problem.jobs) > _DISPATCH_WORK:
-        rules = rules[:1]  # each rule costs operations × jobs steps in Python
+        rules = rules[:1]  # each rule costs operations x jobs steps in Python
     plans = [_dispatch(problem, lo, rule) for rule in rules]
     return min(plans, key=lambda plan: max(p.end for p in plan))
 
@@ -261,7 +279,7 @@ def _dispatch(problem: Problem, lo: int, rule: Any) -> list[Placement]:
                 candidates.append((start, rule(op, work_left[job_id], len(operations) - index), job_id))
         start, _, job_id = min(candidates)
         op = jobs[job_id].operations[next_op[job_id]]
-        (machine, duration), = op.durations.items()
+        ((machine, duration),) = op.durations.items()
         plan.append(Placement(op.job, op.id, machine, None, start, start + duration))
         job_free[job_id] = machine_free[machine] = start + duration
         work_left[job_id] -= duration
@@ -301,7 +319,8 @@ def _infeasibility_reasons(problem: Problem, bounds: _Bounds) -> list[dict[str, 
             reasons.append(
                 _reason(
                     "DEADLINE_TOO_SHORT",
-                    f"job {job.id} cannot finish by its deadline {problem.time.render(job.deadline)}: it needs at "
+                    f"job {job.id} cannot finish by its deadline {problem.time.render(job.deadline)}: "
+                    "it needs at "
                     f"least {need} min of work and the earliest it can finish is {problem.time.render(end)}",
                     jobs=[job.id],
                 )
@@ -319,7 +338,8 @@ def _no_window_reason(problem: Problem, op: Operation) -> dict[str, Any]:
     hint = "" if op.may_span_breaks else "; allow may_span_breaks or widen the windows"
     return _reason(
         "NO_FEASIBLE_WINDOW",
-        f"operation {op.label()} fits in no calendar window of its eligible machines ({'; '.join(parts)}){hint}",
+        f"operation {op.label()} fits in no calendar window of its eligible machines "
+        f"({'; '.join(parts)}){hint}",
         operations=[op.key],
         machines=list(op.durations),
     )
@@ -334,10 +354,13 @@ def _operator_reason(problem: Problem, op: Operation) -> dict[str, Any] | None:
             f"operation {op.label()} needs skill {op.skill!r}, which no operator has",
             operations=[op.key],
         )
-    if not any(o.calendar is None or o.calendar.fits_whole(op.min_duration, -(2**40), 2**40) for o in qualified):
+    if not any(
+        o.calendar is None or o.calendar.fits_whole(op.min_duration, -(2**40), 2**40) for o in qualified
+    ):
         return _reason(
             "NO_QUALIFIED_OPERATOR",
-            f"operation {op.label()} needs skill {op.skill!r} for {op.min_duration} min, but no qualified operator "
+            f"operation {op.label()} needs skill {op.skill!r} for {op.min_duration} min, "
+            "but no qualified operator "
             f"({', '.join(o.id for o in qualified)}) has a shift that long",
             operations=[op.key],
         )
@@ -350,7 +373,8 @@ def _capacity_reasons(problem: Problem, bounds: _Bounds) -> list[dict[str, Any]]
     reasons = []
     for machine in problem.machines.values():
         ops = [
-            op for op in problem.operations.values()
+            op
+            for op in problem.operations.values()
             if list(op.durations) == [machine.id] and op.key not in problem.frozen
         ]
         if not ops:
@@ -366,7 +390,10 @@ def _capacity_reasons(problem: Problem, bounds: _Bounds) -> list[dict[str, Any]]
         if calendar is not None:
             code, message = "CALENDAR_TOO_SMALL", f"machine {machine.id} is open {available} min {span}"
         else:
-            code, message = "MACHINE_OVERLOADED", f"machine {machine.id} has {available} min {span} (deadlines)"
+            code, message = (
+                "MACHINE_OVERLOADED",
+                f"machine {machine.id} has {available} min {span} (deadlines)",
+            )
         reasons.append(
             _reason(
                 code,
@@ -388,7 +415,7 @@ def _frozen_clashes(problem: Problem) -> list[dict[str, Any]]:
     reasons = []
     for (kind, name), items in spans.items():
         items.sort()
-        for (_, end_a, a), (start_b, _, b) in zip(items, items[1:], strict=False):
+        for (_, end_a, a), (start_b, _, b) in pairwise(items):
             if start_b < end_a:
                 reasons.append(
                     _reason(
@@ -441,16 +468,20 @@ class _JobShopModel:
         if frozen is not None:
             start_value, end_value = frozen.start, frozen.end
             start = self.model.new_constant(start_value)
-            interval = self.model.new_fixed_size_interval_var(start_value, end_value - start_value, f"frozen_{name}")
+            interval = self.model.new_fixed_size_interval_var(
+                start_value, end_value - start_value, f"frozen_{name}"
+            )
             self.on_machine[frozen.machine].append((interval, False))
             self.ops[op.key] = _Op(start, end_value, end_value - start_value, {frozen.machine: True})
             return
         lo, hi = self.bounds.earliest[op.key], self.bounds.latest[op.key]
         start = self.model.new_int_var(lo, max(lo, hi - op.min_duration), f"start_{name}")
         # machines whose calendar cannot hold it are left out (none left: the solver proves infeasibility)
-        options = {m: d for m, d in op.durations.items() if self._can_hold(op, m, d, lo, hi)} or dict(op.durations)
+        options = {m: d for m, d in op.durations.items() if self._can_hold(op, m, d, lo, hi)} or dict(
+            op.durations
+        )
         if len(options) == 1:
-            (machine, duration), = options.items()
+            ((machine, duration),) = options.items()
             end, size, interval, keeps_calendar = self._on_machine(op, machine, duration, start, True, lo, hi)
             self.on_machine[machine].append((interval, keeps_calendar))
             self.ops[op.key] = _Op(start, end, size, {machine: True})
@@ -482,7 +513,14 @@ class _JobShopModel:
         return calendar.fits_whole(duration, lo, hi)
 
     def _on_machine(
-        self, op: Operation, machine: str, duration: int, start: cp_model.IntVar, present: Any, lo: int, hi: int
+        self,
+        op: Operation,
+        machine: str,
+        duration: int,
+        start: cp_model.IntVar,
+        present: Any,
+        lo: int,
+        hi: int,
     ) -> tuple[Any, Any, Any, bool]:
         """(end, size, interval, keeps the calendar) of `op` on `machine`, present when `present`."""
         name = f"{op.job}_{op.id}_{machine}"
@@ -496,11 +534,21 @@ class _JobShopModel:
         if present is True:
             interval = self.model.new_fixed_size_interval_var(start, duration, f"task_{name}")
         else:
-            interval = self.model.new_optional_fixed_size_interval_var(start, duration, present, f"task_{name}")
+            interval = self.model.new_optional_fixed_size_interval_var(
+                start, duration, present, f"task_{name}"
+            )
         return start + duration, duration, interval, True
 
     def _spanning(
-        self, op: Operation, calendar: Calendar, duration: int, start: Any, present: Any, lo: int, hi: int, name: str
+        self,
+        op: Operation,
+        calendar: Calendar,
+        duration: int,
+        start: Any,
+        present: Any,
+        lo: int,
+        hi: int,
+        name: str,
     ) -> tuple[Any, Any, Any, bool]:
         """An operation that pauses over breaks: span = work + the length of each break it crosses."""
         breaks = [(a, b) for a, b in calendar.breaks() if lo < a and b < hi]
@@ -540,7 +588,7 @@ class _JobShopModel:
     def _job_order(self) -> None:
         # the operations of a job run in order
         for job in self.problem.jobs:
-            for before, after in zip(job.operations, job.operations[1:], strict=False):
+            for before, after in pairwise(job.operations):
                 if before.key in self.problem.frozen and after.key in self.problem.frozen:
                     continue  # both facts already
                 self.model.add(self.ops[after.key].start >= self.ops[before.key].end)
@@ -606,7 +654,10 @@ class _JobShopModel:
         for machine in self.problem.machines:
             ops = [op for op in self.problem.operations.values() if machine in self.ops[op.key].on]
             if not any(
-                self.problem.setups.between(machine, a.family, b.family) > 0 for a in ops for b in ops if a is not b
+                self.problem.setups.between(machine, a.family, b.family) > 0
+                for a in ops
+                for b in ops
+                if a is not b
             ):
                 continue
             arcs: list[tuple[int, int, Any]] = []
@@ -624,7 +675,9 @@ class _JobShopModel:
                     if a.key in self.problem.frozen and b.key in self.problem.frozen:
                         continue
                     setup = self.problem.setups.between(machine, a.family, b.family)
-                    self.model.add(self.ops[b.key].start >= self.ops[a.key].end + setup).only_enforce_if(follows)
+                    self.model.add(self.ops[b.key].start >= self.ops[a.key].end + setup).only_enforce_if(
+                        follows
+                    )
             if all(self.ops[op.key].on[machine] is not True for op in ops):
                 empty = self.model.new_bool_var(f"empty_{machine}")
                 arcs.append((0, 0, empty))
@@ -675,10 +728,16 @@ class _JobShopModel:
     def read(self, solver: cp_model.CpSolver) -> list[Placement]:
         placements = []
         for key, v in self.ops.items():
-            machine = next(m for m, present in v.on.items() if present is True or solver.boolean_value(present))
-            operator = next((o for o, present in v.by.items() if present is True or solver.boolean_value(present)), None)
+            machine = next(
+                m for m, present in v.on.items() if present is True or solver.boolean_value(present)
+            )
+            operator = next(
+                (o for o, present in v.by.items() if present is True or solver.boolean_value(present)), None
+            )
             placements.append(
-                Placement(key[0], key[1], machine, operator, int(solver.value(v.start)), int(solver.value(v.end)))
+                Placement(
+                    key[0], key[1], machine, operator, int(solver.value(v.start)), int(solver.value(v.end))
+                )
             )
         return placements
 
@@ -704,7 +763,13 @@ def _integer_scale(weights: Sequence[float]) -> int:
 
 
 def _set_parameters(
-    solver: cp_model.CpSolver, seconds: float, workers: int, seed: int, *, makespan_only: bool, operations: int
+    solver: cp_model.CpSolver,
+    seconds: float,
+    workers: int,
+    seed: int,
+    *,
+    makespan_only: bool,
+    operations: int,
 ) -> None:
     params = solver.parameters
     params.max_time_in_seconds = max(0.01, seconds)
@@ -805,7 +870,9 @@ def _earliest_start(problem: Problem, op: Operation, p: Placement, ready: int) -
     return None
 
 
-def _machine_slot(op: Operation, calendar: Calendar | None, duration: int, t: int) -> tuple[int | None, int | None]:
+def _machine_slot(
+    op: Operation, calendar: Calendar | None, duration: int, t: int
+) -> tuple[int | None, int | None]:
     if calendar is None:
         return t, t + duration
     if op.may_span_breaks and duration > 0:
@@ -866,8 +933,10 @@ def _answer(
             ],
         )
     if reasons:
-        out["reasons"] = [{**r, "operations": [{"job": j, "operation": o} for j, o in r.get("operations", [])]}
-                          for r in reasons]
+        out["reasons"] = [
+            {**r, "operations": [{"job": j, "operation": o} for j, o in r.get("operations", [])]}
+            for r in reasons
+        ]
         out["reason"] = reasons[0]["message"]
     if problem.time.iso and problem.time.origin is not None:
         out["horizon_start"] = problem.time.origin.isoformat()
@@ -894,7 +963,9 @@ def _late(problem: Problem, plan: list[Placement]) -> list[str]:
     ends: dict[str, int] = {}
     for p in plan:
         ends[p.job] = max(ends.get(p.job, p.end), p.end)
-    return [job.id for job in problem.jobs if job.due is not None and job.id in ends and ends[job.id] > job.due]
+    return [
+        job.id for job in problem.jobs if job.due is not None and job.id in ends and ends[job.id] > job.due
+    ]
 
 
 def _number(value: float) -> int | float:

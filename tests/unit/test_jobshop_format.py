@@ -35,8 +35,10 @@ def test_writing_and_reading_an_instance_round_trips():
 
     problem = parse_jobshop(to_jobshop(jobs, "two jobs"))
 
-    assert [[(int(o["machines"][0]["machine"][1:]), o["machines"][0]["duration"]) for o in j["operations"]]
-            for j in problem["jobs"]] == jobs
+    assert [
+        [(int(o["machines"][0]["machine"][1:]), o["machines"][0]["duration"]) for o in j["operations"]]
+        for j in problem["jobs"]
+    ] == jobs
 
 
 @pytest.mark.parametrize(
@@ -77,13 +79,20 @@ def test_ordo_solve_prints_status_makespan_bound_and_wall_time():
 
     assert result.exit_code == 0, result.stderr
     lines = dict(line.split(None, 1) for line in result.stdout.splitlines() if line.strip())
-    assert (lines["status"], lines["makespan"], lines["bound"], lines["gap"]) == ("optimal", "55", "55", "0.00%")
+    assert (lines["status"], lines["makespan"], lines["bound"], lines["gap"]) == (
+        "optimal",
+        "55",
+        "55",
+        "0.00%",
+    )
     assert lines["wall"].startswith("time ")
 
 
 def test_ordo_solve_json_is_only_json_with_the_plan():
     """la01 with --json: stdout parses as JSON with status, makespan, bound, wall_s and every assignment."""
-    result = runner.invoke(app, ["solve", str(DATA / "la01.txt"), "--json", "--workers", "2", "--time-limit", "30"])
+    result = runner.invoke(
+        app, ["solve", str(DATA / "la01.txt"), "--json", "--workers", "2", "--time-limit", "30"]
+    )
 
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)
@@ -94,8 +103,19 @@ def test_ordo_solve_json_is_only_json_with_the_plan():
 def test_ordo_solve_reads_ordo_json_input_and_reports_infeasibility_with_exit_1(tmp_path):
     """A JSON solver input is accepted as is; no plan means exit code 1 and the reason is shown."""
     instance = tmp_path / "late.json"
-    instance.write_text(json.dumps({"jobs": [{"id": "J", "deadline": 5, "operations": [
-        {"id": "a", "machines": [{"machine": "M", "duration": 10}]}]}]}))
+    instance.write_text(
+        json.dumps(
+            {
+                "jobs": [
+                    {
+                        "id": "J",
+                        "deadline": 5,
+                        "operations": [{"id": "a", "machines": [{"machine": "M", "duration": 10}]}],
+                    }
+                ]
+            }
+        )
+    )
 
     result = runner.invoke(app, ["solve", str(instance)])
 
@@ -109,8 +129,20 @@ def test_ordo_solve_reads_ordo_json_input_and_reports_infeasibility_with_exit_1(
         (None, "UNREADABLE_FILE: cannot read"),
         ("2 2\n0 1 1 2\n", "INVALID_INSTANCE"),
         ("{not json", "INVALID_JSON"),
-        (json.dumps({"jobs": [{"id": "J", "operations": [{"id": "a", "machines": [{"machine": "M", "duration": 1}]}]}],
-                     "machines": [{"id": "N"}]}), "UNKNOWN_MACHINE"),
+        (
+            json.dumps(
+                {
+                    "jobs": [
+                        {
+                            "id": "J",
+                            "operations": [{"id": "a", "machines": [{"machine": "M", "duration": 1}]}],
+                        }
+                    ],
+                    "machines": [{"id": "N"}],
+                }
+            ),
+            "UNKNOWN_MACHINE",
+        ),
         (json.dumps({"jobs": []}), "INPUT_INVALID"),
     ],
 )

@@ -35,7 +35,11 @@ def validate(problem: dict[str, Any], plan: dict[str, Any], **extra: Any) -> dic
 
 def involved(result: dict[str, Any], code: str) -> list[set[tuple[str, str]]]:
     """For each violation with `code`, the operations it names."""
-    return [{(o["job"], o["operation"]) for o in v["operations"]} for v in result["violations"] if v["code"] == code]
+    return [
+        {(o["job"], o["operation"]) for o in v["operations"]}
+        for v in result["violations"]
+        if v["code"] == code
+    ]
 
 
 # --- random instances: whatever the solver returns is valid -----------------------------------
@@ -80,10 +84,16 @@ def instances(draw: st.DrawFn) -> dict[str, Any]:
         "machines": [{"id": m, **({"calendar": CALENDAR} if draw(st.booleans()) else {})} for m in MACHINES],
         "operators": [
             {"id": "ann", "skills": ["weld"]},
-            {"id": "bob", "skills": ["weld", "paint"], "calendar": [{"start": 0, "end": 60}, {"start": 70, "end": 500}]},
+            {
+                "id": "bob",
+                "skills": ["weld", "paint"],
+                "calendar": [{"start": 0, "end": 60}, {"start": 70, "end": 500}],
+            },
         ],
         "objective": draw(
-            st.sampled_from(["makespan", "total_tardiness", "weighted_tardiness", {"makespan": 1, "total_tardiness": 2}])
+            st.sampled_from(
+                ["makespan", "total_tardiness", "weighted_tardiness", {"makespan": 1, "total_tardiness": 2}]
+            )
         ),
     }
     if draw(st.booleans()):
@@ -98,7 +108,7 @@ def instances(draw: st.DrawFn) -> dict[str, Any]:
 @FAST
 @given(instances())
 def test_every_plan_the_solver_returns_passes_validation(problem):
-    """Random small problems with calendars, setups, operators and time windows get a plan, and it is valid."""
+    """Random small problems with calendars, setups, operators and time windows get a valid plan."""
     out = solve(problem)
 
     assert out["status"] in ("optimal", "feasible"), out
@@ -107,9 +117,21 @@ def test_every_plan_the_solver_returns_passes_validation(problem):
 
 
 @FAST
-@given(instances(), st.sampled_from(["MISSING_OPERATION", "UNKNOWN_OPERATION", "DUPLICATE_OPERATION",
-                                     "WRONG_DURATION", "PRECEDENCE", "MACHINE_OVERLAP", "IN_THE_PAST"]),
-       st.randoms(use_true_random=False))
+@given(
+    instances(),
+    st.sampled_from(
+        [
+            "MISSING_OPERATION",
+            "UNKNOWN_OPERATION",
+            "DUPLICATE_OPERATION",
+            "WRONG_DURATION",
+            "PRECEDENCE",
+            "MACHINE_OVERLAP",
+            "IN_THE_PAST",
+        ]
+    ),
+    st.randoms(use_true_random=False),
+)
 def test_an_injected_violation_in_a_solver_plan_is_caught(problem, code, rng):
     """Break a valid plan in one way: validate names that rule and the operations involved."""
     plan = solve(problem)
@@ -133,8 +155,12 @@ def test_an_injected_violation_in_a_solver_plan_is_caught(problem, code, rng):
         victim["end"] -= 1
         expected = {(victim["job"], victim["operation"])}
     elif code == "PRECEDENCE":
-        pairs = [(a, b) for a in positive for b in rows
-                 if a["job"] == b["job"] and int(b["operation"][1:]) == int(a["operation"][1:]) + 1]
+        pairs = [
+            (a, b)
+            for a in positive
+            for b in rows
+            if a["job"] == b["job"] and int(b["operation"][1:]) == int(a["operation"][1:]) + 1
+        ]
         if not pairs:
             return
         first, second = rng.choice(pairs)
@@ -163,15 +189,37 @@ def test_an_injected_violation_in_a_solver_plan_is_caught(problem, code, rng):
 
 PROBLEM: dict[str, Any] = {
     "jobs": [
-        {"id": "J1", "release": 0, "due": 100, "deadline": 400, "operations": [
-            {"id": "a", "machines": [{"machine": "M1", "duration": 10}], "family": "x"},
-            {"id": "b", "machines": [{"machine": "M2", "duration": 20}], "skill": "weld"},
-        ]},
-        {"id": "J2", "release": 5, "operations": [
-            {"id": "a", "machines": [{"machine": "M1", "duration": 15}, {"machine": "M2", "duration": 12}], "family": "y"},
-            {"id": "b", "machines": [{"machine": "M3", "duration": 25}], "skill": "paint", "may_span_breaks": True},
-        ]},
-        {"id": "J3", "operations": [{"id": "a", "machines": [{"machine": "M3", "duration": 10}], "skill": "weld"}]},
+        {
+            "id": "J1",
+            "release": 0,
+            "due": 100,
+            "deadline": 400,
+            "operations": [
+                {"id": "a", "machines": [{"machine": "M1", "duration": 10}], "family": "x"},
+                {"id": "b", "machines": [{"machine": "M2", "duration": 20}], "skill": "weld"},
+            ],
+        },
+        {
+            "id": "J2",
+            "release": 5,
+            "operations": [
+                {
+                    "id": "a",
+                    "machines": [{"machine": "M1", "duration": 15}, {"machine": "M2", "duration": 12}],
+                    "family": "y",
+                },
+                {
+                    "id": "b",
+                    "machines": [{"machine": "M3", "duration": 25}],
+                    "skill": "paint",
+                    "may_span_breaks": True,
+                },
+            ],
+        },
+        {
+            "id": "J3",
+            "operations": [{"id": "a", "machines": [{"machine": "M3", "duration": 10}], "skill": "weld"}],
+        },
     ],
     "machines": [
         {"id": "M1"},
@@ -186,25 +234,41 @@ PROBLEM: dict[str, Any] = {
 }
 
 
-def _row(job: str, operation: str, machine: str, start: Any, end: Any, operator: str | None = None) -> dict[str, Any]:
-    return {"job": job, "operation": operation, "machine": machine, "operator": operator, "start": start, "end": end}
+def _row(
+    job: str, operation: str, machine: str, start: Any, end: Any, operator: str | None = None
+) -> dict[str, Any]:
+    return {
+        "job": job,
+        "operation": operation,
+        "machine": machine,
+        "operator": operator,
+        "start": start,
+        "end": end,
+    }
 
 
-PLAN: dict[str, Any] = {"assignments": [
-    _row("J1", "a", "M1", 0, 10),
-    _row("J1", "b", "M2", 10, 30, "ann"),
-    _row("J2", "a", "M1", 15, 30),  # 5 min after J1/a: the x → y setup
-    _row("J2", "b", "M3", 30, 65, "bob"),  # 20 min, a 10-min break, 5 min: it may span breaks
-    _row("J3", "a", "M3", 0, 10, "ann"),
-]}
+PLAN: dict[str, Any] = {
+    "assignments": [
+        _row("J1", "a", "M1", 0, 10),
+        _row("J1", "b", "M2", 10, 30, "ann"),
+        _row("J2", "a", "M1", 15, 30),  # 5 min after J1/a: the x → y setup
+        _row("J2", "b", "M3", 30, 65, "bob"),  # 20 min, a 10-min break, 5 min: it may span breaks
+        _row("J3", "a", "M3", 0, 10, "ann"),
+    ]
+}
 
 
 def test_the_hand_made_plan_is_valid():
     """The reference plan keeps every rule; each test below breaks exactly one thing in it."""
     result = validate(PROBLEM, PLAN)
 
-    assert result == {"valid": True, "violations": [], "counts": {}, "truncated": False,
-                      "checked": {"operations": 5, "assignments": 5}}
+    assert result == {
+        "valid": True,
+        "violations": [],
+        "counts": {},
+        "truncated": False,
+        "checked": {"operations": 5, "assignments": 5},
+    }
 
 
 def _edit(job: str, operation: str, **changes: Any) -> Callable[[dict[str, Any]], None]:
@@ -216,8 +280,18 @@ def _edit(job: str, operation: str, **changes: Any) -> Callable[[dict[str, Any]]
 
 CASES: list[tuple[str, Callable[[dict[str, Any]], None], set[tuple[str, str]], dict[str, Any]]] = [
     ("MISSING_OPERATION", lambda p: p["assignments"].pop(4), {("J3", "a")}, {}),
-    ("UNKNOWN_OPERATION", lambda p: p["assignments"].append(_row("J9", "a", "M1", 200, 210)), {("J9", "a")}, {}),
-    ("DUPLICATE_OPERATION", lambda p: p["assignments"].append(_row("J3", "a", "M3", 300, 310, "ann")), {("J3", "a")}, {}),
+    (
+        "UNKNOWN_OPERATION",
+        lambda p: p["assignments"].append(_row("J9", "a", "M1", 200, 210)),
+        {("J9", "a")},
+        {},
+    ),
+    (
+        "DUPLICATE_OPERATION",
+        lambda p: p["assignments"].append(_row("J3", "a", "M3", 300, 310, "ann")),
+        {("J3", "a")},
+        {},
+    ),
     ("NOT_ELIGIBLE", _edit("J1", "a", machine="M2"), {("J1", "a")}, {}),
     ("WRONG_DURATION", _edit("J3", "a", end=9), {("J3", "a")}, {}),
     ("WRONG_DURATION", _edit("J2", "b", end=70), {("J2", "b")}, {}),  # 30 open minutes for 25 of work
@@ -253,7 +327,10 @@ def test_each_rule_is_caught_with_its_code_and_operations(code, mutate, operatio
 
 def test_a_frozen_operation_that_moved_is_reported_and_calendars_do_not_bind_it():
     """Frozen operations are facts: moving one is a violation; keeping one in closed time is not."""
-    problem = {**PROBLEM, "frozen": [{"job": "J3", "operation": "a", "machine": "M3", "start": 45, "end": 58}]}
+    problem = {
+        **PROBLEM,
+        "frozen": [{"job": "J3", "operation": "a", "machine": "M3", "start": 45, "end": 58}],
+    }
     plan = copy.deepcopy(PLAN)
     _edit("J3", "a", start=45, end=58)(plan)  # runs over M3's break and 3 minutes late: a fact
     _edit("J2", "b", start=60, end=85)(plan)
@@ -270,7 +347,10 @@ def test_now_can_come_from_the_problem_and_long_lists_are_truncated():
     result = validate({**PROBLEM, "now": 1000}, PLAN, max_violations=2)
 
     assert (result["valid"], len(result["violations"]), result["counts"], result["truncated"]) == (
-        False, 2, {"IN_THE_PAST": 5}, True
+        False,
+        2,
+        {"IN_THE_PAST": 5},
+        True,
     )
 
 
@@ -278,15 +358,22 @@ def test_iso_plans_are_read_in_the_problem_time_base():
     """An ISO problem and plan: a 30-minute shift of one operation is seen as a precedence break."""
     problem = {
         "horizon_start": "2025-01-06T06:00:00+02:00",
-        "jobs": [{"id": "J", "operations": [
-            {"id": "a", "machines": [{"machine": "M", "duration": 60}]},
-            {"id": "b", "machines": [{"machine": "N", "duration": 60}]},
-        ]}],
+        "jobs": [
+            {
+                "id": "J",
+                "operations": [
+                    {"id": "a", "machines": [{"machine": "M", "duration": 60}]},
+                    {"id": "b", "machines": [{"machine": "N", "duration": 60}]},
+                ],
+            }
+        ],
     }
-    plan = {"assignments": [
-        _row("J", "a", "M", "2025-01-06T06:00:00+02:00", "2025-01-06T07:00:00+02:00"),
-        _row("J", "b", "N", "2025-01-06T04:30:00Z", "2025-01-06T05:30:00Z"),
-    ]}
+    plan = {
+        "assignments": [
+            _row("J", "a", "M", "2025-01-06T06:00:00+02:00", "2025-01-06T07:00:00+02:00"),
+            _row("J", "b", "N", "2025-01-06T04:30:00Z", "2025-01-06T05:30:00Z"),
+        ]
+    }
 
     result = validate(problem, plan)
 

@@ -66,7 +66,11 @@ def test_public_instances_reach_their_proven_optimum(name, optimum):
     out = run({**problem, "time_limit_s": 30})
 
     assert (out["status"], out["makespan"], out["objective"], out["bound"], out["gap"]) == (
-        "optimal", optimum, optimum, optimum, 0.0
+        "optimal",
+        optimum,
+        optimum,
+        optimum,
+        0.0,
     )
     assert len(out["assignments"]) == sum(len(j["operations"]) for j in problem["jobs"])
 
@@ -106,11 +110,13 @@ def test_windows_that_touch_are_one_stretch_and_closed_status_rows_open_nothing(
     problem = {
         "jobs": [job("J", op("a", ("M", 90)))],
         "machines": [{"id": "M"}],
-        "calendars": {"M": [
-            {"start": 0, "end": 60, "status": "maintenance"},
-            {"start": 60, "end": 120, "status": "available"},
-            {"start": 120, "end": 180},
-        ]},
+        "calendars": {
+            "M": [
+                {"start": 0, "end": 60, "status": "maintenance"},
+                {"start": 60, "end": 120, "status": "available"},
+                {"start": 120, "end": 180},
+            ]
+        },
     }
 
     out = run(problem)
@@ -208,7 +214,12 @@ def test_flexible_operations_take_the_machine_that_finishes_first():
 
 
 SINGLE_MACHINE = [  # (duration, due, weight)
-    (4, 4, 1), (3, 6, 3), (7, 9, 1), (2, 8, 2), (5, 12, 1), (6, 20, 4),
+    (4, 4, 1),
+    (3, 6, 3),
+    (7, 9, 1),
+    (2, 8, 2),
+    (5, 12, 1),
+    (6, 20, 4),
 ]
 
 
@@ -227,9 +238,11 @@ def _brute_force(weighted: bool) -> int:
 
 @pytest.mark.parametrize("objective", ["total_tardiness", "weighted_tardiness"])
 def test_tardiness_objectives_match_brute_force_on_one_machine(objective):
-    """Six jobs on one machine: the optimum over all 720 sequences, computed here, is what the solver proves."""
+    """Six jobs on one machine: the optimum over all 720 sequences, computed here, is the solver's."""
     problem = {
-        "jobs": [job(f"J{i}", op("a", ("M", d)), due=due, weight=w) for i, (d, due, w) in enumerate(SINGLE_MACHINE)],
+        "jobs": [
+            job(f"J{i}", op("a", ("M", d)), due=due, weight=w) for i, (d, due, w) in enumerate(SINGLE_MACHINE)
+        ],
         "objective": objective,
     }
 
@@ -286,11 +299,15 @@ def test_iso_times_in_give_iso_times_out_in_the_horizon_start_offset():
 
     out = run(problem)
 
-    assert placed(out)["J", "a"] | {"start": "2025-01-06T07:30:00+02:00", "end": "2025-01-06T09:00:00+02:00"} == placed(
-        out
-    )["J", "a"]
-    assert (out["makespan"], out["finish"], out["horizon_start"]) == (180, "2025-01-06T09:00:00+02:00",
-                                                                      "2025-01-06T06:00:00+02:00")
+    assert (
+        placed(out)["J", "a"] | {"start": "2025-01-06T07:30:00+02:00", "end": "2025-01-06T09:00:00+02:00"}
+        == placed(out)["J", "a"]
+    )
+    assert (out["makespan"], out["finish"], out["horizon_start"]) == (
+        180,
+        "2025-01-06T09:00:00+02:00",
+        "2025-01-06T06:00:00+02:00",
+    )
 
 
 def test_replanning_keeps_frozen_operations_and_starts_the_rest_after_now():
@@ -314,17 +331,22 @@ def test_replanning_keeps_frozen_operations_and_starts_the_rest_after_now():
     out = run(problem)
 
     assert placed(out)[running["job"], running["operation"]] == running
-    others = [a for a in out["assignments"] if (a["job"], a["operation"]) != (running["job"], running["operation"])]
+    others = [
+        a for a in out["assignments"] if (a["job"], a["operation"]) != (running["job"], running["operation"])
+    ]
     assert all(a["start"] >= 20 for a in others)
-    assert call_tool(REGISTRY["schedule.validate"], {"problem": problem, "plan": out, "now": 20}, ctx())["valid"]
+    assert call_tool(REGISTRY["schedule.validate"], {"problem": problem, "plan": out, "now": 20}, ctx())[
+        "valid"
+    ]
 
 
 def test_a_previous_plan_as_hint_is_accepted_even_when_it_names_removed_operations():
     """A warm start from an older plan still yields the optimum; unknown operations in it are skipped."""
     problem = parse_jobshop((DATA / "ft06.txt").read_text())
     previous = run(problem)
-    previous["assignments"].append({"job": "gone", "operation": "x", "machine": "M0", "operator": None,
-                                    "start": 0, "end": 1})
+    previous["assignments"].append(
+        {"job": "gone", "operation": "x", "machine": "M0", "operator": None, "start": 0, "end": 1}
+    )
 
     out = run({**problem, "hint": previous})
 
@@ -338,37 +360,66 @@ def test_a_previous_plan_as_hint_is_accepted_even_when_it_names_removed_operatio
     ("problem", "code"),
     [
         (
-            {"jobs": [job("J", op("a", ("M", 100)))],
-             "machines": [{"id": "M", "calendar": [{"start": 0, "end": 60}, {"start": 70, "end": 130}]}]},
+            {
+                "jobs": [job("J", op("a", ("M", 100)))],
+                "machines": [{"id": "M", "calendar": [{"start": 0, "end": 60}, {"start": 70, "end": 130}]}],
+            },
             "NO_FEASIBLE_WINDOW",
         ),
-        ({"jobs": [job("J", op("a", ("M1", 60)), op("b", ("M2", 40)), release=10, deadline=100)]}, "DEADLINE_TOO_SHORT"),
         (
-            {"jobs": [job("J1", op("a", ("M", 50))), job("J2", op("a", ("M", 50)))],
-             "machines": [{"id": "M", "calendar": [{"start": 0, "end": 60}]}]},
+            {"jobs": [job("J", op("a", ("M1", 60)), op("b", ("M2", 40)), release=10, deadline=100)]},
+            "DEADLINE_TOO_SHORT",
+        ),
+        (
+            {
+                "jobs": [job("J1", op("a", ("M", 50))), job("J2", op("a", ("M", 50)))],
+                "machines": [{"id": "M", "calendar": [{"start": 0, "end": 60}]}],
+            },
             "CALENDAR_TOO_SMALL",
         ),
         (
-            {"jobs": [job("J1", op("a", ("M", 60)), deadline=100), job("J2", op("a", ("M", 60)), deadline=100)]},
+            {
+                "jobs": [
+                    job("J1", op("a", ("M", 60)), deadline=100),
+                    job("J2", op("a", ("M", 60)), deadline=100),
+                ]
+            },
             "MACHINE_OVERLOADED",
         ),
-        ({"jobs": [job("J", op("a", ("M", 10), skill="x-ray"))], "operators": [{"id": "o", "skills": ["weld"]}]},
-         "NO_QUALIFIED_OPERATOR"),
         (
-            {"jobs": [job("J1", op("a", ("M", 30))), job("J2", op("a", ("M", 30)))],
-             "frozen": [{"job": "J1", "operation": "a", "machine": "M", "start": 0},
-                        {"job": "J2", "operation": "a", "machine": "M", "start": 10}]},
+            {
+                "jobs": [job("J", op("a", ("M", 10), skill="x-ray"))],
+                "operators": [{"id": "o", "skills": ["weld"]}],
+            },
+            "NO_QUALIFIED_OPERATOR",
+        ),
+        (
+            {
+                "jobs": [job("J1", op("a", ("M", 30))), job("J2", op("a", ("M", 30)))],
+                "frozen": [
+                    {"job": "J1", "operation": "a", "machine": "M", "start": 0},
+                    {"job": "J2", "operation": "a", "machine": "M", "start": 10},
+                ],
+            },
             "FROZEN_CONFLICT",
         ),
         (
-            {"jobs": [job("J", op("a", ("M1", 30)), op("b", ("M2", 30)))], "now": 10,
-             "frozen": [{"job": "J", "operation": "b", "machine": "M2", "start": 0}]},
+            {
+                "jobs": [job("J", op("a", ("M1", 30)), op("b", ("M2", 30)))],
+                "now": 10,
+                "frozen": [{"job": "J", "operation": "b", "machine": "M2", "start": 0}],
+            },
             "FROZEN_ORDER",
         ),
         (
             # each window alone is fine; [0, 40) must hold 30 + 20 minutes: only the search sees it
-            {"jobs": [job("J1", op("a", ("M", 30)), deadline=40), job("J2", op("a", ("M", 20)), release=10, deadline=40),
-                      job("J3", op("a", ("M", 10)))]},
+            {
+                "jobs": [
+                    job("J1", op("a", ("M", 30)), deadline=40),
+                    job("J2", op("a", ("M", 20)), release=10, deadline=40),
+                    job("J3", op("a", ("M", 10))),
+                ]
+            },
             "CONSTRAINTS_CONFLICT",
         ),
     ],
@@ -398,11 +449,26 @@ GOOD = {"jobs": [job("J", op("a", ("M", 10)))], "machines": [{"id": "M"}]}
         ({**GOOD, "time_limit_s": 0}, "INVALID_TIME_LIMIT", True),
         ({**GOOD, "num_workers": 0}, "INVALID_NUM_WORKERS", True),
         ({**GOOD, "jobs": [job("J", op("a", ("M", 1))), job("J", op("a", ("M", 1)))]}, "DUPLICATE_ID", False),
-        ({**GOOD, "jobs": [job("J", op("a", ("M", 1)), release="2025-01-06T06:00:00")]}, "INVALID_TIME", True),
-        ({**GOOD, "jobs": [job("J", op("a", ("M", 1)), release=5, due="2025-01-06T06:00:00Z")]},
-         "MISSING_HORIZON_START", False),
-        ({**GOOD, "frozen": [{"job": "J", "operation": "zz", "machine": "M", "start": 0}]}, "UNKNOWN_OPERATION", False),
-        ({**GOOD, "machines": [{"id": "M", "calendar": [{"start": 50, "end": 10}]}]}, "INVALID_WINDOW", False),
+        (
+            {**GOOD, "jobs": [job("J", op("a", ("M", 1)), release="2025-01-06T06:00:00")]},
+            "INVALID_TIME",
+            True,
+        ),
+        (
+            {**GOOD, "jobs": [job("J", op("a", ("M", 1)), release=5, due="2025-01-06T06:00:00Z")]},
+            "MISSING_HORIZON_START",
+            False,
+        ),
+        (
+            {**GOOD, "frozen": [{"job": "J", "operation": "zz", "machine": "M", "start": 0}]},
+            "UNKNOWN_OPERATION",
+            False,
+        ),
+        (
+            {**GOOD, "machines": [{"id": "M", "calendar": [{"start": 50, "end": 10}]}]},
+            "INVALID_WINDOW",
+            False,
+        ),
         ({**GOOD, "objective": {"makespan": 0}}, "INVALID_OBJECTIVE", False),
     ],
     ids=lambda v: v if isinstance(v, str) else "",

@@ -12,13 +12,18 @@ from pathlib import Path
 from engine.registry import ToolRegistry
 from engine.tools import schedule_check
 
-ENTRIES = {e["address"]: e for e in json.loads(resources.files("catalogs").joinpath("tools.json").read_text())["tools"]}
+ENTRIES = {
+    e["address"]: e
+    for e in json.loads(resources.files("catalogs").joinpath("tools.json").read_text())["tools"]
+}
 TOOLS = Path(__file__).resolve().parents[2] / "engine" / "tools"
 
 
 def test_the_three_tools_read_the_same_problem():
     """solver.solve's input is, field for field, the `problem` of schedule.validate and schedule.analyze."""
-    solve_input = {k: v for k, v in ENTRIES["solver.solve"]["input_schema"].items() if k not in ("$defs", "$comment")}
+    solve_input = {
+        k: v for k, v in ENTRIES["solver.solve"]["input_schema"].items() if k not in ("$defs", "$comment")
+    }
     solve_defs = ENTRIES["solver.solve"]["input_schema"]["$defs"]
     for address in ("schedule.validate", "schedule.analyze"):
         schema = ENTRIES[address]["input_schema"]
@@ -47,16 +52,28 @@ def _string_codes(module: str, call: str) -> set[str]:
 
 def test_documented_codes_match_the_code():
     """The output schemas list exactly the reason and violation codes the tools emit."""
-    reason_codes = set(ENTRIES["solver.solve"]["output_schema"]["properties"]["reasons"]["items"]["properties"]["code"]["enum"])
-    assert _string_codes("solver.py", "_reason") | {"CALENDAR_TOO_SMALL", "MACHINE_OVERLOADED"} == reason_codes
+    reason_codes = set(
+        ENTRIES["solver.solve"]["output_schema"]["properties"]["reasons"]["items"]["properties"]["code"][
+            "enum"
+        ]
+    )
+    assert (
+        _string_codes("solver.py", "_reason") | {"CALENDAR_TOO_SMALL", "MACHINE_OVERLOADED"} == reason_codes
+    )
     violation_codes = set(
-        ENTRIES["schedule.validate"]["output_schema"]["properties"]["violations"]["items"]["properties"]["code"]["enum"]
+        ENTRIES["schedule.validate"]["output_schema"]["properties"]["violations"]["items"]["properties"][
+            "code"
+        ]["enum"]
     )
     constants = {
         node.value
         for node in ast.walk(ast.parse((TOOLS / "schedule_check.py").read_text()))
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"[A-Z][A-Z_]+", node.value)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and re.fullmatch(r"[A-Z][A-Z_]+", node.value)
     }
     assert constants - set(schedule_check.__all__) == violation_codes
-    documented = set(re.findall(r"\b[A-Z][A-Z_]{3,}\b", (TOOLS / "schedule_check.py").read_text().split('"""')[1]))
+    documented = set(
+        re.findall(r"\b[A-Z][A-Z_]{3,}\b", (TOOLS / "schedule_check.py").read_text().split('"""')[1])
+    )
     assert violation_codes <= documented
