@@ -183,3 +183,55 @@ def test_ordo_up_runs_everything_on_an_embedded_server(tmp_path):
     while (data_dir / "pg" / "postmaster.pid").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not (data_dir / "pg" / "postmaster.pid").exists(), "the embedded server was not stopped"
+
+
+def test_processes_share_one_embedded_server_which_stops_with_the_last_and_keeps_its_data(tmp_path):
+    """Every ordo process with the same ORDO_DATA_DIR joins one server; the last one out stops it."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.acceptance.conftest import REPO
+
+    data_dir = tmp_path / "data"
+    pidfile = data_dir / "pg" / "postmaster.pid"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(ORDO_DATA_DIR=str(data_dir), ORDO_LOG_FORMAT="json", ORDO_POLL_S="0.2")
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    def worker():
+        return subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    first = worker()
+    second = None
+    try:
+        wait_for(lambda: pidfile.exists(), timeout=60, what="the first worker to start the server")
+        task_file = tmp_path / "t.json"
+        task_file.write_text(json.dumps({"title": "kept", "schedule_kind": "manual", "payload": {
+            "pipeline": [{"id": "a", "uses": "echo.message", "with": {"message": "still here"}}]}}))
+        task_id = json.loads(cli("task", "add", str(task_file), "--json").stdout)["id"]
+        done = cli("task", "run", task_id, "--wait", "--timeout-s", "60", "--json")
+        assert done.returncode == 0, done.stderr
+        second = worker()
+        time.sleep(3)  # the second worker joins (registers with the server)
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(60) == 0
+        assert pidfile.exists(), "the server stopped while another process still used it"
+        assert json.loads(cli("runs", "--json").stdout)[0]["state"] == "succeeded"
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(60) == 0
+        wait_for(lambda: not pidfile.exists(), timeout=30, what="the last process to stop the server")
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    restarted = cli("runs", "--json")
+    assert restarted.returncode == 0, restarted.stderr
+    (run,) = json.loads(restarted.stdout)
+    assert run["steps"][0]["output"] == {"message": "still here"}
+    wait_for(lambda: not pidfile.exists(), timeout=30, what="the one-shot command to stop the server again")
