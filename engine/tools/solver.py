@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import Any
 
@@ -46,6 +46,7 @@ __all__ = ["DEFAULT_TIME_LIMIT_S", "solve"]
 
 DEFAULT_TIME_LIMIT_S = 30.0
 _RESERVE_S = 0.25  # kept from the step's deadline for reading the answer and checking its schema
+_DIAGNOSIS_S = 5.0  # at most this long, after a proof of infeasibility, to find which deadlines cause it
 _PROVABLE_OPERATIONS = 200  # job shops up to this size are usually proven optimal in seconds to minutes
 _DISPATCH_WORK = 100_000  # above this many operation x job steps, one dispatching rule only
 _STATUS = {
@@ -70,13 +71,37 @@ def solve(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         makespan = max(p.end for p in bounds.dispatch)
         if makespan <= bounds.makespan_lb:  # it meets the lower bound: optimal without searching
             return _answer(problem, "optimal", bounds.dispatch, float(bounds.makespan_lb), clock)
+    seconds = min(time_limit, ctx.remaining() - _RESERVE_S)
+    jobshop, solver, status = _search(problem, bounds, seconds, workers, args.get("random_seed", 0), ctx)
+    name = _STATUS.get(status, "unknown")
+    if status == cp_model.INFEASIBLE:
+        reasons = _deadline_reasons(problem, workers, ctx) or [
+            _reason(
+                "CONSTRAINTS_CONFLICT",
+                "no plan satisfies all constraints together; the solver proved it "
+                "(check calendars, operators, setups and frozen operations)",
+            )
+        ]
+        return _answer(problem, name, [], None, clock, reasons=reasons, solver=solver)
+    if status != cp_model.OPTIMAL and status != cp_model.FEASIBLE:
+        reasons = [_reason("NO_PLAN_IN_TIME", f"no plan was found within the {time_limit:g} s time limit")]
+        return _answer(
+            problem, name, [], _scaled_bound(solver, jobshop), clock, reasons=reasons, solver=solver
+        )
+    plan = _left_shift(problem, bounds, jobshop.read(solver))
+    return _answer(problem, name, plan, _scaled_bound(solver, jobshop), clock, solver=solver)
+
+
+def _search(
+    problem: Problem, bounds: _Bounds, seconds: float, workers: int, seed: int, ctx: ToolContext
+) -> tuple[_JobShopModel, cp_model.CpSolver, int]:
     jobshop = _JobShopModel(problem, bounds)
     solver = cp_model.CpSolver()
     _set_parameters(
         solver,
-        min(time_limit, ctx.remaining() - _RESERVE_S),
+        seconds,
         workers,
-        args.get("random_seed", 0),
+        seed,
         makespan_only=set(problem.objective) == {"makespan"},
         operations=len(problem.operations),
     )
@@ -85,23 +110,46 @@ def solve(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         raise ToolError(
             f"the CP-SAT model is invalid: {jobshop.model.validate()}", code="SOLVER_MODEL_INVALID"
         )
-    name = _STATUS.get(status, "unknown")
-    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        reasons = (
-            [
-                _reason(
-                    "CONSTRAINTS_CONFLICT",
-                    "no plan satisfies all constraints together; the solver proved it "
-                    "(check deadlines, calendars, operators and frozen operations)",
-                )
-            ]
-            if status == cp_model.INFEASIBLE
-            else [_reason("NO_PLAN_IN_TIME", f"no plan was found within the {time_limit:g} s time limit")]
+    return jobshop, solver, status
+
+
+def _deadline_reasons(problem: Problem, workers: int, ctx: ToolContext) -> list[dict[str, Any]]:
+    """When deadlines are why no plan exists: solve again with each deadline as a due date, minimizing
+    the overrun, and name the jobs that still finish late (the deadlines to move or negotiate)."""
+    seconds = min(_DIAGNOSIS_S, ctx.remaining() - _RESERVE_S)
+    if seconds < 0.1 or all(job.deadline is None for job in problem.jobs):
+        return []
+    relaxed = replace(
+        problem,
+        jobs=tuple(replace(job, deadline=None, due=job.deadline, weight=1.0) for job in problem.jobs),
+        objective={"total_tardiness": 1.0},
+    )
+    bounds = _bounds(relaxed)
+    if _infeasibility_reasons(relaxed, bounds):
+        return []
+    jobshop, solver, status = _search(relaxed, bounds, seconds, workers, 0, ctx)
+    if status != cp_model.OPTIMAL and status != cp_model.FEASIBLE:
+        return []
+    ends: dict[str, int] = {}
+    for p in jobshop.read(solver):
+        ends[p.job] = max(ends.get(p.job, p.end), p.end)
+    late = [
+        (job.id, ends[job.id] - job.deadline)
+        for job in problem.jobs
+        if job.deadline is not None and ends[job.id] > job.deadline
+    ]
+    if not late:
+        return []
+    which = "the plan that overruns them least" if status == cp_model.OPTIMAL else "the best plan found"
+    overruns = ", ".join(f"{job} by {minutes} min" for job, minutes in late)
+    return [
+        _reason(
+            "DEADLINES_CONFLICT",
+            f"the deadlines cannot all be met together; without them a plan exists, and {which} still "
+            f"misses: {overruns}",
+            jobs=[job for job, _ in late],
         )
-        bound = None if status == cp_model.INFEASIBLE else _scaled_bound(solver, jobshop)
-        return _answer(problem, name, [], bound, clock, reasons=reasons, solver=solver)
-    plan = _left_shift(problem, bounds, jobshop.read(solver))
-    return _answer(problem, name, plan, _scaled_bound(solver, jobshop), clock, solver=solver)
+    ]
 
 
 # --- inputs the solver alone reads -----------------------------------------------------------

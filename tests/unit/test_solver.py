@@ -420,6 +420,17 @@ def test_a_previous_plan_as_hint_is_accepted_even_when_it_names_removed_operatio
                     job("J3", op("a", ("M", 10))),
                 ]
             },
+            "DEADLINES_CONFLICT",
+        ),
+        (
+            # one welder with one 50-minute shift cannot weld 30 + 30 minutes
+            {
+                "jobs": [
+                    job("J1", op("a", ("M1", 30), skill="s")),
+                    job("J2", op("a", ("M2", 30), skill="s")),
+                ],
+                "operators": [{"id": "o", "skills": ["s"], "calendar": [{"start": 0, "end": 50}]}],
+            },
             "CONSTRAINTS_CONFLICT",
         ),
     ],
@@ -432,6 +443,22 @@ def test_an_infeasible_problem_is_reported_with_its_reason(problem, code):
     assert (out["status"], out["assignments"], out["objective"]) == ("infeasible", [], None)
     assert out["reasons"][0]["code"] == code
     assert out["reason"] == out["reasons"][0]["message"]
+
+
+def test_conflicting_deadlines_name_the_jobs_and_the_overrun():
+    """J1 and J2 both need [0, 40) for 50 minutes of work: the least overrun is 10 minutes, on one of them."""
+    problem = {
+        "jobs": [
+            job("J1", op("a", ("M", 30)), deadline=40),
+            job("J2", op("a", ("M", 20)), release=10, deadline=40),
+            job("J3", op("a", ("M", 10))),
+        ]
+    }
+
+    reason = run(problem)["reasons"][0]
+
+    assert reason["code"] == "DEADLINES_CONFLICT" and len(reason["jobs"]) == 1
+    assert "by 10 min" in reason["message"] and "overruns them least" in reason["message"]
 
 
 # --- bad input --------------------------------------------------------------------------------
