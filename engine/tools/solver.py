@@ -45,7 +45,7 @@ from store.errors import Permanent, ToolError
 __all__ = ["DEFAULT_TIME_LIMIT_S", "solve"]
 
 DEFAULT_TIME_LIMIT_S = 30.0
-_RESERVE_S = 0.25  # kept from the step's deadline for reading the answer and checking its schema
+_RESERVE_S = 0.5  # kept from the step's deadline for reading the answer and checking its schema
 _DIAGNOSIS_S = 5.0  # at most this long, after a proof of infeasibility, to find which deadlines cause it
 _PROVABLE_OPERATIONS = 200  # job shops up to this size are usually proven optimal in seconds to minutes
 _DISPATCH_WORK = 100_000  # above this many operation x job steps, one dispatching rule only
