@@ -476,7 +476,7 @@ def _jobs(args: Mapping[str, Any], time: TimeBase, machines: Mapping[str, Machin
                 family=op.get("family"),
                 may_span_breaks=bool(op.get("may_span_breaks", False)),
             )
-        weight = raw.get("weight", raw.get("priority", 1))
+        weight = next((w for w in (raw.get("weight"), raw.get("priority")) if w is not None), 1)
         if weight < 0:
             raise Permanent(
                 f"job {raw['id']!r} has a negative weight", code="INVALID_WEIGHT", details={"job": raw["id"]}

@@ -252,6 +252,22 @@ def test_tardiness_objectives_match_brute_force_on_one_machine(objective):
     assert out["terms"][objective] == out["objective"]
 
 
+def test_priority_is_the_weight_when_no_weight_is_given():
+    """Two equal jobs due at 10 on one machine: the one with priority 5 goes first, the other is 10 late."""
+    problem = {
+        "jobs": [
+            job("low", op("a", ("M", 10)), due=10, priority=1),
+            job("high", op("a", ("M", 10)), due=10, priority=5),
+            job("plain", op("a", ("N", 10)), due=10, priority=None),
+        ],
+        "objective": "weighted_tardiness",
+    }
+
+    out = run(problem)
+
+    assert (out["objective"], placed(out)["high", "a"]["start"]) == (10, 0)
+
+
 def test_a_weighted_mix_with_fractional_weights_is_reported_in_the_input_units():
     """0.5·makespan + 1.5·total tardiness on one machine: makespan is fixed at 27, tardiness optimal."""
     problem = {
