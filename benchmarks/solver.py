@@ -229,8 +229,8 @@ def main() -> None:
         }
         rows.append(row)
         print(
-            f"{row['name']:<14}{row['size']:>6}{row['optimum']!s:>9}{row['ordo']['status']:>10}{o:>9.3f}"
-            f"{row['textbook']['status']:>10}{t:>9.3f}{row['ratio']:>8.2f}",
+            f"{row['name']:<16}{row['size']:>6}{row['optimum']!s:>9}{row['ordo']['status']:>18}{o:>9.3f}"
+            f"{row['textbook']['status']:>18}{t:>9.3f}{row['ratio']:>8.2f}",
             flush=True,
         )
     ratios = [r["ratio"] for r in rows]
