@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 from store.errors import Permanent
@@ -205,11 +206,11 @@ class Operation:
     def key(self) -> OpKey:
         return (self.job, self.id)
 
-    @property
+    @cached_property
     def min_duration(self) -> int:
         return min(self.durations.values())
 
-    @property
+    @cached_property
     def max_duration(self) -> int:
         return max(self.durations.values())
 

@@ -298,9 +298,9 @@ def _dispatch_plan(problem: Problem, lo: int) -> list[Placement]:
     operations that can start first, the one the rule prefers. It bounds the horizon, and when it
     meets the lower bound it is optimal as it stands; otherwise CP-SAT does the optimizing."""
     rules = (
-        lambda op, work_left, ops_left: (-work_left, -ops_left),
-        lambda op, work_left, ops_left: (-ops_left, -work_left),
-        lambda op, work_left, ops_left: (op.min_duration, -work_left),
+        lambda duration, work_left, ops_left: (-work_left, -ops_left),
+        lambda duration, work_left, ops_left: (-ops_left, -work_left),
+        lambda duration, work_left, ops_left: (duration, -work_left),
     )
     if len(problem.operations) * len(problem.jobs) > _DISPATCH_WORK:
         rules = rules[:1]  # each rule costs operations x jobs steps in Python
@@ -309,29 +309,30 @@ def _dispatch_plan(problem: Problem, lo: int) -> list[Placement]:
 
 
 def _dispatch(problem: Problem, lo: int, rule: Any) -> list[Placement]:
-    jobs = problem.job_by_id
-    next_op = {job.id: 0 for job in problem.jobs}
-    job_free = {
-        job.id: max([lo, *(t for t in (job.release, problem.now) if t is not None)]) for job in problem.jobs
-    }
+    routes = [[(*next(iter(op.durations.items())), op) for op in job.operations] for job in problem.jobs]
+    ready = [max([lo, *(t for t in (job.release, problem.now) if t is not None)]) for job in problem.jobs]
+    work_left = [sum(duration for _, duration, _ in route) for route in routes]
+    position = [0] * len(routes)
     machine_free: dict[str, int] = {}
-    work_left = {job.id: sum(op.min_duration for op in job.operations) for job in problem.jobs}
+    waiting = list(range(len(routes)))
     plan = []
-    for _ in range(len(problem.operations)):
-        candidates = []
-        for job_id, index in next_op.items():
-            operations = jobs[job_id].operations
-            if index < len(operations):
-                op = operations[index]
-                start = max(job_free[job_id], machine_free.get(next(iter(op.durations)), lo))
-                candidates.append((start, rule(op, work_left[job_id], len(operations) - index), job_id))
-        start, _, job_id = min(candidates)
-        op = jobs[job_id].operations[next_op[job_id]]
-        ((machine, duration),) = op.durations.items()
+    while waiting:
+        best: tuple[int, Any, int] | None = None
+        for j in waiting:
+            machine, duration, _ = routes[j][position[j]]
+            start = max(ready[j], machine_free.get(machine, lo))
+            candidate = (start, rule(duration, work_left[j], len(routes[j]) - position[j]), j)
+            if best is None or candidate < best:
+                best = candidate
+        assert best is not None
+        start, _, j = best
+        machine, duration, op = routes[j][position[j]]
         plan.append(Placement(op.job, op.id, machine, None, start, start + duration))
-        job_free[job_id] = machine_free[machine] = start + duration
-        work_left[job_id] -= duration
-        next_op[job_id] += 1
+        ready[j] = machine_free[machine] = start + duration
+        work_left[j] -= duration
+        position[j] += 1
+        if position[j] == len(routes[j]):
+            waiting.remove(j)
     return plan
 
 
