@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import text
 
-from benchmarks._common import (  # noqa: E402
+from benchmarks._common import (
     REPO,
     drop_database,
     fresh_database,
@@ -33,17 +33,20 @@ from benchmarks._common import (  # noqa: E402
     percentile,
     server_url,
 )
-from engine import ToolRegistry  # noqa: E402
-from store import runs as store_runs  # noqa: E402
-from store import tasks as store_tasks  # noqa: E402
-from store.db import Database  # noqa: E402
-from store.migrate import migrate  # noqa: E402
+from engine import ToolRegistry
+from store import runs as store_runs
+from store import tasks as store_tasks
+from store.db import Database
+from store.migrate import migrate
 
 TASK = {
     "title": "bench",
     "schedule_kind": "manual",
     "max_retries": 0,
-    "payload": {"params": {"n": 1}, "pipeline": [{"id": "say", "uses": "echo.message", "with": {"message": "job ${params.n}"}}]},
+    "payload": {
+        "params": {"n": 1},
+        "pipeline": [{"id": "say", "uses": "echo.message", "with": {"message": "job ${params.n}"}}],
+    },
 }
 
 
@@ -137,7 +140,8 @@ def run_now_latency(db: Database, url: str, task_id: object, samples: int) -> di
             while True:
                 with db.tx() as conn:
                     row = conn.execute(
-                        text("SELECT started_at - created_at FROM task_run WHERE run_id = :id AND final"), {"id": run_id}
+                        text("SELECT started_at - created_at FROM task_run WHERE run_id = :id AND final"),
+                        {"id": run_id},
                     ).first()
                 if row is not None:
                     latencies.append(row[0].total_seconds() * 1000)
@@ -156,7 +160,9 @@ def run_now_latency(db: Database, url: str, task_id: object, samples: int) -> di
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, default=30000)
     parser.add_argument("--concurrency", type=int, default=100, help="--concurrency of each ordo worker")
     parser.add_argument("--latency-samples", type=int, default=50)
@@ -208,18 +214,27 @@ def main() -> None:
             results[f"{name}_best_jobs_s"] = outcome["jobs_s"]
             results[f"{name}_best_config"] = outcome.get("config")
             results[f"{name}_all"] = outcome.get("all")
-            rows.append((f"{name} (best configuration)", outcome["jobs_s"], json.dumps(outcome.get("config"))))
+            rows.append(
+                (f"{name} (best configuration)", outcome["jobs_s"], json.dumps(outcome.get("config")))
+            )
         results["ordo_2w_vs_pgqueuer_best"] = round(two["jobs_s"] / results["pgqueuer_best_jobs_s"], 2)
-        results["ordo_2w_vs_procrastinate_best"] = round(two["jobs_s"] / results["procrastinate_best_jobs_s"], 2)
+        results["ordo_2w_vs_procrastinate_best"] = round(
+            two["jobs_s"] / results["procrastinate_best_jobs_s"], 2
+        )
     results["load_after"] = round(load_average(), 2)
 
     print(f"{'measurement':<46} {'jobs/s':>10}  notes")
     for name, rate, note in rows:
         print(f"{name:<46} {rate:>10.1f}  {note}")
-    print(f"{'run_now start latency, idle (ms)':<46} p50 {latency['p50_ms']}  p99 {latency['p99_ms']}  max {latency['max_ms']}")
+    print(
+        f"{'run_now start latency, idle (ms)':<46} p50 {latency['p50_ms']}  "
+        f"p99 {latency['p99_ms']}  max {latency['max_ms']}"
+    )
     if "ordo_2w_vs_pgqueuer_best" in results:
-        print(f"ordo (2 workers) / pgqueuer best = {results['ordo_2w_vs_pgqueuer_best']}x, "
-              f"/ procrastinate best = {results['ordo_2w_vs_procrastinate_best']}x")
+        print(
+            f"ordo (2 workers) / pgqueuer best = {results['ordo_2w_vs_pgqueuer_best']}x, "
+            f"/ procrastinate best = {results['ordo_2w_vs_procrastinate_best']}x"
+        )
     print(json.dumps(results))
 
 

@@ -22,15 +22,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import structlog  # noqa: E402
-from sqlalchemy import text  # noqa: E402
+import structlog
+from sqlalchemy import text
 
-from benchmarks._common import drop_database, fresh_database, load_average, server_url  # noqa: E402
-from engine import ToolRegistry  # noqa: E402
-from scheduler.service import SchedulerConfig, SchedulerService  # noqa: E402
-from store import tasks as store_tasks  # noqa: E402
-from store.db import Database  # noqa: E402
-from store.migrate import migrate  # noqa: E402
+from benchmarks._common import drop_database, fresh_database, load_average, server_url
+from engine import ToolRegistry
+from scheduler.service import SchedulerConfig, SchedulerService
+from store import tasks as store_tasks
+from store.db import Database
+from store.migrate import migrate
 
 ZONES = ["Europe/Chisinau", "America/New_York", "Asia/Tokyo", "UTC"]
 PAYLOAD = {"pipeline": [{"id": "say", "uses": "echo.message", "with": {"message": "tick"}}]}
@@ -56,8 +56,13 @@ def seed(db: Database, count: int, now: datetime) -> None:
         for i in range(count):
             kind, expr = _schedule(i, rng, year_ago)
             values = store_tasks.validate_task(
-                {"title": f"task {i}", "schedule_kind": kind, "schedule_expr": expr, "timezone": ZONES[i % 4],
-                 "payload": PAYLOAD},
+                {
+                    "title": f"task {i}",
+                    "schedule_kind": kind,
+                    "schedule_expr": expr,
+                    "timezone": ZONES[i % 4],
+                    "payload": PAYLOAD,
+                },
                 registry,
                 now=now,
             )
@@ -65,7 +70,9 @@ def seed(db: Database, count: int, now: datetime) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, default=10000)
     parser.add_argument("--horizon-s", type=float, default=600)
     parser.add_argument("--steady-ticks", type=int, default=20)
@@ -83,7 +90,9 @@ def main() -> None:
         seed_s = time.perf_counter() - seed_started
         with db.tx() as conn:
             conn.execute(text("ANALYZE task"))
-        service = SchedulerService(db, SchedulerConfig(horizon_s=args.horizon_s), structlog.get_logger(), "bench")
+        service = SchedulerService(
+            db, SchedulerConfig(horizon_s=args.horizon_s), structlog.get_logger(), "bench"
+        )
         service.try_lead()
         first = service.tick(now=now)
         steady = []
@@ -111,8 +120,10 @@ def main() -> None:
         "load": round(load_average(), 2),
     }
     print(f"{'measurement':<40} {'value':>12}")
-    print(f"{'first tick (expand ' + str(int(args.horizon_s)) + ' s horizon)':<40} {results['first_tick_s']:>10} s"
-          f"   {first.tasks} tasks, {first.queued} occurrences")
+    print(
+        f"{'first tick (' + str(int(args.horizon_s)) + ' s horizon)':<40} {results['first_tick_s']:>10} s"
+        f"   {first.tasks} tasks, {first.queued} occurrences"
+    )
     print(f"{'steady tick, nothing new (median)':<40} {results['steady_tick_ms_median']:>9} ms")
     print(f"{'steady tick, nothing new (max)':<40} {results['steady_tick_ms_max']:>9} ms")
     print(f"{'sliding tick (+1 s)':<40} {results['sliding_tick_ms']:>9} ms   {sliding.tasks} tasks")

@@ -9,7 +9,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import structlog
 import typer
@@ -58,9 +58,9 @@ def _limits(settings: Settings) -> ToolLimits:
 
 @app.command()
 def up(
-    port: Annotated[Optional[int], typer.Option(help="API port.", envvar="ORDO_API_PORT")] = None,
+    port: Annotated[int | None, typer.Option(help="API port.", envvar="ORDO_API_PORT")] = None,
     concurrency: Annotated[
-        Optional[int], typer.Option(help="Runs the worker executes at once.", envvar="ORDO_WORKER_CONCURRENCY")
+        int | None, typer.Option(help="Runs the worker executes at once.", envvar="ORDO_WORKER_CONCURRENCY")
     ] = None,
     api: Annotated[bool, typer.Option("--api/--no-api", help="Serve the HTTP API.")] = True,
 ) -> None:
@@ -118,9 +118,11 @@ def migrate() -> None:
 
 @app.command()
 def scheduler(
-    tick_s: Annotated[Optional[float], typer.Option(help="Tick interval.", envvar="ORDO_SCHEDULER_TICK_S")] = None,
+    tick_s: Annotated[
+        float | None, typer.Option(help="Tick interval.", envvar="ORDO_SCHEDULER_TICK_S")
+    ] = None,
     horizon_s: Annotated[
-        Optional[float], typer.Option(help="How far ahead to expand.", envvar="ORDO_SCHEDULER_HORIZON_S")
+        float | None, typer.Option(help="How far ahead to expand.", envvar="ORDO_SCHEDULER_HORIZON_S")
     ] = None,
 ) -> None:
     """Run the scheduler (one leader at a time; others stand by)."""
@@ -146,18 +148,22 @@ def scheduler(
 @app.command()
 def worker(
     concurrency: Annotated[
-        Optional[int], typer.Option(help="Runs executed at once.", envvar="ORDO_WORKER_CONCURRENCY")
+        int | None, typer.Option(help="Runs executed at once.", envvar="ORDO_WORKER_CONCURRENCY")
     ] = None,
-    lease_s: Annotated[Optional[float], typer.Option(help="Lease length in seconds.", envvar="ORDO_LEASE_S")] = None,
+    lease_s: Annotated[
+        float | None, typer.Option(help="Lease length in seconds.", envvar="ORDO_LEASE_S")
+    ] = None,
     shutdown_grace_s: Annotated[
-        Optional[float], typer.Option(help="Grace period on SIGTERM.", envvar="ORDO_SHUTDOWN_GRACE_S")
+        float | None, typer.Option(help="Grace period on SIGTERM.", envvar="ORDO_SHUTDOWN_GRACE_S")
     ] = None,
 ) -> None:
     """Run a worker: lease due runs and execute their pipelines."""
     from workers.worker import Worker, WorkerConfig
 
     with guarded():
-        settings = load_settings(worker_concurrency=concurrency, lease_s=lease_s, shutdown_grace_s=shutdown_grace_s)
+        settings = load_settings(
+            worker_concurrency=concurrency, lease_s=lease_s, shutdown_grace_s=shutdown_grace_s
+        )
         runtime.service_logging(settings)
         db = open_database(settings, application_name="ordo-worker", pool_size=4)
         _serve_metrics(settings)
@@ -174,9 +180,9 @@ def worker(
 
 @app.command()
 def api(
-    port: Annotated[Optional[int], typer.Option(help="API port.", envvar="ORDO_API_PORT")] = None,
-    host: Annotated[Optional[str], typer.Option(help="Interface to bind.", envvar="ORDO_API_HOST")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Server processes.", envvar="ORDO_API_WORKERS")] = None,
+    port: Annotated[int | None, typer.Option(help="API port.", envvar="ORDO_API_PORT")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to bind.", envvar="ORDO_API_HOST")] = None,
+    workers: Annotated[int | None, typer.Option(help="Server processes.", envvar="ORDO_API_WORKERS")] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs)."""
     from api.server import serve
@@ -232,12 +238,18 @@ def task_add(
             try:
                 validated.append(store_tasks.validate_task(d, registry, now=now))
             except InvalidTask as e:
-                raise type(e)(f"task {i + 1}: {e.message}" if len(docs) > 1 else e.message, details=e.details) from None
+                raise type(e)(
+                    f"task {i + 1}: {e.message}" if len(docs) > 1 else e.message, details=e.details
+                ) from None
         db = open_database(settings)
         with db.tx() as conn:
             rows = [store_tasks.create(conn, v, store_tasks.LOCAL_AGENT_ID) for v in validated]
         if as_json:
-            emit_json([store_tasks.public(r) for r in rows] if isinstance(doc, list) else store_tasks.public(rows[0]))
+            emit_json(
+                [store_tasks.public(r) for r in rows]
+                if isinstance(doc, list)
+                else store_tasks.public(rows[0])
+            )
             return
         for row in rows:
             nxt = row["next_fire_at"]
@@ -253,8 +265,8 @@ def _zone(name: str) -> Any:
 
 @task_app.command("list")
 def task_list(
-    status: Annotated[Optional[str], typer.Option(help="active, paused or canceled.")] = None,
-    kind: Annotated[Optional[str], typer.Option(help="cron, rrule, once, event or manual.")] = None,
+    status: Annotated[str | None, typer.Option(help="active, paused or canceled.")] = None,
+    kind: Annotated[str | None, typer.Option(help="cron, rrule, once, event or manual.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
     as_json: JsonFlag = False,
 ) -> None:
@@ -271,8 +283,15 @@ def task_list(
             return
         table(
             [
-                (t["id"], t["title"], t["status"], t["schedule_kind"], t["schedule_expr"].replace("\n", " "),
-                 t["timezone"], t["next_fire_at"])
+                (
+                    t["id"],
+                    t["title"],
+                    t["status"],
+                    t["schedule_kind"],
+                    t["schedule_expr"].replace("\n", " "),
+                    t["timezone"],
+                    t["next_fire_at"],
+                )
                 for t in items
             ],
             ["id", "title", "status", "kind", "schedule", "timezone", "next_fire_at"],
@@ -332,7 +351,7 @@ def task_cancel(task_id: str, as_json: JsonFlag = False) -> None:
 @task_app.command("run")
 def task_run(
     task_id: str,
-    params: Annotated[Optional[str], typer.Option(help="JSON object merged over the task's params.")] = None,
+    params: Annotated[str | None, typer.Option(help="JSON object merged over the task's params.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to finish and show it.")] = False,
     timeout_s: Annotated[float, typer.Option(help="How long --wait waits.")] = 60.0,
     as_json: JsonFlag = False,
@@ -371,9 +390,11 @@ def task_run(
 
 @app.command()
 def runs(
-    task: Annotated[Optional[str], typer.Option("--task", help="Only this task's runs.")] = None,
-    failed: Annotated[bool, typer.Option("--failed", help="Only failed (awaiting retry) and dead runs.")] = False,
-    state: Annotated[Optional[str], typer.Option(help="Only runs in this state.")] = None,
+    task: Annotated[str | None, typer.Option("--task", help="Only this task's runs.")] = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Only failed (awaiting retry) and dead runs.")
+    ] = False,
+    state: Annotated[str | None, typer.Option(help="Only runs in this state.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     as_json: JsonFlag = False,
 ) -> None:
@@ -409,7 +430,9 @@ def run_show(run_id: str, as_json: JsonFlag = False) -> None:
 def _print_run_line(run: dict[str, Any]) -> None:
     duration = ""
     if run["started_at"] and run["finished_at"]:
-        ms = (datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(run["started_at"])).total_seconds() * 1000
+        ms = (
+            datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(run["started_at"])
+        ).total_seconds() * 1000
         duration = f" {ms:.1f}ms"
     typer.echo(
         f"run {run['id']}  {run['state']:<9} attempt {run['attempt']}/{run['max_attempts']}  "
@@ -432,7 +455,10 @@ def _print_run(run: dict[str, Any], as_json: bool) -> None:
     _print_run_line(run)
     for attempt in run.get("attempts", [])[:-1]:
         error = attempt["error"] or {}
-        typer.echo(f"  earlier attempt {attempt['attempt']}: {attempt['state']} {error.get('code', '')} {error.get('message', '')}")
+        typer.echo(
+            f"  earlier attempt {attempt['attempt']}: {attempt['state']} "
+            f"{error.get('code', '')} {error.get('message', '')}"
+        )
 
 
 # -- schedules and tools --------------------------------------------------------------------------
@@ -440,11 +466,13 @@ def _print_run(run: dict[str, Any], as_json: bool) -> None:
 
 @app.command()
 def preview(
-    rrule: Annotated[Optional[str], typer.Option(help="RRULE value or a whole RFC 5545 block.")] = None,
-    cron: Annotated[Optional[str], typer.Option(help="Cron line (5 fields).")] = None,
+    rrule: Annotated[str | None, typer.Option(help="RRULE value or a whole RFC 5545 block.")] = None,
+    cron: Annotated[str | None, typer.Option(help="Cron line (5 fields).")] = None,
     tz: Annotated[str, typer.Option("--tz", help="IANA time zone.")] = "UTC",
-    dtstart: Annotated[Optional[str], typer.Option(help="ISO 8601 DTSTART (RRULE) / lower bound.")] = None,
-    after: Annotated[Optional[str], typer.Option(help="List occurrences at or after this ISO 8601 instant.")] = None,
+    dtstart: Annotated[str | None, typer.Option(help="ISO 8601 DTSTART (RRULE) / lower bound.")] = None,
+    after: Annotated[
+        str | None, typer.Option(help="List occurrences at or after this ISO 8601 instant.")
+    ] = None,
     count: Annotated[int, typer.Option(min=1, max=10000, help="How many occurrences.")] = 10,
     as_json: JsonFlag = False,
 ) -> None:
@@ -493,8 +521,16 @@ def tool_list(as_json: JsonFlag = False) -> None:
             emit_json([registry[a].describe() for a in registry])
             return
         table(
-            [(a, registry[a].runs["kind"], f"{registry[a].timeout_s:g}s", ",".join(registry[a].scopes) or "-",
-              registry[a].description) for a in registry],
+            [
+                (
+                    a,
+                    registry[a].runs["kind"],
+                    f"{registry[a].timeout_s:g}s",
+                    ",".join(registry[a].scopes) or "-",
+                    registry[a].description,
+                )
+                for a in registry
+            ],
             ["address", "runs", "timeout", "scopes", "description"],
         )
 

@@ -69,8 +69,11 @@ def guarded() -> Iterator[None]:
 
 def quiet_logging(settings: Settings) -> None:
     """One-shot commands: logs go to stderr, warnings and up, so stdout stays clean for --json."""
-    configure(level="warning" if settings.log_level in ("debug", "info") else settings.log_level,
-              fmt=settings.log_format, stream=sys.stderr)
+    configure(
+        level="warning" if settings.log_level in ("debug", "info") else settings.log_level,
+        fmt=settings.log_format,
+        stream=sys.stderr,
+    )
 
 
 def service_logging(settings: Settings) -> None:

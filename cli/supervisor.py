@@ -50,7 +50,9 @@ def _start(child: ChildSpec, env: dict[str, str], log: Any) -> None:
     log.info("child_started", child=child.name, pid=child.proc.pid)
 
 
-def supervise(children: list[ChildSpec], env: dict[str, str], stop: threading.Event, log: Any, grace_s: float) -> int:
+def supervise(
+    children: list[ChildSpec], env: dict[str, str], stop: threading.Event, log: Any, grace_s: float
+) -> int:
     """Run children until `stop`; returns the exit code for `ordo up`."""
     for child in children:
         _start(child, env, log)

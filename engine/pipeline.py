@@ -13,11 +13,18 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jsonschema import Draft202012Validator
 from jmespath.parser import ParsedResult
+from jsonschema import Draft202012Validator
 
 from engine.registry import Tool, ToolRegistry
-from engine.templates import CONTEXT_KEYS, Reference, Renderer, TemplateError, compile_expression, compile_value
+from engine.templates import (
+    CONTEXT_KEYS,
+    Reference,
+    Renderer,
+    TemplateError,
+    compile_expression,
+    compile_value,
+)
 from store.errors import Forbidden, InvalidPipeline, UnknownTool
 
 __all__ = ["PIPELINE_SCHEMA", "Pipeline", "Step", "compile_pipeline", "format_path"]
@@ -102,7 +109,10 @@ def compile_pipeline(
 
     `scopes`: the owner's scopes; None means the owner may use every tool (admin, local CLI).
     """
-    errors = sorted(_PIPELINE_VALIDATOR.iter_errors(payload), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(
+        _PIPELINE_VALIDATOR.iter_errors(payload),
+        key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))),
+    )
     if errors:
         error = errors[0]
         path = (*where, *error.absolute_path)
@@ -123,7 +133,8 @@ def compile_pipeline(
         if step.save_as and step.save_as != step.id:
             if step.save_as in available:
                 raise InvalidPipeline(
-                    f"{format_path((*step_path, 'save_as'))}: {step.save_as!r} is already a step id or save_as name",
+                    f"{format_path((*step_path, 'save_as'))}: {step.save_as!r} is already "
+                    "a step id or save_as name",
                     details={"path": format_path((*step_path, "save_as"))},
                 )
             available.add(step.save_as)
@@ -190,7 +201,8 @@ def _check_reference(ref: Reference, step_id: str, available: set[str]) -> None:
         )
     if ref.root == "steps" and ref.key is not None and ref.key not in available:
         raise InvalidPipeline(
-            f"{where}: template {ref.expression!r} reads step {ref.key!r}, which does not run before step {step_id!r}",
+            f"{where}: template {ref.expression!r} reads step {ref.key!r}, "
+            f"which does not run before step {step_id!r}",
             details={"path": where, "step": ref.key},
         )
 

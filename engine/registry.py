@@ -129,7 +129,11 @@ class Tool:
     def __post_init__(self) -> None:
         # Tools built in code (tests, embedders) may pass only the schemas; derive what is missing.
         if self.input_validator is None:
-            object.__setattr__(self, "input_validator", Draft202012Validator(self.input_schema, format_checker=format_checker))
+            object.__setattr__(
+                self,
+                "input_validator",
+                Draft202012Validator(self.input_schema, format_checker=format_checker),
+            )
         if self.output_validator is None:
             object.__setattr__(self, "output_validator", Draft202012Validator(self.output_schema))
         if self.fast_input is None:
@@ -180,7 +184,8 @@ class ToolRegistry(Mapping[str, Tool]):
     def load(cls, extra_catalogs: Iterable[Path] = ()) -> ToolRegistry:
         """The built-in catalog plus extra catalog files (ORDO_TOOL_CATALOGS)."""
         entries = load_catalog_entries(
-            resources.files("catalogs").joinpath("tools.json").read_text(encoding="utf-8"), "catalogs/tools.json"
+            resources.files("catalogs").joinpath("tools.json").read_text(encoding="utf-8"),
+            "catalogs/tools.json",
         )
         for path in extra_catalogs:
             try:
@@ -206,7 +211,9 @@ def load_catalog_entries(source: str, origin: str) -> list[dict[str, Any]]:
             try:
                 Draft202012Validator.check_schema(entry[key])
             except SchemaError as e:
-                raise ConfigError(f"{origin}: {entry['address']}.{key} is not a valid JSON Schema: {e.message}") from None
+                raise ConfigError(
+                    f"{origin}: {entry['address']}.{key} is not a valid JSON Schema: {e.message}"
+                ) from None
     return entries
 
 

@@ -67,7 +67,9 @@ def run_pipeline(
     saved: dict[str, Any] = {}
     for step in pipeline.steps:
         if is_canceled():
-            return RunResult("canceled", records, saved, _error("CANCELED", "the run was canceled", step=step.id))
+            return RunResult(
+                "canceled", records, saved, _error("CANCELED", "the run was canceled", step=step.id)
+            )
         step_start = time.monotonic()
         record: dict[str, Any] = {
             "id": step.id,
@@ -81,7 +83,9 @@ def run_pipeline(
                 steps_out[step.id] = None
                 continue
             if step_start >= run_deadline:
-                raise _StepFailure("timed_out", _error("RUN_TIMEOUT", f"the run exceeded its {timeout_s:g} s timeout"))
+                raise _StepFailure(
+                    "timed_out", _error("RUN_TIMEOUT", f"the run exceeded its {timeout_s:g} s timeout")
+                )
             deadline = min(step_start + step.timeout_s, run_deadline)
             ctx = ToolContext(
                 now=now + timedelta(seconds=step_start - started),
@@ -121,13 +125,19 @@ def _call_step(step: Step, context: dict[str, Any], ctx: ToolContext) -> Any:
     try:
         arguments = step.render_input(context)
     except Exception as e:  # JMESPath raises on type errors inside functions at run time
-        raise _StepFailure("failed", _error("TEMPLATE_ERROR", f"rendering the input failed: {e}", retryable=False)) from None
+        raise _StepFailure(
+            "failed", _error("TEMPLATE_ERROR", f"rendering the input failed: {e}", retryable=False)
+        ) from None
     return _invoke(step.tool, arguments, ctx)
 
 
 def _invoke(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
     # The fast validator decides; the reference one explains (and has the last word if they differ).
-    error = None if tool.fast_input.is_valid(arguments) else best_match(tool.input_validator.iter_errors(arguments))
+    error = (
+        None
+        if tool.fast_input.is_valid(arguments)
+        else best_match(tool.input_validator.iter_errors(arguments))
+    )
     if error is not None:
         where = format_path(["with", *error.absolute_path])
         raise _StepFailure(
@@ -138,10 +148,14 @@ def _invoke(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
     if tool.inline:
         output = _guarded(tool, arguments, ctx)
         if time.monotonic() > ctx.deadline:
-            raise _StepFailure("timed_out", _error("STEP_TIMEOUT", f"{tool.address} did not finish in {timeout:.3g} s"))
+            raise _StepFailure(
+                "timed_out", _error("STEP_TIMEOUT", f"{tool.address} did not finish in {timeout:.3g} s")
+            )
     else:
         output = _on_step_thread(tool, arguments, ctx, timeout)
-    error = None if tool.fast_output.is_valid(output) else best_match(tool.output_validator.iter_errors(output))
+    error = (
+        None if tool.fast_output.is_valid(output) else best_match(tool.output_validator.iter_errors(output))
+    )
     if error is not None:
         raise _StepFailure(
             "failed",
@@ -158,14 +172,20 @@ def _guarded(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
     try:
         return tool.func(arguments, ctx)
     except RetryLater as e:
-        raise _StepFailure("failed", _error(e.code, e.message, retry_after_s=e.delay_s, details=e.details)) from None
+        raise _StepFailure(
+            "failed", _error(e.code, e.message, retry_after_s=e.delay_s, details=e.details)
+        ) from None
     except ToolError as e:
-        raise _StepFailure("failed", _error(e.code, e.message, retryable=e.retryable, details=e.details)) from None
+        raise _StepFailure(
+            "failed", _error(e.code, e.message, retryable=e.retryable, details=e.details)
+        ) from None
     except OrdoError as e:
         raise _StepFailure("failed", _error(e.code, e.message, retryable=False, details=e.details)) from None
     except Exception as e:
         ctx.log.exception("tool_crashed", tool=tool.address)
-        raise _StepFailure("failed", _error("TOOL_CRASHED", f"{tool.address} raised {type(e).__name__}: {e}")) from None
+        raise _StepFailure(
+            "failed", _error("TOOL_CRASHED", f"{tool.address} raised {type(e).__name__}: {e}")
+        ) from None
 
 
 def _on_step_thread(tool: Tool, arguments: Any, ctx: ToolContext, timeout: float) -> Any:
@@ -182,7 +202,9 @@ def _on_step_thread(tool: Tool, arguments: Any, ctx: ToolContext, timeout: float
     thread.start()
     thread.join(max(0.0, timeout))
     if thread.is_alive():
-        raise _StepFailure("timed_out", _error("STEP_TIMEOUT", f"{tool.address} did not finish in {timeout:.3g} s"))
+        raise _StepFailure(
+            "timed_out", _error("STEP_TIMEOUT", f"{tool.address} did not finish in {timeout:.3g} s")
+        )
     if "failure" in box:
         raise box["failure"]
     return box["output"]

@@ -72,7 +72,9 @@ class _Template:
         self.single = len(parts) == 1 and isinstance(parts[0], ParsedResult)
 
 
-def compile_expression(expression: str, path: tuple[str | int, ...] = ()) -> tuple[ParsedResult, list[Reference]]:
+def compile_expression(
+    expression: str, path: tuple[str | int, ...] = ()
+) -> tuple[ParsedResult, list[Reference]]:
     """Compile one JMESPath expression and list the context names it reads."""
     try:
         parsed = jmespath.compile(expression)
@@ -103,7 +105,8 @@ def _compile(value: Any, path: tuple[str | int, ...], refs: list[Reference]) -> 
         parts = template.parts
         return (
             lambda ctx, p=parts: "".join(
-                part if isinstance(part, str) else format_value(_INTERPRETER.visit(part.parsed, ctx)) for part in p
+                part if isinstance(part, str) else format_value(_INTERPRETER.visit(part.parsed, ctx))
+                for part in p
             )
         ), False
     if isinstance(value, dict):
@@ -222,7 +225,14 @@ def _root_refs(node: dict[str, Any], out: list[tuple[str, str | None]]) -> None:
             out.append((head["value"], _leading_field(children[1])))
         else:
             _root_refs(head, out)
-    elif kind in ("index_expression", "projection", "value_projection", "filter_projection", "flatten", "pipe"):
+    elif kind in (
+        "index_expression",
+        "projection",
+        "value_projection",
+        "filter_projection",
+        "flatten",
+        "pipe",
+    ):
         _root_refs(children[0], out)  # the right-hand side reads the left-hand result, not the root
     elif kind in (
         "or_expression",

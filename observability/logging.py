@@ -42,7 +42,9 @@ def configure(level: str = "info", fmt: str = "auto", stream: Any = None) -> Non
     if not console:
         # Tracebacks as data, without local variables: locals can hold tokens and database URLs.
         processors.append(
-            structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
         )
     processors.append(renderer)
     structlog.configure(

@@ -7,6 +7,7 @@ from prometheus_client import Counter, Gauge, Histogram
 __all__ = [
     "API_REQUESTS",
     "API_REQUEST_SECONDS",
+    "COMPLETIONS_FENCED",
     "LEASES_RESCUED",
     "QUEUE_DEPTH",
     "RUNS_FINISHED",
@@ -16,7 +17,6 @@ __all__ = [
     "SCHEDULER_OCCURRENCES",
     "SCHEDULER_TICK_SECONDS",
     "WORKER_BUSY_SLOTS",
-    "COMPLETIONS_FENCED",
 ]
 
 RUNS_LEASED = Counter("ordo_runs_leased_total", "Runs leased by this worker.")
@@ -33,7 +33,9 @@ COMPLETIONS_FENCED = Counter(
 )
 LEASES_RESCUED = Counter("ordo_leases_rescued_total", "Expired leases returned to the queue or marked dead.")
 WORKER_BUSY_SLOTS = Gauge("ordo_worker_busy_slots", "Runs this worker is executing now.")
-QUEUE_DEPTH = Gauge("ordo_queue_depth", "Runs waiting, by state (queued, failed = awaiting retry).", ["state"])
+QUEUE_DEPTH = Gauge(
+    "ordo_queue_depth", "Runs waiting, by state (queued, failed = awaiting retry).", ["state"]
+)
 SCHEDULER_TICK_SECONDS = Histogram(
     "ordo_scheduler_tick_seconds",
     "Duration of one scheduler tick.",
@@ -43,7 +45,9 @@ SCHEDULER_OCCURRENCES = Counter(
     "ordo_scheduler_occurrences_total", "Occurrences written to due_work, by outcome.", ["outcome"]
 )  # queued, skipped (misfire)
 SCHEDULER_IS_LEADER = Gauge("ordo_scheduler_is_leader", "1 while this scheduler holds the leader lock.")
-API_REQUESTS = Counter("ordo_api_requests_total", "API requests, by route and status.", ["method", "route", "status"])
+API_REQUESTS = Counter(
+    "ordo_api_requests_total", "API requests, by route and status.", ["method", "route", "status"]
+)
 API_REQUEST_SECONDS = Histogram(
     "ordo_api_request_seconds",
     "API request latency, by route.",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -207,7 +207,11 @@ class SchedulerService:
             with conn.begin():
                 clock = now or conn.execute(text("SELECT now()")).scalar_one()
                 horizon_end = clock + timedelta(seconds=self.cfg.horizon_s)
-                rows = conn.execute(Q["due_tasks"], {"horizon_end": horizon_end, "n": self.cfg.batch}).mappings().all()
+                rows = (
+                    conn.execute(Q["due_tasks"], {"horizon_end": horizon_end, "n": self.cfg.batch})
+                    .mappings()
+                    .all()
+                )
                 conn.execute(Q["leader_heartbeat"], {"scheduler_id": self.id})
                 if not rows:
                     return result
@@ -236,11 +240,15 @@ class SchedulerService:
                     advance_ids.append(row["id"])
                     advance_to.append(next_fire)
                 if queued[0]:
-                    written = conn.execute(Q["insert_occurrences"], {"task_ids": queued[0], "ats": queued[1]}).all()
+                    written = conn.execute(
+                        Q["insert_occurrences"], {"task_ids": queued[0], "ats": queued[1]}
+                    ).all()
                     result.queued += len(written)
                     metrics.SCHEDULER_OCCURRENCES.labels("queued").inc(len(written))
                 if skipped[0]:
-                    written = conn.execute(Q["record_skipped"], {"task_ids": skipped[0], "ats": skipped[1]}).all()
+                    written = conn.execute(
+                        Q["record_skipped"], {"task_ids": skipped[0], "ats": skipped[1]}
+                    ).all()
                     result.skipped += len(written)
                     metrics.SCHEDULER_OCCURRENCES.labels("skipped").inc(len(written))
                 conn.execute(Q["advance_tasks"], {"ids": advance_ids, "next_fire_at": advance_to})

@@ -20,7 +20,9 @@ _UNIQUE_VIOLATION = "23505"
 class Database:
     """A connection pool. `tx()` is one transaction; errors leave it as typed `OrdoError`s."""
 
-    def __init__(self, url: str, *, pool_size: int = 5, max_overflow: int = 10, application_name: str = "ordo"):
+    def __init__(
+        self, url: str, *, pool_size: int = 5, max_overflow: int = 10, application_name: str = "ordo"
+    ):
         self.url = _sqlalchemy_url(url)
         self.application_name = application_name
         self.engine = create_engine(

@@ -7,6 +7,7 @@ the last one to exit stops it cleanly. Its data survives restarts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -52,7 +53,7 @@ def ensure_server(data_dir: Path, database: str = DATABASE_NAME) -> str:
 
 
 def _forget_dead_processes(pgdata: Path) -> None:
-    """Drop processes that died without saying goodbye (kill -9), so the last live one still stops the server."""
+    """Forget processes that died without saying goodbye (kill -9): the last live one must stop the server."""
     handles = pgdata / ".handle_pids.json"
     if not handles.exists():
         return
@@ -77,7 +78,6 @@ def _create_database(url: str, database: str) -> None:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
         if exists:
             return
-        try:
+        # Another ordo process may create it at the same moment.
+        with contextlib.suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
-            pass  # another ordo process created it at the same moment

@@ -32,7 +32,9 @@ class OrdoError(Exception):
     code = "ORDO_ERROR"
     status = 500
 
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, details: dict[str, Any] | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or {}
@@ -123,7 +125,9 @@ class Permanent(ToolError):
 
     code = "PERMANENT"
 
-    def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message, code=code, details=details, retryable=False)
 
 

@@ -12,7 +12,8 @@ from sqlalchemy import Connection
 
 from store.errors import Conflict, InvalidTask, NotFound
 from store.sql import load_queries
-from store.tasks import Page, get as get_task
+from store.tasks import Page
+from store.tasks import get as get_task
 
 __all__ = ["RUN_STATES", "cancel", "enqueue", "get", "list_page", "prune", "public", "queue_depth"]
 
@@ -37,16 +38,20 @@ def enqueue(
         raise Conflict(f"task {task_id} is canceled; it cannot run")
     if params is not None and not isinstance(params, Mapping):
         raise InvalidTask("params must be an object", details={"path": "params"})
-    ids = conn.execute(
-        Q["enqueue_manual"],
-        {
-            "task_id": task["id"],
-            "n": n,
-            "origin": origin,
-            "params": json.dumps(params) if params else None,
-            "event_id": event_id,
-        },
-    ).scalars().all()
+    ids = (
+        conn.execute(
+            Q["enqueue_manual"],
+            {
+                "task_id": task["id"],
+                "n": n,
+                "origin": origin,
+                "params": json.dumps(params) if params else None,
+                "event_id": event_id,
+            },
+        )
+        .scalars()
+        .all()
+    )
     return list(ids)
 
 
@@ -66,19 +71,23 @@ def list_page(
     before_id = _decode_cursor(cursor) if cursor else None
     if task_id is not None:
         task_id = get_task(conn, task_id, agent_id)["id"]
-    rows = conn.execute(
-        Q["list_runs"],
-        {
-            "agent_id": agent_id,
-            "task_id": task_id,
-            "states": list(states) if states else None,
-            "worker_id": worker_id,
-            "since": since,
-            "until": until,
-            "before_id": before_id,
-            "limit": limit + 1,
-        },
-    ).mappings().all()
+    rows = (
+        conn.execute(
+            Q["list_runs"],
+            {
+                "agent_id": agent_id,
+                "task_id": task_id,
+                "states": list(states) if states else None,
+                "worker_id": worker_id,
+                "since": since,
+                "until": until,
+                "before_id": before_id,
+                "limit": limit + 1,
+            },
+        )
+        .mappings()
+        .all()
+    )
     items = [public(r) for r in rows[:limit]]
     next_cursor = str(rows[limit - 1]["run_id"]) if len(rows) > limit else None
     return Page(items, next_cursor)
@@ -95,7 +104,13 @@ def get(conn: Connection, run_id: int | str, *, agent_id: UUID | None = None) ->
         raise NotFound(f"run {run_id} not found", details={"run_id": str(run_id)})
     attempts = conn.execute(Q["attempts"], {"run_id": rid}).mappings().all()
     current = next((a for a in attempts if a["attempt"] == row["attempt"]), None)
-    out = public({**row, "steps": current["steps"] if current else None, "output": current["output"] if current else None})
+    out = public(
+        {
+            **row,
+            "steps": current["steps"] if current else None,
+            "output": current["output"] if current else None,
+        }
+    )
     out["attempts"] = [
         {
             "attempt": a["attempt"],
@@ -104,7 +119,9 @@ def get(conn: Connection, run_id: int | str, *, agent_id: UUID | None = None) ->
             "started_at": _iso(a["started_at"]),
             "finished_at": _iso(a["finished_at"]),
             "duration_ms": (
-                round((a["finished_at"] - a["started_at"]).total_seconds() * 1000, 3) if a["started_at"] else None
+                round((a["finished_at"] - a["started_at"]).total_seconds() * 1000, 3)
+                if a["started_at"]
+                else None
             ),
             "steps": a["steps"],
             "output": a["output"],
@@ -168,7 +185,9 @@ def _run_id(value: int | str) -> int:
     try:
         rid = int(value)
     except (TypeError, ValueError):
-        raise NotFound(f"run {value} not found (run ids are integers)", details={"run_id": str(value)}) from None
+        raise NotFound(
+            f"run {value} not found (run ids are integers)", details={"run_id": str(value)}
+        ) from None
     if not 0 < rid < 2**63:
         raise NotFound(f"run {value} not found", details={"run_id": str(value)})
     return rid
@@ -178,4 +197,6 @@ def _decode_cursor(cursor: str) -> int:
     try:
         return int(cursor)
     except ValueError:
-        raise InvalidTask("invalid cursor; pass the next_cursor value of a previous page", details={"path": "cursor"}) from None
+        raise InvalidTask(
+            "invalid cursor; pass the next_cursor value of a previous page", details={"path": "cursor"}
+        ) from None

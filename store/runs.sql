@@ -15,12 +15,16 @@ RETURNING id;
 
 -- list_runs --
 -- Newest first, keyset-paginated on the run id: pending runs from due_work, ended runs from their
--- final task_run row. A run is in exactly one of the two at any moment (it moves in one statement),
--- so a client paging while runs are added or finish sees each run once, with no gaps.
+-- final task_run row (which carries its own steps and output). A run is in exactly one of the two at
+-- any moment (it moves in one statement), so a client paging while runs are added or finish sees
+-- each run once, with no gaps. Every lookup is a primary-key probe, so a page costs the same however
+-- long the history is.
 WITH pending AS (
     SELECT d.id AS run_id, d.task_id, d.state, d.attempt, d.max_attempts, d.origin, d.priority,
            d.scheduled_for, d.run_at, d.created_at, d.started_at, CAST(NULL AS timestamptz) AS finished_at,
-           d.worker_id, d.event_id, d.cancel_requested, d.last_error AS error
+           d.worker_id, d.event_id, d.cancel_requested, d.last_error AS error,
+           (SELECT a.steps FROM task_run a WHERE a.run_id = d.id AND a.attempt = d.attempt) AS steps,
+           (SELECT a.output FROM task_run a WHERE a.run_id = d.id AND a.attempt = d.attempt) AS output
       FROM due_work d
      WHERE (CAST(:task_id AS uuid) IS NULL OR d.task_id = :task_id)
        AND (CAST(:states AS text[]) IS NULL OR d.state = ANY(CAST(:states AS text[])))
@@ -28,13 +32,13 @@ WITH pending AS (
        AND (CAST(:since AS timestamptz) IS NULL OR d.created_at >= :since)
        AND (CAST(:until AS timestamptz) IS NULL OR d.created_at < :until)
        AND (CAST(:before_id AS bigint) IS NULL OR d.id < :before_id)
-       AND (CAST(:agent_id AS uuid) IS NULL OR d.task_id IN (SELECT id FROM task WHERE agent_id = :agent_id))
+       AND (CAST(:agent_id AS uuid) IS NULL OR (SELECT t.agent_id FROM task t WHERE t.id = d.task_id) = :agent_id)
      ORDER BY d.id DESC
      LIMIT :limit),
 ended AS (
     SELECT r.run_id, r.task_id, r.state, r.attempt, r.max_attempts, r.origin, r.priority,
            r.scheduled_for, CAST(NULL AS timestamptz) AS run_at, r.created_at, r.started_at, r.finished_at,
-           r.worker_id, r.event_id, false AS cancel_requested, r.error
+           r.worker_id, r.event_id, false AS cancel_requested, r.error, r.steps, r.output
       FROM task_run r
      WHERE r.final
        AND (CAST(:task_id AS uuid) IS NULL OR r.task_id = :task_id)
@@ -43,7 +47,9 @@ ended AS (
        AND (CAST(:since AS timestamptz) IS NULL OR r.created_at >= :since)
        AND (CAST(:until AS timestamptz) IS NULL OR r.created_at < :until)
        AND (CAST(:before_id AS bigint) IS NULL OR r.run_id < :before_id)
-       AND (CAST(:agent_id AS uuid) IS NULL OR r.task_id IN (SELECT id FROM task WHERE agent_id = :agent_id))
+       -- the owner is probed per row (task_pkey) as the scan walks back; a semi-join would hash
+       -- all of the agent's tasks first, whatever the page size
+       AND (CAST(:agent_id AS uuid) IS NULL OR (SELECT t.agent_id FROM task t WHERE t.id = r.task_id) = :agent_id)
      ORDER BY r.run_id DESC
      LIMIT :limit),
 page AS (
@@ -52,10 +58,8 @@ page AS (
     SELECT * FROM ended
     ORDER BY run_id DESC
     LIMIT :limit)
-SELECT p.*, t.title AS task_title, a.steps, a.output
+SELECT p.*, (SELECT t.title FROM task t WHERE t.id = p.task_id) AS task_title
   FROM page p
-  JOIN task t ON t.id = p.task_id
-  LEFT JOIN task_run a ON a.run_id = p.run_id AND a.attempt = p.attempt
  ORDER BY p.run_id DESC;
 
 -- get_pending_run --

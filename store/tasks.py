@@ -107,10 +107,14 @@ def validate_task(
     now: datetime,
     scopes: Collection[str] | None = None,
 ) -> dict[str, Any]:
-    """A task document → the column values to store. Raises InvalidTask / InvalidSchedule / InvalidPipeline."""
+    """A task document → the column values to store; InvalidTask/InvalidSchedule/InvalidPipeline if not."""
     if not isinstance(doc, Mapping):
-        raise InvalidTask("a task must be an object with title, schedule_kind and payload", details={"path": ""})
-    errors = sorted(_VALIDATOR.iter_errors(doc), key=lambda e: (len(e.absolute_path), str(list(e.absolute_path))))
+        raise InvalidTask(
+            "a task must be an object with title, schedule_kind and payload", details={"path": ""}
+        )
+    errors = sorted(
+        _VALIDATOR.iter_errors(doc), key=lambda e: (len(e.absolute_path), str(list(e.absolute_path)))
+    )
     if errors:
         where = format_path(list(errors[0].absolute_path)) or "task"
         raise InvalidTask(f"{where}: {errors[0].message}", details={"path": where})
@@ -152,7 +156,9 @@ def create(conn: Connection, values: Mapping[str, Any], agent_id: UUID) -> dict[
     return dict(row)
 
 
-def get(conn: Connection, task_id: UUID | str, agent_id: UUID | None = None, *, lock: bool = False) -> dict[str, Any]:
+def get(
+    conn: Connection, task_id: UUID | str, agent_id: UUID | None = None, *, lock: bool = False
+) -> dict[str, Any]:
     """A task visible to `agent_id` (None: any). A task of another agent is reported as not found."""
     task_uuid = _uuid(task_id)
     query = Q["get_task_for_update"] if lock else Q["get_task"]
@@ -201,10 +207,16 @@ def pause(conn: Connection, task_id: UUID | str, *, agent_id: UUID | None = None
     if current["status"] == "paused":
         return current
     conn.execute(Q["withdraw_scheduled"], {"task_id": current["id"]})
-    return dict(conn.execute(Q["set_status"], {"id": current["id"], "status": "paused", "next_fire_at": None}).mappings().one())
+    return dict(
+        conn.execute(Q["set_status"], {"id": current["id"], "status": "paused", "next_fire_at": None})
+        .mappings()
+        .one()
+    )
 
 
-def resume(conn: Connection, task_id: UUID | str, *, now: datetime, agent_id: UUID | None = None) -> dict[str, Any]:
+def resume(
+    conn: Connection, task_id: UUID | str, *, now: datetime, agent_id: UUID | None = None
+) -> dict[str, Any]:
     """Pick the schedule up from now: occurrences missed while paused are not run."""
     current = get(conn, task_id, agent_id, lock=True)
     if current["status"] == "canceled":
@@ -213,7 +225,9 @@ def resume(conn: Connection, task_id: UUID | str, *, now: datetime, agent_id: UU
         return current
     next_fire = _next_fire(current, now)
     return dict(
-        conn.execute(Q["set_status"], {"id": current["id"], "status": "active", "next_fire_at": next_fire}).mappings().one()
+        conn.execute(Q["set_status"], {"id": current["id"], "status": "active", "next_fire_at": next_fire})
+        .mappings()
+        .one()
     )
 
 
@@ -224,7 +238,11 @@ def cancel(conn: Connection, task_id: UUID | str, *, agent_id: UUID | None = Non
         return current
     conn.execute(Q["withdraw_scheduled"], {"task_id": current["id"]})
     conn.execute(Q["cancel_waiting"], {"task_id": current["id"]})
-    return dict(conn.execute(Q["set_status"], {"id": current["id"], "status": "canceled", "next_fire_at": None}).mappings().one())
+    return dict(
+        conn.execute(Q["set_status"], {"id": current["id"], "status": "canceled", "next_fire_at": None})
+        .mappings()
+        .one()
+    )
 
 
 def delete(conn: Connection, task_id: UUID | str, *, agent_id: UUID | None = None) -> None:
@@ -247,18 +265,22 @@ def list_page(
     after_created, after_id = _decode_cursor(cursor) if cursor else (None, None)
     if text is not None:
         text = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    rows = conn.execute(
-        Q["list_tasks"],
-        {
-            "agent_id": agent_id,
-            "status": status,
-            "schedule_kind": schedule_kind,
-            "text": text,
-            "after_created": after_created,
-            "after_id": after_id,
-            "limit": limit + 1,
-        },
-    ).mappings().all()
+    rows = (
+        conn.execute(
+            Q["list_tasks"],
+            {
+                "agent_id": agent_id,
+                "status": status,
+                "schedule_kind": schedule_kind,
+                "text": text,
+                "after_created": after_created,
+                "after_id": after_id,
+                "limit": limit + 1,
+            },
+        )
+        .mappings()
+        .all()
+    )
     items = [dict(r) for r in rows[:limit]]
     next_cursor = _encode_cursor(items[-1]["created_at"], items[-1]["id"]) if len(rows) > limit else None
     return Page(items, next_cursor)
@@ -277,7 +299,11 @@ def document(row: Mapping[str, Any]) -> dict[str, Any]:
         "priority": row["priority"],
         "max_retries": row["max_retries"],
         "timeout_s": row["timeout_s"],
-        "backoff": {"base_s": row["backoff_base_s"], "cap_s": row["backoff_cap_s"], "jitter": row["backoff_jitter"]},
+        "backoff": {
+            "base_s": row["backoff_base_s"],
+            "cap_s": row["backoff_cap_s"],
+            "jitter": row["backoff_jitter"],
+        },
         "concurrency_key": row["concurrency_key"],
         "concurrency_limit": row["concurrency_limit"],
         "misfire_policy": row["misfire_policy"],
@@ -309,7 +335,9 @@ def _uuid(value: UUID | str) -> UUID:
     try:
         return UUID(str(value))
     except ValueError:
-        raise NotFound(f"task {value} not found (task ids are UUIDs)", details={"task_id": str(value)}) from None
+        raise NotFound(
+            f"task {value} not found (task ids are UUIDs)", details={"task_id": str(value)}
+        ) from None
 
 
 def _encode_cursor(created_at: datetime, task_id: UUID) -> str:
@@ -323,4 +351,6 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         created, task_id = json.loads(raw)
         return datetime.fromisoformat(created), UUID(task_id)
     except (ValueError, TypeError) as e:
-        raise InvalidTask("invalid cursor; pass the next_cursor value of a previous page", details={"path": "cursor"}) from e
+        raise InvalidTask(
+            "invalid cursor; pass the next_cursor value of a previous page", details={"path": "cursor"}
+        ) from e

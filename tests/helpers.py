@@ -22,7 +22,10 @@ REGISTRY = ToolRegistry.load()
 
 
 def echo_payload(message: str = "hello ${params.who}", **params: Any) -> dict[str, Any]:
-    return {"params": {"who": "world", **params}, "pipeline": [{"id": "say", "uses": "echo.message", "with": {"message": message}}]}
+    return {
+        "params": {"who": "world", **params},
+        "pipeline": [{"id": "say", "uses": "echo.message", "with": {"message": message}}],
+    }
 
 
 def add_task(db: Database, now: datetime | None = None, **fields: Any) -> dict[str, Any]:
@@ -42,7 +45,9 @@ def rows(db: Database, sql: str, **params: Any) -> list[Any]:
         return list(conn.execute(text(sql), params).mappings().all())
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -56,8 +61,14 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
 @contextmanager
 def running_worker(db: Database, registry: ToolRegistry = REGISTRY, **cfg: Any) -> Iterator[Worker]:
     """A worker in a thread of this process; stopped (gracefully) when the block ends."""
-    settings = {"concurrency": 4, "lease_s": 5, "poll_s": 0.2, "shutdown_grace_s": 5, "rescue_interval_s": 0.5,
-                "completer": CompleterConfig(max_delay_s=0.001)}
+    settings = {
+        "concurrency": 4,
+        "lease_s": 5,
+        "poll_s": 0.2,
+        "shutdown_grace_s": 5,
+        "rescue_interval_s": 0.5,
+        "completer": CompleterConfig(max_delay_s=0.001),
+    }
     settings.update(cfg)
     worker = Worker(db, registry, WorkerConfig(**settings), log=structlog.get_logger("test-worker"))
     stop = threading.Event()

@@ -146,7 +146,9 @@ class Completer:
             except StoreError as e:
                 self._drop_connection()
                 # The database is away; outcomes stay in memory and leases keep being renewed.
-                self.log.warning("completion_write_failed", error=e.message, batch=len(batch), retry_in_s=delay)
+                self.log.warning(
+                    "completion_write_failed", error=e.message, batch=len(batch), retry_in_s=delay
+                )
                 if stop.wait(delay) and delay > 5:
                     self.log.error("completions_lost_on_shutdown", count=len(batch))
                     self.on_flushed(batch, set())

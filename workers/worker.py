@@ -17,6 +17,7 @@ rescuer retries them at once, flush outcomes, and mark the worker stopped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -46,7 +47,9 @@ Q = load_queries("workers", "queries.sql")
 NOTIFY_CHANNEL = "ordo_due_work"
 _KEY_CHECK_S = 0.1
 # Labelled children resolved once: a label lookup per run is measurable at thousands of runs a second.
-_FINISHED = {state: metrics.RUNS_FINISHED.labels(state) for state in ("succeeded", "failed", "dead", "canceled")}
+_FINISHED = {
+    state: metrics.RUNS_FINISHED.labels(state) for state in ("succeeded", "failed", "dead", "canceled")
+}
 
 
 @dataclass(frozen=True)
@@ -158,12 +161,19 @@ class Worker:
         with self.db.tx() as conn:
             conn.execute(
                 Q["register_worker"],
-                {"id": self.id, "hostname": socket.gethostname(), "pid": os.getpid(), "concurrency": self.cfg.concurrency},
+                {
+                    "id": self.id,
+                    "hostname": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "concurrency": self.cfg.concurrency,
+                },
             )
         self.log.info("worker_started", concurrency=self.cfg.concurrency, lease_s=self.cfg.lease_s)
         threads = [
             threading.Thread(target=self._wake_on, args=(stop,), name="stop-watch", daemon=True),
-            threading.Thread(target=self.completer.run, args=(self._aux_stop,), name="completer", daemon=True),
+            threading.Thread(
+                target=self.completer.run, args=(self._aux_stop,), name="completer", daemon=True
+            ),
             threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
             threading.Thread(target=self._listen_loop, name="listener", daemon=True),
         ]
@@ -245,10 +255,8 @@ class Worker:
 
     def _drop_lease_conn(self) -> None:
         if self._lease_conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # the connection is broken; closing may fail too
                 self._lease_conn.close()
-            except Exception:
-                pass
             self._lease_conn = None
 
     def _lease(self, n: int) -> list[_Lease]:
@@ -261,7 +269,11 @@ class Worker:
             # KEY_CHECK_S, which saves a round trip per lease and still serves keyed runs promptly
             # when unkeyed work saturates the worker.
             if self._keys_seen or time.monotonic() >= self._next_key_check:
-                keys = conn.execute(Q["keys_ready"], {"now": None, "m": self.cfg.max_keys_per_lease}).scalars().all()
+                keys = (
+                    conn.execute(Q["keys_ready"], {"now": None, "m": self.cfg.max_keys_per_lease})
+                    .scalars()
+                    .all()
+                )
                 self._keys_seen = bool(keys)
                 self._next_key_check = time.monotonic() + _KEY_CHECK_S
             if keys:
@@ -328,7 +340,11 @@ class Worker:
         self.completer.add_many(done)
 
     def _ensure_tasks(self, wanted: dict[uuid.UUID, int]) -> None:
-        missing = [tid for tid, version in wanted.items() if tid not in self._tasks or self._tasks[tid].version != version]
+        missing = [
+            tid
+            for tid, version in wanted.items()
+            if tid not in self._tasks or self._tasks[tid].version != version
+        ]
         if not missing:
             return
         with self.db.tx() as conn:
@@ -364,7 +380,12 @@ class Worker:
         with self.db.tx() as conn:
             rows = conn.execute(Q["events_by_id"], {"ids": ids}).mappings().all()
         return {
-            r["id"]: {"id": str(r["id"]), "topic": r["topic"], "payload": r["payload"], "created_at": r["created_at"].isoformat()}
+            r["id"]: {
+                "id": str(r["id"]),
+                "topic": r["topic"],
+                "payload": r["payload"],
+                "created_at": r["created_at"].isoformat(),
+            }
             for r in rows
         }
 
@@ -397,7 +418,14 @@ class Worker:
         row = lease.row
         log = _RunLog(self.log, lease)
         if row["task_status"] == "canceled":
-            return self._outcome(lease, "canceled", [], None, {"code": "TASK_CANCELED", "message": "the task was canceled"}, log)
+            return self._outcome(
+                lease,
+                "canceled",
+                [],
+                None,
+                {"code": "TASK_CANCELED", "message": "the task was canceled"},
+                log,
+            )
         if task.pipeline is None:
             return self._outcome(lease, "dead", [], None, task.compile_error, log)
         now = lease.started_at
@@ -491,9 +519,17 @@ class Worker:
         if not unstarted:
             return
         with self.db.tx() as conn:
-            released = conn.execute(
-                Q["release_unstarted"], {"ids": [l.id for l in unstarted], "tokens": [l.token for l in unstarted]}
-            ).scalars().all()
+            released = (
+                conn.execute(
+                    Q["release_unstarted"],
+                    {
+                        "ids": [lease.id for lease in unstarted],
+                        "tokens": [lease.token for lease in unstarted],
+                    },
+                )
+                .scalars()
+                .all()
+            )
         with self._lock:
             for lease in unstarted:
                 self._held.pop(lease.id, None)
@@ -503,9 +539,10 @@ class Worker:
         """Runs still going after the grace period: end their leases now so a rescuer retries them."""
         with self.db.tx() as conn:
             conn.execute(
-                Q["expire_leases"], {"ids": [l.id for l in leases], "tokens": [l.token for l in leases]}
+                Q["expire_leases"],
+                {"ids": [lease.id for lease in leases], "tokens": [lease.token for lease in leases]},
             )
-        self.log.warning("runs_abandoned_at_shutdown", run_ids=[l.id for l in leases])
+        self.log.warning("runs_abandoned_at_shutdown", run_ids=[lease.id for lease in leases])
         with self._lock:
             for lease in leases:
                 self._held.pop(lease.id, None)
@@ -542,7 +579,11 @@ class Worker:
                 return
             rows = conn.execute(
                 Q["renew_leases"],
-                {"ids": [l.id for l in held], "tokens": [l.token for l in held], "lease_s": self.cfg.lease_s},
+                {
+                    "ids": [lease.id for lease in held],
+                    "tokens": [lease.token for lease in held],
+                    "lease_s": self.cfg.lease_s,
+                },
             ).all()
         renewed = {r.id for r in rows}
         with self._lock:

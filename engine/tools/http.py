@@ -25,7 +25,9 @@ _TEXT_LIMIT = 1024 * 1024  # returned text is capped separately from the byte ca
 def request(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     """Make one HTTP request. Schemas: catalogs/tools.json, http.request."""
     method = args.get("method", "GET")
-    cap = min(int(args.get("max_bytes", ctx.limits.http_max_response_bytes)), ctx.limits.http_max_response_bytes)
+    cap = min(
+        int(args.get("max_bytes", ctx.limits.http_max_response_bytes)), ctx.limits.http_max_response_bytes
+    )
     timeout = min(float(args.get("timeout_s", 30.0)), ctx.remaining())
     if timeout <= 0:
         raise ToolError("no time left in the step to make the request", code="HTTP_TIMEOUT")
@@ -37,25 +39,37 @@ def request(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     started = time.monotonic()
     try:
         with (
-            httpx.Client(timeout=timeout, follow_redirects=bool(args.get("follow_redirects", False))) as client,
+            httpx.Client(
+                timeout=timeout, follow_redirects=bool(args.get("follow_redirects", False))
+            ) as client,
             client.stream(
                 method, args["url"], headers=args.get("headers"), params=args.get("query"), **content
             ) as response,
         ):
             body = read_capped(response, cap)
     except httpx.TimeoutException:
-        raise ToolError(f"{method} {_safe(args['url'])} timed out after {timeout:.3g} s", code="HTTP_TIMEOUT") from None
+        raise ToolError(
+            f"{method} {_safe(args['url'])} timed out after {timeout:.3g} s", code="HTTP_TIMEOUT"
+        ) from None
     except httpx.InvalidURL as e:
         raise Permanent(f"invalid URL {_safe(args['url'])}: {e}", code="HTTP_INVALID_URL") from None
     except httpx.TransportError as e:
-        raise ToolError(f"{method} {_safe(args['url'])} failed: {type(e).__name__}: {e}", code="HTTP_UNREACHABLE") from None
+        raise ToolError(
+            f"{method} {_safe(args['url'])} failed: {type(e).__name__}: {e}", code="HTTP_UNREACHABLE"
+        ) from None
     elapsed_ms = round((time.monotonic() - started) * 1000, 3)
     status = response.status_code
     if args.get("fail_on_status", True):
         if status in (429, 503):
-            raise RetryLater(_retry_after(response, ctx.now), f"{method} {_safe(args['url'])} answered {status}")
+            raise RetryLater(
+                _retry_after(response, ctx.now), f"{method} {_safe(args['url'])} answered {status}"
+            )
         if status >= 500:
-            raise ToolError(f"{method} {_safe(args['url'])} answered {status}", code="HTTP_5XX", details={"status": status})
+            raise ToolError(
+                f"{method} {_safe(args['url'])} answered {status}",
+                code="HTTP_5XX",
+                details={"status": status},
+            )
         if status >= 400:
             raise Permanent(
                 f"{method} {_safe(args['url'])} answered {status}: {body[:200].decode(errors='replace')!r}",
@@ -84,7 +98,9 @@ def read_capped(response: httpx.Response, cap: int) -> bytes:
     """The response body, refusing to read more than `cap` bytes."""
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > cap:
-        raise Permanent(f"response of {declared} bytes exceeds the {cap}-byte limit", code="RESPONSE_TOO_LARGE")
+        raise Permanent(
+            f"response of {declared} bytes exceeds the {cap}-byte limit", code="RESPONSE_TOO_LARGE"
+        )
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_bytes():

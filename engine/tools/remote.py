@@ -37,7 +37,9 @@ def http_tool(url: str, headers: dict[str, str]) -> Callable[[dict[str, Any], To
         if response.status_code >= 500:
             raise ToolError(f"tool endpoint answered {response.status_code}", code="HTTP_5XX")
         if response.status_code >= 300:
-            raise Permanent(f"tool endpoint answered {response.status_code}: {body[:200]!r}", code="HTTP_REFUSED")
+            raise Permanent(
+                f"tool endpoint answered {response.status_code}: {body[:200]!r}", code="HTTP_REFUSED"
+            )
         try:
             return httpx.Response(200, content=body).json()
         except ValueError:

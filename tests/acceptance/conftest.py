@@ -30,7 +30,9 @@ class Ordo:
         self.tmp = tmp
         self.children: list[subprocess.Popen[bytes]] = []
 
-    def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 60):
+    def run(
+        self, *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 60
+    ):
         return subprocess.run(
             [sys.executable, "-m", "cli.main", *args],
             input=input,
@@ -41,7 +43,9 @@ class Ordo:
             timeout=timeout,
         )
 
-    def spawn(self, *args: str, env: dict[str, str] | None = None, name: str = "proc") -> subprocess.Popen[bytes]:
+    def spawn(
+        self, *args: str, env: dict[str, str] | None = None, name: str = "proc"
+    ) -> subprocess.Popen[bytes]:
         log = open(self.tmp / f"{name}-{len(self.children)}.log", "wb")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", *args],

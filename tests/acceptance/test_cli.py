@@ -49,7 +49,10 @@ def test_task_add_list_and_show(ordo, db_url, tmp_path):
 BAD_DOCUMENTS = {
     "invalid cron": ("schedule_kind: cron\nschedule_expr: '0 25 * * *'\n", "hour"),
     "invalid rrule": ("schedule_kind: rrule\nschedule_expr: 'FREQ=SOMETIMES'\n", "FREQ"),
-    "unknown zone": ("schedule_kind: rrule\nschedule_expr: 'FREQ=DAILY'\ntimezone: Mars/Olympus\n", "Mars/Olympus"),
+    "unknown zone": (
+        "schedule_kind: rrule\nschedule_expr: 'FREQ=DAILY'\ntimezone: Mars/Olympus\n",
+        "Mars/Olympus",
+    ),
     "once in the past": ("schedule_kind: once\nschedule_expr: '2001-01-01T00:00:00Z'\n", "past"),
 }
 PIPELINE = "payload:\n  pipeline:\n    - {id: a, uses: echo.message, with: {message: hi}}\n"
@@ -58,7 +61,8 @@ BAD_PIPELINES = {
     "step without uses": "payload:\n  pipeline:\n    - {id: a, with: {message: hi}}\n",
     "duplicate ids": "payload:\n  pipeline:\n    - {id: a, uses: echo.message, with: {message: hi}}\n"
     "    - {id: a, uses: echo.message, with: {message: hi}}\n",
-    "later step": "payload:\n  pipeline:\n    - {id: a, uses: echo.message, with: {message: '${steps.b.message}'}}\n"
+    "later step": "payload:\n  pipeline:\n"
+    "    - {id: a, uses: echo.message, with: {message: '${steps.b.message}'}}\n"
     "    - {id: b, uses: echo.message, with: {message: hi}}\n",
     "schema": "payload:\n  pipeline:\n    - {id: a, uses: echo.message, with: {text: hi}}\n",
 }
@@ -91,8 +95,15 @@ def test_unreadable_files_are_reported_plainly(ordo, tmp_path):
 
 def test_preview_prints_occurrences_with_offsets(ordo):
     result = ordo.run(
-        "preview", "--rrule", "FREQ=DAILY;BYHOUR=8;BYMINUTE=0", "--tz", "Europe/Chisinau",
-        "--dtstart", "2026-03-27T08:00:00", "--count", "4",
+        "preview",
+        "--rrule",
+        "FREQ=DAILY;BYHOUR=8;BYMINUTE=0",
+        "--tz",
+        "Europe/Chisinau",
+        "--dtstart",
+        "2026-03-27T08:00:00",
+        "--count",
+        "4",
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
@@ -101,8 +112,18 @@ def test_preview_prints_occurrences_with_offsets(ordo):
         "2026-03-29T08:00:00+03:00",
         "2026-03-30T08:00:00+03:00",
     ]
-    cron = ordo.run("preview", "--cron", "30 6 * * 1-5", "--tz", "UTC", "--after", "2026-11-20T00:00:00Z",
-                    "--count", "2", "--json")
+    cron = ordo.run(
+        "preview",
+        "--cron",
+        "30 6 * * 1-5",
+        "--tz",
+        "UTC",
+        "--after",
+        "2026-11-20T00:00:00Z",
+        "--count",
+        "2",
+        "--json",
+    )
     assert json.loads(cron.stdout) == ["2026-11-20T06:30:00+00:00", "2026-11-23T06:30:00+00:00"]
     bad = ordo.run("preview", "--cron", "* * *", "--count", "2")
     assert bad.returncode == 2 and bad.stderr.startswith("error: ")
@@ -111,8 +132,14 @@ def test_preview_prints_occurrences_with_offsets(ordo):
 def test_tool_list_and_tool_run(ordo):
     tools = json.loads(ordo.run("tool", "list", "--json").stdout)
     assert "echo.message" in {t["address"] for t in tools}
-    ran = ordo.run("tool", "run", "transform.jmespath", "--input", "-",
-                   input='{"expression": "sum(xs)", "data": {"xs": [1, 2, 3]}}')
+    ran = ordo.run(
+        "tool",
+        "run",
+        "transform.jmespath",
+        "--input",
+        "-",
+        input='{"expression": "sum(xs)", "data": {"xs": [1, 2, 3]}}',
+    )
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout) == {"result": 6}
     refused = ordo.run("tool", "run", "echo.message", "--input", "-", input='{"msg": 1}')

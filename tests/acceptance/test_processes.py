@@ -4,7 +4,6 @@ import json
 import signal
 import threading
 import time
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -56,7 +55,11 @@ def slow_server():
 def slow_task(db, url, **fields):
     return add_task(
         db,
-        payload={"pipeline": [{"id": "call", "uses": "http.request", "with": {"url": f"{url}/work", "timeout_s": 30}}]},
+        payload={
+            "pipeline": [
+                {"id": "call", "uses": "http.request", "with": {"url": f"{url}/work", "timeout_s": 30}}
+            ]
+        },
         **fields,
     )
 
@@ -66,8 +69,12 @@ def test_four_workers_drain_2000_runs_each_exactly_once(ordo, dbh):
     with dbh.tx() as conn:
         store_runs.enqueue(conn, task["id"], n=2000)
     workers = [ordo.spawn("worker", "--concurrency", "16", name="worker") for _ in range(4)]
-    wait_for(lambda: scalar(dbh, "SELECT count(*) FROM task_run WHERE state = 'succeeded'") >= 2000,
-             timeout=120, interval=0.2, what="2000 runs to succeed")
+    wait_for(
+        lambda: scalar(dbh, "SELECT count(*) FROM task_run WHERE state = 'succeeded'") >= 2000,
+        timeout=120,
+        interval=0.2,
+        what="2000 runs to succeed",
+    )
     for w in workers:
         w.send_signal(signal.SIGTERM)
     assert [w.wait(30) for w in workers] == [0, 0, 0, 0]
@@ -88,9 +95,17 @@ def test_a_worker_killed_mid_run_has_its_run_finished_by_another_exactly_once(or
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
     ordo.spawn("worker", name="rescuer")
-    wait_for(lambda: scalar(dbh, "SELECT state FROM task_run WHERE run_id = :id AND final", id=run_id) == "succeeded",
-             timeout=60, interval=0.2, what="the rescued run to succeed")
-    attempts = rows(dbh, "SELECT attempt, state, error FROM task_run WHERE run_id = :id ORDER BY attempt", id=run_id)
+    wait_for(
+        lambda: (
+            scalar(dbh, "SELECT state FROM task_run WHERE run_id = :id AND final", id=run_id) == "succeeded"
+        ),
+        timeout=60,
+        interval=0.2,
+        what="the rescued run to succeed",
+    )
+    attempts = rows(
+        dbh, "SELECT attempt, state, error FROM task_run WHERE run_id = :id ORDER BY attempt", id=run_id
+    )
     assert [(a["attempt"], a["state"]) for a in attempts] == [(1, "failed"), (2, "succeeded")]
     assert attempts[0]["error"]["code"] == "LEASE_EXPIRED"
     assert scalar(dbh, "SELECT count(*) FROM task_run WHERE state = 'succeeded'") == 1
@@ -106,7 +121,9 @@ def test_sigterm_finishes_the_running_run_and_hands_back_the_rest(ordo, dbh, slo
         waiting = store_runs.enqueue(conn, task["id"], n=3)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(30) == 0
-    assert scalar(dbh, "SELECT state FROM task_run WHERE run_id = :id AND final", id=running_id) == "succeeded"
+    assert (
+        scalar(dbh, "SELECT state FROM task_run WHERE run_id = :id AND final", id=running_id) == "succeeded"
+    )
     states = rows(dbh, "SELECT state, attempt, lease_token FROM due_work WHERE id = ANY(:ids)", ids=waiting)
     assert all((s["state"], s["attempt"], s["lease_token"]) == ("queued", 0, None) for s in states)
     assert scalar(dbh, "SELECT state FROM worker") == "stopped"
@@ -119,26 +136,38 @@ def test_two_schedulers_fail_over_without_duplicating_an_occurrence(ordo, dbh):
     env = {"ORDO_SCHEDULER_HORIZON_S": "900"}
     first = ordo.spawn("scheduler", env=env, name="sched-a")
     second = ordo.spawn("scheduler", env=env, name="sched-b")
-    leader_id = wait_for(lambda: scalar(dbh, "SELECT scheduler_id FROM scheduler_leader"), timeout=30, what="a leader")
+    leader_id = wait_for(
+        lambda: scalar(dbh, "SELECT scheduler_id FROM scheduler_leader"), timeout=30, what="a leader"
+    )
     wait_for(lambda: scalar(dbh, "SELECT count(*) FROM due_work") > 0, timeout=30)
     leader, standby = (first, second) if leader_id.endswith(f":{first.pid}") else (second, first)
     before = scalar(dbh, "SELECT count(*) FROM due_work") + scalar(dbh, "SELECT count(*) FROM task_run")
     leader.send_signal(signal.SIGKILL)
     leader.wait(10)
     killed_at = time.monotonic()
-    wait_for(lambda: scalar(dbh, "SELECT scheduler_id FROM scheduler_leader") != leader_id, timeout=10,
-             what="the standby to take over within 10 s")
+    wait_for(
+        lambda: scalar(dbh, "SELECT scheduler_id FROM scheduler_leader") != leader_id,
+        timeout=10,
+        what="the standby to take over within 10 s",
+    )
     took_over_s = time.monotonic() - killed_at
     with dbh.tx() as conn:
         # Make the new leader re-expand a window the old one already wrote.
-        conn.execute(__import__("sqlalchemy").text("UPDATE task SET next_fire_at = now() - interval '30 seconds'"))
+        conn.execute(
+            __import__("sqlalchemy").text("UPDATE task SET next_fire_at = now() - interval '30 seconds'")
+        )
     time.sleep(1.5)
     assert standby.poll() is None
-    assert scalar(dbh, "SELECT count(*) FROM due_work") + scalar(dbh, "SELECT count(*) FROM task_run") >= before
-    duplicates = scalar(dbh, "SELECT count(*) FROM (SELECT task_id, scheduled_for FROM ("
-                             " SELECT task_id, scheduled_for FROM due_work"
-                             " UNION ALL SELECT task_id, scheduled_for FROM task_run WHERE final) o"
-                             " GROUP BY 1, 2 HAVING count(*) > 1) d")
+    assert (
+        scalar(dbh, "SELECT count(*) FROM due_work") + scalar(dbh, "SELECT count(*) FROM task_run") >= before
+    )
+    duplicates = scalar(
+        dbh,
+        "SELECT count(*) FROM (SELECT task_id, scheduled_for FROM ("
+        " SELECT task_id, scheduled_for FROM due_work"
+        " UNION ALL SELECT task_id, scheduled_for FROM task_run WHERE final) o"
+        " GROUP BY 1, 2 HAVING count(*) > 1) d",
+    )
     assert duplicates == 0
     assert took_over_s < 10
 
@@ -154,16 +183,36 @@ def test_ordo_up_runs_everything_on_an_embedded_server(tmp_path):
     data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(ORDO_DATA_DIR=str(data_dir), ORDO_LOG_FORMAT="json", ORDO_POLL_S="0.2")
-    up = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--no-api"], cwd=REPO, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "up", "--no-api"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         task_file = tmp_path / "t.json"
-        task_file.write_text(json.dumps({"title": "hello", "schedule_kind": "manual", "payload": {
-            "pipeline": [{"id": "a", "uses": "echo.message", "with": {"message": "from up"}}]}}))
+        task_file.write_text(
+            json.dumps(
+                {
+                    "title": "hello",
+                    "schedule_kind": "manual",
+                    "payload": {
+                        "pipeline": [{"id": "a", "uses": "echo.message", "with": {"message": "from up"}}]
+                    },
+                }
+            )
+        )
 
         def cli(*args):
-            return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO, env=env,
-                                  capture_output=True, text=True, timeout=120)
+            return subprocess.run(
+                [sys.executable, "-m", "cli.main", *args],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
 
         added = wait_for(lambda: cli("task", "add", str(task_file), "--json"), timeout=60)
         assert added.returncode == 0, added.stderr
@@ -199,20 +248,40 @@ def test_processes_share_one_embedded_server_which_stops_with_the_last_and_keeps
     env.update(ORDO_DATA_DIR=str(data_dir), ORDO_LOG_FORMAT="json", ORDO_POLL_S="0.2")
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def worker():
-        return subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], cwd=REPO, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "worker"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     first = worker()
     second = None
     try:
         wait_for(lambda: pidfile.exists(), timeout=60, what="the first worker to start the server")
         task_file = tmp_path / "t.json"
-        task_file.write_text(json.dumps({"title": "kept", "schedule_kind": "manual", "payload": {
-            "pipeline": [{"id": "a", "uses": "echo.message", "with": {"message": "still here"}}]}}))
+        task_file.write_text(
+            json.dumps(
+                {
+                    "title": "kept",
+                    "schedule_kind": "manual",
+                    "payload": {
+                        "pipeline": [{"id": "a", "uses": "echo.message", "with": {"message": "still here"}}]
+                    },
+                }
+            )
+        )
         task_id = json.loads(cli("task", "add", str(task_file), "--json").stdout)["id"]
         done = cli("task", "run", task_id, "--wait", "--timeout-s", "60", "--json")
         assert done.returncode == 0, done.stderr

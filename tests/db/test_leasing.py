@@ -14,23 +14,37 @@ Q = load_queries("workers", "queries.sql")
 
 def lease(db, n=10, worker="w1", lease_s=30, now=None):
     with db.tx() as conn:
-        return [dict(r) for r in conn.execute(
-            Q["lease_batch"], {"n": n, "now": now, "lease_s": lease_s, "worker_id": worker}
-        ).mappings()]
+        return [
+            dict(r)
+            for r in conn.execute(
+                Q["lease_batch"], {"n": n, "now": now, "lease_s": lease_s, "worker_id": worker}
+            ).mappings()
+        ]
 
 
 def lease_keyed(db, key, n=10, worker="w1"):
     with db.tx() as conn:
         conn.execute(Q["lock_key"], {"key": key})
-        return [dict(r) for r in conn.execute(
-            Q["lease_keyed"], {"key": key, "n": n, "now": None, "lease_s": 30, "worker_id": worker}
-        ).mappings()]
+        return [
+            dict(r)
+            for r in conn.execute(
+                Q["lease_keyed"], {"key": key, "n": n, "now": None, "lease_s": 30, "worker_id": worker}
+            ).mappings()
+        ]
 
 
 def succeed(db, leased, state="succeeded", retry_in_s=None):
     outcomes = [
-        Outcome(r["id"], r["lease_token"], state, retry_in_s, 0.01, [], None,
-                None if state == "succeeded" else {"code": "X", "message": "x"})
+        Outcome(
+            r["id"],
+            r["lease_token"],
+            state,
+            retry_in_s,
+            0.01,
+            [],
+            None,
+            None if state == "succeeded" else {"code": "X", "message": "x"},
+        )
         for r in leased
     ]
     with db.tx() as conn:
@@ -50,8 +64,10 @@ def test_highest_priority_first_then_earliest_and_only_what_is_due(db):
     future = add_task(db, title="future", priority=9)
     with db.tx() as conn:
         conn.execute(
-            text("INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts) "
-                 "VALUES (:t, 'schedule', now() + interval '1 hour', now() + interval '1 hour', 9, 1)"),
+            text(
+                "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts) "
+                "VALUES (:t, 'schedule', now() + interval '1 hour', now() + interval '1 hour', 9, 1)"
+            ),
             {"t": future["id"]},
         )
     assert [r["id"] for r in lease(db, n=1)] == [high_run]
@@ -83,7 +99,9 @@ def test_a_fenced_late_completion_is_rejected(db):
     enqueue(db, task)
     (stale,) = lease(db, worker="slow", lease_s=5)
     with db.tx() as conn:
-        rescued = conn.execute(Q["rescue_expired"], {"now": datetime.now(UTC) + timedelta(seconds=10), "n": 100}).all()
+        rescued = conn.execute(
+            Q["rescue_expired"], {"now": datetime.now(UTC) + timedelta(seconds=10), "n": 100}
+        ).all()
     assert len(rescued) == 1
     (fresh,) = lease(db, worker="fast")
     assert fresh["attempt"] == 2
@@ -114,10 +132,16 @@ def test_renewal_keeps_a_lease_alive_and_reports_lost_ones(db):
     enqueue(db, task, n=2)
     mine, lost = lease(db, n=2)
     with db.tx() as conn:
-        conn.execute(text("UPDATE due_work SET lease_token = gen_random_uuid() WHERE id = :id"), {"id": lost["id"]})
+        conn.execute(
+            text("UPDATE due_work SET lease_token = gen_random_uuid() WHERE id = :id"), {"id": lost["id"]}
+        )
         renewed = conn.execute(
             Q["renew_leases"],
-            {"ids": [mine["id"], lost["id"]], "tokens": [mine["lease_token"], lost["lease_token"]], "lease_s": 60},
+            {
+                "ids": [mine["id"], lost["id"]],
+                "tokens": [mine["lease_token"], lost["lease_token"]],
+                "lease_s": 60,
+            },
         ).all()
     assert [r.id for r in renewed] == [mine["id"]]
 

@@ -15,7 +15,9 @@ NOW = datetime(2026, 3, 20, 12, 0, 30, tzinfo=UTC)
 
 
 def service(db, name="s1", **cfg):
-    return SchedulerService(db, SchedulerConfig(**{"horizon_s": 600, **cfg}), structlog.get_logger("test"), name)
+    return SchedulerService(
+        db, SchedulerConfig(**{"horizon_s": 600, **cfg}), structlog.get_logger("test"), name
+    )
 
 
 @pytest.fixture
@@ -31,7 +33,8 @@ def occurrences(db, task_id=None):
         db,
         "SELECT scheduled_for, state FROM ("
         " SELECT task_id, scheduled_for, state FROM due_work WHERE origin = 'schedule'"
-        " UNION ALL SELECT task_id, scheduled_for, state FROM task_run WHERE origin = 'schedule' AND final) o "
+        " UNION ALL"
+        " SELECT task_id, scheduled_for, state FROM task_run WHERE origin = 'schedule' AND final) o "
         "WHERE CAST(:t AS uuid) IS NULL OR task_id = :t ORDER BY scheduled_for",
         t=task_id,
     )
@@ -45,7 +48,9 @@ def test_a_tick_writes_occurrences_inside_the_horizon_and_advances_the_task(db, 
         datetime(2026, 3, 20, 12, 5, tzinfo=UTC),
         datetime(2026, 3, 20, 12, 10, tzinfo=UTC),
     ]
-    assert scalar(db, "SELECT next_fire_at FROM task WHERE id = :id", id=task["id"]) == datetime(2026, 3, 20, 12, 15, tzinfo=UTC)
+    assert scalar(db, "SELECT next_fire_at FROM task WHERE id = :id", id=task["id"]) == datetime(
+        2026, 3, 20, 12, 15, tzinfo=UTC
+    )
 
 
 def test_a_steady_tick_with_nothing_new_writes_nothing(db, scheduler):
@@ -76,8 +81,14 @@ def test_expanding_the_same_window_twice_adds_nothing_twice(db, scheduler):
 )
 def test_missed_occurrences_follow_the_misfire_policy(db, scheduler, policy, grace_s, expected):
     """No scheduler ran from 08:30 to 12:00:30: 09:00, 10:00 and 11:00 were missed; 12:00 is merely late."""
-    task = add_task(db, now=NOW - timedelta(hours=3, minutes=30), schedule_kind="cron", schedule_expr="0 * * * *",
-                    misfire_policy=policy, misfire_grace_s=grace_s)
+    task = add_task(
+        db,
+        now=NOW - timedelta(hours=3, minutes=30),
+        schedule_kind="cron",
+        schedule_expr="0 * * * *",
+        misfire_policy=policy,
+        misfire_grace_s=grace_s,
+    )
     scheduler.tick(now=NOW)
     past = [o for o in occurrences(db, task["id"]) if o["scheduled_for"] < NOW]
     assert [o["scheduled_for"].hour for o in past] == [9, 10, 11, 12]
@@ -100,13 +111,24 @@ def test_a_daily_0800_chisinau_task_runs_at_0800_local_on_both_sides_of_each_tra
     scheduler = service(db, horizon_s=86400)
     zone = ZoneInfo("Europe/Chisinau")
     start = datetime(2026, 3, 26, 12, 0, tzinfo=UTC)
-    add_task(db, now=start, schedule_kind="rrule", schedule_expr="FREQ=DAILY;BYHOUR=8;BYMINUTE=0", timezone="Europe/Chisinau")
+    add_task(
+        db,
+        now=start,
+        schedule_kind="rrule",
+        schedule_expr="FREQ=DAILY;BYHOUR=8;BYMINUTE=0",
+        timezone="Europe/Chisinau",
+    )
     for day in range(5):
         scheduler.tick(now=start + timedelta(days=day))
     scheduler.step_down()
     local = [o["scheduled_for"].astimezone(zone) for o in occurrences(db)]
     assert {(t.hour, t.minute) for t in local} == {(8, 0)}
-    assert [t.utcoffset() for t in local[:4]] == [timedelta(hours=2), timedelta(hours=2), timedelta(hours=3), timedelta(hours=3)]
+    assert [t.utcoffset() for t in local[:4]] == [
+        timedelta(hours=2),
+        timedelta(hours=2),
+        timedelta(hours=3),
+        timedelta(hours=3),
+    ]
 
 
 def test_only_one_scheduler_leads_and_a_standby_takes_over_when_it_stops(db):
@@ -131,9 +153,13 @@ def test_a_leader_whose_session_dies_loses_leadership_and_writes_nothing(db):
         add_task(db, now=NOW, schedule_kind="cron", schedule_expr="*/5 * * * *")
         first.tick(now=NOW)
         with db.tx() as conn:
-            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                              "WHERE application_name = 'ordo' AND pid IN (SELECT pid FROM pg_locks "
-                              "WHERE locktype = 'advisory' AND objid = 7420003)"))
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'ordo' AND pid IN (SELECT pid FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND objid = 7420003)"
+                )
+            )
         assert first.tick(now=NOW + timedelta(minutes=10)).errors == 1
         assert not first.is_leader
         second.tick(now=NOW + timedelta(minutes=10))

@@ -17,21 +17,34 @@ BAD = [
     ({"schedule_kind": "cron", "schedule_expr": "* * * *"}, InvalidSchedule),
     ({"schedule_kind": "rrule", "schedule_expr": "FREQ=FORTNIGHTLY"}, InvalidSchedule),
     ({"schedule_kind": "rrule", "schedule_expr": "FREQ=DAILY;BYHOUR=25"}, InvalidSchedule),
-    ({"schedule_kind": "rrule", "schedule_expr": "FREQ=DAILY", "timezone": "Europe/Chisinau2"}, InvalidSchedule),
+    (
+        {"schedule_kind": "rrule", "schedule_expr": "FREQ=DAILY", "timezone": "Europe/Chisinau2"},
+        InvalidSchedule,
+    ),
     ({"schedule_kind": "once", "schedule_expr": "2020-01-01T00:00:00+00:00"}, InvalidSchedule),
     ({"schedule_kind": "once", "schedule_expr": "tomorrow"}, InvalidSchedule),
     ({"schedule_kind": "event", "schedule_expr": "bad topic!"}, InvalidSchedule),
     ({"payload": {"pipeline": [{"id": "a", "uses": "no.such.tool"}]}}, UnknownTool),
     ({"payload": {"pipeline": [{"id": "a", "with": {"message": "x"}}]}}, InvalidPipeline),
-    ({"payload": {"pipeline": [{"id": "a", "uses": "echo.message", "with": {"message": "x"}}] * 2}}, InvalidPipeline),
     (
-        {"payload": {"pipeline": [
-            {"id": "a", "uses": "echo.message", "with": {"message": "${steps.b.message}"}},
-            {"id": "b", "uses": "echo.message", "with": {"message": "x"}},
-        ]}},
+        {"payload": {"pipeline": [{"id": "a", "uses": "echo.message", "with": {"message": "x"}}] * 2}},
         InvalidPipeline,
     ),
-    ({"payload": {"pipeline": [{"id": "a", "uses": "echo.message", "with": {"message": 42}}]}}, InvalidPipeline),
+    (
+        {
+            "payload": {
+                "pipeline": [
+                    {"id": "a", "uses": "echo.message", "with": {"message": "${steps.b.message}"}},
+                    {"id": "b", "uses": "echo.message", "with": {"message": "x"}},
+                ]
+            }
+        },
+        InvalidPipeline,
+    ),
+    (
+        {"payload": {"pipeline": [{"id": "a", "uses": "echo.message", "with": {"message": 42}}]}},
+        InvalidPipeline,
+    ),
     ({"priority": 10}, InvalidTask),
     ({"title": ""}, InvalidTask),
     ({"backoff": {"base_s": 10, "cap_s": 1}}, InvalidTask),
@@ -50,7 +63,11 @@ def test_bad_task_documents_are_refused_and_nothing_is_stored(db, fields, error)
 
 def test_an_rrule_task_gets_its_first_occurrence_in_its_zone(db):
     task = add_task(
-        db, now=NOW, schedule_kind="rrule", schedule_expr="FREQ=DAILY;BYHOUR=8;BYMINUTE=0", timezone="Europe/Chisinau"
+        db,
+        now=NOW,
+        schedule_kind="rrule",
+        schedule_expr="FREQ=DAILY;BYHOUR=8;BYMINUTE=0",
+        timezone="Europe/Chisinau",
     )
     # 2026-03-21 08:00 in Chisinau is still winter time (UTC+2).
     assert task["next_fire_at"] == datetime(2026, 3, 21, 6, 0, tzinfo=UTC)
@@ -61,8 +78,10 @@ def test_pause_withdraws_unstarted_occurrences_and_resume_starts_from_now(db):
     task = add_task(db, now=NOW, schedule_kind="cron", schedule_expr="*/5 * * * *")
     with db.tx() as conn:
         conn.execute(
-            text("INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts) "
-                 "VALUES (:t, 'schedule', :at, :at, 5, 1)"),
+            text(
+                "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts) "
+                "VALUES (:t, 'schedule', :at, :at, 5, 1)"
+            ),
             {"t": task["id"], "at": NOW + timedelta(minutes=5)},
         )
         manual = store_runs.enqueue(conn, task["id"])[0]

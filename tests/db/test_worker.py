@@ -1,9 +1,9 @@
 """A worker in a thread against a real database: runs, retries, cancellation, NOTIFY, shutdown."""
 
 import json
-from datetime import UTC, datetime
 import threading
 import time
+from datetime import UTC, datetime
 
 from jsonschema import Draft202012Validator
 from sqlalchemy import text
@@ -63,12 +63,22 @@ def test_event_payload_and_run_fields_reach_templates(db):
         db,
         schedule_kind="event",
         schedule_expr="orders.created",
-        payload={"pipeline": [{"id": "say", "uses": "echo.message",
-                               "with": {"message": "order ${event.payload.order} attempt ${run.attempt}"}}]},
+        payload={
+            "pipeline": [
+                {
+                    "id": "say",
+                    "uses": "echo.message",
+                    "with": {"message": "order ${event.payload.order} attempt ${run.attempt}"},
+                }
+            ]
+        },
     )
     with db.tx() as conn:
         event_id = conn.execute(
-            text("INSERT INTO event (agent_id, topic, payload) VALUES (:a, 'orders.created', CAST(:p AS jsonb)) RETURNING id"),
+            text(
+                "INSERT INTO event (agent_id, topic, payload) "
+                "VALUES (:a, 'orders.created', CAST(:p AS jsonb)) RETURNING id"
+            ),
             {"a": store_tasks.LOCAL_AGENT_ID, "p": json.dumps({"order": 42})},
         ).scalar_one()
         (run_id,) = store_runs.enqueue(conn, task["id"], origin="event", event_id=event_id)
@@ -83,13 +93,19 @@ def test_a_failing_run_is_retried_with_backoff_then_dead(db):
         db,
         max_retries=2,
         backoff={"base_s": 0.05, "cap_s": 0.1, "jitter": 0},
-        payload={"pipeline": [{"id": "get", "uses": "http.request", "with": {"url": "http://127.0.0.1:9/", "timeout_s": 1}}]},
+        payload={
+            "pipeline": [
+                {"id": "get", "uses": "http.request", "with": {"url": "http://127.0.0.1:9/", "timeout_s": 1}}
+            ]
+        },
     )
     with db.tx() as conn:
         (run_id,) = store_runs.enqueue(conn, task["id"])
     with running_worker(db):
         wait_for(lambda: finished(db, run_id), timeout=15)
-    attempts = rows(db, "SELECT attempt, state, error FROM task_run WHERE run_id = :id ORDER BY attempt", id=run_id)
+    attempts = rows(
+        db, "SELECT attempt, state, error FROM task_run WHERE run_id = :id ORDER BY attempt", id=run_id
+    )
     assert [(a["attempt"], a["state"]) for a in attempts] == [(1, "failed"), (2, "failed"), (3, "dead")]
     assert all(a["error"]["code"] == "HTTP_UNREACHABLE" for a in attempts)
     with db.tx() as conn:
@@ -97,8 +113,14 @@ def test_a_failing_run_is_retried_with_backoff_then_dead(db):
 
 
 def test_a_permanent_failure_is_dead_at_once(db):
-    task = add_task(db, max_retries=5, payload={"pipeline": [
-        {"id": "a", "uses": "echo.message", "with": {"message": "${params.n}"}}], "params": {"n": 1}})
+    task = add_task(
+        db,
+        max_retries=5,
+        payload={
+            "pipeline": [{"id": "a", "uses": "echo.message", "with": {"message": "${params.n}"}}],
+            "params": {"n": 1},
+        },
+    )
     with db.tx() as conn:
         (run_id,) = store_runs.enqueue(conn, task["id"])
     with running_worker(db):
@@ -111,10 +133,16 @@ def test_a_running_run_is_canceled_at_the_next_step_boundary(db):
     GATE.clear()
     ENTERED.clear()
     values = store_tasks.validate_task(
-        {"title": "gated", "schedule_kind": "manual", "payload": {"pipeline": [
-            {"id": "wait", "uses": "test.gated"},
-            {"id": "after", "uses": "echo.message", "with": {"message": "must not run"}},
-        ]}},
+        {
+            "title": "gated",
+            "schedule_kind": "manual",
+            "payload": {
+                "pipeline": [
+                    {"id": "wait", "uses": "test.gated"},
+                    {"id": "after", "uses": "echo.message", "with": {"message": "must not run"}},
+                ]
+            },
+        },
         WITH_GATE,
         now=datetime.now(UTC),
     )
@@ -148,7 +176,11 @@ def test_stopping_lets_a_running_run_finish_within_the_grace_period(db):
     GATE.clear()
     ENTERED.clear()
     values = store_tasks.validate_task(
-        {"title": "gated", "schedule_kind": "manual", "payload": {"pipeline": [{"id": "wait", "uses": "test.gated"}]}},
+        {
+            "title": "gated",
+            "schedule_kind": "manual",
+            "payload": {"pipeline": [{"id": "wait", "uses": "test.gated"}]},
+        },
         WITH_GATE,
         now=datetime.now(UTC),
     )
@@ -192,8 +224,13 @@ OCCUPY = Tool(
 def test_a_concurrency_key_caps_runs_across_workers(db):
     registry = ToolRegistry([*REGISTRY.values(), OCCUPY])
     values = store_tasks.validate_task(
-        {"title": "press", "schedule_kind": "manual", "concurrency_key": "press-7", "concurrency_limit": 2,
-         "payload": {"pipeline": [{"id": "work", "uses": "test.occupy"}]}},
+        {
+            "title": "press",
+            "schedule_kind": "manual",
+            "concurrency_key": "press-7",
+            "concurrency_limit": 2,
+            "payload": {"pipeline": [{"id": "work", "uses": "test.occupy"}]},
+        },
         registry,
         now=datetime.now(UTC),
     )
@@ -201,7 +238,10 @@ def test_a_concurrency_key_caps_runs_across_workers(db):
         task = store_tasks.create(conn, values, store_tasks.LOCAL_AGENT_ID)
         run_ids = store_runs.enqueue(conn, task["id"], n=12)
     _ACTIVE.update(now=0, max=0)
-    with running_worker(db, registry=registry, concurrency=4), running_worker(db, registry=registry, concurrency=4):
+    with (
+        running_worker(db, registry=registry, concurrency=4),
+        running_worker(db, registry=registry, concurrency=4),
+    ):
         wait_for(lambda: all(finished(db, r) for r in run_ids), timeout=30, what="all keyed runs")
     assert {finished(db, r) for r in run_ids} == {"succeeded"}
     assert _ACTIVE["max"] == 2

@@ -37,15 +37,29 @@ def test_a_malformed_catalog_is_refused_with_the_entry_named():
     with pytest.raises(ConfigError, match="tools/0/timeout_s"):
         load_catalog_entries(json.dumps(bad), "bad.json")
     with pytest.raises(ConfigError, match="not a valid JSON Schema"):
-        load_catalog_entries(json.dumps({"tools": [{**ENTRIES[0], "input_schema": {"type": "nope"}}]}), "bad.json")
+        load_catalog_entries(
+            json.dumps({"tools": [{**ENTRIES[0], "input_schema": {"type": "nope"}}]}), "bad.json"
+        )
 
 
 def test_an_extra_catalog_adds_http_tools(tmp_path):
     extra = tmp_path / "extra.json"
-    extra.write_text(json.dumps({"tools": [{
-        "address": "mes.notify", "description": "Tell the MES.", "input_schema": {"type": "object"},
-        "output_schema": {"type": "object"}, "timeout_s": 10, "runs": {"kind": "http", "url": "http://127.0.0.1:9/notify"},
-    }]}))
+    extra.write_text(
+        json.dumps(
+            {
+                "tools": [
+                    {
+                        "address": "mes.notify",
+                        "description": "Tell the MES.",
+                        "input_schema": {"type": "object"},
+                        "output_schema": {"type": "object"},
+                        "timeout_s": 10,
+                        "runs": {"kind": "http", "url": "http://127.0.0.1:9/notify"},
+                    }
+                ]
+            }
+        )
+    )
     registry = ToolRegistry.load([extra])
     assert registry["mes.notify"].describe()["runs"] == "http"
     with pytest.raises(ConfigError, match="defined in two catalogs"):

@@ -24,8 +24,13 @@ def test_every_example_is_a_valid_task(name):
 def test_the_nightly_example_computes_its_report():
     doc = yaml.safe_load(resources.files("catalogs").joinpath("examples", "nightly.yaml").read_text())
     pipeline = compile_pipeline(doc["payload"], REGISTRY)
-    context = {"params": dict(pipeline.params), "run": {"id": 7, "scheduled_for": "2026-11-24T06:00:00+02:00"},
-               "task": {}, "event": None, "now": NOW.isoformat()}
+    context = {
+        "params": dict(pipeline.params),
+        "run": {"id": 7, "scheduled_for": "2026-11-24T06:00:00+02:00"},
+        "task": {},
+        "event": None,
+        "now": NOW.isoformat(),
+    }
     result = run_pipeline(pipeline, context, now=NOW, timeout_s=10)
     assert result.state == "succeeded", result.error
     assert result.output["totals"]["result"] == {"good": 1550, "scrap": 43, "worst": "L2"}

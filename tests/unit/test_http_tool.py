@@ -64,7 +64,9 @@ def base_url():
 
 
 def call(args, timeout_s=5.0, max_bytes=10_000_000):
-    return call_tool(TOOL, args, ToolContext.standalone(NOW, timeout_s, ToolLimits(http_max_response_bytes=max_bytes)))
+    return call_tool(
+        TOOL, args, ToolContext.standalone(NOW, timeout_s, ToolLimits(http_max_response_bytes=max_bytes))
+    )
 
 
 def test_a_json_response_is_parsed(base_url):

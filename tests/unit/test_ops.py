@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from prometheus_client import REGISTRY
 
-import api.metrics  # noqa: F401 - registers nothing global, but names its gauges in its source
+import api.metrics
 import observability.metrics  # noqa: F401
 
 OPS = Path(__file__).resolve().parents[2] / "ops"

@@ -13,7 +13,9 @@ def echo(step_id, message="hi", **extra):
 
 
 def test_a_valid_pipeline_compiles_with_tool_defaults():
-    pipeline = compile_pipeline({"params": {"n": 1}, "pipeline": [echo("a"), echo("b", "${steps.a.message}")]}, REGISTRY)
+    pipeline = compile_pipeline(
+        {"params": {"n": 1}, "pipeline": [echo("a"), echo("b", "${steps.a.message}")]}, REGISTRY
+    )
     assert [s.id for s in pipeline.steps] == ["a", "b"]
     assert pipeline.steps[0].timeout_s == REGISTRY["echo.message"].timeout_s
     assert pipeline.inline
@@ -22,9 +24,24 @@ def test_a_valid_pipeline_compiles_with_tool_defaults():
 @pytest.mark.parametrize(
     ("payload", "error", "path", "message"),
     [
-        ({"pipeline": [{"id": "a", "uses": "no.such"}]}, UnknownTool, "payload.pipeline[0].uses", "unknown tool 'no.such'"),
-        ({"pipeline": [{"id": "a", "with": {}}]}, InvalidPipeline, "payload.pipeline[0]", "'uses' is a required property"),
-        ({"pipeline": [echo("a"), echo("a")]}, InvalidPipeline, "payload.pipeline[1].id", "duplicate step id 'a'"),
+        (
+            {"pipeline": [{"id": "a", "uses": "no.such"}]},
+            UnknownTool,
+            "payload.pipeline[0].uses",
+            "unknown tool 'no.such'",
+        ),
+        (
+            {"pipeline": [{"id": "a", "with": {}}]},
+            InvalidPipeline,
+            "payload.pipeline[0]",
+            "'uses' is a required property",
+        ),
+        (
+            {"pipeline": [echo("a"), echo("a")]},
+            InvalidPipeline,
+            "payload.pipeline[1].id",
+            "duplicate step id 'a'",
+        ),
         (
             {"pipeline": [echo("a", "${steps.b.message}"), echo("b")]},
             InvalidPipeline,
@@ -43,14 +60,24 @@ def test_a_valid_pipeline_compiles_with_tool_defaults():
             "payload.pipeline[0].if",
             "reads step 'a'",
         ),
-        ({"pipeline": [echo("a", 5)]}, InvalidPipeline, "payload.pipeline[0].with.message", "5 is not of type 'string'"),
+        (
+            {"pipeline": [echo("a", 5)]},
+            InvalidPipeline,
+            "payload.pipeline[0].with.message",
+            "5 is not of type 'string'",
+        ),
         (
             {"pipeline": [{"id": "a", "uses": "echo.message", "with": {}}]},
             InvalidPipeline,
             "payload.pipeline[0].with",
             "'message' is a required property",
         ),
-        ({"pipeline": [echo("a", "${fleet.size}")]}, InvalidPipeline, "payload.pipeline[0].with.message", "reads 'fleet'"),
+        (
+            {"pipeline": [echo("a", "${fleet.size}")]},
+            InvalidPipeline,
+            "payload.pipeline[0].with.message",
+            "reads 'fleet'",
+        ),
         ({"pipeline": []}, InvalidPipeline, "payload.pipeline", "should be non-empty"),
         ({"params": {}}, InvalidPipeline, "payload", "'pipeline' is a required property"),
         ({"pipeline": [echo("bad-id")]}, InvalidPipeline, "payload.pipeline[0].id", "does not match"),

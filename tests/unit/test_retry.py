@@ -29,4 +29,7 @@ def test_the_last_attempt_or_a_permanent_failure_is_dead():
 
 
 def test_a_tools_retry_after_is_honoured():
-    assert decide({"retryable": True, "retry_after_s": 42}, 1, 3, POLICY, random.Random(0)) == ("failed", 42.0)
+    assert decide({"retryable": True, "retry_after_s": 42}, 1, 3, POLICY, random.Random(0)) == (
+        "failed",
+        42.0,
+    )

@@ -13,7 +13,9 @@ NOW = datetime(2026, 3, 29, 5, 0, tzinfo=UTC)
 ANY_OBJECT = {"type": "object"}
 
 
-def make_tool(address, func, *, inline=True, input_schema=ANY_OBJECT, output_schema=ANY_OBJECT, timeout_s=5.0):
+def make_tool(
+    address, func, *, inline=True, input_schema=ANY_OBJECT, output_schema=ANY_OBJECT, timeout_s=5.0
+):
     return Tool(
         address=address,
         description=address,
@@ -74,7 +76,13 @@ REGISTRY = ToolRegistry(
 
 def run(steps, params=None, **kwargs):
     pipeline = compile_pipeline({"params": params or {}, "pipeline": steps}, REGISTRY)
-    context = {"params": dict(pipeline.params), "run": {"id": 1}, "task": {}, "event": None, "now": NOW.isoformat()}
+    context = {
+        "params": dict(pipeline.params),
+        "run": {"id": 1},
+        "task": {},
+        "event": None,
+        "now": NOW.isoformat(),
+    }
     return run_pipeline(pipeline, context, now=NOW, timeout_s=kwargs.pop("timeout_s", 10), **kwargs)
 
 
@@ -82,8 +90,12 @@ def test_steps_run_in_order_and_later_steps_read_earlier_outputs():
     result = run(
         [
             {"id": "a", "uses": "echo.message", "with": {"message": "hello ${params.who}"}},
-            {"id": "b", "uses": "transform.jmespath", "with": {"expression": "length(a.message)", "data": "${steps}"},
-             "save_as": "size"},
+            {
+                "id": "b",
+                "uses": "transform.jmespath",
+                "with": {"expression": "length(a.message)", "data": "${steps}"},
+                "save_as": "size",
+            },
         ],
         params={"who": "press"},
     )
@@ -100,7 +112,12 @@ def test_a_falsy_if_skips_the_step_and_records_it():
         [
             {"id": "a", "uses": "echo.message", "with": {"message": ""}},
             {"id": "b", "uses": "echo.message", "if": "steps.a.message", "with": {"message": "never"}},
-            {"id": "c", "uses": "echo.message", "if": "${steps.b == `null`}", "with": {"message": "after skip"}},
+            {
+                "id": "c",
+                "uses": "echo.message",
+                "if": "${steps.b == `null`}",
+                "with": {"message": "after skip"},
+            },
         ]
     )
     assert [s["state"] for s in result.steps] == ["ok", "skipped", "ok"]
@@ -139,7 +156,9 @@ def test_the_run_timeout_bounds_the_remaining_steps():
 
 
 def test_input_that_breaks_the_schema_after_rendering_fails_permanently():
-    result = run([{"id": "a", "uses": "echo.message", "with": {"message": "${params.count}"}}], params={"count": 3})
+    result = run(
+        [{"id": "a", "uses": "echo.message", "with": {"message": "${params.count}"}}], params={"count": 3}
+    )
     assert result.steps[0]["state"] == "failed"
     assert result.error["code"] == "INPUT_INVALID"
     assert result.error["retryable"] is False
@@ -154,7 +173,10 @@ def test_output_that_breaks_the_schema_fails_the_step():
 
 def test_tool_errors_steer_retries():
     assert run([{"id": "a", "uses": "test.crash"}]).error | {"message": ""} == {
-        "code": "TOOL_CRASHED", "message": "", "retryable": True, "step": "a",
+        "code": "TOOL_CRASHED",
+        "message": "",
+        "retryable": True,
+        "step": "a",
     }
     later = run([{"id": "a", "uses": "test.retry_later"}]).error
     assert later["retry_after_s"] == 12 and later["retryable"] is True
@@ -163,7 +185,9 @@ def test_tool_errors_steer_retries():
 
 
 def test_a_failed_step_stops_the_pipeline():
-    result = run([{"id": "a", "uses": "test.permanent"}, {"id": "b", "uses": "echo.message", "with": {"message": "x"}}])
+    result = run(
+        [{"id": "a", "uses": "test.permanent"}, {"id": "b", "uses": "echo.message", "with": {"message": "x"}}]
+    )
     assert [s["id"] for s in result.steps] == ["a"]
     assert result.error["step"] == "a"
 
@@ -177,7 +201,12 @@ def test_cancellation_is_seen_at_the_next_step_boundary():
 
     registry = ToolRegistry([*REGISTRY.values(), make_tool("test.mark", cancel_after_first)])
     pipeline = compile_pipeline(
-        {"pipeline": [{"id": "a", "uses": "test.mark"}, {"id": "b", "uses": "echo.message", "with": {"message": "x"}}]},
+        {
+            "pipeline": [
+                {"id": "a", "uses": "test.mark"},
+                {"id": "b", "uses": "echo.message", "with": {"message": "x"}},
+            ]
+        },
         registry,
     )
     result = run_pipeline(pipeline, {"params": {}}, now=NOW, timeout_s=5, is_canceled=flag.is_set)

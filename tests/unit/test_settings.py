@@ -14,9 +14,16 @@ def test_defaults_without_environment():
 
 
 def test_environment_and_overrides():
-    s = Settings.from_env({"DATABASE_URL": "postgresql://x/y", "ORDO_API_PORT": "9000", "ORDO_LEASE_S": "12.5"},
-                          worker_concurrency=3)
-    assert (s.database_url, s.api_port, s.lease_s, s.worker_concurrency) == ("postgresql://x/y", 9000, 12.5, 3)
+    s = Settings.from_env(
+        {"DATABASE_URL": "postgresql://x/y", "ORDO_API_PORT": "9000", "ORDO_LEASE_S": "12.5"},
+        worker_concurrency=3,
+    )
+    assert (s.database_url, s.api_port, s.lease_s, s.worker_concurrency) == (
+        "postgresql://x/y",
+        9000,
+        12.5,
+        3,
+    )
     assert not s.embedded
 
 
@@ -37,5 +44,7 @@ def test_bad_values_are_refused_by_name(env, message):
 
 def test_every_setting_is_documented():
     documented = {name for name, _, _ in SETTINGS_DOC}
-    fields = {"DATABASE_URL"} | {"ORDO_" + f.upper() for f in Settings.__dataclass_fields__ if f != "database_url"}
+    fields = {"DATABASE_URL"} | {
+        "ORDO_" + f.upper() for f in Settings.__dataclass_fields__ if f != "database_url"
+    }
     assert fields == documented

@@ -63,7 +63,11 @@ def test_expressions_inside_projections_are_not_read_from_the_root():
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("${params.days", "unclosed template"), ("${}", "empty template"), ("${params.[}", "invalid expression")],
+    [
+        ("${params.days", "unclosed template"),
+        ("${}", "empty template"),
+        ("${params.[}", "invalid expression"),
+    ],
 )
 def test_malformed_templates_are_reported_with_their_path(text, message):
     with pytest.raises(TemplateError, match=message) as info:
@@ -73,5 +77,13 @@ def test_malformed_templates_are_reported_with_their_path(text, message):
 
 def test_truthiness_follows_jmespath():
     assert [truthy(v) for v in (None, False, "", [], {}, 0, "0", [0], True)] == [
-        False, False, False, False, False, True, True, True, True,
+        False,
+        False,
+        False,
+        False,
+        False,
+        True,
+        True,
+        True,
+        True,
     ]
