@@ -29,7 +29,7 @@ class Settings:
     api_port: int = 8080
     api_max_body_bytes: int = 1024 * 1024
     api_rate_limit_per_min: int = 600
-    api_workers: int = 1
+    api_workers: int = 2  # the API is CPU-bound Python: one process per core of a small box
     # Workers.
     worker_concurrency: int = 8
     lease_s: float = 30.0
@@ -132,7 +132,7 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ("ORDO_API_PORT", "8080", "API port (also `ordo up --port`)."),
     ("ORDO_API_MAX_BODY_BYTES", "1048576", "Request bodies above this get 413."),
     ("ORDO_API_RATE_LIMIT_PER_MIN", "600", "Requests per agent per minute before 429."),
-    ("ORDO_API_WORKERS", "1", "API server processes (`ordo api`)."),
+    ("ORDO_API_WORKERS", "2", "API server processes (`ordo api`); rate limits are per process."),
     ("ORDO_WORKER_CONCURRENCY", "8", "Runs one worker process executes at once (`--concurrency`)."),
     ("ORDO_LEASE_S", "30", "Lease length; heartbeats renew running leases every third of it."),
     ("ORDO_POLL_S", "2", "Idle workers poll this often when no NOTIFY arrives."),
