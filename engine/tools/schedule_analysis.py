@@ -181,7 +181,9 @@ def _busy(calendar: Calendar | None, plan: Iterable[Placement], a: int, b: int) 
 
 
 def _setup_minutes(problem: Problem, machine: str, plan: list[Placement]) -> int:
-    sequence = sorted((p for p in plan if p.machine == machine), key=lambda p: (p.start, p.end))
+    sequence = sorted(
+        (p for p in plan if p.machine == machine and p.end > p.start), key=lambda p: (p.start, p.end)
+    )
     return sum(
         problem.setups.between(machine, problem.operations[a.key].family, problem.operations[b.key].family)
         for a, b in pairwise(sequence)

@@ -14,7 +14,8 @@ breaks one is named precisely:
   BEFORE_RELEASE, AFTER_DEADLINE, IN_THE_PAST                 job windows and, when asked, `now`
   FROZEN_MOVED                                                running operations stay put
 
-Frozen operations are facts: they are not held to calendars, releases or `now`.
+Frozen operations are facts: they are not held to calendars, releases or `now`. Zero-length
+operations (milestones) take no machine time: they overlap nothing and need no setup.
 """
 
 from __future__ import annotations
@@ -267,7 +268,7 @@ def _one_at_a_time(problem: Problem, known: dict[OpKey, Placement], found: list[
                     )
                 )
     for machine, items in sorted(by_machine.items()):
-        sequence = sorted(items, key=lambda p: (p.start, p.end))
+        sequence = sorted((p for p in items if p.end > p.start), key=lambda p: (p.start, p.end))
         for a, b in pairwise(sequence):
             if a.key in problem.frozen and b.key in problem.frozen:
                 continue

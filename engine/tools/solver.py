@@ -701,7 +701,12 @@ class _JobShopModel:
         if not self.problem.setups:
             return
         for machine in self.problem.machines:
-            ops = [op for op in self.problem.operations.values() if machine in self.ops[op.key].on]
+            # a zero-length operation (a milestone) takes no machine time and needs no setup
+            ops = [
+                op
+                for op in self.problem.operations.values()
+                if machine in self.ops[op.key].on and op.durations[machine] > 0
+            ]
             if not any(
                 self.problem.setups.between(machine, a.family, b.family) > 0
                 for a in ops
@@ -883,7 +888,8 @@ def _left_shift(problem: Problem, bounds: _Bounds, placements: list[Placement]) 
             ready = max(bounds.earliest[p.key], job_free.get(p.job, bounds.earliest[p.key]))
             if p.machine in machine_last:
                 last_end, last_family = machine_last[p.machine]
-                ready = max(ready, last_end + problem.setups.between(p.machine, last_family, op.family))
+                setup = problem.setups.between(p.machine, last_family, op.family) if p.end > p.start else 0
+                ready = max(ready, last_end + setup)
             if p.operator is not None:
                 ready = max(ready, operator_free.get(p.operator, ready))
             start = _earliest_start(problem, op, p, ready)
@@ -892,7 +898,7 @@ def _left_shift(problem: Problem, bounds: _Bounds, placements: list[Placement]) 
         shifted[p.key] = moved
         # the latest end so far, not the last processed: a zero-length operation may sit inside another
         job_free[p.job] = max(job_free.get(p.job, moved.end), moved.end)
-        if moved.end >= machine_last.get(p.machine, (moved.end, None))[0]:
+        if moved.end > moved.start and moved.end >= machine_last.get(p.machine, (moved.end, None))[0]:
             machine_last[p.machine] = (moved.end, op.family)
         if p.operator is not None:
             operator_free[p.operator] = max(operator_free.get(p.operator, moved.end), moved.end)

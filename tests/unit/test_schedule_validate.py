@@ -379,3 +379,62 @@ def test_iso_plans_are_read_in_the_problem_time_base():
 
     assert [v["code"] for v in result["violations"]] == ["PRECEDENCE"]
     assert "2025-01-06T06:30:00+02:00" in result["violations"][0]["message"]
+
+
+def test_zero_length_operations_need_no_setup_and_overlap_nothing():
+    """Milestones (duration 0) of different families may sit together, and inside another operation."""
+    problem = {
+        "jobs": [
+            {
+                "id": "J1",
+                "operations": [{"id": "a", "machines": [{"machine": "M", "duration": 0}], "family": "y"}],
+            },
+            {
+                "id": "J2",
+                "operations": [{"id": "a", "machines": [{"machine": "M", "duration": 0}], "family": "x"}],
+            },
+            {
+                "id": "J3",
+                "operations": [{"id": "a", "machines": [{"machine": "M", "duration": 10}], "family": "x"}],
+            },
+        ],
+        "setups": [{"from": "y", "to": "x", "duration": 5}, {"from": "x", "to": "y", "duration": 0}],
+    }
+    plan = {
+        "assignments": [_row("J1", "a", "M", 5, 5), _row("J2", "a", "M", 5, 5), _row("J3", "a", "M", 0, 10)]
+    }
+
+    assert validate(problem, plan)["valid"]
+    assert validate(problem, solve(problem))["valid"]
+
+
+@FAST
+@given(instances(), st.floats(0.0, 1.0))
+def test_replanning_at_any_moment_keeps_running_operations_and_stays_valid(problem, moment):
+    """Solve, stop the clock at a random moment, drop what has finished, freeze what is running and
+    re-plan from then: the old plan's remainder proves a plan exists, and the new one is valid."""
+    first = solve(problem)
+    now = round(moment * first["makespan"])
+    done = {(a["job"], a["operation"]) for a in first["assignments"] if a["start"] < now and a["end"] <= now}
+    running = [a for a in first["assignments"] if a["start"] < now < a["end"]]
+    jobs = []
+    for item in problem["jobs"]:  # what is done is a prefix of each job
+        rest = [o for o in item["operations"] if (item["id"], o["id"]) not in done]
+        if rest:
+            jobs.append({**item, "operations": rest})
+    if not jobs:
+        return
+    kept = {(j["id"], o["id"]) for j in jobs for o in j["operations"]}
+    frozen = [
+        {k: a[k] for k in ("job", "operation", "machine", "operator", "start", "end")}
+        for a in running
+        if (a["job"], a["operation"]) in kept
+    ]
+    replan = {**problem, "jobs": jobs, "now": now, "frozen": frozen, "hint": first}
+
+    out = solve(replan)
+
+    assert out["status"] in ("optimal", "feasible"), out.get("reasons")
+    assert validate(replan, out, now=now)["valid"]
+    placed = {(a["job"], a["operation"]): a for a in out["assignments"]}
+    assert all(placed[f["job"], f["operation"]] == f for f in frozen)
