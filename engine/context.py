@@ -22,7 +22,7 @@ class ToolLimits:
     cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
 
 
-@dataclass
+@dataclass(slots=True)
 class ToolContext:
     now: datetime
     deadline: float  # time.monotonic() value after which the step has timed out
