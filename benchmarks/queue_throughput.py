@@ -1,6 +1,6 @@
 """Queue throughput: Ordo against pgqueuer and procrastinate on the same PostgreSQL, in one run.
 
-    python benchmarks/queue_throughput.py [--jobs 30000] [--concurrency 100] [--no-peers]
+    python benchmarks/queue_throughput.py [--jobs 20000] [--concurrency 500] [--no-peers]
 
 Ordo: N trivial runs (one-step echo.message pipeline, task_run row written for each) enqueued in one
 statement, then drained by 1 and by 2 `ordo worker` processes; enqueue rate in bulk and one run_now
@@ -99,8 +99,10 @@ def drain(db: Database, url: str, task_id: object, jobs: int, processes: int, co
         with db.tx() as conn:
             store_runs.enqueue(conn, task_id, n=jobs)
         started = time.perf_counter()
-        while _scalar(db, "SELECT count(*) FROM due_work") > 0:
-            time.sleep(0.05)
+        # A cheap probe every 5 ms: the end is seen within 5 ms, at well under 1% of a core.
+        with db.raw_connect() as probe:
+            while probe.execute("SELECT EXISTS (SELECT 1 FROM due_work)").fetchone()[0]:
+                time.sleep(0.005)
         seconds = time.perf_counter() - started
     finally:
         _stop(procs)
@@ -163,10 +165,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--jobs", type=int, default=30000)
-    parser.add_argument("--concurrency", type=int, default=100, help="--concurrency of each ordo worker")
+    parser.add_argument("--jobs", type=int, default=20000)
+    parser.add_argument("--concurrency", type=int, default=500, help="--concurrency of each ordo worker")
     parser.add_argument("--latency-samples", type=int, default=50)
     parser.add_argument("--no-peers", action="store_true", help="measure Ordo only")
+    parser.add_argument("--full-peer-grids", action="store_true", help="every configuration of each peer")
     args = parser.parse_args()
 
     server = server_url()
@@ -205,10 +208,20 @@ def main() -> None:
     if not args.no_peers:
         from benchmarks import peers
 
-        for name, best in (("pgqueuer", peers.best_pgqueuer), ("procrastinate", peers.best_procrastinate)):
+        # procrastinate drains about 200 jobs/s here, so by default only its three strongest
+        # configurations run (4x1, 4x10, 2x1 processes x concurrency); --full-peer-grids runs all.
+        procrastinate_grid = None if args.full_peer_grids else [
+            {"processes": 4, "concurrency": 1},
+            {"processes": 4, "concurrency": 10},
+            {"processes": 2, "concurrency": 1},
+        ]
+        for name, best, grid in (
+            ("pgqueuer", peers.best_pgqueuer, None),
+            ("procrastinate", peers.best_procrastinate, procrastinate_grid),
+        ):
             peer_url = fresh_database(server, f"bench_{name}")
             try:
-                outcome = best(peer_url, args.jobs)
+                outcome = best(peer_url, args.jobs, grid)
             finally:
                 drop_database(server, peer_url)
             results[f"{name}_best_jobs_s"] = outcome["jobs_s"]

@@ -1,25 +1,79 @@
--- Leasing SQL: lease, renew, finish, hand back, rescue. The only statements that change a leased
--- run anywhere in Ordo. Every write after a lease is fenced by (id, lease_token, state = 'running').
+-- Leasing SQL: claim, lease, renew, finish, hand back, rescue. The only statements that take or
+-- change a run being executed anywhere in Ordo. Every write after a lease is fenced by
+-- (id, lease_token, state = 'running'); a claim is fenced by its transaction's row locks.
 
--- lease_batch --
--- Claim up to :n due, unkeyed runs: highest priority first, then earliest run_at. One LATERAL scan per
--- priority level reads only due rows of due_work_ready_idx (priority, run_at, id), so future
--- occurrences never cost a scan; SKIP LOCKED lets workers pass each other; the outer LIMIT stops
--- before lower priorities once :n rows are locked.
-WITH picked AS (
-    SELECT w.id, w.task_id
-      FROM generate_series(9, 1, -1) AS p(priority)
-     CROSS JOIN LATERAL (
-           SELECT id, task_id
-             FROM due_work
-            WHERE priority = p.priority
-              AND state IN ('queued', 'failed')
-              AND concurrency_key IS NULL
-              AND run_at <= coalesce(CAST(:now AS timestamptz), now())
-            ORDER BY run_at, id
-            LIMIT :n
-              FOR UPDATE SKIP LOCKED) AS w
-     LIMIT :n)
+-- claim_batch --
+-- Lock up to :n due, unkeyed runs for the calling transaction: highest priority first, then earliest
+-- run_at. Claiming writes nothing but the row locks. The worker then, in the same transaction, either
+-- runs a run whose pipeline is inline (microseconds) and records it (finish_claimed), or turns it into
+-- a lease to run outside the transaction (lease_claimed). If the worker dies first, the transaction
+-- rolls back and the runs are simply due again. One LATERAL scan per priority level reads only due
+-- rows of due_work_ready_idx (priority, run_at, id), so future occurrences never cost a scan; SKIP
+-- LOCKED lets workers pass each other; the outer LIMIT stops before lower priorities once :n rows are
+-- locked. `attempt` is the attempt about to be made.
+SELECT w.id, w.task_id, t.version AS task_version, t.status AS task_status, w.attempt + 1 AS attempt,
+       w.max_attempts, CAST(NULL AS uuid) AS lease_token, w.scheduled_for, w.origin, w.event_id, w.params,
+       now() AS started_at
+  FROM generate_series(9, 1, -1) AS p(priority)
+ CROSS JOIN LATERAL (
+       SELECT id, task_id, attempt, max_attempts, scheduled_for, origin, event_id, params
+         FROM due_work
+        WHERE priority = p.priority
+          AND state IN ('queued', 'failed')
+          AND concurrency_key IS NULL
+          AND run_at <= coalesce(CAST(:now AS timestamptz), now())
+        ORDER BY run_at, id
+        LIMIT :n
+          FOR UPDATE SKIP LOCKED) AS w
+  JOIN task t ON t.id = w.task_id
+ LIMIT :n;
+
+-- finish_claimed --
+-- Record runs finished inside the claiming transaction (inline pipelines). The rows are still locked
+-- by this transaction, so nobody else can have touched them: no fencing is needed, and no lease was
+-- ever written. A run to retry stays in the queue as failed; a run that ended leaves it; every
+-- attempt gets its task_run row. The batch arrives as one JSON array.
+WITH outcome AS (
+    SELECT *
+      FROM jsonb_to_recordset(CAST(:batch AS jsonb))
+           AS o(id bigint, state text, retry_in_s double precision, duration_s double precision,
+                steps jsonb, output jsonb, error jsonb)),
+retried AS (
+    UPDATE due_work d
+       SET state = 'failed',
+           attempt = d.attempt + 1,
+           run_at = now() + make_interval(secs => o.retry_in_s),
+           last_error = o.error,
+           worker_id = :worker_id,
+           started_at = now()
+      FROM outcome o
+     WHERE d.id = ANY(CAST(:ids AS bigint[]))  -- a primary-key probe whatever the statistics say
+       AND d.id = o.id AND o.state = 'failed'
+    RETURNING d.id, d.attempt, d.task_id, d.origin, d.scheduled_for, d.created_at, d.priority,
+              d.max_attempts, d.event_id),
+ended AS (
+    DELETE FROM due_work d
+     USING outcome o
+     WHERE d.id = ANY(CAST(:ids AS bigint[]))
+       AND d.id = o.id AND o.state <> 'failed'
+    RETURNING d.id, d.attempt + 1 AS attempt, d.task_id, d.origin, d.scheduled_for, d.created_at, d.priority,
+              d.max_attempts, d.event_id),
+changed AS (
+    SELECT * FROM retried
+    UNION ALL
+    SELECT * FROM ended)
+INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
+                      event_id, state, final, worker_id, started_at, finished_at, steps, output, error)
+SELECT c.id, c.attempt, c.task_id, c.origin, c.scheduled_for, c.created_at, c.priority, c.max_attempts,
+       c.event_id, o.state, o.state <> 'failed', :worker_id, now(),
+       now() + make_interval(secs => o.duration_s), o.steps, o.output, o.error
+  FROM changed c
+  JOIN outcome o ON o.id = c.id
+RETURNING run_id;
+
+-- lease_claimed --
+-- Turn claimed runs into leases, for runs the worker executes outside the claiming transaction (their
+-- pipelines call blocking tools). From here on every write is fenced by (id, lease_token).
 UPDATE due_work d
    SET state = 'running',
        attempt = d.attempt + 1,
@@ -27,11 +81,8 @@ UPDATE due_work d
        lease_until = now() + make_interval(secs => :lease_s),
        worker_id = :worker_id,
        started_at = now()
-  FROM picked
-  JOIN task t ON t.id = picked.task_id
- WHERE d.id = picked.id
-RETURNING d.id, d.task_id, t.version AS task_version, t.status AS task_status, d.attempt, d.max_attempts,
-          d.lease_token, d.scheduled_for, d.origin, d.event_id, d.params, d.started_at;
+ WHERE d.id = ANY(CAST(:ids AS bigint[]))
+RETURNING d.id, d.lease_token;
 
 -- keys_ready --
 -- Concurrency keys with due work (due_work_ready_keyed_idx), for the keyed lease pass.

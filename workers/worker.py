@@ -37,7 +37,7 @@ from observability import metrics
 from store.db import Database, translate_errors
 from store.errors import OrdoError
 from store.sql import load_queries
-from workers.completer import Completer, CompleterConfig, Outcome
+from workers.completer import Completer, CompleterConfig, Outcome, outcomes_json
 from workers.rescuer import Rescuer, RescuerConfig
 from workers.retry import RetryPolicy, decide
 
@@ -87,8 +87,10 @@ class _TaskDef:
 
 @dataclass
 class _Lease:
+    """A run this worker executes: leased (token set), or claimed inside an open transaction (None)."""
+
     id: int
-    token: uuid.UUID
+    token: uuid.UUID | None
     task_id: uuid.UUID
     attempt: int
     max_attempts: int
@@ -241,7 +243,12 @@ class Worker:
                 continue
             self._wake.clear()
             try:
-                leases = self._lease(free)
+                leases = self._lease_keyed(free)
+                if leases:
+                    self._dispatch(leases)
+                handled = len(leases)
+                if handled < free:
+                    handled += self._claim(free - handled)
                 backoff = 0.5
             except OrdoError as e:
                 self.log.warning("lease_failed", error=e.message, retry_in_s=backoff)
@@ -249,8 +256,7 @@ class Worker:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
-            if leases:
-                self._dispatch(leases, stop)
+            if handled:
                 continue
             self._wake.wait(self._idle_wait())
 
@@ -263,52 +269,53 @@ class Worker:
 
     def _conn(self) -> Connection:
         if self._lease_conn is None:
-            # Autocommit: each lease statement is its own transaction, saving a BEGIN round trip.
-            self._lease_conn = self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._lease_conn = self.db.engine.connect()
         return self._lease_conn
 
     def _drop_lease_conn(self) -> None:
         if self._lease_conn is not None:
             with contextlib.suppress(Exception):  # the connection is broken; closing may fail too
+                self._lease_conn.invalidate()
                 self._lease_conn.close()
             self._lease_conn = None
 
-    def _lease(self, n: int) -> list[_Lease]:
+    def _lease_keyed(self, n: int) -> list[_Lease]:
+        """Leases of due runs under concurrency keys, within each key's limit."""
+        # Keyed work is rare: look for it every cycle while some exists, otherwise every
+        # KEY_CHECK_S, which saves a round trip per cycle and still serves keyed runs promptly
+        # when unkeyed work saturates the worker.
+        if not (self._keys_seen or time.monotonic() >= self._next_key_check):
+            return []
         params = {"now": None, "lease_s": self.cfg.lease_s, "worker_id": self.id}
-        rows: list[dict[str, Any]] = []
+        rows: list[Any] = []
         with translate_errors():
             conn = self._conn()
-            keys: list[str] = []
-            # Keyed work is rare: look for it every cycle while some exists, otherwise every
-            # KEY_CHECK_S, which saves a round trip per lease and still serves keyed runs promptly
-            # when unkeyed work saturates the worker.
-            if self._keys_seen or time.monotonic() >= self._next_key_check:
+            with conn.begin():  # the key locks must hold until the keyed leases commit
                 keys = (
                     conn.execute(Q["keys_ready"], {"now": None, "m": self.cfg.max_keys_per_lease})
                     .scalars()
                     .all()
                 )
-                self._keys_seen = bool(keys)
-                self._next_key_check = time.monotonic() + _KEY_CHECK_S
-            if keys:
-                # A real transaction: the key locks must hold until the keyed leases commit.
-                with self.db.tx() as tx:
-                    for key in sorted(keys):
-                        if len(rows) >= n:
-                            break
-                        tx.execute(Q["lock_key"], {"key": key})
-                        got = tx.execute(Q["lease_keyed"], {**params, "key": key, "n": n - len(rows)})
-                        rows.extend(got.mappings().all())
-            if len(rows) < n:
-                got = conn.execute(Q["lease_batch"], {**params, "n": n - len(rows)})
-                rows.extend(got.mappings().all())
-                if len(rows) < n:
-                    self._next_key_check = 0.0  # not saturated: the next cycle may as well look
-        received = time.monotonic()
+                for key in sorted(keys):
+                    if len(rows) >= n:
+                        break
+                    conn.execute(Q["lock_key"], {"key": key})
+                    rows.extend(
+                        conn.execute(Q["lease_keyed"], {**params, "key": key, "n": n - len(rows)})
+                        .mappings()
+                        .all()
+                    )
+        self._keys_seen = bool(keys)
+        self._next_key_check = time.monotonic() + _KEY_CHECK_S
+        return self._hold(rows, received=time.monotonic())
+
+    def _hold(
+        self, rows: list[Any], *, received: float, tokens: dict[int, uuid.UUID] | None = None
+    ) -> list[_Lease]:
         leases = [
             _Lease(
                 id=r["id"],
-                token=r["lease_token"],
+                token=tokens[r["id"]] if tokens is not None else r["lease_token"],
                 task_id=r["task_id"],
                 attempt=r["attempt"],
                 max_attempts=r["max_attempts"],
@@ -325,6 +332,68 @@ class Worker:
             metrics.RUNS_LEASED.inc(len(leases))
         return leases
 
+    def _claim(self, n: int) -> int:
+        """Claim up to `n` due unkeyed runs in one transaction: run the inline ones and record them
+        before committing; lease the others and start them on their own threads after it."""
+        with translate_errors():
+            conn = self._conn()
+            with conn.begin():
+                rows = conn.execute(Q["claim_batch"], {"now": None, "n": n}).mappings().all()
+                if not rows:
+                    self._next_key_check = 0.0  # not saturated: the next cycle may as well look
+                    return 0
+                received = time.monotonic()
+                self._ensure_tasks({r["task_id"]: r["task_version"] for r in rows})
+                events = self._events([r["event_id"] for r in rows if r["event_id"]])
+                outcomes: list[Outcome] = []
+                blocking: list[Any] = []
+                for r in rows:
+                    task = self._tasks[r["task_id"]]
+                    if (
+                        task.pipeline is not None
+                        and not task.pipeline.inline
+                        and r["task_status"] != "canceled"
+                    ):
+                        blocking.append(r)
+                        continue
+                    claim = _Lease(
+                        r["id"],
+                        None,
+                        r["task_id"],
+                        r["attempt"],
+                        r["max_attempts"],
+                        received,
+                        r["started_at"],
+                        r,
+                    )
+                    outcomes.append(
+                        self._run(claim, task, events.get(r["event_id"]) if r["event_id"] else None)
+                    )
+                if outcomes:
+                    conn.execute(
+                        Q["finish_claimed"],
+                        {
+                            "ids": [o.id for o in outcomes],
+                            "batch": outcomes_json(outcomes),
+                            "worker_id": self.id,
+                        },
+                    )
+                tokens: dict[int, uuid.UUID] = {}
+                if blocking:
+                    leased = conn.execute(
+                        Q["lease_claimed"],
+                        {
+                            "ids": [r["id"] for r in blocking],
+                            "lease_s": self.cfg.lease_s,
+                            "worker_id": self.id,
+                        },
+                    ).all()
+                    tokens = {lease_row.id: lease_row.lease_token for lease_row in leased}
+        metrics.RUNS_LEASED.inc(len(outcomes))
+        if blocking:
+            self._dispatch(self._hold(blocking, received=received, tokens=tokens), events=events)
+        return len(rows)
+
     def _idle_wait(self) -> float:
         try:
             with self.db.tx() as conn:
@@ -336,9 +405,11 @@ class Worker:
         until_due = (row.next_run_at - row.db_now).total_seconds()
         return min(self.cfg.poll_s, max(0.001, until_due))
 
-    def _dispatch(self, leases: list[_Lease], stop: threading.Event) -> None:
+    def _dispatch(self, leases: list[_Lease], events: dict[uuid.UUID, dict[str, Any]] | None = None) -> None:
+        """Start leased runs: inline pipelines here, one after the other; others on their own threads."""
         self._ensure_tasks({lease.task_id: lease.row["task_version"] for lease in leases})
-        events = self._events([lease.row["event_id"] for lease in leases if lease.row["event_id"]])
+        if events is None:
+            events = self._events([lease.row["event_id"] for lease in leases if lease.row["event_id"]])
         done: list[Outcome] = []
         for lease in leases:
             task = self._tasks[lease.task_id]

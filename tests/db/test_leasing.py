@@ -7,19 +7,24 @@ from sqlalchemy import text
 from store import runs as store_runs
 from store.sql import load_queries
 from tests.helpers import add_task, rows, scalar
-from workers.completer import Outcome, finish_many
+from workers.completer import Outcome, finish_many, outcomes_json
 
 Q = load_queries("workers", "queries.sql")
 
 
 def lease(db, n=10, worker="w1", lease_s=30, now=None):
+    """Claim due unkeyed runs and lease them, as a worker does for runs with blocking tools."""
     with db.tx() as conn:
-        return [
-            dict(r)
-            for r in conn.execute(
-                Q["lease_batch"], {"n": n, "now": now, "lease_s": lease_s, "worker_id": worker}
-            ).mappings()
-        ]
+        claimed = conn.execute(Q["claim_batch"], {"n": n, "now": now}).mappings().all()
+        if not claimed:
+            return []
+        tokens = dict(
+            conn.execute(
+                Q["lease_claimed"],
+                {"ids": [r["id"] for r in claimed], "lease_s": lease_s, "worker_id": worker},
+            ).all()
+        )
+    return [{**r, "lease_token": tokens[r["id"]]} for r in claimed]
 
 
 def lease_keyed(db, key, n=10, worker="w1"):
@@ -177,3 +182,74 @@ def test_a_concurrency_key_caps_running_runs_across_workers(db):
     succeed(db, first[:1])
     assert len(lease_keyed(db, "press-7", n=10, worker="b")) == 1
     assert scalar(db, "SELECT count(*) FROM due_work WHERE state = 'running'") == 2
+
+
+def claim(conn, n=10):
+    return conn.execute(Q["claim_batch"], {"n": n, "now": None}).mappings().all()
+
+
+def finish_claimed(conn, claimed, state="succeeded", retry_in_s=None):
+    outcomes = [
+        Outcome(
+            r["id"],
+            None,
+            state,
+            retry_in_s,
+            0.001,
+            [{"id": "say", "state": "ok"}],
+            None,
+            None if state == "succeeded" else {"code": "X", "message": "x"},
+        )
+        for r in claimed
+    ]
+    return (
+        conn.execute(
+            Q["finish_claimed"],
+            {"ids": [o.id for o in outcomes], "batch": outcomes_json(outcomes), "worker_id": "w9"},
+        )
+        .scalars()
+        .all()
+    )
+
+
+def test_a_claim_records_inline_runs_in_its_own_transaction(db):
+    task = add_task(db, max_retries=1)
+    first, second = enqueue(db, task, n=2)
+    with db.tx() as conn:
+        claimed = claim(conn)
+        assert [r["attempt"] for r in claimed] == [1, 1]
+        finish_claimed(conn, claimed[:1])
+        finish_claimed(conn, claimed[1:], state="failed", retry_in_s=60)
+    assert rows(db, "SELECT id, state, attempt FROM due_work") == [
+        {"id": second, "state": "failed", "attempt": 1}
+    ]
+    recorded = rows(db, "SELECT run_id, attempt, state, final, worker_id FROM task_run ORDER BY run_id")
+    assert [(r["run_id"], r["attempt"], r["state"], r["final"], r["worker_id"]) for r in recorded] == [
+        (first, 1, "succeeded", True, "w9"),
+        (second, 1, "failed", False, "w9"),
+    ]
+
+
+def test_a_claim_whose_worker_dies_before_commit_leaves_its_runs_due(db):
+    """A worker killed mid-batch: its transaction rolls back, so nothing is lost or half-written."""
+    task = add_task(db)
+    enqueue(db, task, n=3)
+    conn = db.engine.connect()
+    conn.begin()
+    claimed = claim(conn)
+    finish_claimed(conn, claimed)
+    conn.invalidate()  # the connection dies with the worker, mid-transaction
+    conn.close()
+    assert scalar(db, "SELECT count(*) FROM due_work WHERE state = 'queued' AND attempt = 0") == 3
+    assert scalar(db, "SELECT count(*) FROM task_run") == 0
+
+
+def test_claimed_runs_are_skipped_by_other_workers(db):
+    task = add_task(db)
+    enqueue(db, task, n=4)
+    with db.engine.connect() as a, db.engine.connect() as b:
+        mine = {r["id"] for r in claim(a, n=2)}
+        theirs = {r["id"] for r in claim(b, n=10)}
+        assert len(mine) == 2 and len(theirs) == 2 and not mine & theirs
+        a.rollback()
+        b.rollback()
