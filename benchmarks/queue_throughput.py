@@ -1,6 +1,6 @@
 """Queue throughput: Ordo against pgqueuer and procrastinate on the same PostgreSQL, in one run.
 
-    python benchmarks/queue_throughput.py [--jobs 20000] [--concurrency 500] [--no-peers]
+    python benchmarks/queue_throughput.py [--jobs 50000] [--concurrency 500] [--no-peers]
 
 Ordo: N trivial runs (one-step echo.message pipeline, task_run row written for each) enqueued in one
 statement, then drained by 1 and by 2 `ordo worker` processes; enqueue rate in bulk and one run_now
@@ -165,7 +165,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--jobs", type=int, default=20000)
+    parser.add_argument("--jobs", type=int, default=50000)
     parser.add_argument("--concurrency", type=int, default=500, help="--concurrency of each ordo worker")
     parser.add_argument("--latency-samples", type=int, default=50)
     parser.add_argument("--no-peers", action="store_true", help="measure Ordo only")
