@@ -37,3 +37,15 @@ def test_the_nightly_example_computes_its_report():
     assert result.steps[1]["output"]["message"] == (
         "Chisinau: 1550 good, 43 scrap (worst line L2), run 7 for 2026-11-24T06:00:00+02:00"
     )
+
+
+def test_the_planning_example_solves_checks_and_reports():
+    doc = yaml.safe_load(resources.files("catalogs").joinpath("examples", "plan_tomorrow.yaml").read_text())
+    pipeline = compile_pipeline(doc["payload"], REGISTRY)
+    context = {"params": dict(pipeline.params), "run": {"id": 1}, "task": {}, "event": None, "now": NOW.isoformat()}
+    result = run_pipeline(pipeline, context, now=NOW, timeout_s=120)
+    assert result.state == "succeeded", result.error
+    assert result.output["plan"]["status"] in ("optimal", "feasible")
+    assert result.output["check"]["valid"] is True
+    assert result.steps[3]["state"] == "ok"
+    assert result.steps[3]["output"]["message"].startswith("plan ")
