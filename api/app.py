@@ -42,18 +42,19 @@ field in `details.path`. POST /tasks, POST /events and run_now accept an `Idempo
 
 @dataclass(frozen=True)
 class ApiConfig:
-    # Threads that run blocking route code. Each uses one connection at a time (a read or a write),
-    # so a thread never waits for a connection that another waiting thread would release. More
-    # threads than cores only add GIL contention: requests are short.
+    # Threads that run blocking route code (writes). Each uses one connection at a time, so a thread
+    # never waits for a connection that another waiting thread would release. More threads than
+    # cores only add GIL contention: requests are short.
     threads: int = 8
     write_pool: int = 4
+    read_pool: int = 8  # reads run on the event loop and queue for one of these connections
     token_cache_ttl_s: float = 60.0
     idempotency_ttl_s: float = idempotency.DEFAULT_TTL_S
     prune_every_s: float = 600.0
 
     def __post_init__(self) -> None:
         if (
-            min(self.threads, self.write_pool) < 1
+            min(self.threads, self.write_pool, self.read_pool) < 1
             or min(self.token_cache_ttl_s, self.idempotency_ttl_s, self.prune_every_s) <= 0
         ):
             raise ValueError(f"invalid API config {self}")
@@ -82,7 +83,7 @@ def create_app(
             max_overflow=cfg.threads,
             application_name="ordo-api",
         )
-        reads = ReadPool(database.url, size=cfg.threads, overflow=cfg.threads)
+        reads = ReadPool(database.url, size=cfg.read_pool)
         anyio.to_thread.current_default_thread_limiter().total_tokens = cfg.threads
         tokens = TokenCache(ttl_s=cfg.token_cache_ttl_s)
         app.state.ordo = ApiState(
@@ -114,7 +115,7 @@ def create_app(
             stop.set()
             for thread in threads:
                 thread.join(timeout=5)
-            reads.dispose()
+            await reads.dispose()
             if own_db:
                 database.dispose()
 

@@ -2,8 +2,8 @@
 (authenticated, rate-limited, and checked for the route's scope), and the Idempotency-Key header.
 
 Authentication is answered from a cache of recently verified tokens (api.auth) or checked with its own
-read, and a route opens its own connection (`reads.connect()` or `db.tx()`), so no connection is
-ever held across two thread-pool hops (which could deadlock a busy pool).
+read, and a route takes its own connection (`reads.run(...)` or `db.tx()`), so no connection is
+ever held across two of those (which could deadlock a busy pool).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import TokenCache
@@ -99,24 +98,18 @@ async def _authenticate(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     state: State,
 ) -> Principal:
-    # Async on purpose: a token verified recently is answered from the cache without a thread hop.
+    # A token verified recently is answered from the cache; any other is checked with an awaited read.
     if credentials is None:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
     token = credentials.credentials
     key = agents.hash_token(token)
     principal = state.tokens.get(key)
     if principal is None:
-        principal = await run_in_threadpool(_verify, state, token, key)
+        generation = state.tokens.generation
+        principal = await state.reads.run(agents.authenticate, token)
+        state.tokens.put(key, principal, generation)
     state.limiter.check(principal.agent_id)
     request.state.principal = principal
-    return principal
-
-
-def _verify(state: ApiState, token: str, key: bytes) -> Principal:
-    generation = state.tokens.generation
-    with state.reads.connect() as conn:
-        principal = agents.authenticate(conn, token)
-    state.tokens.put(key, principal, generation)
     return principal
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
+from sqlalchemy import Connection
 
 from api.deps import Admin, Caller, Clock, Db, Reads, State
 from api.errors import responses
@@ -31,10 +32,9 @@ _ADMIN_WRITE = responses(400, 401, 403, 404, 409, 413, 422, 429, 503)
 
 
 @router.get("/me", response_model=Me, responses=responses(401, 429, 503))
-def whoami(caller: Caller, reads: Reads) -> Any:
+async def whoami(caller: Caller, reads: Reads) -> Any:
     """The agent behind the token, and the token's scopes."""
-    with reads.connect() as conn:
-        agent = agents.get_agent(conn, caller.agent_id)
+    agent = await reads.run(agents.get_agent, caller.agent_id)
     return {
         "agent": agents.public_agent(agent),
         "token_id": str(caller.token_id) if caller.token_id else None,
@@ -54,24 +54,21 @@ def create_agent(body: AgentCreate, caller: Admin, db: Db, response: Response) -
 
 
 @router.get("", response_model=AgentPage, responses=_ADMIN_READ)
-def list_agents(
+async def list_agents(
     caller: Admin,
     reads: Reads,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Any:
     """Every agent, oldest first."""
-    with reads.connect() as conn:
-        page = agents.list_agents(conn, cursor=cursor, limit=limit)
+    page = await reads.run(agents.list_agents, cursor=cursor, limit=limit)
     return {"items": [agents.public_agent(a) for a in page.items], "next_cursor": page.next_cursor}
 
 
 @router.get("/{agent_id}", response_model=AgentDetail, responses=_ADMIN_READ)
-def get_agent(agent_id: UUID, caller: Admin, reads: Reads) -> Any:
+async def get_agent(agent_id: UUID, caller: Admin, reads: Reads) -> Any:
     """An agent with its tokens (never their secrets)."""
-    with reads.connect() as conn:
-        agent = agents.get_agent(conn, agent_id)
-        tokens = agents.list_tokens(conn, agent_id)
+    agent, tokens = await reads.run(_agent_and_tokens, agent_id)
     return {**agents.public_agent(agent), "tokens": [agents.public_token(t) for t in tokens]}
 
 
@@ -108,3 +105,7 @@ def revoke_token(agent_id: UUID, token_id: UUID, caller: Admin, db: Db, state: S
         audit.record(conn, caller, "token.revoke", "token", token_id, {"agent_id": str(agent_id)})
     state.tokens.invalidate()  # other API processes hear it from the database (api.auth)
     return agents.public_token(row)
+
+
+def _agent_and_tokens(conn: Connection, agent_id: UUID) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    return agents.get_agent(conn, agent_id), agents.list_tokens(conn, agent_id)

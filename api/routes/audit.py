@@ -18,7 +18,7 @@ router = APIRouter(prefix="/audit", tags=["audit"])
 
 
 @router.get("", response_model=AuditPage, responses=responses(401, 403, 422, 429, 503))
-def list_audit(
+async def list_audit(
     caller: Admin,
     reads: Reads,
     agent_id: Annotated[UUID | None, Query(description="Only writes by this agent.")] = None,
@@ -31,14 +31,13 @@ def list_audit(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Any:
     """Audit entries, newest first."""
-    with reads.connect() as conn:
-        page = audit.list_page(
-            conn,
-            agent_id=agent_id,
-            target_type=target_type,
-            target_id=target_id,
-            action=action,
-            cursor=cursor,
-            limit=limit,
-        )
+    page = await reads.run(
+        audit.list_page,
+        agent_id=agent_id,
+        target_type=target_type,
+        target_id=target_id,
+        action=action,
+        cursor=cursor,
+        limit=limit,
+    )
     return {"items": page.items, "next_cursor": page.next_cursor}

@@ -57,7 +57,7 @@ def publish_event(
 
 
 @router.get("", response_model=EventPage, responses=responses(401, 403, 422, 429, 503))
-def list_events(
+async def list_events(
     caller: EventsPublish,
     reads: Reads,
     topic: Annotated[str | None, Query(pattern=store_events.TOPIC_PATTERN)] = None,
@@ -65,14 +65,14 @@ def list_events(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Any:
     """Events the caller published (everyone's for admins), newest first."""
-    with reads.connect() as conn:
-        page = store_events.list_page(conn, agent_id=caller.owner, topic=topic, cursor=cursor, limit=limit)
+    page = await reads.run(
+        store_events.list_page, agent_id=caller.owner, topic=topic, cursor=cursor, limit=limit
+    )
     return json_body({"items": [store_events.public(r) for r in page.items], "next_cursor": page.next_cursor})
 
 
 @router.get("/{event_id}", response_model=EventPublic, responses=responses(401, 403, 404, 422, 429, 503))
-def get_event(event_id: UUID, caller: EventsPublish, reads: Reads) -> Any:
+async def get_event(event_id: UUID, caller: EventsPublish, reads: Reads) -> Any:
     """One event with the runs it queued."""
-    with reads.connect() as conn:
-        event = store_events.get(conn, event_id, agent_id=caller.owner)
+    event = await reads.run(store_events.get, event_id, agent_id=caller.owner)
     return json_body(store_events.public(event))

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import Connection
 
 from api.deps import Db, Reads, State
 from api.metrics import scrape
@@ -31,7 +33,7 @@ async def health() -> Any:
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "A check failed; `checks` says which and why."}},
 )
-def ready(db: Db, reads: Reads, state: State) -> Any:
+async def ready(db: Db, reads: Reads, state: State) -> Any:
     """Readiness: the database answers, migrations are current, a scheduler leader and at least one
     worker have sent a heartbeat recently. 503 lists the failing checks."""
     cfg = state.settings
@@ -39,9 +41,7 @@ def ready(db: Db, reads: Reads, state: State) -> Any:
     worker_fresh_s = max(15.0, cfg.lease_s)
     checks: dict[str, dict[str, Any]] = {}
     try:
-        with reads.connect() as conn:
-            status.ping(conn)
-            live = status.liveness(conn, worker_fresh_s=worker_fresh_s)
+        live = await reads.run(_ping_and_liveness, worker_fresh_s)
         checks["database"] = _check(True, "reachable")
     except OrdoError as e:
         checks["database"] = _check(False, e.message)
@@ -49,7 +49,7 @@ def ready(db: Db, reads: Reads, state: State) -> Any:
             checks[name] = _check(False, "unknown: the database is unreachable")
         return _readiness(checks)
     try:
-        todo = pending(db)
+        todo = await run_in_threadpool(pending, db)
         checks["migrations"] = _check(
             not todo,
             "current" if not todo else "pending: " + ", ".join(f"{m.version:04d}_{m.name}" for m in todo),
@@ -89,6 +89,11 @@ def metrics(request: Request, db: Db) -> Response:
     """Prometheus metrics: this API process's request counts and latencies, plus queue depth, live
     workers and the scheduler leader's heartbeat age read from the database at scrape time."""
     return Response(scrape(db), media_type=CONTENT_TYPE_LATEST)
+
+
+def _ping_and_liveness(conn: Connection, worker_fresh_s: float) -> status.Liveness:
+    status.ping(conn)
+    return status.liveness(conn, worker_fresh_s=worker_fresh_s)
 
 
 def _check(ok: bool, detail: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ State = Literal["queued", "running", "succeeded", "failed", "dead", "canceled", 
 
 
 @router.get("", response_model=RunPage, responses=responses(401, 403, 404, 422, 429, 503))
-def list_runs(
+async def list_runs(
     caller: RunsRead,
     reads: Reads,
     task_id: Annotated[UUID | None, Query(description="Only this task's runs.")] = None,
@@ -48,26 +48,24 @@ def list_runs(
 ) -> Any:
     """The caller's runs (every agent's for admins), newest first. Runs created while you page appear
     only before the first page: pages never skip or repeat a run."""
-    with reads.connect() as conn:
-        page = store_runs.list_page(
-            conn,
-            agent_id=caller.owner,
-            task_id=task_id,
-            states=state,
-            worker_id=worker_id,
-            since=since,
-            until=until,
-            cursor=cursor,
-            limit=limit,
-        )
+    page = await reads.run(
+        store_runs.list_page,
+        agent_id=caller.owner,
+        task_id=task_id,
+        states=state,
+        worker_id=worker_id,
+        since=since,
+        until=until,
+        cursor=cursor,
+        limit=limit,
+    )
     return json_body({"items": page.items, "next_cursor": page.next_cursor})
 
 
 @router.get("/{run_id}", response_model=RunDetail, responses=responses(401, 403, 404, 422, 429, 503))
-def get_run(run_id: RunId, caller: RunsRead, reads: Reads) -> Any:
+async def get_run(run_id: RunId, caller: RunsRead, reads: Reads) -> Any:
     """A run with every attempt: each step's state, timing, output or error."""
-    with reads.connect() as conn:
-        run = store_runs.get(conn, run_id, agent_id=caller.owner)
+    run = await reads.run(store_runs.get, run_id, agent_id=caller.owner)
     return json_body(run)
 
 

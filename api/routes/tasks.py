@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Query, Response
+from fastapi.concurrency import run_in_threadpool
 
 from api.deps import Clock, Db, IdempotencyKey, Reads, Registry, TasksRead, TasksWrite
 from api.errors import responses
@@ -53,7 +54,7 @@ def create_task(
 
 
 @router.get("", response_model=TaskPage, responses=_READ)
-def list_tasks(
+async def list_tasks(
     caller: TasksRead,
     reads: Reads,
     status: Literal["active", "paused", "canceled"] | None = None,
@@ -65,23 +66,21 @@ def list_tasks(
     limit: Limit = 50,
 ) -> Any:
     """The caller's tasks (every agent's for admins), newest first."""
-    with reads.connect() as conn:
-        page = store_tasks.list_page(
-            conn,
-            agent_id=caller.owner,
-            status=status,
-            schedule_kind=schedule_kind,
-            text=text,
-            cursor=cursor,
-            limit=limit,
-        )
+    page = await reads.run(
+        store_tasks.list_page,
+        agent_id=caller.owner,
+        status=status,
+        schedule_kind=schedule_kind,
+        text=text,
+        cursor=cursor,
+        limit=limit,
+    )
     return json_body({"items": [store_tasks.public(r) for r in page.items], "next_cursor": page.next_cursor})
 
 
 @router.get("/{task_id}", response_model=TaskPublic, responses=_READ)
-def get_task(task_id: UUID, caller: TasksRead, reads: Reads) -> Any:
-    with reads.connect() as conn:
-        task = store_tasks.get(conn, task_id, caller.owner)
+async def get_task(task_id: UUID, caller: TasksRead, reads: Reads) -> Any:
+    task = await reads.run(store_tasks.get, task_id, caller.owner)
     return json_body(store_tasks.public(task))
 
 
@@ -160,7 +159,7 @@ def cancel_task(task_id: UUID, caller: TasksWrite, db: Db) -> Any:
 
 
 @router.get("/{task_id}/preview", response_model=TaskPreview, responses=_READ)
-def preview_task(
+async def preview_task(
     task_id: UUID,
     caller: TasksRead,
     reads: Reads,
@@ -168,9 +167,9 @@ def preview_task(
     count: Annotated[int, Query(ge=1, le=1000, description="How many occurrences.")] = 10,
 ) -> Any:
     """The task's next occurrences from now (event and manual tasks have none)."""
-    with reads.connect() as conn:
-        task = store_tasks.get(conn, task_id, caller.owner)
-    occurrences = expand_preview(
-        task["schedule_kind"], task["schedule_expr"], task["timezone"], count=count, now=now
+    task = await reads.run(store_tasks.get, task_id, caller.owner)
+    # Up to 1,000 occurrences of a rule can take a while to compute: off the event loop.
+    occurrences = await run_in_threadpool(
+        expand_preview, task["schedule_kind"], task["schedule_expr"], task["timezone"], count=count, now=now
     )
     return json_body({"task_id": str(task["id"]), "occurrences": [o.isoformat() for o in occurrences]})

@@ -42,7 +42,13 @@ def test_the_nightly_example_computes_its_report():
 def test_the_planning_example_solves_checks_and_reports():
     doc = yaml.safe_load(resources.files("catalogs").joinpath("examples", "plan_tomorrow.yaml").read_text())
     pipeline = compile_pipeline(doc["payload"], REGISTRY)
-    context = {"params": dict(pipeline.params), "run": {"id": 1}, "task": {}, "event": None, "now": NOW.isoformat()}
+    context = {
+        "params": dict(pipeline.params),
+        "run": {"id": 1},
+        "task": {},
+        "event": None,
+        "now": NOW.isoformat(),
+    }
     result = run_pipeline(pipeline, context, now=NOW, timeout_s=120)
     assert result.state == "succeeded", result.error
     assert result.output["plan"]["status"] in ("optimal", "feasible")
