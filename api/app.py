@@ -46,7 +46,9 @@ class ApiConfig:
     # never waits for a connection that another waiting thread would release. More threads than
     # cores only add GIL contention: requests are short.
     threads: int = 8
-    write_pool: int = 4
+    # One kept connection per thread: a connection opened beyond the pool is closed again when
+    # returned, and opening one (a server backend) costs more than the write it serves.
+    write_pool: int = 8
     read_pool: int = 8  # reads run on the event loop and queue for one of these connections
     token_cache_ttl_s: float = 60.0
     idempotency_ttl_s: float = idempotency.DEFAULT_TTL_S
@@ -80,7 +82,7 @@ def create_app(
         database = db or Database(
             settings.database_url or ensure_server(settings.data_dir),
             pool_size=cfg.write_pool,
-            max_overflow=cfg.threads,
+            max_overflow=2,  # the idempotency pruner and /metrics scrapes, next to busy threads
             application_name="ordo-api",
         )
         reads = ReadPool(database.url, size=cfg.read_pool)
