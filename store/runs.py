@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -15,7 +15,17 @@ from store.sql import load_queries
 from store.tasks import Page
 from store.tasks import get as get_task
 
-__all__ = ["RUN_STATES", "cancel", "enqueue", "get", "list_page", "prune", "public", "queue_depth"]
+__all__ = [
+    "RUN_STATES",
+    "cancel",
+    "enqueue",
+    "get",
+    "list_page",
+    "list_page_json",
+    "prune",
+    "public",
+    "queue_depth",
+]
 
 Q = load_queries("store", "runs.sql")
 
@@ -55,7 +65,13 @@ def enqueue(
     return list(ids)
 
 
-def list_page(
+def list_page(conn: Connection, **filters: Any) -> Page:
+    """Runs newest first, as dicts (see `list_page_json` for the filters)."""
+    page = list_page_json(conn, **filters)
+    return Page([json.loads(doc) for doc in page.items], page.next_cursor)
+
+
+def list_page_json(
     conn: Connection,
     *,
     agent_id: UUID | None = None,
@@ -67,30 +83,26 @@ def list_page(
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page:
-    """Runs newest first. `next_cursor` continues after the last run of this page."""
+    """Runs newest first, each as its JSON text (the shape of `public`), ready to send.
+    `next_cursor` continues after the last run of this page."""
     before_id = _decode_cursor(cursor) if cursor else None
     if task_id is not None:
         task_id = get_task(conn, task_id, agent_id)["id"]
-    rows = (
-        conn.execute(
-            Q["list_runs"],
-            {
-                "agent_id": agent_id,
-                "task_id": task_id,
-                "states": list(states) if states else None,
-                "worker_id": worker_id,
-                "since": since,
-                "until": until,
-                "before_id": before_id,
-                "limit": limit + 1,
-            },
-        )
-        .mappings()
-        .all()
-    )
-    items = [public(r) for r in rows[:limit]]
-    next_cursor = str(rows[limit - 1]["run_id"]) if len(rows) > limit else None
-    return Page(items, next_cursor)
+    rows = conn.execute(
+        Q["list_runs"],
+        {
+            "agent_id": agent_id,
+            "task_id": task_id,
+            "states": list(states) if states else None,
+            "worker_id": worker_id,
+            "since": since,
+            "until": until,
+            "before_id": before_id,
+            "limit": limit + 1,
+        },
+    ).all()
+    next_cursor = str(rows[limit - 1].run_id) if len(rows) > limit else None
+    return Page([row.doc for row in rows[:limit]], next_cursor)
 
 
 def get(conn: Connection, run_id: int | str, *, agent_id: UUID | None = None) -> dict[str, Any]:
@@ -178,7 +190,8 @@ def public(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+    # The same text as list_runs builds in SQL, whatever the session's time zone.
+    return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _run_id(value: int | str) -> int:

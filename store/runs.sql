@@ -58,7 +58,30 @@ page AS (
     SELECT * FROM ended
     ORDER BY run_id DESC
     LIMIT :limit)
-SELECT p.*, (SELECT t.title FROM task t WHERE t.id = p.task_id) AS task_title
+-- Each run leaves as the JSON document the API sends (the shape of runs.public(), timestamps in
+-- UTC with microseconds, as runs._iso writes them): a page is then one text per run, with no
+-- per-field work in Python.
+SELECT p.run_id,
+       json_build_object(
+           'id', p.run_id,
+           'task_id', p.task_id,
+           'task_title', (SELECT t.title FROM task t WHERE t.id = p.task_id),
+           'state', p.state,
+           'attempt', p.attempt,
+           'max_attempts', p.max_attempts,
+           'origin', p.origin,
+           'priority', p.priority,
+           'scheduled_for', to_char(p.scheduled_for AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
+           'run_at', to_char(p.run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
+           'created_at', to_char(p.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
+           'started_at', to_char(p.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
+           'finished_at', to_char(p.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
+           'worker_id', p.worker_id,
+           'event_id', p.event_id,
+           'cancel_requested', p.cancel_requested,
+           'error', p.error,
+           'steps', coalesce(p.steps, '[]'::jsonb),
+           'output', p.output)::text AS doc
   FROM page p
  ORDER BY p.run_id DESC;
 
