@@ -210,11 +210,15 @@ def main() -> None:
 
         # procrastinate drains about 200 jobs/s here, so by default only its three strongest
         # configurations run (4x1, 4x10, 2x1 processes x concurrency); --full-peer-grids runs all.
-        procrastinate_grid = None if args.full_peer_grids else [
-            {"processes": 4, "concurrency": 1},
-            {"processes": 4, "concurrency": 10},
-            {"processes": 2, "concurrency": 1},
-        ]
+        procrastinate_grid = (
+            None
+            if args.full_peer_grids
+            else [
+                {"processes": 4, "concurrency": 1},
+                {"processes": 4, "concurrency": 10},
+                {"processes": 2, "concurrency": 1},
+            ]
+        )
         for name, best, grid in (
             ("pgqueuer", peers.best_pgqueuer, None),
             ("procrastinate", peers.best_procrastinate, procrastinate_grid),
