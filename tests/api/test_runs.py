@@ -218,3 +218,43 @@ def test_unknown_run_is_404(client: httpx.Client, alice: dict[str, str]) -> None
     response = client.get("/runs/424242", headers=alice)
 
     assert response.status_code == 404 and response.json()["code"] == "NOT_FOUND"
+
+
+def test_a_listed_run_reads_exactly_as_its_detail(
+    client: httpx.Client, alice: dict[str, str], db: Database
+) -> None:
+    """GET /runs items (built by the database) and GET /runs/{id} (built in Python) agree field for field,
+    for a queued, a succeeded and a dead run with its error."""
+    ok = _task(client, alice, title="ok")
+    broken = _task(
+        client,
+        alice,
+        title="broken",
+        max_retries=0,
+        payload={
+            # abs() of a string fails when the step runs, not when the task is checked
+            "pipeline": [
+                {"id": "calc", "uses": "transform.jmespath", "with": {"expression": "abs(@)", "data": "x"}}
+            ]
+        },
+    )
+    with running_worker(db):
+        done = [client.post(f"/tasks/{t['id']}/run_now", headers=alice).json()["id"] for t in (ok, broken)]
+        wait_for(
+            lambda: all(_run(client, alice, rid)["state"] in ("succeeded", "dead") for rid in done),
+            what="both runs to end",
+        )
+    queued = client.post(f"/tasks/{ok['id']}/run_now", json={"params": {"who": "x"}}, headers=alice).json()[
+        "id"
+    ]
+
+    listed = {r["id"]: r for r in client.get("/runs", headers=alice).json()["items"]}
+    assert sorted(listed) == sorted([*done, queued])
+    for rid, item in listed.items():
+        detail = _run(client, alice, rid)
+        detail.pop("attempts")
+        assert item == detail
+    assert listed[done[0]]["state"] == "succeeded" and listed[done[0]]["steps"][0]["output"]
+    assert listed[done[1]]["state"] == "dead" and listed[done[1]]["error"]["message"]
+    assert listed[queued]["state"] == "queued" and listed[queued]["steps"] == []
+    assert all(datetime.fromisoformat(item["created_at"]).tzinfo is not None for item in listed.values())
