@@ -142,6 +142,7 @@ def scheduler(
             retention_days=settings.run_retention_days,
         )
         service = SchedulerService(db, cfg, structlog.get_logger(), f"{socket.gethostname()}:{os.getpid()}")
+        runtime.freeze_startup_heap()
         service.run(runtime.stop_on_signals())
 
 
@@ -175,6 +176,7 @@ def worker(
             rescue_interval_s=settings.rescue_interval_s,
         )
         w = Worker(db, _registry(settings), cfg, log=structlog.get_logger(), limits=_limits(settings))
+        runtime.freeze_startup_heap()
         w.run(runtime.stop_on_signals())
 
 

@@ -4,6 +4,7 @@ and turning errors into one clear line and an exit code.
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import threading
@@ -21,7 +22,15 @@ from store.errors import OrdoError
 from store.migrate import migrate
 from store.settings import Settings
 
-__all__ = ["database_url", "fail", "guarded", "load_settings", "open_database", "stop_on_signals"]
+__all__ = [
+    "database_url",
+    "fail",
+    "freeze_startup_heap",
+    "guarded",
+    "load_settings",
+    "open_database",
+    "stop_on_signals",
+]
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -44,6 +53,13 @@ def open_database(settings: Settings, *, application_name: str = "ordo", pool_si
     if applied:
         structlog.get_logger().info("migrations_applied", migrations=applied)
     return db
+
+
+def freeze_startup_heap() -> None:
+    """What a service has loaded before its loop starts (libraries, the tool catalog and its schemas)
+    lives as long as the process: keep it out of the collector's full passes, each of which would
+    otherwise pause the process for tens of milliseconds."""
+    gc.freeze()
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
