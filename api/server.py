@@ -1,17 +1,31 @@
 """`ordo api`: the app under uvicorn with production settings (httptools, uvloop, no access log, no
-reload), one or more server processes sharing the listening socket."""
+reload), in one or more server processes.
+
+With several processes, each listens on its own SO_REUSEPORT socket and the kernel spreads new
+connections evenly among them. With one shared socket (uvicorn's own multi-process mode) the first
+process to wake accepts a whole burst of new connections, so keep-alive clients that connect
+together all land on one process and leave the others idle."""
 
 from __future__ import annotations
 
 import functools
+import multiprocessing
+import signal
+import socket
+import threading
+import time
+from multiprocessing.process import BaseProcess
 
+import structlog
 import uvicorn
-from uvicorn.supervisors import Multiprocess
 
 from api.app import create_app
+from observability.logging import configure
 from store.settings import Settings
 
 __all__ = ["serve", "uvicorn_config"]
+
+_RESTART_EVERY_S = 1.0  # at most one restart per process slot per second
 
 
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
@@ -37,11 +51,59 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
 
 
 def serve(settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT (uvicorn handles the signals and drains connections)."""
+    """Serve until SIGTERM/SIGINT (uvicorn drains each process's connections)."""
     config = uvicorn_config(settings)
-    server = uvicorn.Server(config)
     if config.workers <= 1:
-        server.run()
+        uvicorn.Server(config).run()
         return
-    sock = config.bind_socket()
-    Multiprocess(config, sockets=[sock]).run()
+    # Bound but never listening, for the supervisor's life: a port taken by another program fails
+    # here, once, instead of in every server process.
+    with _reuseport_socket(config.host, config.port) as guard:
+        port = guard.getsockname()[1]  # the one chosen for all of them when asked for port 0
+        _supervise(settings, config, port)
+
+
+def _supervise(settings: Settings, config: uvicorn.Config, port: int) -> None:
+    log = structlog.get_logger("api")
+    spawn = multiprocessing.get_context("spawn")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def start() -> BaseProcess:
+        process = spawn.Process(target=_serve_process, args=(settings, config, port), name="ordo-api")
+        process.start()
+        return process
+
+    processes = [start() for _ in range(config.workers)]
+    started = [time.monotonic()] * len(processes)
+    log.info("api_serving", host=config.host, port=port, processes=[p.pid for p in processes])
+    while not stop.wait(0.5):
+        for i, process in enumerate(processes):
+            if not process.is_alive() and time.monotonic() - started[i] >= _RESTART_EVERY_S:
+                log.warning("api_process_exited", pid=process.pid, exitcode=process.exitcode)
+                processes[i], started[i] = start(), time.monotonic()
+    for process in processes:
+        process.terminate()  # SIGTERM: uvicorn stops accepting and finishes requests in flight
+    deadline = time.monotonic() + config.timeout_graceful_shutdown + 5
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+def _serve_process(settings: Settings, config: uvicorn.Config, port: int) -> None:
+    configure(level=settings.log_level, fmt=settings.log_format)
+    sock = _reuseport_socket(config.host, port)
+    sock.listen(config.backlog)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _reuseport_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import httpx
+import psutil
 
 from tests.api.conftest import REPO_ROOT, bearer, echo_task
 from tests.helpers import wait_for
@@ -112,3 +113,55 @@ def _get(client: httpx.Client, path: str) -> int:
         return client.get(path).status_code
     except httpx.TransportError:
         return 0
+
+
+def test_api_processes_share_a_burst_of_connections_and_stop_on_sigterm(db_url: str) -> None:
+    """`ordo api` with two server processes: sixteen keep-alive clients connecting at once are spread
+    over both (each listens on its own SO_REUSEPORT socket), and SIGTERM stops all of them."""
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": db_url, "ORDO_API_WORKERS": "2", "ORDO_API_PORT": str(port)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "api"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        parent = psutil.Process(proc.pid)
+        servers = wait_for(lambda: len(kids := _servers(parent)) == 2 and kids, what="two server processes")
+        wait_for(lambda: _answers(port), what="the API to answer", timeout=60)
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
+        for conn in clients:
+            conn.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+        for conn in clients:
+            assert conn.recv(64).startswith(b"HTTP/1.1 200")
+
+        def served_by(server: psutil.Process) -> int:
+            return sum(
+                1
+                for c in server.net_connections(kind="tcp")
+                if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+            )
+
+        shares = [served_by(server) for server in servers]
+        assert sum(shares) == 16 and min(shares) >= 1, shares
+        for conn in clients:
+            conn.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    assert code == 0
+    assert not any(server.is_running() and server.status() != psutil.STATUS_ZOMBIE for server in servers)
+
+
+def _answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _servers(parent: psutil.Process) -> list[psutil.Process]:
+    # multiprocessing's resource tracker is a child too
+    return [c for c in parent.children() if "spawn_main" in " ".join(c.cmdline())]
