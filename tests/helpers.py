@@ -80,3 +80,17 @@ def running_worker(db: Database, registry: ToolRegistry = REGISTRY, **cfg: Any) 
         stop.set()
         thread.join(30)
         assert not thread.is_alive(), "worker did not stop"
+
+
+def plan_row(
+    job: str, operation: str, machine: str, start: Any, end: Any, operator: str | None = None
+) -> dict[str, Any]:
+    """One assignment of a solver.solve plan."""
+    return {
+        "job": job,
+        "operation": operation,
+        "machine": machine,
+        "operator": operator,
+        "start": start,
+        "end": end,
+    }

@@ -11,6 +11,7 @@ import pytest
 from engine.context import ToolContext, ToolLimits
 from engine.registry import ToolRegistry
 from engine.runner import call_tool
+from tests.helpers import plan_row
 
 REGISTRY = ToolRegistry.load()
 
@@ -18,19 +19,6 @@ REGISTRY = ToolRegistry.load()
 def analyze(problem: dict[str, Any], plan: dict[str, Any], **extra: Any) -> dict[str, Any]:
     ctx = ToolContext.standalone(datetime(2025, 1, 6, tzinfo=UTC), 30, ToolLimits(cpus=1))
     return call_tool(REGISTRY["schedule.analyze"], {"problem": problem, "plan": plan, **extra}, ctx)
-
-
-def _row(
-    job: str, operation: str, machine: str, start: Any, end: Any, operator: str | None = None
-) -> dict[str, Any]:
-    return {
-        "job": job,
-        "operation": operation,
-        "machine": machine,
-        "operator": operator,
-        "start": start,
-        "end": end,
-    }
 
 
 PROBLEM: dict[str, Any] = {
@@ -63,9 +51,9 @@ PROBLEM: dict[str, Any] = {
 # M2 runs J1/b over its break [120, 180): 60 + 30 minutes of work, 60 of pause
 PLAN = {
     "assignments": [
-        _row("J1", "a", "M1", 0, 60),
-        _row("J2", "a", "M1", 75, 105),
-        _row("J1", "b", "M2", 60, 210),
+        plan_row("J1", "a", "M1", 0, 60),
+        plan_row("J2", "a", "M1", 75, 105),
+        plan_row("J1", "b", "M2", 60, 210),
     ]
 }
 
@@ -144,7 +132,8 @@ def test_buckets_follow_the_clock_of_the_horizon_start(bucket, starts):
         "horizon_start": "2025-01-05T23:30:00+02:00",
         "jobs": [{"id": "J", "operations": [{"id": "a", "machines": [{"machine": "M", "duration": 120}]}]}],
     }
-    plan = {"assignments": [_row("J", "a", "M", "2025-01-05T23:30:00+02:00", "2025-01-06T01:30:00+02:00")]}
+    row = plan_row("J", "a", "M", "2025-01-05T23:30:00+02:00", "2025-01-06T01:30:00+02:00")
+    plan = {"assignments": [row]}
 
     out = analyze(problem, plan, bucket=bucket)
 
@@ -163,7 +152,7 @@ def test_a_period_and_operators_are_reported():
         ],
         "operators": [{"id": "ann", "skills": ["s"], "calendar": [{"start": 0, "end": 480}]}],
     }
-    plan = {"assignments": [_row("J", "a", "M", 30, 90, "ann")]}
+    plan = {"assignments": [plan_row("J", "a", "M", 30, 90, "ann")]}
 
     out = analyze(problem, plan, period={"start": 0, "end": 120})
 

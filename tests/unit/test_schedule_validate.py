@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from engine.context import ToolContext, ToolLimits
 from engine.registry import ToolRegistry
 from engine.runner import call_tool
+from tests.helpers import plan_row
 
 REGISTRY = ToolRegistry.load()
 NOW = datetime(2025, 1, 6, 4, 0, tzinfo=UTC)
@@ -234,26 +235,13 @@ PROBLEM: dict[str, Any] = {
 }
 
 
-def _row(
-    job: str, operation: str, machine: str, start: Any, end: Any, operator: str | None = None
-) -> dict[str, Any]:
-    return {
-        "job": job,
-        "operation": operation,
-        "machine": machine,
-        "operator": operator,
-        "start": start,
-        "end": end,
-    }
-
-
 PLAN: dict[str, Any] = {
     "assignments": [
-        _row("J1", "a", "M1", 0, 10),
-        _row("J1", "b", "M2", 10, 30, "ann"),
-        _row("J2", "a", "M1", 15, 30),  # 5 min after J1/a: the x → y setup
-        _row("J2", "b", "M3", 30, 65, "bob"),  # 20 min, a 10-min break, 5 min: it may span breaks
-        _row("J3", "a", "M3", 0, 10, "ann"),
+        plan_row("J1", "a", "M1", 0, 10),
+        plan_row("J1", "b", "M2", 10, 30, "ann"),
+        plan_row("J2", "a", "M1", 15, 30),  # 5 min after J1/a: the x → y setup
+        plan_row("J2", "b", "M3", 30, 65, "bob"),  # 20 min, a 10-min break, 5 min: it may span breaks
+        plan_row("J3", "a", "M3", 0, 10, "ann"),
     ]
 }
 
@@ -282,13 +270,13 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], set[tuple[str, str]], d
     ("MISSING_OPERATION", lambda p: p["assignments"].pop(4), {("J3", "a")}, {}),
     (
         "UNKNOWN_OPERATION",
-        lambda p: p["assignments"].append(_row("J9", "a", "M1", 200, 210)),
+        lambda p: p["assignments"].append(plan_row("J9", "a", "M1", 200, 210)),
         {("J9", "a")},
         {},
     ),
     (
         "DUPLICATE_OPERATION",
-        lambda p: p["assignments"].append(_row("J3", "a", "M3", 300, 310, "ann")),
+        lambda p: p["assignments"].append(plan_row("J3", "a", "M3", 300, 310, "ann")),
         {("J3", "a")},
         {},
     ),
@@ -370,8 +358,8 @@ def test_iso_plans_are_read_in_the_problem_time_base():
     }
     plan = {
         "assignments": [
-            _row("J", "a", "M", "2025-01-06T06:00:00+02:00", "2025-01-06T07:00:00+02:00"),
-            _row("J", "b", "N", "2025-01-06T04:30:00Z", "2025-01-06T05:30:00Z"),
+            plan_row("J", "a", "M", "2025-01-06T06:00:00+02:00", "2025-01-06T07:00:00+02:00"),
+            plan_row("J", "b", "N", "2025-01-06T04:30:00Z", "2025-01-06T05:30:00Z"),
         ]
     }
 
@@ -401,7 +389,11 @@ def test_zero_length_operations_need_no_setup_and_overlap_nothing():
         "setups": [{"from": "y", "to": "x", "duration": 5}, {"from": "x", "to": "y", "duration": 0}],
     }
     plan = {
-        "assignments": [_row("J1", "a", "M", 5, 5), _row("J2", "a", "M", 5, 5), _row("J3", "a", "M", 0, 10)]
+        "assignments": [
+            plan_row("J1", "a", "M", 5, 5),
+            plan_row("J2", "a", "M", 5, 5),
+            plan_row("J3", "a", "M", 0, 10),
+        ]
     }
 
     assert validate(problem, plan)["valid"]
