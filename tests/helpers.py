@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -94,3 +97,21 @@ def plan_row(
         "start": start,
         "end": end,
     }
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_ordo(
+    *args: str, env: dict[str, str], input: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`ordo ARGS` as a subprocess of this interpreter, from the repository root; output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=timeout,
+    )

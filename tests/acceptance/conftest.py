@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import run_ordo
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -33,15 +35,7 @@ class Ordo:
     def run(
         self, *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 60
     ):
-        return subprocess.run(
-            [sys.executable, "-m", "cli.main", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            env={**self.env, **(env or {})},
-            cwd=REPO,
-            timeout=timeout,
-        )
+        return run_ordo(*args, input=input, env={**self.env, **(env or {})}, timeout=timeout)
 
     def spawn(
         self, *args: str, env: dict[str, str] | None = None, name: str = "proc"

@@ -10,7 +10,7 @@ import pytest
 
 from store import runs as store_runs
 from store.db import Database
-from tests.helpers import add_task, rows, scalar, wait_for
+from tests.helpers import add_task, rows, run_ordo, scalar, wait_for
 
 
 @pytest.fixture
@@ -205,14 +205,7 @@ def test_ordo_up_runs_everything_on_an_embedded_server(tmp_path):
         )
 
         def cli(*args):
-            return subprocess.run(
-                [sys.executable, "-m", "cli.main", *args],
-                cwd=REPO,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
+            return run_ordo(*args, env=env)
 
         added = wait_for(lambda: cli("task", "add", str(task_file), "--json"), timeout=60)
         assert added.returncode == 0, added.stderr
@@ -248,14 +241,7 @@ def test_processes_share_one_embedded_server_which_stops_with_the_last_and_keeps
     env.update(ORDO_DATA_DIR=str(data_dir), ORDO_LOG_FORMAT="json", ORDO_POLL_S="0.2")
 
     def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "cli.main", *args],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return run_ordo(*args, env=env)
 
     def worker():
         return subprocess.Popen(

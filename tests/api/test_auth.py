@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -18,8 +17,8 @@ from api.bootstrap import ensure_admin_token
 from store import agents
 from store.db import Database
 from store.settings import Settings
-from tests.api.conftest import AGENT_SCOPES, REPO_ROOT, TokenFactory, bearer, echo_task
-from tests.helpers import REGISTRY, rows, scalar
+from tests.api.conftest import AGENT_SCOPES, TokenFactory, bearer, echo_task
+from tests.helpers import REGISTRY, rows, run_ordo, scalar
 
 # Every route and the scope it needs. test_the_scope_table_covers_every_route keeps this honest.
 ROUTE_SCOPES: dict[tuple[str, str], str] = {
@@ -376,15 +375,7 @@ def test_the_first_admin_token_is_created_once(db: Database) -> None:
 
 
 def _ordo(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": db_url}
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_ordo(*args, env={**os.environ, "DATABASE_URL": db_url})
 
 
 def test_ordo_token_create_prints_a_working_token(client: httpx.Client, db_url: str) -> None:
