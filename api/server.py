@@ -21,6 +21,7 @@ import uvicorn
 
 from api.app import create_app
 from observability.logging import configure
+from store.errors import ConfigError
 from store.settings import Settings
 
 __all__ = ["serve", "uvicorn_config"]
@@ -105,5 +106,11 @@ def _reuseport_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {e.strerror}; set ORDO_API_PORT (or --port) to a free port"
+        ) from e
     return sock

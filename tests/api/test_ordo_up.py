@@ -16,7 +16,7 @@ import httpx
 import psutil
 
 from tests.api.conftest import REPO_ROOT, bearer, echo_task
-from tests.helpers import wait_for
+from tests.helpers import run_ordo, wait_for
 
 
 def _free_port() -> int:
@@ -165,3 +165,18 @@ def _answers(port: int) -> bool:
 def _servers(parent: psutil.Process) -> list[psutil.Process]:
     # multiprocessing's resource tracker is a child too
     return [c for c in parent.children() if "spawn_main" in " ".join(c.cmdline())]
+
+
+def test_api_on_a_taken_port_fails_with_one_clear_line(db_url: str) -> None:
+    """Another program holds the port: `ordo api` says so in one line and exits non-zero."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "DATABASE_URL": db_url, "ORDO_API_WORKERS": "2"}
+        result = run_ordo("api", "--port", str(port), env=env, timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.strip() == (
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use; "
+        "set ORDO_API_PORT (or --port) to a free port"
+    )
