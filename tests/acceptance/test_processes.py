@@ -75,6 +75,14 @@ def test_four_workers_drain_2000_runs_each_exactly_once(ordo, dbh):
         interval=0.2,
         what="2000 runs to succeed",
     )
+    # The first three can drain the queue before the fourth has started; a signal that arrives while
+    # a process is still importing would end it before it can handle it.
+    pids = [w.pid for w in workers]
+    wait_for(
+        lambda: scalar(dbh, "SELECT count(*) FROM worker WHERE pid = ANY(:pids)", pids=pids) == 4,
+        timeout=60,
+        what="all four workers to register",
+    )
     for w in workers:
         w.send_signal(signal.SIGTERM)
     assert [w.wait(30) for w in workers] == [0, 0, 0, 0]
