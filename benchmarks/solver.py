@@ -1,6 +1,6 @@
 """Benchmark: time to proven optimality of Ordo's job-shop model against a textbook CP-SAT model.
 
-Instances: ft06 and la01 (proven optima 55 and 666) from the shared data directory, and seeded
+Instances: ft06 and la01 (proven optima 55 and 666) shipped in catalogs/examples/jobshop/, and seeded
 random job shops, three each of 10x5, 10x10, 15x10 and 20x5 (durations 1-99, every job visiting the
 machines in a random order). Random instances go through the same text format as `ordo solve FILE`.
 
@@ -51,7 +51,7 @@ from engine.tools.planning_model import parse_problem, read_assignments  # noqa:
 from engine.tools.schedule_check import violations  # noqa: E402
 from engine.tools.solver import solve  # noqa: E402
 
-DATA_CANDIDATES = (REPO.parent / "shared" / "data" / "jobshop", Path("/work/shared/data/jobshop"))
+DATA = REPO / "catalogs" / "examples" / "jobshop"
 PUBLIC = {"ft06": 55, "la01": 666}
 RANDOM_SIZES = ((10, 5), (10, 10), (15, 10), (20, 5))
 RANDOM_PER_SIZE = 3
@@ -173,8 +173,7 @@ def timed(run: Any, *args: Any) -> tuple[float, str, int | None]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--data", type=Path, default=next((p for p in DATA_CANDIDATES if p.is_dir()), DATA_CANDIDATES[0])
-    )
+        "--data", type=Path, default=DATA)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--limit", type=float, default=120.0, help="seconds per solve")
     parser.add_argument("--repeats", type=int, default=3)

@@ -32,6 +32,10 @@ class ToolContext:
     limits: ToolLimits = field(default_factory=ToolLimits)
     run_log: Any = field(default=None, repr=False)  # the run's logger (run_id, task_id, worker_id bound)
     is_canceled: Callable[[], bool] = field(default=lambda: False)
+    # A handle on Ordo's own database (store.db.Database) for the few tools that read or write Ordo's
+    # tables (engine/tools/plant.py); the worker passes it, the engine itself never touches it.
+    # None outside a worker (`ordo tool run` without a database, unit tests).
+    db: Any = field(default=None, repr=False)
     _log: Any = field(default=None, init=False, repr=False)
 
     @property

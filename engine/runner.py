@@ -57,6 +57,7 @@ def run_pipeline(
     limits: ToolLimits | None = None,
     is_canceled: Callable[[], bool] = lambda: False,
     log: Any = None,
+    db: Any = None,
 ) -> RunResult:
     """Run every step in order; stop at the first failure. `context` gets `steps` filled in."""
     limits = limits or ToolLimits()
@@ -96,6 +97,7 @@ def run_pipeline(
                 limits=limits,
                 run_log=log if log is not None else _NULL_LOG,
                 is_canceled=is_canceled,
+                db=db,
             )
             output = _call_step(step, context, ctx)
         except _StepFailure as failure:

@@ -539,6 +539,7 @@ class Worker:
             limits=self.limits,
             is_canceled=lambda: lease.id in self._cancel_requested,
             log=log,
+            db=self.db,
         )
         if result.state == "succeeded":
             return self._outcome(lease, "succeeded", result.steps, result.output, None, log)

@@ -59,15 +59,8 @@ def sched(kind: str, expr: str, tz: str = "UTC", now: datetime = NOW) -> expand.
 
 
 def _load_cases() -> list:
-    for base in (Path(__file__).resolve().parents[2].parent / "shared" / "data", Path("/work/shared/data")):
-        path = base / "rrule" / "cases.json"
-        if path.is_file():
-            return [pytest.param(c, id=c.get("id") or c["name"]) for c in json.loads(path.read_text())]
-    return [
-        pytest.param(
-            None, marks=pytest.mark.skip(reason="shared/data/rrule/cases.json not found next to the repo")
-        )
-    ]
+    path = Path(__file__).resolve().parents[1] / "data" / "rrule" / "cases.json"
+    return [pytest.param(c, id=c.get("id") or c["name"]) for c in json.loads(path.read_text())]
 
 
 @pytest.mark.parametrize("case", _load_cases())

@@ -15,7 +15,7 @@ from engine.tools.jobshop_format import parse_jobshop, to_jobshop
 from store.errors import Permanent
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = next(p for p in (REPO.parent / "shared/data/jobshop", Path("/work/shared/data/jobshop")) if p.is_dir())
+DATA = REPO / "catalogs" / "examples" / "jobshop"
 
 
 def test_ft06_is_read_into_jobs_operations_and_machines():

@@ -24,7 +24,7 @@ from store.errors import Permanent, ToolError
 REGISTRY = ToolRegistry.load()
 NOW = datetime(2025, 1, 6, 4, 0, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[2]
-DATA = next(p for p in (REPO.parent / "shared/data/jobshop", Path("/work/shared/data/jobshop")) if p.is_dir())
+DATA = REPO / "catalogs" / "examples" / "jobshop"
 
 
 def ctx(timeout_s: float = 60, workers: int = 2, **fields: Any) -> ToolContext:
