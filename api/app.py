@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI
 
 from api import errors
 from api.auth import AuthListener, TokenCache
+from api.console import mount_console
 from api.deps import ApiState, reject_unknown_query
 from api.middleware import BodyLimit, Liveness, RequestMetrics
 from api.pool import ReadPool
@@ -146,6 +147,7 @@ def create_app(
     errors.install(app)
     for module in (tasks, runs, events, schedules, tools, agents, audit, health):
         app.include_router(module.router)
+    mount_console(app)
     # Outermost first in the request path: metrics see every request, including those the cap refuses.
     app.add_middleware(BodyLimit, max_body_bytes=settings.api_max_body_bytes)
     app.add_middleware(Liveness)

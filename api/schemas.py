@@ -182,6 +182,9 @@ class TaskPublic(_Open):
     description: str
     schedule_kind: Literal["cron", "rrule", "once", "event", "manual"]
     schedule_expr: str
+    schedule_text: str = Field(
+        description="The schedule in words, in its time zone: 'Every weekday at 05:30 (Europe/Chisinau)'."
+    )
     timezone: str
     payload: dict[str, Any]
     status: Literal["active", "paused", "canceled"]

@@ -14,6 +14,7 @@ from api.errors import responses
 from api.idempotent import remember, replayed
 from api.responses import json_body
 from api.schemas import RunNow, RunPublic, TaskCreate, TaskPage, TaskPatch, TaskPreview, TaskPublic, Text
+from scheduler.describe import describe
 from scheduler.expand import preview as expand_preview
 from store import audit
 from store import runs as store_runs
@@ -28,6 +29,13 @@ _WRITE = responses(400, 401, 403, 404, 409, 413, 422, 429, 503)
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 Cursor = Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page.")]
+
+
+def _public(row: Any) -> dict[str, Any]:
+    """A task as the API shows it: the stored shape plus its schedule in words, in the task's zone."""
+    out = store_tasks.public(row)
+    out["schedule_text"] = describe(out["schedule_kind"], out["schedule_expr"], out["timezone"])
+    return out
 
 
 @router.post("", status_code=201, response_model=TaskPublic, responses=_WRITE)
@@ -47,7 +55,7 @@ def create_task(
             return replay
         values = store_tasks.validate_task(doc, registry, now=now, scopes=caller.tool_scopes)
         row = store_tasks.create(conn, values, caller.agent_id)
-        out = store_tasks.public(row)
+        out = _public(row)
         audit.record(conn, caller, "task.create", "task", row["id"], {"title": row["title"]})
         remember(conn, caller, idempotency_key, 201, out)
     return json_body(out, 201, {"Location": f"/tasks/{out['id']}"})
@@ -75,13 +83,13 @@ async def list_tasks(
         cursor=cursor,
         limit=limit,
     )
-    return json_body({"items": [store_tasks.public(r) for r in page.items], "next_cursor": page.next_cursor})
+    return json_body({"items": [_public(r) for r in page.items], "next_cursor": page.next_cursor})
 
 
 @router.get("/{task_id}", response_model=TaskPublic, responses=_READ)
 async def get_task(task_id: UUID, caller: TasksRead, reads: Reads) -> Any:
     task = await reads.run(store_tasks.get, task_id, caller.owner)
-    return json_body(store_tasks.public(task))
+    return json_body(_public(task))
 
 
 @router.patch("/{task_id}", response_model=TaskPublic, responses=_WRITE)
@@ -95,7 +103,7 @@ def update_task(
             conn, task_id, body.root, registry, now=now, agent_id=caller.owner, scopes=caller.tool_scopes
         )
         audit.record(conn, caller, "task.update", "task", task_id, {"fields": sorted(body.root)})
-    return json_body(store_tasks.public(row))
+    return json_body(_public(row))
 
 
 @router.delete("/{task_id}", status_code=204, response_class=Response, responses=_WRITE)
@@ -136,7 +144,7 @@ def pause_task(task_id: UUID, caller: TasksWrite, db: Db) -> Any:
     with db.tx() as conn:
         row = store_tasks.pause(conn, task_id, agent_id=caller.owner)
         audit.record(conn, caller, "task.pause", "task", task_id)
-    return json_body(store_tasks.public(row))
+    return json_body(_public(row))
 
 
 @router.post("/{task_id}/resume", response_model=TaskPublic, responses=_WRITE)
@@ -145,7 +153,7 @@ def resume_task(task_id: UUID, caller: TasksWrite, db: Db, now: Clock) -> Any:
     with db.tx() as conn:
         row = store_tasks.resume(conn, task_id, now=now, agent_id=caller.owner)
         audit.record(conn, caller, "task.resume", "task", task_id)
-    return json_body(store_tasks.public(row))
+    return json_body(_public(row))
 
 
 @router.post("/{task_id}/cancel", response_model=TaskPublic, responses=_WRITE)
@@ -155,7 +163,7 @@ def cancel_task(task_id: UUID, caller: TasksWrite, db: Db) -> Any:
     with db.tx() as conn:
         row = store_tasks.cancel(conn, task_id, agent_id=caller.owner)
         audit.record(conn, caller, "task.cancel", "task", task_id)
-    return json_body(store_tasks.public(row))
+    return json_body(_public(row))
 
 
 @router.get("/{task_id}/preview", response_model=TaskPreview, responses=_READ)
