@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -63,10 +64,10 @@ def template_db(server_url: str) -> Iterator[str]:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-@pytest.fixture
-def db_url(server_url: str, template_db: str) -> Iterator[str]:
-    """A fresh, migrated database for this test only."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
+@contextmanager
+def cloned_database(server_url: str, template_db: str, prefix: str = "t") -> Iterator[str]:
+    """A fresh, migrated database cloned from the template; dropped when the block ends."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = _admin_url(server_url)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(
@@ -79,6 +80,13 @@ def db_url(server_url: str, template_db: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def db_url(server_url: str, template_db: str) -> Iterator[str]:
+    """A fresh, migrated database for this test only."""
+    with cloned_database(server_url, template_db) as url:
+        yield url
 
 
 @pytest.fixture

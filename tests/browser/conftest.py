@@ -21,20 +21,17 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
 
 from api.bootstrap import ensure_admin_token
 from store.db import Database
-from tests.conftest import REPO, _admin_url, _with_db
+from tests.conftest import REPO, cloned_database
 
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 CHROMIUM_FLAGS = [
@@ -118,15 +115,11 @@ class Ordo:
 @pytest.fixture(scope="session")
 def ordo(server_url: str, template_db: str) -> Iterator[Ordo]:
     """`ordo up` on a database of its own: the scheduler, a worker and the API in real processes."""
-    name = f"browser_{uuid.uuid4().hex[:10]}"
-    admin = _admin_url(server_url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
-                sql.Identifier(name), sql.Identifier(template_db)
-            )
-        )
-    url = _with_db(server_url, name)
+    with cloned_database(server_url, template_db, prefix="browser") as url:
+        yield from _ordo_up(url)
+
+
+def _ordo_up(url: str) -> Iterator[Ordo]:
     db = Database(url, pool_size=2)
     token = ensure_admin_token(db)
     assert token is not None
@@ -175,8 +168,6 @@ def ordo(server_url: str, template_db: str) -> Iterator[Ordo]:
                 proc.kill()
                 proc.wait()
         db.dispose()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @dataclass

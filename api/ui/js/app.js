@@ -130,6 +130,7 @@ async function route() {
   const controller = new AbortController();
   current = { controller };
   const { path, query } = parseHash();
+  performance.mark("ordo:route", { detail: path });
   main.dataset.state = "loading";
   main.setAttribute("aria-busy", "true");
 
@@ -198,6 +199,8 @@ function pageView(controller, params, query, section) {
       if (controller.signal.aborted) return;
       main.dataset.state = state;
       main.removeAttribute("aria-busy");
+      // User Timing: how long the page took to be usable (benchmarks/console.py reads these).
+      performance.mark("ordo:ready", { detail: section });
       if (!firstRender) {
         const heading = main.querySelector("h1");
         if (heading) {
