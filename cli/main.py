@@ -18,6 +18,7 @@ import yaml
 from cli import runtime
 from cli.output import emit_json, table
 from cli.runtime import fail, guarded, load_settings, open_database
+from cli.solve import solve_command
 from cli.tokens import token_app
 from engine import ToolContext, ToolLimits, ToolRegistry, call_tool
 from store import runs as store_runs
@@ -559,15 +560,7 @@ def tool_run(
         emit_json(call_tool(tool, arguments, ctx))
 
 
-def _register_optional_commands() -> None:
-    try:
-        from cli.solve import solve_command
-    except ImportError:
-        return
-    app.command("solve", help="Solve a job-shop instance (standard text format or Ordo JSON).")(solve_command)
-
-
-_register_optional_commands()
+app.command("solve", help="Solve a job-shop instance (standard text format or Ordo JSON).")(solve_command)
 
 
 def main() -> None:

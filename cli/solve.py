@@ -22,11 +22,11 @@ from engine.context import ToolContext, ToolLimits
 from engine.registry import ToolRegistry
 from engine.runner import call_tool
 from engine.tools.jobshop_format import parse_jobshop
+from engine.tools.planning_model import DEFAULT_TIME_LIMIT_S
 from store.errors import OrdoError
 
 __all__ = ["solve_command"]
 
-DEFAULT_TIME_LIMIT_S = 60.0
 _SLACK_S = 30.0  # the tool's deadline leaves room for building the model and reading the plan
 _INPUT_ERRORS = {"INPUT_INVALID", "INVALID_INSTANCE", "INVALID_JSON", "UNREADABLE_FILE"}
 
@@ -40,14 +40,14 @@ def solve_command(
         typer.Option(
             "--time-limit",
             help="Search time limit in seconds "
-            f"[default: the JSON input's time_limit_s, else {DEFAULT_TIME_LIMIT_S:g}].",
+            f"(default: the JSON input's time_limit_s, else {DEFAULT_TIME_LIMIT_S:g}).",
             envvar="ORDO_SOLVE_TIME_LIMIT",
         ),
     ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
-            "--workers", help="CP-SAT search workers [default: one per CPU].", envvar="ORDO_SOLVE_WORKERS"
+            "--workers", help="CP-SAT search workers (default: one per CPU).", envvar="ORDO_SOLVE_WORKERS"
         ),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print only the solver's JSON output.")] = False,

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from store.errors import Permanent
 
 __all__ = [
+    "DEFAULT_TIME_LIMIT_S",
     "OBJECTIVE_TERMS",
     "Calendar",
     "Frozen",
@@ -38,6 +39,7 @@ __all__ = [
     "SetupTimes",
     "TimeBase",
     "job_outcomes",
+    "label",
     "objective_terms",
     "parse_problem",
     "read_assignments",
@@ -47,6 +49,16 @@ OpKey = tuple[str, str]  # (job id, operation id)
 Rounding = Literal["exact", "ceil", "floor", "nearest"]
 
 OBJECTIVE_TERMS = ("makespan", "total_tardiness", "weighted_tardiness")
+# solver.solve's search limit when the input gives none: the tool, `ordo solve` and the catalog's
+# documented default all use this one (here, not in the solver, so the CLI can read it without OR-Tools)
+DEFAULT_TIME_LIMIT_S = 30.0
+
+
+def label(key: OpKey) -> str:
+    """How messages name an operation: job/operation."""
+    return f"{key[0]}/{key[1]}"
+
+
 _AVAILABLE = "available"  # the only window status that opens a calendar (availability rows carry others)
 
 
@@ -214,9 +226,6 @@ class Operation:
     def max_duration(self) -> int:
         return max(self.durations.values())
 
-    def label(self) -> str:
-        return f"{self.job}/{self.id}"
-
 
 @dataclass(frozen=True)
 class Job:
@@ -308,6 +317,20 @@ class Problem:
 
     def qualified(self, skill: str) -> list[Operator]:
         return [o for o in self.operators.values() if skill in o.skills]
+
+    def slot(self, op: Operation, machine: str, t: int) -> tuple[int, int] | None:
+        """The earliest (start, end) of `op` on `machine` at or after minute t, by that machine's
+        calendar alone: inside one open window, or through breaks when the operation may span them.
+        None: no such time before the calendar ends."""
+        duration, calendar = op.durations[machine], self.machines[machine].calendar
+        if calendar is None:
+            return t, t + duration
+        if op.may_span_breaks and duration > 0:
+            start = calendar.next_open(t)
+            end = None if start is None else calendar.finish(start, duration)
+            return None if start is None or end is None else (start, end)
+        start = calendar.next_fit(t, duration)
+        return None if start is None else (start, start + duration)
 
     def is_plain(self) -> bool:
         """The textbook job shop: one machine per operation; no calendars, operators, setups, deadlines or
@@ -472,7 +495,7 @@ def _jobs(args: Mapping[str, Any], time: TimeBase, machines: Mapping[str, Machin
                 job=raw["id"],
                 id=op["id"],
                 position=o,
-                durations=_options(op, machines, f"{raw['id']}/{op['id']}", where),
+                durations=_options(op, machines, label((raw["id"], op["id"])), where),
                 skill=op.get("skill"),
                 family=op.get("family"),
                 may_span_breaks=bool(op.get("may_span_breaks", False)),
@@ -494,31 +517,29 @@ def _jobs(args: Mapping[str, Any], time: TimeBase, machines: Mapping[str, Machin
     return tuple(jobs.values())
 
 
-def _options(
-    op: Mapping[str, Any], machines: Mapping[str, Machine], label: str, where: str
-) -> dict[str, int]:
+def _options(op: Mapping[str, Any], machines: Mapping[str, Machine], name: str, where: str) -> dict[str, int]:
     if not op.get("machines"):
         raise Permanent(
-            f"operation {label} lists no eligible machine",
+            f"operation {name} lists no eligible machine",
             code="NO_ELIGIBLE_MACHINE",
-            details={"operation": label},
+            details={"operation": name},
         )
     durations: dict[str, int] = {}
     for k, option in enumerate(op["machines"]):
         machine, duration = option["machine"], option["duration"]
         if machine not in machines:
             raise Permanent(
-                f"operation {label} names machine {machine!r}, which is not in machines",
+                f"operation {name} names machine {machine!r}, which is not in machines",
                 code="UNKNOWN_MACHINE",
-                details={"operation": label, "machine": machine, "path": f"{where}.machines[{k}]"},
+                details={"operation": name, "machine": machine, "path": f"{where}.machines[{k}]"},
             )
         if duration < 0:
             raise Permanent(
-                f"operation {label} has a negative duration ({duration}) on {machine}",
+                f"operation {name} has a negative duration ({duration}) on {machine}",
                 code="NEGATIVE_DURATION",
-                details={"operation": label, "machine": machine, "path": f"{where}.machines[{k}].duration"},
+                details={"operation": name, "machine": machine, "path": f"{where}.machines[{k}].duration"},
             )
-        _unique(machine, durations, f"{where}.machines[{k}].machine", f"machine of operation {label}")
+        _unique(machine, durations, f"{where}.machines[{k}].machine", f"machine of operation {name}")
         durations[machine] = int(duration)
     return durations
 
@@ -571,10 +592,10 @@ def _frozen(
     for i, item in enumerate(args.get("frozen") or []):
         where = f"frozen[{i}]"
         key = (item["job"], item["operation"])
-        label = f"{key[0]}/{key[1]}"
+        name = label(key)
         if key not in operations:
             raise Permanent(
-                f"{where} names operation {label}, which is not in jobs",
+                f"{where} names operation {name}, which is not in jobs",
                 code="UNKNOWN_OPERATION",
                 details={"path": where},
             )
@@ -583,7 +604,7 @@ def _frozen(
         if item["machine"] not in op.durations:
             code = "UNKNOWN_MACHINE" if item["machine"] not in machines else "NOT_ELIGIBLE"
             raise Permanent(
-                f"{where}: operation {label} cannot run on {item['machine']!r}",
+                f"{where}: operation {name} cannot run on {item['machine']!r}",
                 code=code,
                 details={"path": where},
             )

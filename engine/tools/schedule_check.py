@@ -25,7 +25,7 @@ from itertools import pairwise
 from typing import Any
 
 from engine.context import ToolContext
-from engine.tools.planning_model import OpKey, Placement, Problem, parse_problem, read_assignments
+from engine.tools.planning_model import OpKey, Placement, Problem, label, parse_problem, read_assignments
 
 __all__ = ["MAX_VIOLATIONS", "validate", "violations"]
 
@@ -77,19 +77,17 @@ def _coverage(problem: Problem, plan: list[Placement], found: list[dict[str, Any
     for p in plan:
         if p.key not in problem.operations:
             found.append(
-                _violation(
-                    "UNKNOWN_OPERATION", [p.key], f"{_label(p.key)} is not an operation of the problem"
-                )
+                _violation("UNKNOWN_OPERATION", [p.key], f"{label(p.key)} is not an operation of the problem")
             )
         elif p.key in known:
             found.append(
-                _violation("DUPLICATE_OPERATION", [p.key], f"{_label(p.key)} is planned more than once")
+                _violation("DUPLICATE_OPERATION", [p.key], f"{label(p.key)} is planned more than once")
             )
         else:
             known[p.key] = p
     for key in problem.operations:
         if key not in known:
-            found.append(_violation("MISSING_OPERATION", [key], f"{_label(key)} is not in the plan"))
+            found.append(_violation("MISSING_OPERATION", [key], f"{label(key)} is not in the plan"))
     return known
 
 
@@ -98,13 +96,13 @@ def _operation_rules(problem: Problem, p: Placement, now: int | None, found: lis
     job = problem.job_by_id[p.job]
     render = problem.time.render
     frozen = problem.frozen.get(p.key)
-    at = f"{_label(p.key)} on {p.machine} [{render(p.start)}, {render(p.end)})"
+    at = f"{label(p.key)} on {p.machine} [{render(p.start)}, {render(p.end)})"
     if frozen is not None and (p.machine, p.start, p.end) != (frozen.machine, frozen.start, frozen.end):
         found.append(
             _violation(
                 "FROZEN_MOVED",
                 [p.key],
-                f"{_label(p.key)} is frozen on {frozen.machine} "
+                f"{label(p.key)} is frozen on {frozen.machine} "
                 f"[{render(frozen.start)}, {render(frozen.end)}) "
                 f"but the plan has it {at}",
             )
@@ -114,7 +112,7 @@ def _operation_rules(problem: Problem, p: Placement, now: int | None, found: lis
             _violation(
                 "NOT_ELIGIBLE",
                 [p.key],
-                f"{_label(p.key)} cannot run on {p.machine}; eligible: {', '.join(op.durations)}",
+                f"{label(p.key)} cannot run on {p.machine}; eligible: {', '.join(op.durations)}",
                 machine=p.machine,
             )
         )
@@ -241,7 +239,7 @@ def _precedence(problem: Problem, known: dict[OpKey, Placement], found: list[dic
                     _violation(
                         "PRECEDENCE",
                         [before.key, after.key],
-                        f"{_label(after.key)} starts at {render(after.start)}, before {_label(before.key)} "
+                        f"{label(after.key)} starts at {render(after.start)}, before {label(before.key)} "
                         f"ends at {render(before.end)}",
                     )
                 )
@@ -262,7 +260,7 @@ def _one_at_a_time(problem: Problem, known: dict[OpKey, Placement], found: list[
                     _violation(
                         code,
                         [a.key, b.key],
-                        f"{_label(a.key)} [{render(a.start)}, {render(a.end)}) and {_label(b.key)} "
+                        f"{label(a.key)} [{render(a.start)}, {render(a.end)}) and {label(b.key)} "
                         f"[{render(b.start)}, {render(b.end)}) overlap on {resource}",
                         **({"machine": resource} if code == "MACHINE_OVERLAP" else {"operator": resource}),
                     )
@@ -280,7 +278,7 @@ def _one_at_a_time(problem: Problem, known: dict[OpKey, Placement], found: list[
                     _violation(
                         "SETUP_TOO_SHORT",
                         [a.key, b.key],
-                        f"{_label(b.key)} starts {b.start - a.end} min after {_label(a.key)} on {machine}, "
+                        f"{label(b.key)} starts {b.start - a.end} min after {label(a.key)} on {machine}, "
                         f"but changing family {problem.operations[a.key].family!r} → "
                         f"{problem.operations[b.key].family!r} takes {need} min",
                         machine=machine,
@@ -301,7 +299,3 @@ def _overlaps(items: list[Placement]) -> list[tuple[Placement, Placement]]:
         if latest is None or p.end > latest.end:
             latest = p
     return pairs
-
-
-def _label(key: OpKey) -> str:
-    return f"{key[0]}/{key[1]}"

@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from cli.solve import solve_command
+from cli.main import app  # the real `ordo`: a broken `ordo solve` fails here, never hides
 from engine.tools.jobshop_format import parse_jobshop, to_jobshop
 from store.errors import Permanent
 
@@ -60,15 +59,6 @@ def test_a_malformed_instance_is_refused_naming_the_line(text, message):
 
 
 # --- ordo solve ---------------------------------------------------------------------------------
-
-app = typer.Typer()
-app.command("solve")(solve_command)
-
-
-@app.callback()
-def _group() -> None:
-    """A group, so `solve` is invoked by name as under the real `ordo`."""
-
 
 runner = CliRunner()
 

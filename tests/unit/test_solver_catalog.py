@@ -9,8 +9,11 @@ import re
 from importlib import resources
 from pathlib import Path
 
+import yaml
+
 from engine.registry import ToolRegistry
 from engine.tools import schedule_check
+from engine.tools.planning_model import DEFAULT_TIME_LIMIT_S
 
 ENTRIES = {
     e["address"]: e
@@ -57,9 +60,8 @@ def test_documented_codes_match_the_code():
             "enum"
         ]
     )
-    assert (
-        _string_codes("solver.py", "_reason") | {"CALENDAR_TOO_SMALL", "MACHINE_OVERLOADED"} == reason_codes
-    )
+    emitted = set().union(*(_string_codes(m.name, "reason") for m in TOOLS.glob("solver*.py")))
+    assert emitted | {"CALENDAR_TOO_SMALL", "MACHINE_OVERLOADED"} == reason_codes
     violation_codes = set(
         ENTRIES["schedule.validate"]["output_schema"]["properties"]["violations"]["items"]["properties"][
             "code"
@@ -77,3 +79,25 @@ def test_documented_codes_match_the_code():
         re.findall(r"\b[A-Z][A-Z_]{3,}\b", (TOOLS / "schedule_check.py").read_text().split('"""')[1])
     )
     assert violation_codes <= documented
+
+
+def test_the_time_limit_default_is_one_number_and_every_solver_step_outlasts_its_limit():
+    """The catalog documents the tool's default; the tool's step timeout, and every example's solver
+    step, leave the search its whole limit (a step that times out first loses the plan)."""
+    entry = ENTRIES["solver.solve"]
+    assert entry["input_schema"]["properties"]["time_limit_s"]["default"] == DEFAULT_TIME_LIMIT_S
+    assert entry["timeout_s"] > DEFAULT_TIME_LIMIT_S
+    examples = resources.files("catalogs").joinpath("examples")
+    solver_steps = 0
+    for path in (p for p in Path(str(examples)).glob("*") if p.suffix in (".yaml", ".json")):
+        task = yaml.safe_load(path.read_text())
+        for step in task["payload"]["pipeline"]:
+            if step["uses"] != "solver.solve":
+                continue
+            solver_steps += 1
+            arguments = step["with"] if isinstance(step["with"], dict) else {}
+            if isinstance(step["with"], str):  # a whole-object template: the limit is in the params
+                arguments = task["payload"]["params"][step["with"].strip("${}").split(".", 1)[1]]
+            limit = arguments.get("time_limit_s", DEFAULT_TIME_LIMIT_S)
+            assert min(step.get("timeout_s", entry["timeout_s"]), task.get("timeout_s", 1e9)) > limit, path
+    assert solver_steps
