@@ -1,6 +1,6 @@
 // Run history, newest first, filtered by state or task; new runs and state changes appear live.
 
-import { api } from "../api.js";
+import { livePages } from "../list.js";
 import { h, swap } from "../dom.js";
 import { duration, whenShort } from "../format.js";
 import { badge, empty, failure, passOn } from "../ui.js";
@@ -34,8 +34,6 @@ export default async function runs(view) {
   view.title("Runs");
   const state = view.query.get("state") || "";
   const taskId = view.query.get("task") || "";
-  let items = [];
-  let cursor = null;
   const body = h("div", { class: "table-wrap" });
   const more = h("div", { class: "more" });
   const select = h("select", { id: "run-state", "aria-label": "State" },
@@ -52,9 +50,7 @@ export default async function runs(view) {
         taskId ? h("a", { class: "btn btn-quiet", href: "#/runs" }, "All tasks") : null)),
     body, more);
 
-  const query = (limit, after) => ({ limit, state: state || undefined, task_id: taskId || undefined, cursor: after });
-
-  function render() {
+  function render(items, loadMore) {
     if (!items.length) {
       swap(body, empty(state ? `No ${state} runs.` : "No runs yet.",
         "Runs appear here as soon as a schedule fires or you press Run now on the ",
@@ -62,34 +58,24 @@ export default async function runs(view) {
     } else {
       swap(body, runTable(items));
     }
-    more.replaceChildren(cursor ? h("button", { type: "button", class: "btn", onclick: loadMore }, "Load older runs") : "");
+    more.replaceChildren(loadMore ? h("button", { type: "button", class: "btn", onclick: loadMore }, "Load older runs") : "");
   }
 
-  async function loadMore() {
-    const page = await api("/runs", { query: query(PAGE, cursor), signal: view.signal });
-    items = items.concat(page.items);
-    cursor = page.next_cursor;
-    render();
-  }
-
+  let list;
   try {
-    const page = await api("/runs", { query: query(PAGE), signal: view.signal });
-    items = page.items;
-    cursor = page.next_cursor;
+    list = await livePages(view, {
+      path: "/runs",
+      query: { state: state || undefined, task_id: taskId || undefined },
+      pageSize: PAGE,
+      // Faster while something is in flight, so its state changes show promptly.
+      interval: (items) => (items.some((r) => r.state === "running" || r.state === "queued") ? 2000 : 5000),
+      render,
+    });
   } catch (e) {
     passOn(e);
     swap(body, failure(e, "The runs could not be loaded"));
     view.ready("error");
     return;
   }
-  render();
-  view.ready(items.length ? "ready" : "empty");
-  view.live(async () => {
-    const page = await api("/runs", { query: query(Math.min(200, Math.max(PAGE, items.length))), signal: view.signal });
-    const before = JSON.stringify(items);
-    items = page.items;
-    cursor = page.next_cursor;
-    if (JSON.stringify(items) !== before) render();
-    return items.some((r) => r.state === "running" || r.state === "queued") ? 2000 : 5000;
-  }, 3000);
+  view.ready(list.items().length ? "ready" : "empty");
 }

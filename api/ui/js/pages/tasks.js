@@ -2,6 +2,7 @@
 // pause / resume. The list refreshes while shown; previews are fetched for the rows on screen.
 
 import { api } from "../api.js";
+import { livePages } from "../list.js";
 import { h, swap, announce } from "../dom.js";
 import { inZone, relative } from "../format.js";
 import { actionButton, badge, empty, failure, needs, passOn } from "../ui.js";
@@ -14,7 +15,6 @@ export default async function tasks(view) {
   const status = view.query.get("status") || "";
   const text = view.query.get("q") || "";
   let items = [];
-  let cursor = null;
   const previews = new Map(); // task id -> {version, occurrences, first}
   const body = h("div", { class: "table-wrap" });
   const more = h("div", { class: "more" });
@@ -40,8 +40,6 @@ export default async function tasks(view) {
     h("div", { class: "page-head" }, h("h1", {}, "Tasks"), filters),
     summary, body, more,
   );
-
-  const query = (limit, after) => ({ limit, status: status || undefined, text: text || undefined, cursor: after });
 
   const observer = new IntersectionObserver((entries) => {
     for (const entry of entries) {
@@ -81,10 +79,6 @@ export default async function tasks(view) {
         h("time", { datetime: o, title: relative(o) }, inZone(o, task.timezone, true)))));
   }
 
-  function replaceTask(updated) {
-    items = items.map((t) => (t.id === updated.id ? updated : t));
-    render();
-  }
 
   function actions(task) {
     if (task.status === "canceled") return h("span", { class: "muted" }, "canceled");
@@ -97,11 +91,11 @@ export default async function tasks(view) {
       }, { disabledReason: reason, kind: "btn-primary", key: `run-${task.id}` }),
       task.status === "active"
         ? actionButton("Pause", async () => {
-          replaceTask(await api(`/tasks/${task.id}/pause`, { method: "POST" }));
+          list.replace(await api(`/tasks/${task.id}/pause`, { method: "POST" }));
           return `${task.title} paused`;
         }, { disabledReason: reason, key: `pause-${task.id}` })
         : actionButton("Resume", async () => {
-          replaceTask(await api(`/tasks/${task.id}/resume`, { method: "POST" }));
+          list.replace(await api(`/tasks/${task.id}/resume`, { method: "POST" }));
           return `${task.title} resumed`;
         }, { disabledReason: reason, key: `resume-${task.id}` }),
     ];
@@ -119,7 +113,8 @@ export default async function tasks(view) {
       h("td", { "data-label": "Actions", class: "actions" }, actions(task)));
   }
 
-  function render() {
+  function render(loaded, loadMore) {
+    items = loaded;
     if (!items.length) {
       swap(body, empty(text || status ? "No tasks match these filters." : "No tasks yet.",
         text || status ? "Clear the filters to see every task."
@@ -133,37 +128,27 @@ export default async function tasks(view) {
       h("thead", {}, h("tr", {}, ["Task", "Schedule", "Status", "Actions"].map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, items.map(row))));
     for (const tr of body.querySelectorAll("tr[data-task-id]")) observer.observe(tr);
-    summary.textContent = `${items.length}${cursor ? "+" : ""} task${items.length === 1 ? "" : "s"}`;
-    more.replaceChildren(cursor ? h("button", { type: "button", class: "btn", onclick: loadMore }, "Load more") : "");
+    summary.textContent = `${items.length}${loadMore ? "+" : ""} task${items.length === 1 ? "" : "s"}`;
+    more.replaceChildren(loadMore ? h("button", { type: "button", class: "btn", onclick: async () => {
+      announce(`${await loadMore()} more tasks`);
+    } }, "Load more") : "");
   }
 
-  async function loadMore() {
-    const page = await api("/tasks", { query: query(PAGE, cursor), signal: view.signal });
-    items = items.concat(page.items);
-    cursor = page.next_cursor;
-    render();
-    announce(`${page.items.length} more tasks`);
-  }
-
+  let list;
   try {
-    const page = await api("/tasks", { query: query(PAGE), signal: view.signal });
-    items = page.items;
-    cursor = page.next_cursor;
+    // Status changes made elsewhere (the CLI, another tab, the scheduler) show up without a reload.
+    list = await livePages(view, {
+      path: "/tasks",
+      query: { status: status || undefined, text: text || undefined },
+      pageSize: PAGE,
+      interval: 10000,
+      render,
+    });
   } catch (e) {
     passOn(e);
     swap(body, failure(e, "The tasks could not be loaded"));
     view.ready("error");
     return;
   }
-  render();
   view.ready(items.length ? "ready" : "empty");
-
-  // Status changes made elsewhere (the CLI, another tab, the scheduler) show up without a reload.
-  view.live(async () => {
-    const page = await api("/tasks", { query: query(Math.min(200, Math.max(PAGE, items.length))), signal: view.signal });
-    const before = JSON.stringify(items);
-    items = page.items;
-    cursor = page.next_cursor;
-    if (JSON.stringify(items) !== before) render();
-  }, 10000);
 }
