@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import statistics
+import subprocess
+import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -57,3 +63,33 @@ def median(values: list[float]) -> float:
 
 def load_average() -> float:
     return os.getloadavg()[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ordo_command(*args: str) -> list[str]:
+    """`ordo ARGS` run by this interpreter."""
+    return [sys.executable, "-m", "cli.main", *args]
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process (its output in `log`), stopped with SIGTERM (then SIGKILL) when the block ends."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

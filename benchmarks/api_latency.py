@@ -23,14 +23,12 @@ import os
 import platform
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +38,7 @@ from uuid import UUID
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._common import free_port, ordo_command, process  # noqa: E402
 from engine import ToolRegistry  # noqa: E402
 from store import agents  # noqa: E402
 from store import runs as store_runs  # noqa: E402
@@ -65,34 +64,6 @@ def _task_doc(title: str, kind: str = "manual", expr: str = "") -> dict[str, Any
 
 
 # -- processes ------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _ordo(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cli.main", *args]
 
 
 def _wait_http(port: int, path: str, timeout: float, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -333,7 +304,7 @@ def _bench(args: argparse.Namespace, levels: list[int], workdir: Path) -> None:
     migrate(db)
     _, token, task_ids, probe_task = _seed(db, args.tasks, args.runs)
 
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -345,14 +316,14 @@ def _bench(args: argparse.Namespace, levels: list[int], workdir: Path) -> None:
     if args.api_workers:
         env["ORDO_API_WORKERS"] = str(args.api_workers)
 
-    with _process(_ordo("worker", "--concurrency", "8"), env, workdir / "worker.log"):
+    with process(ordo_command("worker", "--concurrency", "8"), env, workdir / "worker.log"):
         deadline = time.monotonic() + 300
         while not _queue_empty(db):
             if time.monotonic() > deadline:
                 raise SystemExit("the worker did not drain the seeded runs within 300 s")
             time.sleep(0.5)
         api_log = workdir / "api.log"
-        with _process(_ordo("api"), env, api_log) as api:
+        with process(ordo_command("api"), env, api_log) as api:
             _wait_http(port, "/health", 60, api, api_log)
             results = asyncio.run(_load(port, token, task_ids, levels, args))
             run_now = asyncio.run(_run_now_start(port, token, probe_task, 40))

@@ -47,6 +47,9 @@ def test_every_module_the_console_imports_is_served(client: httpx.Client) -> Non
                     resolved.append(part)
             todo.append("/".join(resolved))
     assert seen == {str(p.relative_to(UI_DIR)) for p in UI_DIR.rglob("*.js")}
+    # index.html preloads every module but the entry point, so the browser fetches them in parallel.
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="([^"]+)">', client.get("/ui/").text))
+    assert preloaded == seen - {"js/app.js"}
 
 
 def test_unknown_console_files_are_404_and_nothing_outside_ui_is_served(client: httpx.Client) -> None:

@@ -217,6 +217,17 @@ class Console:
         self.page.screenshot(path=str(path), full_page=full_page)
         return path
 
+    def assert_accessible(self) -> None:
+        """axe-core's WCAG 2 A/AA rules find nothing on the page as it is now."""
+        from axe_playwright_python.sync_playwright import Axe
+
+        results = Axe().run(self.page, options={"runOnly": ["wcag2a", "wcag2aa", "best-practice"]})
+        found = [
+            f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes'][:3]]}"
+            for v in results.response["violations"]
+        ]
+        assert not found, "\n".join(found)
+
     def expect_messages(self, *patterns: str) -> None:
         """Console messages this test provokes on purpose (regular expressions)."""
         self.expected.extend(re.compile(p) for p in patterns)

@@ -62,6 +62,7 @@ def test_signing_in_with_a_token_shows_tasks_with_their_schedules(console: Conso
     assert console.page.evaluate("location.hash").startswith("#/login")
     assert console.page.evaluate("sessionStorage.length") == 0
     console.shot("login")
+    console.assert_accessible()
     console.sign_in(ordo.admin_token, "/tasks")
 
     row = console.page.locator(f"tr[data-task-id='{task['id']}']")
@@ -76,6 +77,7 @@ def test_signing_in_with_a_token_shows_tasks_with_their_schedules(console: Conso
     assert ordo.admin_token not in console.page.url
     assert console.page.evaluate("sessionStorage.getItem('ordo.token')") == ordo.admin_token
     console.shot("tasks")
+    console.assert_accessible()
 
 
 def test_run_now_is_followed_live_until_the_run_succeeds(console: Console, ordo: Ordo) -> None:
@@ -102,6 +104,7 @@ def test_run_now_is_followed_live_until_the_run_succeeds(console: Console, ordo:
     assert step.get_attribute("data-state") == "ok"
     assert '"status": 200' in step.locator("pre.json").inner_text()
     console.shot("run")
+    console.assert_accessible()
 
 
 def test_plan_page_draws_one_bar_per_operation_in_its_machines_lane(console: Console, ordo: Ordo) -> None:
@@ -167,6 +170,7 @@ def test_plan_page_draws_one_bar_per_operation_in_its_machines_lane(console: Con
     focused = console.page.evaluate("document.activeElement.dataset.operation")
     assert focused and focused in tooltip.inner_text()
     console.shot("plan")
+    console.assert_accessible()
 
 
 def test_a_new_agent_sees_empty_states_that_say_what_to_do(console: Console, ordo: Ordo) -> None:
@@ -178,9 +182,11 @@ def test_a_new_agent_sees_empty_states_that_say_what_to_do(console: Console, ord
     console.go("#/runs")
     assert "No runs yet." in console.page.locator("main").inner_text()
     console.shot("runs-empty")
+    console.assert_accessible()
     console.go("#/")
     assert "No runs in the last hour." in console.page.locator("main").inner_text()
     console.shot("overview-empty")
+    console.assert_accessible()
 
 
 def test_a_refused_and_a_revoked_token_send_the_user_to_sign_in_saying_why(
@@ -242,6 +248,7 @@ def test_narrow_screens_get_the_same_pages_without_sideways_scrolling(
         assert overflow <= 0, (route, overflow)
     narrow_console.go("#/tasks")
     narrow_console.shot("tasks-narrow")
+    narrow_console.assert_accessible()
 
 
 # -- helpers --------------------------------------------------------------------------------------
