@@ -122,20 +122,25 @@ def _rule(value: str, start: datetime) -> str:
     freq = spec.freq
     interval = _int(parts.get("interval", 1))
     byday: list[weekday] = list(_seq(parts, "byweekday"))
-    plain = sorted({d.weekday for d in byday if not d.n})
-    ordinal = [d for d in byday if d.n]
+    # An ordinal ("1MO") means something only in a MONTHLY or YEARLY rule; dateutil reads it as the
+    # plain weekday elsewhere, and so does this text.
+    plain = sorted({d.weekday for d in byday if not d.n or freq > MONTHLY})
+    ordinal = [d for d in byday if d.n and freq <= MONTHLY]
     months, monthdays = _seq(parts, "bymonth"), _seq(parts, "bymonthday")
     yeardays, weeknos = _seq(parts, "byyearday"), _seq(parts, "byweekno")
     setpos, easter = _seq(parts, "bysetpos"), _seq(parts, "byeaster")
     hours, minutes, seconds = _seq(parts, "byhour"), _seq(parts, "byminute"), _seq(parts, "bysecond")
 
-    # What the rule leaves out comes from DTSTART (dateutil's reading, which expansion uses).
-    if freq == WEEKLY and not byday:
-        plain = [start.weekday()]
-    if freq == MONTHLY and not (monthdays or byday or yeardays or weeknos or easter):
-        monthdays = [start.day]
-    if freq == YEARLY and not (months or monthdays or byday or yeardays or weeknos or easter):
-        months, monthdays = [start.month], [start.day]
+    # What the rule leaves out comes from DTSTART, exactly when dateutil (which expansion uses) takes
+    # it: only if no day of any kind is named.
+    if not (weeknos or yeardays or monthdays or byday or easter):
+        if freq == YEARLY:
+            months = months or [start.month]
+            monthdays = [start.day]
+        elif freq == MONTHLY:
+            monthdays = [start.day]
+        elif freq == WEEKLY:
+            plain = [start.weekday()]
     if freq <= DAILY and not hours:
         hours = [start.hour]
     if freq <= HOURLY and not minutes:
@@ -152,6 +157,10 @@ def _rule(value: str, start: datetime) -> str:
     days_in_head = bool(plain) and not pick_day and (freq == WEEKLY or (freq == DAILY and interval == 1))
     text = _every(freq, interval, plain if days_in_head else [])
     filters = []
+    if freq in (DAILY, WEEKLY) and interval == 1 and monthdays and not plain:
+        # A day-of-month filter on a daily or weekly rule: "On the 1st and 15th of every month".
+        text = f"On the {_listing([_monthday(d) for d in monthdays])} of every month"
+        monthdays = []
     if ordinal:
         of = " of the year" if freq == YEARLY and not months else ""
         filters.append(f"on the {_listing([f'{_nth(d.n)} {_DAYS[d.weekday]}' for d in ordinal])}{of}")

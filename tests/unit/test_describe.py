@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from scheduler.describe import describe
 from scheduler.expand import normalize_expr, preview
+from store.errors import InvalidSchedule
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -62,6 +65,12 @@ RFC_TEXTS = {
             "(Europe/Chisinau)",
         ),
         ("FREQ=HOURLY;BYMINUTE=0", "Every hour on the hour (Europe/Chisinau)"),
+        # DTSTART (27 November, a Friday) fills in only what dateutil fills in: no day named at all.
+        ("FREQ=YEARLY;BYMONTH=1", "Every year on 27 January at 00:00 (Europe/Chisinau)"),
+        ("FREQ=WEEKLY", "Every Friday at 00:00 (Europe/Chisinau)"),
+        ("FREQ=WEEKLY;BYMONTHDAY=1,15", "On the 1st and 15th of every month at 00:00 (Europe/Chisinau)"),
+        # An ordinal weekday in a weekly rule is the plain weekday, as dateutil reads it.
+        ("FREQ=WEEKLY;BYDAY=-1FR;BYHOUR=9", "Every Friday at 09:00 (Europe/Chisinau)"),
         (
             "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO;BYHOUR=6;BYMINUTE=0",
             "Every 2 weeks on Monday at 06:00, starting Fri 27 Nov 2026 (Europe/Chisinau)",
@@ -155,3 +164,51 @@ def test_every_example_task_is_described() -> None:
         stored = normalize_expr(kind, doc.get("schedule_expr", ""), tz, now=NOW)
         text = describe(kind, stored, tz)
         assert text and (kind in ("event", "manual") or text.endswith(f"({tz})")), (path.name, text)
+
+
+_PARTS = {
+    "FREQ": st.sampled_from(["YEARLY", "MONTHLY", "WEEKLY", "DAILY", "HOURLY", "MINUTELY"]),
+    "INTERVAL": st.integers(1, 4).map(str),
+    "COUNT": st.integers(1, 30).map(str),
+    "BYDAY": st.lists(
+        st.tuples(
+            st.sampled_from(["", "1", "2", "-1"]), st.sampled_from(["MO", "TU", "WE", "TH", "FR", "SA", "SU"])
+        ),
+        min_size=1,
+        max_size=3,
+        unique=True,
+    ).map(lambda days: ",".join(n + d for n, d in days)),
+    "BYMONTHDAY": st.lists(st.sampled_from([1, 2, 15, 28, -1, -2]), min_size=1, max_size=2, unique=True).map(
+        lambda v: ",".join(map(str, v))
+    ),
+    "BYMONTH": st.lists(st.integers(1, 12), min_size=1, max_size=2, unique=True).map(
+        lambda v: ",".join(map(str, v))
+    ),
+    "BYHOUR": st.lists(st.integers(0, 23), min_size=1, max_size=3, unique=True).map(
+        lambda v: ",".join(map(str, v))
+    ),
+    "BYMINUTE": st.lists(st.sampled_from([0, 15, 30, 45]), min_size=1, max_size=2, unique=True).map(
+        lambda v: ",".join(map(str, v))
+    ),
+    "BYSETPOS": st.sampled_from(["1", "-1", "2"]),
+}
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(data=st.data(), names=st.sets(st.sampled_from([k for k in _PARTS if k != "FREQ"]), max_size=4))
+def test_any_rule_expansion_accepts_reads_as_one_sentence_in_its_zone(
+    data: st.DataObject, names: set[str]
+) -> None:
+    """Whatever rule the scheduler accepts, describe() phrases it (never raises) and names the zone."""
+    parts = {"FREQ": data.draw(_PARTS["FREQ"]), **{n: data.draw(_PARTS[n]) for n in sorted(names)}}
+    expr = ";".join(f"{k}={v}" for k, v in parts.items())
+    try:
+        stored = normalize_expr("rrule", expr, CHI, now=NOW)
+    except InvalidSchedule:
+        assume(False)
+        return
+    text = describe("rrule", stored, CHI)
+    assert text.startswith(("Every ", "On the ")) and text.endswith(f"({CHI})"), (expr, text)
+    if "COUNT" in parts:
+        count = int(parts["COUNT"])
+        assert text.count(", once" if count == 1 else f", {count} times") == 1, (expr, text)
