@@ -108,15 +108,23 @@ def test_run_now_is_followed_live_until_the_run_succeeds(console: Console, ordo:
 
 
 def test_plan_page_draws_one_bar_per_operation_in_its_machines_lane(console: Console, ordo: Ordo) -> None:
-    """ft06 solved by solver.solve: 36 bars, each in the lane of the machine the plan gives it; the
-    operations schedule.validate flags (planned before `now`) are outlined, with their message."""
+    """ft06 solved by solver.solve with a break on every machine: 36 bars, each in the lane of the
+    machine the plan gives it, none in the shaded break; the operations schedule.validate flags
+    (planned before `now`) are outlined, with their message."""
+    machines = [
+        {"id": f"M{i}", "calendar": [{"start": 0, "end": 20}, {"start": 25, "end": 400}]} for i in range(6)
+    ]
     task = _create_task(
         ordo,
         title="Solve ft06",
         payload={
-            "params": {"problem": FT06},
+            "params": {"problem": FT06, "machines": machines},
             "pipeline": [
-                {"id": "plan", "uses": "solver.solve", "with": {"jobs": "${params.problem.jobs}"}},
+                {
+                    "id": "plan",
+                    "uses": "solver.solve",
+                    "with": {"jobs": "${params.problem.jobs}", "machines": "${params.machines}"},
+                },
                 {
                     "id": "check",
                     "uses": "schedule.validate",
@@ -143,9 +151,12 @@ def test_plan_page_draws_one_bar_per_operation_in_its_machines_lane(console: Con
              const bar = g.querySelector('rect.bar').getBBox();
              const lanes = document.querySelector('svg.gantt g.lanes');
              const lane = lanes.querySelector(`rect[data-lane="${g.dataset.machine}"]`).getBBox();
+             const shades = [...document.querySelectorAll(
+                 `svg.gantt rect.shade-closed[data-machine="${g.dataset.machine}"]`)].map(r => r.getBBox());
              return {job: g.dataset.job, operation: g.dataset.operation, machine: g.dataset.machine,
                      inLane: bar.y >= lane.y && bar.y + bar.height <= lane.y + lane.height,
-                     flagged: g.classList.contains('op-flagged')};
+                     inBreak: shades.some(s => bar.x < s.x + s.width - 0.5 && s.x < bar.x + bar.width - 0.5),
+                     breaks: shades.length, flagged: g.classList.contains('op-flagged')};
            })"""
     )
     assert len(bars) == len(plan["assignments"]) == 36
@@ -153,6 +164,7 @@ def test_plan_page_draws_one_bar_per_operation_in_its_machines_lane(console: Con
     for a in plan["assignments"]:
         bar = drawn[(a["job"], a["operation"])]
         assert bar["machine"] == a["machine"] and bar["inLane"], (a, bar)
+        assert bar["breaks"] >= 1 and not bar["inBreak"], (a, bar)
     lanes = console.page.eval_on_selector_all("svg.gantt rect.lane", "rs => rs.map(r => r.dataset.lane)")
     assert lanes == [f"M{i}" for i in range(6)]
     flagged = {(o["job"], o["operation"]) for v in violations for o in v["operations"]}

@@ -216,7 +216,7 @@ function axis(model, from, to, px, height, width) {
     g.append(s("line", { x1: xx, x2: xx, y1: AXIS - 6, y2: height, class: "tick" }));
     let text;
     if (!clock) {
-      text = fmtMinutes(t);
+      text = step < 60 ? `${Math.round(t)} min` : fmtMinutes(t); // 65 min, not 1 h 5 min, between 5-minute ticks
     } else {
       const ms = clock.origin_ms + t * 60000;
       const day = dayAt(ms, clock.offset);
