@@ -81,7 +81,8 @@ def up(
             if token:
                 sys.stderr.write(
                     "\nFirst start: an admin API token was created. It is shown only this once:\n\n"
-                    f"    {token}\n\nUse it as 'Authorization: Bearer <token>'.\n\n"
+                    f"    {token}\n\nUse it as 'Authorization: Bearer <token>', or paste it into the web "
+                    f"console at http://{settings.api_host}:{settings.api_port}/ui\n\n"
                 )
                 sys.stderr.flush()
         db.dispose()
@@ -97,6 +98,7 @@ def up(
             database="embedded" if settings.embedded else "external",
             data_dir=str(settings.data_dir) if settings.embedded else None,
             api=f"http://{settings.api_host}:{settings.api_port}" if api else None,
+            console=f"http://{settings.api_host}:{settings.api_port}/ui" if api else None,
         )
         stop = runtime.stop_on_signals()
         code = supervise(children, env, stop, log, settings.shutdown_grace_s)
