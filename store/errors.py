@@ -15,6 +15,7 @@ __all__ = [
     "InvalidPipeline",
     "InvalidSchedule",
     "InvalidTask",
+    "InvalidWebhook",
     "NotFound",
     "OrdoError",
     "Permanent",
@@ -73,6 +74,12 @@ class UnknownTool(InvalidPipeline):
     """The pipeline names a tool that is not in the catalog."""
 
     code = "UNKNOWN_TOOL"
+
+
+class InvalidWebhook(OrdoError):
+    """A webhook endpoint document or request is malformed (url, events, secret, state filter)."""
+
+    code, status = "INVALID_WEBHOOK", 422
 
 
 class NotFound(OrdoError):

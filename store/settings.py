@@ -5,6 +5,7 @@ No other module reads `os.environ`; components take the fields they need.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -45,6 +46,15 @@ class Settings:
     tool_catalogs: tuple[Path, ...] = field(default_factory=tuple)
     http_max_response_bytes: int = 10 * 1024 * 1024
     metrics_port: int = 0  # 0: worker and scheduler do not serve /metrics themselves
+    # Webhooks: delays before each retry (comma-separated seconds; about a day in all), the request
+    # timeout, requests in flight per worker, the circuit breaker, and registration rules.
+    webhook_retry_s: str = "5,30,120,600,1800,3600,7200,14400,28800,43200"
+    webhook_timeout_s: float = 15.0
+    webhook_concurrency: int = 16
+    webhook_breaker_failures: int = 5
+    webhook_breaker_cooldown_s: float = 30.0
+    webhook_require_https: bool = False
+    webhook_secret_overlap_s: float = 86400.0
 
     def __post_init__(self) -> None:
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
@@ -66,6 +76,10 @@ class Settings:
             "scheduler_standby_retry_s",
             "run_retention_days",
             "http_max_response_bytes",
+            "webhook_timeout_s",
+            "webhook_concurrency",
+            "webhook_breaker_failures",
+            "webhook_breaker_cooldown_s",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -74,6 +88,11 @@ class Settings:
             raise ConfigError(f"ORDO_SHUTDOWN_GRACE_S must be 0 or more, not {self.shutdown_grace_s}")
         if self.lease_s < 3:
             raise ConfigError("ORDO_LEASE_S must be at least 3 seconds so heartbeats can renew it in time")
+        if self.webhook_secret_overlap_s < 0:
+            raise ConfigError(
+                f"ORDO_WEBHOOK_SECRET_OVERLAP_S must be 0 or more, not {self.webhook_secret_overlap_s}"
+            )
+        _retry_delays(self.webhook_retry_s)  # a malformed list is refused at start-up, not at a retry
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -99,6 +118,24 @@ class Settings:
     def embedded(self) -> bool:
         return self.database_url is None
 
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        """ORDO_WEBHOOK_RETRY_S as seconds: the delay before each retry of a webhook delivery."""
+        return _retry_delays(self.webhook_retry_s)
+
+
+def _retry_delays(text: str) -> tuple[float, ...]:
+    try:
+        delays = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        delays = ()
+    if not delays or any(not math.isfinite(d) or d < 0 for d in delays):
+        raise ConfigError(
+            f"ORDO_WEBHOOK_RETRY_S={text!r}: give the delay before each retry as comma-separated "
+            "seconds, e.g. 5,30,120"
+        )
+    return delays
+
 
 def _env_name(field_name: str) -> str:
     return "ORDO_" + field_name.upper()
@@ -116,11 +153,22 @@ def _parse(name: str, raw: str) -> Any:
             return float(raw)
         if kind in ("Path", Path):
             return Path(raw)
+        if kind in ("bool", bool):
+            return _boolean(name, raw)
         if name == "tool_catalogs":
             return tuple(Path(p) for p in raw.split(os.pathsep) if p)
     except ValueError:
         raise ConfigError(f"{_env_name(name)}={raw!r} is not a valid {kind}") from None
     return raw
+
+
+def _boolean(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{_env_name(name)}={raw!r} must be true or false (1/0, yes/no, on/off)")
 
 
 SETTINGS_DOC: list[tuple[str, str, str]] = [
@@ -145,4 +193,19 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ("ORDO_TOOL_CATALOGS", "unset", "Extra tool catalogs (JSON files, separated by ':')."),
     ("ORDO_HTTP_MAX_RESPONSE_BYTES", "10485760", "http.request refuses larger responses."),
     ("ORDO_METRICS_PORT", "0", "Serve /metrics from worker and scheduler processes on this port."),
+    (
+        "ORDO_WEBHOOK_RETRY_S",
+        "5,30,120,600,1800,3600,7200,14400,28800,43200",
+        "Seconds before each retry of a webhook delivery (about a day in all); then it is dead.",
+    ),
+    ("ORDO_WEBHOOK_TIMEOUT_S", "15", "Connect and read timeout of a webhook request."),
+    ("ORDO_WEBHOOK_CONCURRENCY", "16", "Webhook requests one worker process has in flight at once."),
+    ("ORDO_WEBHOOK_BREAKER_FAILURES", "5", "Failed attempts in a row that open an endpoint's breaker."),
+    (
+        "ORDO_WEBHOOK_BREAKER_COOLDOWN_S",
+        "30",
+        "Open breaker waits this long before a probe; doubles per failed probe.",
+    ),
+    ("ORDO_WEBHOOK_REQUIRE_HTTPS", "false", "Refuse webhook URLs that are not https://."),
+    ("ORDO_WEBHOOK_SECRET_OVERLAP_S", "86400", "After a secret rotation, how long the old secret signs too."),
 ]
