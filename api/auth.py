@@ -18,11 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import psycopg
-
 from store import agents
 from store.agents import Principal
 from store.db import Database
+from store.listen import listen
 
 __all__ = ["AuthListener", "TokenCache"]
 
@@ -91,24 +90,15 @@ class AuthListener:
         self.retry_s = retry_s
 
     def run(self, stop: threading.Event) -> None:
-        delay, failing = self.retry_s, False
-        while not stop.is_set():
-            try:
-                with self.db.raw_connect(autocommit=True) as conn:
-                    agents.listen_for_auth_changes(conn)
-                    self.cache.enable(True)
-                    if failing:
-                        self.log.info("auth_listener_reconnected")  # type: ignore[attr-defined]
-                    delay, failing = self.retry_s, False
-                    while not stop.is_set():
-                        for _ in conn.notifies(timeout=0.5):
-                            self.cache.invalidate()
-            except psycopg.Error as e:
-                self.cache.enable(False)
-                if not failing:  # once per outage, not once per retry
-                    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                    self.log.warning("auth_listener_disconnected", error=first, retry_s=delay)  # type: ignore[attr-defined]
-                failing = True
-                stop.wait(delay)
-                delay = min(delay * 2, 10.0)
+        listen(
+            self.db,
+            [agents.AUTH_CHANNEL],
+            stop,
+            self.log,
+            on_notify=lambda _channel, _payload: self.cache.invalidate(),
+            on_connect=lambda: self.cache.enable(True),
+            on_disconnect=lambda _error: self.cache.enable(False),
+            name="auth_listener",
+            retry_s=self.retry_s,
+        )
         self.cache.enable(False)

@@ -51,7 +51,13 @@ def _registry(settings: Settings) -> ToolRegistry:
 
 
 def _limits(settings: Settings) -> ToolLimits:
-    return ToolLimits(http_max_response_bytes=settings.http_max_response_bytes)
+    from engine.outbound import OutboundPolicy
+
+    return ToolLimits(
+        http_max_response_bytes=settings.http_max_response_bytes,
+        step_output_max_bytes=settings.step_output_max_bytes,
+        outbound=OutboundPolicy.parse(settings.outbound_allow),
+    )
 
 
 # -- services -------------------------------------------------------------------------------------

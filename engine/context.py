@@ -11,7 +11,14 @@ from typing import Any
 
 import structlog
 
-__all__ = ["ToolContext", "ToolLimits"]
+from engine.outbound import OutboundPolicy
+
+__all__ = ["RECORD_MULTIPLE", "STEP_OUTPUT_MAX_BYTES", "ToolContext", "ToolLimits"]
+
+STEP_OUTPUT_MAX_BYTES = 10 * 1024 * 1024
+# A run attempt's whole record (every step's output, the run's output, errors) may take this many
+# times the step output limit: a pipeline of a few large steps fits, a runaway one does not.
+RECORD_MULTIPLE = 4
 
 
 @dataclass(frozen=True)
@@ -20,6 +27,19 @@ class ToolLimits:
 
     http_max_response_bytes: int = 10 * 1024 * 1024
     cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # Largest output (and rendered input) one step may have, as JSON (ORDO_STEP_OUTPUT_MAX_BYTES).
+    step_output_max_bytes: int = STEP_OUTPUT_MAX_BYTES
+    # Where user-supplied URLs may lead (ORDO_OUTBOUND_ALLOW); default: public addresses only.
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+
+    def __post_init__(self) -> None:
+        if self.step_output_max_bytes < 1024 or self.http_max_response_bytes < 1:
+            raise ValueError(f"invalid tool limits {self}")
+
+    @property
+    def record_max_bytes(self) -> int:
+        """Largest recorded attempt: RECORD_MULTIPLE times the step output limit."""
+        return RECORD_MULTIPLE * self.step_output_max_bytes
 
 
 @dataclass(slots=True)

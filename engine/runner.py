@@ -16,13 +16,19 @@ from typing import Any
 
 from jsonschema.exceptions import best_match
 
-from engine.context import ToolContext, ToolLimits
+from engine.context import RECORD_MULTIPLE, ToolContext, ToolLimits
 from engine.pipeline import Pipeline, Step, format_path
 from engine.registry import Tool
 from engine.templates import evaluate, truthy
+from engine.values import SelfReference, TooDeep, TooLarge, ValueProblem, measure
 from store.errors import OrdoError, RetryLater, ToolError
 
 __all__ = ["RunResult", "call_tool", "run_pipeline"]
+
+# A tool's error message and details are recorded with the run: long enough to explain, never a
+# second output channel.
+_ERROR_MESSAGE_MAX = 4000
+_ERROR_DETAILS_MAX_BYTES = 16 * 1024
 
 
 @dataclass
@@ -31,14 +37,6 @@ class RunResult:
     steps: list[dict[str, Any]]
     output: dict[str, Any] = field(default_factory=dict)
     error: dict[str, Any] | None = None
-
-    @property
-    def retryable(self) -> bool:
-        return self.error is None or bool(self.error.get("retryable", True))
-
-    @property
-    def retry_after_s(self) -> float | None:
-        return None if self.error is None else self.error.get("retry_after_s")
 
 
 class _StepFailure(Exception):
@@ -66,6 +64,9 @@ def run_pipeline(
     steps_out: dict[str, Any] = context.setdefault("steps", {})
     records: list[dict[str, Any]] = []
     saved: dict[str, Any] = {}
+    # The run's own containers: an output holding one of them would hold itself once stored.
+    own = frozenset((id(context), id(steps_out)))
+    recorded = 0  # bytes of outputs kept so far (a saved output counts twice: steps and run output)
     for step in pipeline.steps:
         if is_canceled():
             return RunResult(
@@ -99,7 +100,19 @@ def run_pipeline(
                 is_canceled=is_canceled,
                 db=db,
             )
-            output = _call_step(step, context, ctx)
+            output, size = _call_step(step, context, ctx, own)
+            recorded += size * (2 if step.save_as else 1)
+            if recorded > limits.record_max_bytes:
+                raise _StepFailure(
+                    "failed",
+                    _error(
+                        "OUTPUT_TOO_LARGE",
+                        f"the run's recorded outputs would pass {limits.record_max_bytes} bytes "
+                        f"({RECORD_MULTIPLE} x ORDO_STEP_OUTPUT_MAX_BYTES) with this step's output "
+                        f"of {size} bytes",
+                        retryable=False,
+                    ),
+                )
         except _StepFailure as failure:
             record.update(state=failure.state, duration_ms=_ms(step_start), error=failure.error)
             failure.error.setdefault("step", step.id)
@@ -115,7 +128,10 @@ def run_pipeline(
 def call_tool(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
     """Validate input, call the tool under its deadline, validate output. Raises ToolError/OrdoError."""
     try:
-        return _invoke(tool, arguments, ctx)
+        _check_input(tool, arguments, ctx.limits)
+        output = _invoke(tool, arguments, ctx)
+        _check_output(tool, output, ctx.limits, frozenset())
+        return output
     except _StepFailure as failure:
         e = failure.error
         raise ToolError(
@@ -123,14 +139,83 @@ def call_tool(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
         ) from None
 
 
-def _call_step(step: Step, context: dict[str, Any], ctx: ToolContext) -> Any:
+def _call_step(step: Step, context: dict[str, Any], ctx: ToolContext, own: frozenset[int]) -> tuple[Any, int]:
+    """The step's output and its size as JSON."""
     try:
         arguments = step.render_input(context)
     except Exception as e:  # JMESPath raises on type errors inside functions at run time
         raise _StepFailure(
             "failed", _error("TEMPLATE_ERROR", f"rendering the input failed: {e}", retryable=False)
         ) from None
-    return _invoke(step.tool, arguments, ctx)
+    _check_input(step.tool, arguments, ctx.limits)
+    output = _invoke(step.tool, arguments, ctx)
+    return output, _check_output(step.tool, output, ctx.limits, own)
+
+
+def _check_input(tool: Tool, arguments: Any, limits: ToolLimits) -> None:
+    """A rendered input may be as large as a step output, and must be a tree of bounded depth."""
+    try:
+        measure(arguments, max_bytes=limits.step_output_max_bytes)
+    except TooLarge as e:
+        raise _StepFailure(
+            "failed",
+            _error(
+                "INPUT_TOO_LARGE",
+                f"the rendered input for {tool.address} {e} (ORDO_STEP_OUTPUT_MAX_BYTES)",
+                retryable=False,
+            ),
+        ) from None
+    except TooDeep as e:
+        raise _StepFailure(
+            "failed",
+            _error("TEMPLATE_TOO_DEEP", f"the rendered input for {tool.address} {e}", retryable=False),
+        ) from None
+    except ValueProblem as e:
+        raise _StepFailure(
+            "failed",
+            _error(
+                "TEMPLATE_CYCLE" if isinstance(e, SelfReference) else "INPUT_INVALID",
+                f"the rendered input for {tool.address} {e}",
+                retryable=False,
+            ),
+        ) from None
+
+
+def _check_output(tool: Tool, output: Any, limits: ToolLimits, own: frozenset[int]) -> int:
+    """An output is kept only if it can be recorded: bounded in size and depth, and not containing
+    the run's own context (`${steps}` or `${@}` passed through a tool), which would then contain it."""
+    try:
+        return measure(output, max_bytes=limits.step_output_max_bytes, forbidden=own)
+    except SelfReference as e:
+        if e.own:
+            raise _StepFailure(
+                "failed",
+                _error(
+                    "TEMPLATE_CYCLE",
+                    f"the output of {tool.address} contains the run's own context (a template such as "
+                    "${steps} or ${@} passed it in), so it would contain itself once recorded; "
+                    "pass the parts you need, e.g. ${steps.<id>.<field>}",
+                    retryable=False,
+                ),
+            ) from None
+        raise _StepFailure(
+            "failed",
+            _error("UNRECORDABLE_OUTPUT", f"the output of {tool.address} {e}", retryable=False),
+        ) from None
+    except TooLarge as e:
+        raise _StepFailure(
+            "failed",
+            _error(
+                "OUTPUT_TOO_LARGE",
+                f"the output of {tool.address} {e} (ORDO_STEP_OUTPUT_MAX_BYTES)",
+                retryable=False,
+            ),
+        ) from None
+    except ValueProblem as e:
+        code = "OUTPUT_TOO_DEEP" if isinstance(e, TooDeep) else "UNRECORDABLE_OUTPUT"
+        raise _StepFailure(
+            "failed", _error(code, f"the output of {tool.address} {e}", retryable=False)
+        ) from None
 
 
 def _invoke(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
@@ -175,18 +260,20 @@ def _guarded(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
         return tool.func(arguments, ctx)
     except RetryLater as e:
         raise _StepFailure(
-            "failed", _error(e.code, e.message, retry_after_s=e.delay_s, details=e.details)
+            "failed", _tool_error(e.code, e.message, retry_after_s=e.delay_s, details=e.details)
         ) from None
     except ToolError as e:
         raise _StepFailure(
-            "failed", _error(e.code, e.message, retryable=e.retryable, details=e.details)
+            "failed", _tool_error(e.code, e.message, retryable=e.retryable, details=e.details)
         ) from None
     except OrdoError as e:
-        raise _StepFailure("failed", _error(e.code, e.message, retryable=False, details=e.details)) from None
-    except Exception as e:
+        raise _StepFailure(
+            "failed", _tool_error(e.code, e.message, retryable=False, details=e.details)
+        ) from None
+    except (Exception, SystemExit) as e:  # a tool calling exit() must not end the worker
         ctx.log.exception("tool_crashed", tool=tool.address)
         raise _StepFailure(
-            "failed", _error("TOOL_CRASHED", f"{tool.address} raised {type(e).__name__}: {e}")
+            "failed", _tool_error("TOOL_CRASHED", f"{tool.address} raised {type(e).__name__}: {e}")
         ) from None
 
 
@@ -229,6 +316,21 @@ def _error(
     if step is not None:
         error["step"] = step
     return error
+
+
+def _tool_error(code: Any, message: Any, *, details: Any = None, **kwargs: Any) -> dict[str, Any]:
+    """An error a tool raised, bounded: its code and message as text, its details only if small."""
+    text = str(message)
+    if len(text) > _ERROR_MESSAGE_MAX:
+        text = text[: _ERROR_MESSAGE_MAX - 3] + "..."
+    if details:
+        try:
+            size = measure(details, max_bytes=1 << 50)
+            if size > _ERROR_DETAILS_MAX_BYTES:
+                details = {"truncated": True, "bytes": size}
+        except ValueProblem as e:
+            details = {"unrecordable": f"the details {e}"}
+    return _error(str(code)[:100], text, details=details, **kwargs)
 
 
 def _ms(start: float) -> float:

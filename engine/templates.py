@@ -13,12 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import jmespath
+from jmespath import functions
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
-from jmespath.visitor import TreeInterpreter
+from jmespath.visitor import Options, TreeInterpreter
+
+from engine.values import ValueProblem, measure
 
 __all__ = [
     "CONTEXT_KEYS",
+    "JMESPATH_OPTIONS",
+    "MAX_TEXT_BYTES",
     "Reference",
     "Renderer",
     "TemplateError",
@@ -33,10 +38,35 @@ CONTEXT_KEYS = frozenset({"params", "steps", "run", "task", "event", "now"})
 
 Renderer = Callable[[dict[str, Any]], Any]
 
+# The longest text a template may build (text around `${...}`, to_string(), join()). Values that
+# share parts are small in memory and can be huge as text; building such a text fails the step
+# instead of exhausting the worker's memory.
+MAX_TEXT_BYTES = 64 * 1024 * 1024
+
+
+class _BoundedFunctions(functions.Functions):
+    """JMESPath's functions, with the two that build text refusing to build more than MAX_TEXT_BYTES."""
+
+    @functions.signature({"types": []})
+    def _func_to_string(self, arg: Any) -> str:
+        if isinstance(arg, str):
+            return arg
+        _check_text_size(arg)
+        return json.dumps(arg, separators=(",", ":"), default=str)
+
+    @functions.signature({"types": ["string"]}, {"types": ["array-string"]})
+    def _func_join(self, separator: str, array: list[str]) -> str:
+        if len(separator) * len(array) + sum(len(item) for item in array) > MAX_TEXT_BYTES:
+            raise ValueError(f"join() would build a text longer than {MAX_TEXT_BYTES} bytes")
+        return separator.join(array)
+
+
+# Every JMESPath evaluation in Ordo (templates, `if`, transform.jmespath) uses these options.
+JMESPATH_OPTIONS = Options(custom_functions=_BoundedFunctions())
 
 # One interpreter for every search: ParsedResult.search builds a new one per call, which costs more
 # than evaluating a short path. The interpreter keeps no per-search state.
-_INTERPRETER = TreeInterpreter()
+_INTERPRETER = TreeInterpreter(JMESPATH_OPTIONS)
 
 
 def evaluate(expression: ParsedResult, data: Any) -> Any:
@@ -192,7 +222,19 @@ def format_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
+    return _json_text(value)
+
+
+def _json_text(value: Any) -> str:
+    _check_text_size(value)
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _check_text_size(value: Any) -> None:
+    try:
+        measure(value, max_bytes=MAX_TEXT_BYTES)
+    except ValueProblem as e:
+        raise ValueError(f"the value written as text {e}") from None
 
 
 def truthy(value: Any) -> bool:

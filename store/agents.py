@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from sqlalchemy import Connection
 
 from store import keyset
@@ -43,7 +42,6 @@ __all__ = [
     "hash_token",
     "list_agents",
     "list_tokens",
-    "listen_for_auth_changes",
     "public_agent",
     "public_token",
     "revoke_token",
@@ -269,11 +267,6 @@ def revoke_token(conn: Connection, agent_id: UUID, token_id: UUID) -> dict[str, 
         raise NotFound(f"token {token_id} of agent {agent_id} not found", details={"token_id": str(token_id)})
     conn.execute(Q["notify_auth_change"], {"what": f"token {token_id}"})
     return dict(row)
-
-
-def listen_for_auth_changes(conn: psycopg.Connection[Any]) -> None:
-    """Subscribe a plain (autocommit) psycopg connection to revocations; see `AUTH_CHANNEL`."""
-    conn.execute(Q["listen_auth_changes"].text)
 
 
 def admin_token_exists(conn: Connection) -> bool:

@@ -67,9 +67,6 @@ UPDATE api_token SET revoked_at = now() WHERE agent_id = :agent_id AND revoked_a
 -- they verified earlier. Delivered when the transaction commits.
 SELECT pg_notify('ordo_api_auth', CAST(:what AS text));
 
--- listen_auth_changes --
-LISTEN ordo_api_auth;
-
 -- admin_token_exists --
 -- Bootstrap: has an admin token ever been issued (revoked ones count: first start happens once)?
 SELECT EXISTS (SELECT 1 FROM api_token WHERE 'admin' = ANY(scopes)) AS found;

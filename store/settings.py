@@ -55,6 +55,11 @@ class Settings:
     webhook_breaker_cooldown_s: float = 30.0
     webhook_require_https: bool = False
     webhook_secret_overlap_s: float = 86400.0
+    # Largest output one pipeline step may record; a run attempt's whole record may take 4 times it.
+    step_output_max_bytes: int = 10 * 1024 * 1024
+    # Non-public addresses user-supplied URLs may reach (engine/outbound.py): hosts, IPs or CIDRs,
+    # each optionally with :port, comma-separated. Empty: public addresses only.
+    outbound_allow: str = ""
 
     def __post_init__(self) -> None:
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
@@ -80,6 +85,7 @@ class Settings:
             "webhook_concurrency",
             "webhook_breaker_failures",
             "webhook_breaker_cooldown_s",
+            "step_output_max_bytes",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -93,6 +99,10 @@ class Settings:
                 f"ORDO_WEBHOOK_SECRET_OVERLAP_S must be 0 or more, not {self.webhook_secret_overlap_s}"
             )
         _retry_delays(self.webhook_retry_s)  # a malformed list is refused at start-up, not at a retry
+        if self.step_output_max_bytes < 1024:
+            raise ConfigError(
+                f"ORDO_STEP_OUTPUT_MAX_BYTES must be at least 1024, not {self.step_output_max_bytes}"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -208,4 +218,19 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ),
     ("ORDO_WEBHOOK_REQUIRE_HTTPS", "false", "Refuse webhook URLs that are not https://."),
     ("ORDO_WEBHOOK_SECRET_OVERLAP_S", "86400", "After a secret rotation, how long the old secret signs too."),
+    (
+        "ORDO_STEP_OUTPUT_MAX_BYTES",
+        "10485760",
+        "Largest output (and rendered input) of one pipeline step, as JSON; a run attempt's whole "
+        "record (every step's output, the run's output, errors) may take 4 times this. Larger: the "
+        "run ends dead with OUTPUT_TOO_LARGE.",
+    ),
+    (
+        "ORDO_OUTBOUND_ALLOW",
+        "unset",
+        "Non-public addresses that user-supplied URLs (http.request, webhooks) may reach: "
+        "comma-separated hosts, IPs or CIDRs, each optionally with :port ([IPv6]:port). Unset: "
+        "loopback, private, link-local, multicast, unspecified, reserved and metadata addresses are "
+        "refused.",
+    ),
 ]

@@ -22,6 +22,7 @@ class Liveness:
     worker_slots: int
     worker_age_s: float | None  # None: no running worker row
     db_now: datetime
+    failing_loops: str | None = None  # background loops of fresh workers that fail, described
 
 
 def liveness(conn: Connection, *, worker_fresh_s: float) -> Liveness:
@@ -33,6 +34,7 @@ def liveness(conn: Connection, *, worker_fresh_s: float) -> Liveness:
         worker_slots=int(row["worker_slots"]),
         worker_age_s=None if row["worker_age_s"] is None else float(row["worker_age_s"]),
         db_now=row["db_now"],
+        failing_loops=row["failing_loops"],
     )
 
 

@@ -5,7 +5,7 @@
 -- claim_batch --
 -- Lock up to :n due, unkeyed runs for the calling transaction: highest priority first, then earliest
 -- run_at. Claiming writes nothing but the row locks. The worker then, in the same transaction, either
--- runs a run whose pipeline is inline (microseconds) and records it (finish_claimed), or turns it into
+-- runs a run whose pipeline is inline (microseconds) and records it (record_outcomes), or turns it into
 -- a lease to run outside the transaction (lease_claimed). If the worker dies first, the transaction
 -- rolls back and the runs are simply due again. One LATERAL scan per priority level reads only due
 -- rows of due_work_ready_idx (priority, run_at, id), so future occurrences never cost a scan; SKIP
@@ -27,49 +27,6 @@ SELECT w.id, w.task_id, t.version AS task_version, t.status AS task_status, w.at
           FOR UPDATE SKIP LOCKED) AS w
   JOIN task t ON t.id = w.task_id
  LIMIT :n;
-
--- finish_claimed --
--- Record runs finished inside the claiming transaction (inline pipelines). The rows are still locked
--- by this transaction, so nobody else can have touched them: no fencing is needed, and no lease was
--- ever written. A run to retry stays in the queue as failed; a run that ended leaves it; every
--- attempt gets its task_run row. The batch arrives as one JSON array.
-WITH outcome AS (
-    SELECT *
-      FROM jsonb_to_recordset(CAST(:batch AS jsonb))
-           AS o(id bigint, state text, retry_in_s double precision, duration_s double precision,
-                steps jsonb, output jsonb, error jsonb)),
-retried AS (
-    UPDATE due_work d
-       SET state = 'failed',
-           attempt = d.attempt + 1,
-           run_at = now() + make_interval(secs => o.retry_in_s),
-           last_error = o.error,
-           worker_id = :worker_id,
-           started_at = now()
-      FROM outcome o
-     WHERE d.id = ANY(CAST(:ids AS bigint[]))  -- a primary-key probe whatever the statistics say
-       AND d.id = o.id AND o.state = 'failed'
-    RETURNING d.id, d.attempt, d.task_id, d.origin, d.scheduled_for, d.created_at, d.priority,
-              d.max_attempts, d.event_id),
-ended AS (
-    DELETE FROM due_work d
-     USING outcome o
-     WHERE d.id = ANY(CAST(:ids AS bigint[]))
-       AND d.id = o.id AND o.state <> 'failed'
-    RETURNING d.id, d.attempt + 1 AS attempt, d.task_id, d.origin, d.scheduled_for, d.created_at, d.priority,
-              d.max_attempts, d.event_id),
-changed AS (
-    SELECT * FROM retried
-    UNION ALL
-    SELECT * FROM ended)
-INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
-                      event_id, state, final, worker_id, started_at, finished_at, steps, output, error)
-SELECT c.id, c.attempt, c.task_id, c.origin, c.scheduled_for, c.created_at, c.priority, c.max_attempts,
-       c.event_id, o.state, o.state <> 'failed', :worker_id, now(),
-       now() + make_interval(secs => o.duration_s), o.steps, o.output, o.error
-  FROM changed c
-  JOIN outcome o ON o.id = c.id
-RETURNING run_id;
 
 -- lease_claimed --
 -- Turn claimed runs into leases, for runs the worker executes outside the claiming transaction (their
@@ -145,45 +102,62 @@ SELECT least(
     (SELECT min(run_at) FROM due_work WHERE state IN ('queued', 'failed') AND concurrency_key IS NOT NULL)
 ) AS next_run_at, now() AS db_now;
 
--- finish_many --
--- Record finished attempts in one statement. Fenced: only rows still leased under the same token
--- change, so a worker whose lease expired (and was rescued) cannot overwrite the new holder's state;
--- exactly the rows that changed get their task_run row. A run that will be retried stays queued as
--- failed; a run that ended leaves the queue. finished_at is started_at (database clock, set at lease)
--- plus the duration the worker measured, so worker clock skew cannot reorder history.
--- The batch arrives as one JSON array: one value to send and parse, instead of eight arrays whose
--- text form escapes every quote of every step record.
+-- record_outcomes --
+-- Record finished attempts, whoever ended them: runs claimed and run inside the calling transaction
+-- (token NULL: the rows are locked by this transaction and were never leased), leases finished by
+-- their worker, and leases the rescuer found expired. The only statement that writes task_run for an
+-- attempt that was made. A leased row changes only while it is still running under the same token
+-- (fencing): a worker whose lease expired and was rescued cannot overwrite the new holder's state,
+-- and a claimed outcome can never touch a lease. Exactly the rows that changed get their task_run
+-- row. A run to retry stays queued as failed; a run that ended leaves the queue.
+-- started_at is the database clock at lease (at claim: now(), the claiming transaction's start),
+-- finished_at that plus the duration the worker measured, so worker clock skew cannot reorder
+-- history. The batch arrives as one JSON array: one value to send and parse, instead of an array
+-- per column whose text form escapes every quote of every step record.
 WITH outcome AS (
     SELECT *
       FROM jsonb_to_recordset(CAST(:batch AS jsonb))
-           AS o(id bigint, token uuid, state text, retry_in_s double precision, duration_s double precision,
-                steps jsonb, output jsonb, error jsonb)),
+           AS o(id bigint, token uuid, attempt integer, state text, retry_in_s double precision,
+                duration_s double precision, steps jsonb, output jsonb, error jsonb, record_bytes integer)),
 retried AS (
     UPDATE due_work d
        SET state = 'failed',
+           attempt = o.attempt,
            run_at = now() + make_interval(secs => o.retry_in_s),
            lease_token = NULL,
            lease_until = NULL,
-           last_error = o.error
+           last_error = o.error,
+           worker_id = CASE WHEN o.token IS NULL THEN :worker_id ELSE d.worker_id END,
+           started_at = CASE WHEN o.token IS NULL THEN now() ELSE d.started_at END
       FROM outcome o
      WHERE d.id = ANY(CAST(:ids AS bigint[]))  -- a primary-key probe whatever the statistics say
-       AND d.id = o.id AND d.lease_token = o.token AND d.state = 'running' AND o.state = 'failed'
-    RETURNING d.*),
+       AND d.id = o.id AND o.state = 'failed'
+       AND CASE WHEN o.token IS NULL THEN d.state <> 'running'
+                ELSE d.lease_token = o.token AND d.state = 'running' END
+    RETURNING d.id, d.task_id, d.origin, d.scheduled_for, d.created_at, d.priority, d.max_attempts,
+              d.event_id, d.worker_id, d.started_at),
 ended AS (
     DELETE FROM due_work d
      USING outcome o
      WHERE d.id = ANY(CAST(:ids AS bigint[]))
-       AND d.id = o.id AND d.lease_token = o.token AND d.state = 'running' AND o.state <> 'failed'
-    RETURNING d.*),
+       AND d.id = o.id AND o.state <> 'failed'
+       AND CASE WHEN o.token IS NULL THEN d.state <> 'running'
+                ELSE d.lease_token = o.token AND d.state = 'running' END
+    RETURNING d.id, d.task_id, d.origin, d.scheduled_for, d.created_at, d.priority, d.max_attempts,
+              d.event_id,
+              CASE WHEN o.token IS NULL THEN CAST(:worker_id AS text) ELSE d.worker_id END AS worker_id,
+              CASE WHEN o.token IS NULL THEN now() ELSE d.started_at END AS started_at),
 changed AS (
     SELECT * FROM retried
     UNION ALL
     SELECT * FROM ended)
 INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
-                      event_id, state, final, worker_id, started_at, finished_at, steps, output, error)
-SELECT c.id, c.attempt, c.task_id, c.origin, c.scheduled_for, c.created_at, c.priority, c.max_attempts,
+                      event_id, state, final, worker_id, started_at, finished_at, steps, output, error,
+                      record_bytes)
+SELECT c.id, o.attempt, c.task_id, c.origin, c.scheduled_for, c.created_at, c.priority, c.max_attempts,
        c.event_id, o.state, o.state <> 'failed', c.worker_id, c.started_at,
-       c.started_at + make_interval(secs => o.duration_s), o.steps, o.output, o.error
+       c.started_at + make_interval(secs => o.duration_s), coalesce(o.steps, '[]'), o.output, o.error,
+       o.record_bytes
   FROM changed c
   JOIN outcome o ON o.id = c.id
 RETURNING run_id;
@@ -213,46 +187,18 @@ UPDATE due_work d
    AND d.id = l.id AND d.lease_token = l.token AND d.state = 'running'
 RETURNING d.id;
 
--- rescue_expired --
--- Return expired leases (their worker died or stopped renewing) to the queue, or end the run as dead
--- when no attempts remain; record the abandoned attempt in task_run. Oldest expiries first, in
--- batches; SKIP LOCKED steps around a worker renewing or finishing the same row right now.
-WITH expired AS (
-    SELECT id, attempt >= max_attempts AS exhausted
-      FROM due_work
-     WHERE state = 'running' AND lease_until < coalesce(CAST(:now AS timestamptz), now())
-     ORDER BY lease_until
-     LIMIT :n
-       FOR UPDATE SKIP LOCKED),
-retried AS (
-    UPDATE due_work d
-       SET state = 'failed', run_at = now(), lease_token = NULL, lease_until = NULL,
-           last_error = jsonb_build_object(
-               'code', 'LEASE_EXPIRED',
-               'message', 'worker ' || coalesce(d.worker_id, '?') || ' stopped renewing its lease; attempt abandoned',
-               'retryable', true)
-      FROM expired e
-     WHERE d.id = e.id AND NOT e.exhausted
-    RETURNING d.*),
-ended AS (
-    DELETE FROM due_work d
-     USING expired e
-     WHERE d.id = e.id AND e.exhausted
-    RETURNING d.*),
-changed AS (
-    SELECT *, 'failed' AS new_state FROM retried
-    UNION ALL
-    SELECT *, 'dead' AS new_state FROM ended)
-INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
-                      event_id, state, final, worker_id, started_at, finished_at, error)
-SELECT id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
-       event_id, new_state, new_state = 'dead', worker_id, started_at, greatest(now(), started_at),
-       jsonb_build_object(
-           'code', 'LEASE_EXPIRED',
-           'message', 'worker ' || coalesce(worker_id, '?') || ' stopped renewing its lease; attempt abandoned',
-           'retryable', true)
-  FROM changed
-RETURNING run_id, task_id, attempt, state;
+-- expired_leases --
+-- Leases whose worker died or stopped renewing them, oldest expiry first, locked for the rescuer's
+-- transaction, which records each abandoned attempt with record_outcomes (due_work_lease_idx).
+-- SKIP LOCKED steps around a worker renewing or finishing the same row right now, and around
+-- another worker's rescuer.
+SELECT d.id, d.lease_token, d.attempt, d.max_attempts, d.task_id, d.worker_id,
+       greatest(0, extract(epoch FROM now() - d.started_at)) AS duration_s
+  FROM due_work d
+ WHERE d.state = 'running' AND d.lease_until < coalesce(CAST(:now AS timestamptz), now())
+ ORDER BY d.lease_until
+ LIMIT :n
+   FOR UPDATE SKIP LOCKED;
 
 -- task_definitions --
 -- What a worker needs to run a task's pipeline; cached by (id, version).
@@ -260,6 +206,23 @@ SELECT id, version, status, title, timezone, payload, timeout_s, agent_id,
        backoff_base_s, backoff_cap_s, backoff_jitter
   FROM task
  WHERE id = ANY(CAST(:ids AS uuid[]));
+
+-- owner_scopes --
+-- What each agent may do now (workers/owners.py): the union of the scopes of its live tokens (neither
+-- revoked nor expired), nothing for a disabled agent; and in how many seconds the first of those
+-- tokens expires, so that a cached answer lasts no longer (api_token_agent_idx).
+SELECT a.id,
+       CASE WHEN a.disabled_at IS NOT NULL THEN CAST('{}' AS text[])
+            ELSE coalesce((SELECT array_agg(DISTINCT s)
+                             FROM api_token t CROSS JOIN LATERAL unnest(t.scopes) AS s
+                            WHERE t.agent_id = a.id AND t.revoked_at IS NULL
+                              AND (t.expires_at IS NULL OR t.expires_at > now())),
+                          CAST('{}' AS text[])) END AS scopes,
+       (SELECT extract(epoch FROM min(t.expires_at) - now())
+          FROM api_token t
+         WHERE t.agent_id = a.id AND t.revoked_at IS NULL AND t.expires_at > now()) AS next_expiry_s
+  FROM agent a
+ WHERE a.id = ANY(CAST(:ids AS uuid[]));
 
 -- events_by_id --
 -- Event payloads for runs an event triggered.
@@ -275,7 +238,8 @@ ON CONFLICT (id) DO UPDATE
        concurrency = EXCLUDED.concurrency;
 
 -- worker_heartbeat --
-UPDATE worker SET heartbeat_at = now(), state = :state WHERE id = :id;
+-- Liveness, and the health of the worker's background loops (see workers/health.py).
+UPDATE worker SET heartbeat_at = now(), state = :state, loops = CAST(:loops AS jsonb) WHERE id = :id;
 
 -- worker_stopped --
 UPDATE worker SET state = 'stopped', stopped_at = now(), heartbeat_at = now() WHERE id = :id;

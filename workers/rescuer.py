@@ -1,12 +1,12 @@
 """The rescuer: returns runs whose lease expired (their worker died or hung) to the queue.
 
-Every worker runs one; the statement is safe to run concurrently (SKIP LOCKED), so a fleet keeps
-rescuing as long as any worker lives.
+Every worker runs one (on its heartbeat thread); expired leases are locked with SKIP LOCKED, so a
+fleet keeps rescuing as long as any worker lives. The abandoned attempt is recorded like any other,
+through record_outcomes: retried at once, or dead when it was the last attempt allowed.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,10 +14,14 @@ from typing import Any
 from observability import metrics
 from store.db import Database
 from store.sql import load_queries
+from workers.outcomes import Outcome, record, serialise
 
 __all__ = ["Rescuer", "RescuerConfig"]
 
 Q = load_queries("workers", "queries.sql")
+
+# Large enough for any rescue record: it holds no steps, only the error below.
+_RECORD_MAX_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -31,23 +35,29 @@ class RescuerConfig:
 
 
 class Rescuer:
-    def __init__(self, db: Database, cfg: RescuerConfig, log: Any) -> None:
+    def __init__(self, db: Database, cfg: RescuerConfig, log: Any, worker_id: str) -> None:
         self.db = db
         self.cfg = cfg
         self.log = log
+        self.worker_id = worker_id
 
     def run_once(self, now: datetime | None = None) -> int:
+        """Record every lease expired at `now` (default: the database clock) as an abandoned
+        attempt; return how many."""
         total = 0
         while True:
             with self.db.tx() as conn:
-                rows = conn.execute(Q["rescue_expired"], {"now": now, "n": self.cfg.batch}).mappings().all()
+                rows = conn.execute(Q["expired_leases"], {"now": now, "n": self.cfg.batch}).mappings().all()
+                if rows:
+                    record(conn, [serialise(_abandoned(r), _RECORD_MAX_BYTES) for r in rows], self.worker_id)
             for row in rows:
                 self.log.warning(
                     "lease_expired",
-                    run_id=row["work_id"],
+                    run_id=row["id"],
                     task_id=str(row["task_id"]),
                     attempt=row["attempt"],
-                    new_state=row["state"],
+                    new_state=_state(row),
+                    lost_by=row["worker_id"],
                 )
             total += len(rows)
             if len(rows) < self.cfg.batch:
@@ -57,9 +67,25 @@ class Rescuer:
             self.log.info("leases_rescued", count=total)
         return total
 
-    def run(self, stop: threading.Event) -> None:
-        while not stop.wait(self.cfg.interval_s):
-            try:
-                self.run_once()
-            except Exception as e:  # keep rescuing after a database hiccup
-                self.log.warning("rescue_failed", error=str(e))
+
+def _state(row: Any) -> str:
+    return "dead" if row["attempt"] >= row["max_attempts"] else "failed"
+
+
+def _abandoned(row: Any) -> Outcome:
+    state = _state(row)
+    return Outcome(
+        id=row["id"],
+        token=row["lease_token"],
+        attempt=row["attempt"],
+        state=state,
+        retry_in_s=0.0 if state == "failed" else None,
+        duration_s=float(row["duration_s"]),
+        steps=[],
+        output=None,
+        error={
+            "code": "LEASE_EXPIRED",
+            "message": f"worker {row['worker_id'] or '?'} stopped renewing its lease; attempt abandoned",
+            "retryable": True,
+        },
+    )

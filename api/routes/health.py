@@ -35,7 +35,8 @@ async def health() -> Any:
 )
 async def ready(db: Db, reads: Reads, state: State) -> Any:
     """Readiness: the database answers, migrations are current, a scheduler leader and at least one
-    worker have sent a heartbeat recently. 503 lists the failing checks."""
+    worker have sent a heartbeat recently, and no such worker reports a failing background loop
+    (heartbeat, rescuer, listener, completer). 503 lists the failing checks."""
     cfg = state.settings
     leader_fresh_s = max(10.0, 5 * cfg.scheduler_tick_s)
     worker_fresh_s = max(15.0, cfg.lease_s)
@@ -65,7 +66,9 @@ async def ready(db: Db, reads: Reads, state: State) -> Any:
             f"leader {live.leader_id} heartbeat {live.leader_age_s:.1f} s ago"
             + ("" if fresh else f" (older than {leader_fresh_s:g} s)"),
         )
-    if live.workers_fresh:
+    if live.workers_fresh and live.failing_loops:
+        checks["workers"] = _check(False, f"background loop failing: {live.failing_loops}")
+    elif live.workers_fresh:
         checks["workers"] = _check(True, f"{live.workers_fresh} worker(s) with {live.worker_slots} slot(s)")
     else:
         last = "never" if live.worker_age_s is None else f"{live.worker_age_s:.1f} s ago"

@@ -163,3 +163,30 @@ def test_metrics_expose_requests_and_the_queue(client: httpx.Client, alice: dict
     assert "ordo_api_request_seconds_bucket{" in text
     assert 'ordo_queue_depth{state="queued"} 2.0' in text
     assert "ordo_workers_alive 0.0" in text and "ordo_database_up 1.0" in text
+
+
+def test_ready_is_503_naming_a_workers_failing_background_loop(client: httpx.Client, db: Database) -> None:
+    stop = threading.Event()
+    scheduler = SchedulerService(
+        db, SchedulerConfig(tick_s=0.2), structlog.get_logger("test"), "test-scheduler"
+    )
+    thread = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        with running_worker(db, lease_s=3, rescue_interval_s=0.3) as worker:
+            wait_for(lambda: client.get("/health/ready").status_code == 200, what="readiness")
+
+            def broken(*_args: object) -> int:
+                raise RuntimeError("rescue is broken")
+
+            worker.heartbeat.rescuer.run_once = broken  # type: ignore[method-assign]
+            response = wait_for(
+                lambda: (r := client.get("/health/ready")).status_code == 503 and r, what="the failing loop"
+            )
+    finally:
+        stop.set()
+        thread.join(10)
+
+    workers = response.json()["checks"]["workers"]
+    assert not workers["ok"]
+    assert "rescuer" in workers["detail"] and "rescue is broken" in workers["detail"]

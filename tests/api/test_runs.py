@@ -187,7 +187,7 @@ def test_cancel_stops_a_running_run_at_the_next_step_boundary(
 
         asked = client.post(f"/runs/{run['id']}/cancel", headers=caller)
         # The worker learns of the request with its next lease heartbeat (a second here).
-        wait_for(lambda: run["id"] in worker._cancel_requested, what="the worker to see the cancel request")
+        wait_for(lambda: worker.held.is_canceled(run["id"]), what="the worker to see the cancel request")
         slow_endpoint.release.set()
         ended = wait_for(
             lambda: (r := _run(client, caller, run["id"]))["state"] == "canceled" and r,

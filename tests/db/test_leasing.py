@@ -2,12 +2,14 @@
 
 from datetime import UTC, datetime, timedelta
 
+import structlog
 from sqlalchemy import text
 
 from store import runs as store_runs
 from store.sql import load_queries
 from tests.helpers import add_task, rows, scalar
-from workers.completer import Outcome, finish_many, outcomes_json
+from workers.outcomes import Outcome, record, serialise
+from workers.rescuer import Rescuer, RescuerConfig
 
 Q = load_queries("workers", "queries.sql")
 
@@ -43,6 +45,7 @@ def succeed(db, leased, state="succeeded", retry_in_s=None):
         Outcome(
             r["id"],
             r["lease_token"],
+            r["attempt"],
             state,
             retry_in_s,
             0.01,
@@ -53,7 +56,11 @@ def succeed(db, leased, state="succeeded", retry_in_s=None):
         for r in leased
     ]
     with db.tx() as conn:
-        return finish_many(conn, outcomes)
+        return record(conn, [serialise(o, 1 << 20) for o in outcomes], "w1")
+
+
+def rescue(db, now):
+    return Rescuer(db, RescuerConfig(), structlog.get_logger("test"), "rescuer").run_once(now)
 
 
 def enqueue(db, task, n=1):
@@ -103,11 +110,7 @@ def test_a_fenced_late_completion_is_rejected(db):
     task = add_task(db, max_retries=3)
     enqueue(db, task)
     (stale,) = lease(db, worker="slow", lease_s=5)
-    with db.tx() as conn:
-        rescued = conn.execute(
-            Q["rescue_expired"], {"now": datetime.now(UTC) + timedelta(seconds=10), "n": 100}
-        ).all()
-    assert len(rescued) == 1
+    assert rescue(db, datetime.now(UTC) + timedelta(seconds=10)) == 1
     (fresh,) = lease(db, worker="fast")
     assert fresh["attempt"] == 2
     assert succeed(db, [stale]) == set()  # the slow worker's result is refused
@@ -124,8 +127,7 @@ def test_an_expired_lease_with_no_attempts_left_is_dead(db):
     task = add_task(db, max_retries=0)
     enqueue(db, task)
     lease(db, lease_s=5)
-    with db.tx() as conn:
-        conn.execute(Q["rescue_expired"], {"now": datetime.now(UTC) + timedelta(seconds=10), "n": 100})
+    assert rescue(db, datetime.now(UTC) + timedelta(seconds=10)) == 1
     assert scalar(db, "SELECT count(*) FROM due_work") == 0
     assert scalar(db, "SELECT state FROM task_run WHERE final") == "dead"
     error = scalar(db, "SELECT error FROM task_run")
@@ -193,6 +195,7 @@ def finish_claimed(conn, claimed, state="succeeded", retry_in_s=None):
         Outcome(
             r["id"],
             None,
+            r["attempt"],
             state,
             retry_in_s,
             0.001,
@@ -202,14 +205,7 @@ def finish_claimed(conn, claimed, state="succeeded", retry_in_s=None):
         )
         for r in claimed
     ]
-    return (
-        conn.execute(
-            Q["finish_claimed"],
-            {"ids": [o.id for o in outcomes], "batch": outcomes_json(outcomes), "worker_id": "w9"},
-        )
-        .scalars()
-        .all()
-    )
+    return record(conn, [serialise(o, 1 << 20) for o in outcomes], "w9")
 
 
 def test_a_claim_records_inline_runs_in_its_own_transaction(db):

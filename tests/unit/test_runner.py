@@ -4,9 +4,11 @@ import threading
 import time
 from datetime import UTC, datetime
 
+import orjson
+import pytest
 from jsonschema import Draft202012Validator
 
-from engine import Tool, ToolRegistry, compile_pipeline, run_pipeline
+from engine import Tool, ToolLimits, ToolRegistry, compile_pipeline, run_pipeline
 from store.errors import Permanent, RetryLater, ToolError
 
 NOW = datetime(2026, 3, 29, 5, 0, tzinfo=UTC)
@@ -212,3 +214,127 @@ def test_cancellation_is_seen_at_the_next_step_boundary():
     result = run_pipeline(pipeline, {"params": {}}, now=NOW, timeout_s=5, is_canceled=flag.is_set)
     assert result.state == "canceled"
     assert [s["id"] for s in result.steps] == ["a"]
+
+
+# -- what a run may keep -------------------------------------------------------------------------
+
+SMALL = ToolLimits(step_output_max_bytes=4096)
+
+
+@pytest.mark.parametrize("template", ["${steps}", "${@}", "${[steps]}", "${{all: @}}"])
+def test_an_output_holding_the_runs_own_context_fails_with_template_cycle(template):
+    """`${steps}` passed through echo would make the step's output contain itself once stored."""
+    result = run(
+        [
+            {"id": "a", "uses": "echo.message", "with": {"message": "hi"}},
+            {"id": "b", "uses": "echo.message", "with": {"message": "x", "data": template}},
+        ]
+    )
+    assert result.state == "failed"
+    assert result.error["code"] == "TEMPLATE_CYCLE" and result.error["retryable"] is False
+    assert result.steps[1]["state"] == "failed" and "output" not in result.steps[1]
+    orjson.dumps(result.steps)  # what is recorded is plain JSON
+
+
+def test_the_runs_context_may_be_read_by_a_tool_that_does_not_return_it():
+    result = run(
+        [
+            {"id": "a", "uses": "echo.message", "with": {"message": "hi"}},
+            {"id": "b", "uses": "transform.jmespath", "with": {"expression": "keys(@)", "data": "${steps}"}},
+        ]
+    )
+    assert result.state == "succeeded" and result.steps[1]["output"] == {"result": ["a"]}
+
+
+def test_an_output_over_the_step_limit_fails_with_output_too_large():
+    result = run(
+        [{"id": "a", "uses": "echo.message", "with": {"message": "${params.text}"}}],
+        params={"text": "x" * 5000},
+        limits=SMALL,
+    )
+    assert result.error["code"] == "INPUT_TOO_LARGE"
+    result = run(
+        [
+            {
+                "id": "a",
+                "uses": "transform.jmespath",
+                "with": {"expression": "[@, @, @]", "data": "${params.t}"},
+            }
+        ],
+        params={"t": "x" * 2000},
+        limits=SMALL,
+    )
+    assert result.error["code"] == "OUTPUT_TOO_LARGE" and result.error["retryable"] is False
+    assert "4096" in result.error["message"]
+
+
+def test_outputs_that_double_each_step_are_stopped_before_they_exhaust_memory():
+    steps = [{"id": "s0", "uses": "echo.message", "with": {"message": "${params.m}"}}]
+    for i in range(1, 60):
+        steps.append(
+            {
+                "id": f"s{i}",
+                "uses": "echo.message",
+                "with": {"message": "x", "data": [f"${{steps.s{i - 1}}}", f"${{steps.s{i - 1}}}"]},
+            }
+        )
+    result = run(steps, params={"m": "y" * 100})
+    assert result.state == "failed"
+    assert result.error["code"] in ("INPUT_TOO_LARGE", "OUTPUT_TOO_LARGE")
+    assert len(result.steps) < 60
+
+
+def test_the_whole_record_of_a_run_is_bounded():
+    steps = [
+        {"id": f"s{i}", "uses": "echo.message", "with": {"message": "${params.text}"}, "save_as": f"k{i}"}
+        for i in range(10)
+    ]
+    result = run(steps, params={"text": "x" * 3000}, limits=SMALL)
+    assert result.error["code"] == "OUTPUT_TOO_LARGE"
+    assert "run's recorded outputs" in result.error["message"]
+    kept = sum(len(orjson.dumps(s.get("output"))) for s in result.steps)
+    assert kept + len(orjson.dumps(result.output)) <= SMALL.record_max_bytes
+
+
+def test_a_rendered_input_nested_too_deep_fails_the_step():
+    deep = "leaf"
+    for _ in range(150):
+        deep = {"d": deep}
+    result = run(
+        [{"id": "a", "uses": "echo.message", "with": {"message": "x", "data": "${params.deep}"}}],
+        params={"deep": deep},
+    )
+    assert result.error["code"] == "TEMPLATE_TOO_DEEP"
+
+
+def test_text_built_by_a_template_is_bounded():
+    big = {"m": "x" * 1000}
+    for _ in range(40):
+        big = {"a": big, "b": big}
+    pipeline = compile_pipeline(
+        {"pipeline": [{"id": "a", "uses": "echo.message", "with": {"message": "v=${params.big}"}}]}, REGISTRY
+    )
+    context = {"params": {"big": big}}
+    result = run_pipeline(pipeline, context, now=NOW, timeout_s=5)
+    assert result.error["code"] == "TEMPLATE_ERROR"
+    assert "text" in result.error["message"]
+
+
+def test_a_tools_error_is_recorded_bounded():
+    def loud(args, ctx):
+        raise ToolError("m" * 100_000, code="LOUD", details={"blob": ["x" * 1000] * 100})
+
+    registry = ToolRegistry([*REGISTRY.values(), make_tool("test.loud", loud)])
+    pipeline = compile_pipeline({"pipeline": [{"id": "a", "uses": "test.loud"}]}, registry)
+    error = run_pipeline(pipeline, {"params": {}}, now=NOW, timeout_s=5).error
+    assert len(error["message"]) <= 4000
+    assert error["details"]["truncated"] is True and error["details"]["bytes"] > 16 * 1024
+
+
+def test_a_tool_that_calls_exit_fails_its_step_not_the_process():
+    def leave(args, ctx):
+        raise SystemExit(3)
+
+    registry = ToolRegistry([*REGISTRY.values(), make_tool("test.exit", leave)])
+    pipeline = compile_pipeline({"pipeline": [{"id": "a", "uses": "test.exit"}]}, registry)
+    assert run_pipeline(pipeline, {"params": {}}, now=NOW, timeout_s=5).error["code"] == "TOOL_CRASHED"
