@@ -15,13 +15,17 @@ from typing import Any
 import structlog
 from sqlalchemy import text
 
-from engine import ToolRegistry
+from engine import ToolLimits, ToolRegistry
+from engine.outbound import OutboundPolicy
 from store import tasks as store_tasks
 from store.db import Database
 from workers.completer import CompleterConfig
 from workers.worker import Worker, WorkerConfig
 
 REGISTRY = ToolRegistry.load()
+# Test servers listen on 127.0.0.1, which the outbound policy refuses unless allowed (as a deployment
+# would with ORDO_OUTBOUND_ALLOW).
+LOCAL_LIMITS = ToolLimits(outbound=OutboundPolicy.parse("127.0.0.1"))
 
 
 def echo_payload(message: str = "hello ${params.who}", **params: Any) -> dict[str, Any]:
@@ -62,7 +66,9 @@ def wait_for(
 
 
 @contextmanager
-def running_worker(db: Database, registry: ToolRegistry = REGISTRY, **cfg: Any) -> Iterator[Worker]:
+def running_worker(
+    db: Database, registry: ToolRegistry = REGISTRY, limits: ToolLimits = LOCAL_LIMITS, **cfg: Any
+) -> Iterator[Worker]:
     """A worker in a thread of this process; stopped (gracefully) when the block ends."""
     settings = {
         "concurrency": 4,
@@ -73,7 +79,7 @@ def running_worker(db: Database, registry: ToolRegistry = REGISTRY, **cfg: Any) 
         "completer": CompleterConfig(max_delay_s=0.001),
     }
     settings.update(cfg)
-    worker = Worker(db, registry, WorkerConfig(**settings), log=structlog.get_logger("test-worker"))
+    worker = Worker(db, registry, WorkerConfig(**settings), log=structlog.get_logger("test-worker"), limits=limits)
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()

@@ -1,8 +1,11 @@
-"""http.request: one HTTP call with httpx, bounded in time and in response size.
+"""http.request: one HTTP call with httpx, bounded in time and in response size, to where the
+outbound policy allows (engine/outbound.py: public addresses, plus ORDO_OUTBOUND_ALLOW), checked
+after DNS resolution and again at every redirect.
 
 Failures steer retries: a timeout, a refused connection or a 5xx may succeed later (retryable);
 429/503 honour Retry-After; other 4xx are permanent unless `fail_on_status` is false, in which case
-the status is returned as output for a later step to inspect.
+the status is returned as output for a later step to inspect. A URL the policy refuses fails
+permanently (OUTBOUND_REFUSED). Recorded URLs never carry credentials.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 import httpx
 
 from engine.context import ToolContext
+from engine.outbound import OutboundRefused, redact_url
 from store.errors import Permanent, RetryLater, ToolError
 
 __all__ = ["read_capped", "request"]
@@ -39,7 +43,7 @@ def request(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     started = time.monotonic()
     try:
         with (
-            httpx.Client(
+            ctx.limits.outbound.client(
                 timeout=timeout, follow_redirects=bool(args.get("follow_redirects", False))
             ) as client,
             client.stream(
@@ -47,6 +51,8 @@ def request(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
             ) as response,
         ):
             body = read_capped(response, cap)
+    except OutboundRefused as e:
+        raise OutboundRefused(f"{method} {_safe(args['url'])}: {e.message}", details=e.details) from None
     except httpx.TimeoutException:
         raise ToolError(
             f"{method} {_safe(args['url'])} timed out after {timeout:.3g} s", code="HTTP_TIMEOUT"
@@ -78,7 +84,7 @@ def request(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
             )
     out: dict[str, Any] = {
         "status": status,
-        "url": str(response.url),
+        "url": redact_url(response.url),
         "headers": {k.lower(): v for k, v in response.headers.items()},
         "elapsed_ms": elapsed_ms,
         "bytes": len(body),

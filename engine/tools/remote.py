@@ -1,4 +1,9 @@
-"""Catalog tools that run as HTTP endpoints: the input is POSTed as JSON; the JSON reply is the output."""
+"""Catalog tools that run as HTTP endpoints: the input is POSTed as JSON; the JSON reply is the output.
+
+An operator writes these URLs into a catalog, so they are trusted: they do not go through the
+outbound policy that user-supplied URLs do (a tool service on localhost or a private network is the
+normal case). Messages name the endpoint without credentials.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any
 import httpx
 
 from engine.context import ToolContext
+from engine.outbound import redact_url
 from engine.tools.http import read_capped
 from store.errors import Permanent, RetryLater, ToolError
 
@@ -15,6 +21,8 @@ __all__ = ["http_tool"]
 
 
 def http_tool(url: str, headers: dict[str, str]) -> Callable[[dict[str, Any], ToolContext], dict[str, Any]]:
+    shown = redact_url(url)
+
     def call(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         request_headers = {
             **headers,
@@ -29,9 +37,9 @@ def http_tool(url: str, headers: dict[str, str]) -> Callable[[dict[str, Any], To
             ):
                 body = read_capped(response, ctx.limits.http_max_response_bytes)
         except httpx.TimeoutException:
-            raise ToolError(f"tool endpoint {url} did not answer in time", code="HTTP_TIMEOUT") from None
+            raise ToolError(f"tool endpoint {shown} did not answer in time", code="HTTP_TIMEOUT") from None
         except httpx.TransportError as e:
-            raise ToolError(f"tool endpoint {url} is unreachable: {e}", code="HTTP_UNREACHABLE") from None
+            raise ToolError(f"tool endpoint {shown} is unreachable: {e}", code="HTTP_UNREACHABLE") from None
         if response.status_code in (429, 503):
             raise RetryLater(_retry_after(response), f"tool endpoint answered {response.status_code}")
         if response.status_code >= 500:
@@ -43,7 +51,7 @@ def http_tool(url: str, headers: dict[str, str]) -> Callable[[dict[str, Any], To
         try:
             return httpx.Response(200, content=body).json()
         except ValueError:
-            raise ToolError(f"tool endpoint {url} did not answer with JSON", code="HTTP_NOT_JSON") from None
+            raise ToolError(f"tool endpoint {shown} did not answer with JSON", code="HTTP_NOT_JSON") from None
 
     return call
 

@@ -28,6 +28,7 @@ class Ordo:
             "ORDO_RESCUE_INTERVAL_S": "0.5",
             "ORDO_SCHEDULER_TICK_S": "0.2",
             "ORDO_SCHEDULER_STANDBY_RETRY_S": "0.5",
+            "ORDO_OUTBOUND_ALLOW": "127.0.0.1",  # test servers stand in for the systems tasks call
         }
         self.tmp = tmp
         self.children: list[subprocess.Popen[bytes]] = []

@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from engine import ToolContext, ToolLimits, ToolRegistry, call_tool
+from engine.outbound import OutboundPolicy
 from store.errors import ToolError
 
 TOOL = ToolRegistry.load()["http.request"]
@@ -63,10 +64,9 @@ def base_url():
     server.server_close()
 
 
-def call(args, timeout_s=5.0, max_bytes=10_000_000):
-    return call_tool(
-        TOOL, args, ToolContext.standalone(NOW, timeout_s, ToolLimits(http_max_response_bytes=max_bytes))
-    )
+def call(args, timeout_s=5.0, max_bytes=10_000_000, allow="127.0.0.1"):
+    limits = ToolLimits(http_max_response_bytes=max_bytes, outbound=OutboundPolicy.parse(allow))
+    return call_tool(TOOL, args, ToolContext.standalone(NOW, timeout_s, limits))
 
 
 def test_a_json_response_is_parsed(base_url):
@@ -131,3 +131,93 @@ def test_bad_input_is_refused_before_any_request():
     assert info.value.code == "INPUT_INVALID"
     with pytest.raises(ToolError):
         call({"url": "http://127.0.0.1/", "json": {}, "body": "both"})
+
+
+# -- the outbound policy, end to end through the tool ------------------------------------------------
+
+
+class _Counting(Handler):
+    hits: list[str] = []
+
+    def do_GET(self):
+        type(self).hits.append(self.path)
+        if self.path == "/hop":
+            self._reply(302, b"", [("Location", self.headers["X-Next"])])
+        else:
+            super().do_GET()
+
+
+@pytest.fixture
+def counted():
+    """A server on 127.0.0.1 and one on ::1 standing in for what an attacker wants to reach."""
+    import socket
+
+    class V6(ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
+    _Counting.hits = []
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), _Counting), V6(("::1", 0), _Counting)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield servers[0].server_address[1], servers[1].server_address[1]
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "localhost",
+        "LocalHost",
+        "0.0.0.0",
+        "0",
+        "2130706433",
+        "0x7f000001",
+        "127.1",
+        "[::ffff:127.0.0.1]",
+    ],
+)
+def test_every_spelling_of_loopback_is_refused_and_nothing_reaches_the_target(counted, host):
+    port, _ = counted
+    with pytest.raises(ToolError) as raised:
+        call({"url": f"http://{host}:{port}/text"}, allow="")
+    assert raised.value.code == "OUTBOUND_REFUSED" and raised.value.retryable is False
+    assert "ORDO_OUTBOUND_ALLOW" in raised.value.message
+    assert _Counting.hits == []
+
+
+def test_ipv6_loopback_and_octal_spellings_are_refused_too(counted):
+    _, port6 = counted
+    with pytest.raises(ToolError) as v6:
+        call({"url": f"http://[::1]:{port6}/text"}, allow="")
+    assert v6.value.code == "OUTBOUND_REFUSED"
+    with pytest.raises(ToolError) as octal:  # httpx refuses the spelling itself
+        call({"url": f"http://0177.0.0.1:{port6}/text"}, allow="")
+    assert octal.value.retryable is False
+    assert _Counting.hits == []
+
+
+def test_a_redirect_to_a_refused_address_is_not_followed(counted):
+    port, port6 = counted
+    with pytest.raises(ToolError) as raised:
+        call(
+            {
+                "url": f"http://127.0.0.1:{port}/hop",
+                "follow_redirects": True,
+                "headers": {"X-Next": f"http://[::1]:{port6}/text"},
+            },
+            allow=f"127.0.0.1:{port}",
+        )
+    assert raised.value.code == "OUTBOUND_REFUSED"
+    assert _Counting.hits == ["/hop"]
+
+
+def test_the_recorded_url_carries_no_credentials(counted):
+    port, _ = counted
+    out = call({"url": f"http://planner:hunter2@127.0.0.1:{port}/text"})
+    assert out["url"] == f"http://127.0.0.1:{port}/text" and "hunter2" not in json.dumps(out)
+    with pytest.raises(ToolError) as raised:
+        call({"url": f"http://planner:hunter2@127.0.0.1:{port}/missing"})
+    assert "hunter2" not in raised.value.message
