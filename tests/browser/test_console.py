@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from sqlalchemy import text
 
 from api import create_app
 from engine.tools.jobshop_format import parse_jobshop
@@ -201,7 +202,7 @@ def test_a_new_agent_sees_empty_states_that_say_what_to_do(console: Console, ord
     console.assert_accessible()
 
 
-def test_a_refused_and_a_revoked_token_send_the_user_to_sign_in_saying_why(
+def test_refused_expired_and_revoked_tokens_send_the_user_to_sign_in_saying_why(
     console: Console, ordo: Ordo
 ) -> None:
     console.expect_messages(_status_401())
@@ -210,6 +211,18 @@ def test_a_refused_and_a_revoked_token_send_the_user_to_sign_in_saying_why(
     console.page.click("form.login button[type=submit]")
     message = console.page.locator("#login-message")
     message.get_by_text("That token was refused").wait_for()
+
+    # A token past its expiry is refused with the API's reason.
+    _, expired_id, expired = _agent_token(ordo, "tasks:read", "runs:read")
+    with ordo.db.tx() as conn:
+        conn.execute(
+            text("UPDATE api_token SET expires_at = now() - interval '1 minute' WHERE id = :id"),
+            {"id": expired_id},
+        )
+    console.page.fill("#token", expired)
+    console.page.click("form.login button[type=submit]")
+    message.get_by_text("expired").wait_for()
+    console.shot("token-expired")
 
     agent_id, token_id, token = _agent_token(ordo, "tasks:read", "runs:read")
     console.sign_in(token, "/runs")
