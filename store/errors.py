@@ -13,6 +13,7 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "InvalidPipeline",
+    "InvalidPlant",
     "InvalidSchedule",
     "InvalidTask",
     "InvalidWebhook",
@@ -68,6 +69,14 @@ class InvalidPipeline(OrdoError):
     """The pipeline document is malformed: schema, step ids, templates, tool input."""
 
     code, status = "INVALID_PIPELINE", 422
+
+
+class InvalidPlant(OrdoError):
+    """Plant data is unusable: a resource tree with a cycle or a missing parent, overlapping pattern
+    rules, an unknown country, an exception that ends before it starts... `details.errors` lists every
+    problem found, each naming its row (or path) and field; nothing is stored."""
+
+    code, status = "INVALID_PLANT", 422
 
 
 class UnknownTool(InvalidPipeline):
