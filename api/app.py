@@ -21,7 +21,7 @@ from api.deps import ApiState, reject_unknown_query
 from api.middleware import BodyLimit, Liveness, RequestMetrics
 from api.pool import ReadPool
 from api.ratelimit import RateLimiter
-from api.routes import agents, audit, events, health, runs, schedules, tasks, tools
+from api.routes import agents, audit, availability, events, health, resources, runs, schedules, tasks, tools
 from engine import ToolRegistry
 from store import idempotency
 from store.agents import ROUTE_SCOPES
@@ -138,6 +138,11 @@ def create_app(
             {"name": "runs", "description": "Run history with every step's output; cancel runs."},
             {"name": "events", "description": "Publish events that trigger subscribed tasks."},
             {"name": "schedules", "description": "Preview draft schedules."},
+            {
+                "name": "plant",
+                "description": "Resources (ISA-95), patterns, calendars, assignments, exceptions.",
+            },
+            {"name": "availability", "description": "Generated equipment availability and its changes."},
             {"name": "tools", "description": "The tool catalog."},
             {"name": "agents", "description": "Agents and their tokens (admin)."},
             {"name": "audit", "description": "Who changed what (admin)."},
@@ -147,6 +152,8 @@ def create_app(
     errors.install(app)
     for module in (tasks, runs, events, schedules, tools, agents, audit, health):
         app.include_router(module.router)
+    app.include_router(resources.router)
+    app.include_router(availability.router)
     mount_console(app)
     # Outermost first in the request path: metrics see every request, including those the cap refuses.
     app.add_middleware(BodyLimit, max_body_bytes=settings.api_max_body_bytes)

@@ -29,6 +29,8 @@ from store.settings import Settings
 __all__ = [
     "Admin",
     "ApiState",
+    "AvailabilityRead",
+    "AvailabilityWrite",
     "Caller",
     "Clock",
     "Db",
@@ -172,6 +174,8 @@ TasksRead = Annotated[Principal, Depends(require("tasks:read"))]
 TasksWrite = Annotated[Principal, Depends(require("tasks:write"))]
 RunsRead = Annotated[Principal, Depends(require("runs:read"))]
 EventsPublish = Annotated[Principal, Depends(require("events:publish"))]
+AvailabilityRead = Annotated[Principal, Depends(require("availability:read"))]
+AvailabilityWrite = Annotated[Principal, Depends(require("availability:write"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
 
 IdempotencyKey = Annotated[

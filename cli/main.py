@@ -17,6 +17,7 @@ import yaml
 
 from cli import runtime
 from cli.output import emit_json, table
+from cli.plant import availability_app, resources_app
 from cli.runtime import fail, guarded, load_settings, open_database
 from cli.solve import solve_command
 from cli.tokens import token_app
@@ -38,6 +39,8 @@ tool_app = typer.Typer(help="List the tool catalog and try a tool.", no_args_is_
 app.add_typer(task_app, name="task")
 app.add_typer(tool_app, name="tool")
 app.add_typer(token_app, name="token")
+app.add_typer(resources_app, name="resources")
+app.add_typer(availability_app, name="availability")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON only (for scripts).")]
 

@@ -53,7 +53,15 @@ Q = load_queries("store", "agents.sql")
 
 ADMIN = "admin"
 AUTH_CHANNEL = "ordo_api_auth"  # NOTIFY channel: a token was revoked or an agent deleted
-ROUTE_SCOPES = ("tasks:read", "tasks:write", "runs:read", "events:publish", ADMIN)
+ROUTE_SCOPES = (
+    "tasks:read",
+    "tasks:write",
+    "runs:read",
+    "events:publish",
+    "availability:read",
+    "availability:write",
+    ADMIN,
+)
 
 _AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 _SCOPE = re.compile(r"^[a-z][a-z0-9_]*(:[a-z0-9_.*-]+)?$")

@@ -34,6 +34,7 @@ __all__ = [
     "delete_exception",
     "delete_pattern",
     "delete_resource",
+    "generate_task",
     "get_assignment_by_key",
     "get_calendar",
     "get_exception_by_key",
@@ -49,6 +50,8 @@ __all__ = [
     "public_exception",
     "public_resource",
     "resolve",
+    "resource_tree",
+    "set_generate_task",
     "update_resource",
     "write_plant",
 ]
@@ -160,6 +163,11 @@ def resolve(
             )
         out.append(row)
     return out
+
+
+def resource_tree(conn: Connection, agent_id: UUID) -> list[dict[str, Any]]:
+    """A plant's resources, lean (inheritance and subtree questions)."""
+    return [dict(r) for r in conn.execute(Q["resource_tree"], {"agent_id": agent_id}).mappings()]
 
 
 def list_resources(
@@ -339,7 +347,7 @@ def _counts(total: int) -> dict[str, int]:
     return {"created": 0, "updated": 0, "unchanged": total}
 
 
-def _count(counts: dict[str, int], row: Mapping[str, Any] | None) -> None:
+def _count(counts: dict[str, int], row: Any) -> None:
     if row is None:
         return  # unchanged
     counts["unchanged"] -= 1
@@ -436,6 +444,20 @@ def get_exception_by_key(conn: Connection, agent_id: UUID, values: ExceptionValu
 def delete_exception(conn: Connection, exception_id: UUID, owner: UUID | None) -> None:
     if conn.execute(Q["delete_exception"], {"id": exception_id, "owner": owner}).one_or_none() is None:
         raise NotFound(f"no exception {exception_id}", details={"exception_id": str(exception_id)})
+
+
+# -- the agent's generate task (POST /schedules/generate) ----------------------------------------
+
+
+def generate_task(conn: Connection, agent_id: UUID) -> dict[str, Any] | None:
+    """The agent's generate task (id, status), under a lock held until commit; None: none yet."""
+    conn.execute(Q["generate_task_lock"], {"agent_id": str(agent_id)})
+    row = conn.execute(Q["get_generate_task"], {"agent_id": agent_id}).mappings().one_or_none()
+    return dict(row) if row else None
+
+
+def set_generate_task(conn: Connection, agent_id: UUID, task_id: UUID) -> None:
+    conn.execute(Q["set_generate_task"], {"agent_id": agent_id, "task_id": task_id})
 
 
 # -- public shapes --------------------------------------------------------------------------------

@@ -230,3 +230,22 @@ SELECT e.*, r.code AS resource_code
   FROM availability_exception e JOIN resource r ON r.id = e.resource_id
  WHERE e.agent_id = :agent_id AND r.code = :code AND e.kind = :kind AND e.starts_at = :starts_at
    AND coalesce(e.rrule, '') = coalesce(CAST(:rrule AS text), '');
+
+-- resource_tree --
+-- The tree of a plant, lean: what inheritance and subtree questions need.
+SELECT id, agent_id, code, name, level, parent_id, path, requires_scheduling, timezone, holiday_calendar
+  FROM resource
+ WHERE agent_id = :agent_id;
+
+-- generate_task_lock --
+-- Two first POST /schedules/generate of one agent must not both create its generate task.
+SELECT pg_advisory_xact_lock(7420041, hashtext(CAST(:agent_id AS text)));
+
+-- get_generate_task --
+SELECT t.id, t.status
+  FROM plant_generate_task g JOIN task t ON t.id = g.task_id
+ WHERE g.agent_id = :agent_id;
+
+-- set_generate_task --
+INSERT INTO plant_generate_task (agent_id, task_id) VALUES (:agent_id, :task_id)
+ON CONFLICT (agent_id) DO UPDATE SET task_id = EXCLUDED.task_id;

@@ -38,10 +38,12 @@ __all__ = [
     "day_totals",
     "finish_generation",
     "get_generation",
+    "latest_generation",
     "list_generations",
     "range_has_rows",
     "record_fresh_summary",
     "shift_rows",
+    "snapshot",
     "top_changes",
 ]
 
@@ -213,6 +215,11 @@ def top_changes(conn: Connection, generation_id: int, limit: int) -> list[dict[s
 # -- reading --------------------------------------------------------------------------------------
 
 
+def snapshot(conn: Connection) -> None:
+    """Make the rest of this (new) transaction read one consistent, read-only snapshot."""
+    conn.execute(Q["snapshot"])
+
+
 def day_totals(
     conn: Connection, resource_ids: Sequence[UUID], start: date, end: date
 ) -> list[dict[str, Any]]:
@@ -222,7 +229,7 @@ def day_totals(
 
 def shift_rows(
     conn: Connection, resource_ids: Sequence[UUID], start: date, end: date, *, batch: int = 5000
-) -> Iterator[Mapping[str, Any]]:
+) -> Iterator[Any]:
     """The rows, streamed from a server-side cursor `batch` at a time (bounded memory)."""
     params = {"resource_ids": list(resource_ids), "start": start, "end": end}
     result = conn.execution_options(stream_results=True, yield_per=batch).execute(Q["shift_rows"], params)
@@ -239,6 +246,11 @@ def list_generations(
 ) -> list[dict[str, Any]]:
     params = {"owner": owner, "after_id": after_id, "after_time": after_time, "limit": limit}
     return [dict(r) for r in conn.execute(Q["list_generations"], params).mappings()]
+
+
+def latest_generation(conn: Connection, owner: UUID | None) -> dict[str, Any] | None:
+    row = conn.execute(Q["latest_generation"], {"owner": owner}).mappings().one_or_none()
+    return dict(row) if row else None
 
 
 def get_generation(conn: Connection, generation_id: int, owner: UUID | None) -> dict[str, Any] | None:

@@ -180,3 +180,14 @@ COPY availability (resource_id, shift_date, starts_at, ends_at, shift_code, crew
 -- A regeneration's rows, into the stage table first.
 COPY availability_stage (resource_id, shift_date, starts_at, ends_at, shift_code, crew, status,
                          capacity_pct, exception_id, note, generation_id) FROM STDIN (FORMAT BINARY);
+
+-- latest_generation --
+SELECT * FROM availability_generation
+ WHERE (CAST(:owner AS uuid) IS NULL OR agent_id = :owner)
+ ORDER BY id DESC
+ LIMIT 1;
+
+-- snapshot --
+-- A read that takes several statements (totals, then shifts) sees one snapshot: a generation
+-- committing in between cannot show half old, half new. First statement of the transaction.
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;

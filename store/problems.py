@@ -34,7 +34,7 @@ class Problems:
     def __bool__(self) -> bool:
         return self.count > 0
 
-    def raise_if_any(self, what: str = "the plant data") -> None:
+    def raise_if_any(self, what: str = "the plant data", *, storing: bool = True) -> None:
         if not self.count:
             return
         first = self.items[0]
@@ -44,7 +44,8 @@ class Problems:
         more = (
             f" (and {self.count - 1} more problem{'s' if self.count > 2 else ''})" if self.count > 1 else ""
         )
+        refused = f"{what} was refused, nothing was stored" if storing else f"{what} was refused"
         raise InvalidPlant(
-            f"{what} was refused, nothing was stored: {where}: {first['message']}{more}",
+            f"{refused}: {where}: {first['message']}{more}",
             details={"errors": self.items, "error_count": self.count},
         )

@@ -36,9 +36,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from itertools import pairwise
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engine.tools.holiday_calendars import HolidayCalendar
+from engine.tools.holiday_calendars import OBSERVED_SETTINGS, HolidayCalendar, parse_region, region_error
 from engine.tools.shift_patterns import Pattern, built_in
 from scheduler.expand import parse_schedule
 from store.errors import InvalidPlant, InvalidSchedule
@@ -58,6 +58,8 @@ __all__ = [
     "ResourcePlan",
     "ShiftRow",
     "calendars_from_rows",
+    "check_zone",
+    "checked_preview",
     "compute_shifts",
     "parse_exception",
     "preview",
@@ -167,7 +169,7 @@ def parse_exception(doc: Mapping[str, Any], zone: str, problems: Problems, path:
                 problems.add(path, "rrule", e.message)
     if problems.count > before:
         return None
-    assert start is not None and end is not None and isinstance(capacity, int)
+    assert start is not None and end is not None and isinstance(capacity, int) and isinstance(kind, str)
     return ExceptionRule(
         kind, impact, capacity, start, end, rule.strip() if rule else None, zone, description
     )
@@ -419,7 +421,7 @@ class Plant:
             if first <= last:
                 own = _overlay([(first, last, a)], own)  # a later effective_from wins
         parent = self.nodes[resource_id].parent_id
-        inherited = self._timeline(parent, start, end) if parent in self.nodes else []
+        inherited = self._timeline(parent, start, end) if parent is not None and parent in self.nodes else []
         timeline = _overlay(own, inherited)
         self._timelines[key] = timeline
         return timeline
@@ -464,6 +466,53 @@ def _overlay(
 
 
 # ---------------------------------------------------------------------------------- previewing
+
+
+def check_zone(value: Any) -> str | None:
+    """The message for a value that is not an IANA time zone name; None when it is one."""
+    if not isinstance(value, str) or not value.strip() or len(value) > 100:
+        return "a time zone is an IANA name such as 'Africa/Johannesburg' or 'UTC'"
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"unknown time zone {value!r}: use an IANA name such as 'Africa/Johannesburg' or 'UTC'"
+    return None
+
+
+def checked_preview(
+    pattern: Pattern,
+    timezone: str,
+    start: date,
+    days: int,
+    *,
+    holidays: str | None = None,
+    observed: str = "both",
+    anchor: date | None = None,
+    crew: str | None = None,
+) -> dict[str, Any]:
+    """`preview` after checking its arguments as a person typed them (`ordo availability preview`,
+    GET /patterns/{name}/preview): the zone, the holiday region (`CC` or `CC-SUB`), the crew. Every
+    problem is reported at once (InvalidPlant naming the argument)."""
+    problems = Problems()
+    if message := check_zone(timezone):
+        problems.add("arguments", "timezone", message)
+    calendar = None
+    if holidays:
+        country, subdivision = parse_region(holidays)
+        error = region_error(country, subdivision)
+        if error is not None:
+            problems.add("arguments", "holidays", error[1])
+        else:
+            calendar = HolidayCalendar("preview", country, subdivision, observed)
+    if observed not in OBSERVED_SETTINGS:
+        problems.add("arguments", "observed", f"observed is one of {', '.join(OBSERVED_SETTINGS)}")
+    if crew is not None and crew not in pattern.crews:
+        known = ", ".join(pattern.crews) or "none"
+        problems.add("arguments", "crew", f"pattern {pattern.name!r} has no crew {crew!r} (crews: {known})")
+    if not 1 <= days <= 3660:
+        problems.add("arguments", "days", "days is from 1 to 3660")
+    problems.raise_if_any("the preview", storing=False)
+    return preview(pattern, timezone, start, days, calendar=calendar, anchor=anchor, crew=crew)
 
 
 def preview(

@@ -10,9 +10,11 @@ connection or a database of their own.
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -32,7 +34,7 @@ from engine.tools.availability import (
 )
 from engine.tools.holiday_calendars import HolidayCalendar, parse_calendar
 from engine.tools.plant_documents import check_csv, check_document
-from engine.tools.shift_patterns import Pattern, parse_pattern
+from engine.tools.shift_patterns import BUILT_IN_NAMES, Pattern, built_in, built_in_definitions, parse_pattern
 from store import plant as store_plant
 from store import plant_availability as stored
 from store.db import Database
@@ -317,20 +319,12 @@ def read_calendars(
     """The stored availability of the plant's resources from `start` to `end` (both included) as
     solver calendars keyed by resource code (see availability.calendars_from_rows): every resource
     that requires scheduling (or those named, with everything under them)."""
-    rows = store_plant.load_plant(conn, agent_id).resources
-    codes = {str(r["id"]): r["code"] for r in rows}
-    plant = Plant({str(r["id"]): _node(r) for r in rows})
-    roots = None
-    if resources is not None:
-        roots = [
-            str(r["id"]) for r in store_plant.resolve(conn, resources, agent_id=agent_id, owner=agent_id)
-        ]
-    targets = plant.schedulable(roots)
+    targets = report_targets(conn, resources, agent_id=agent_id, owner=agent_id)
+    codes = {t["id"]: t["code"] for t in targets}
     shifts = (
-        {**row, "code": codes[str(row["resource_id"])]}
-        for row in stored.shift_rows(conn, [UUID(t) for t in targets], start, end)
+        {**row, "code": codes[row["resource_id"]]} for row in stored.shift_rows(conn, list(codes), start, end)
     )
-    return calendars_from_rows([codes[t] for t in targets], shifts, include_reduced=include_reduced)
+    return calendars_from_rows(codes.values(), shifts, include_reduced=include_reduced)
 
 
 def stored_calendars(spec: Mapping[str, Any], ctx: ToolContext) -> dict[str, list[dict[str, str]]]:
@@ -375,3 +369,375 @@ def _node(row: Mapping[str, Any]) -> Node:
         requires_scheduling=row["requires_scheduling"],
         calendar=row["holiday_calendar"],
     )
+
+
+# -- reading stored availability ------------------------------------------------------------------
+
+
+def report_targets(
+    conn: Connection, refs: Sequence[str] | None, *, agent_id: UUID, owner: UUID | None
+) -> list[dict[str, Any]]:
+    """The resources a read covers, with their effective zone: those named (ids or codes; each with
+    the resources under it that require scheduling), or every such resource of the caller's plant."""
+    if refs is None:
+        roots_by_plant: dict[UUID, list[str] | None] = {agent_id: None}
+    else:
+        roots_by_plant = {}
+        for row in store_plant.resolve(conn, refs, agent_id=agent_id, owner=owner):
+            roots = roots_by_plant.setdefault(row["agent_id"], [])
+            assert roots is not None
+            roots.append(str(row["id"]))
+    out = []
+    for plant_agent, roots in roots_by_plant.items():
+        rows = {str(r["id"]): r for r in store_plant.resource_tree(conn, plant_agent)}
+        plant = Plant({rid: _node(r) for rid, r in rows.items()})
+        for rid in plant.schedulable(roots):
+            r = rows[rid]
+            out.append(
+                {
+                    "id": r["id"],
+                    "code": r["code"],
+                    "name": r["name"],
+                    "path": r["path"],
+                    "level": r["level"],
+                    "timezone": plant.zone(rid),
+                }
+            )
+    return out
+
+
+_HOUR_FIELDS = (
+    "planned_hours",
+    "operating_hours",
+    "maintenance_hours",
+    "holiday_hours",
+    "other_down_hours",
+    "capacity_hours",
+)
+DAY_CSV_COLUMNS = ("resource_id", "resource_code", "date", "status", *_HOUR_FIELDS, "holiday")
+SHIFT_CSV_COLUMNS = (
+    "resource_id",
+    "resource_code",
+    "date",
+    "shift_code",
+    "crew",
+    "start",
+    "end",
+    "hours",
+    "status",
+    "capacity_pct",
+    "exception_id",
+    "note",
+)
+
+
+def availability_report(
+    conn: Connection, targets: Sequence[Mapping[str, Any]], start: date, end: date, *, shifts: bool
+) -> dict[str, Any]:
+    """Per resource: totals, and every date from `start` to `end` with its hours by status, its
+    status and holiday (and, with `shifts`, its shift rows). Times in the resource's zone."""
+    ids = [t["id"] for t in targets]
+    days_by_resource: dict[UUID, dict[date, dict[str, Any]]] = {}
+    for row in stored.day_totals(conn, ids, start, end):
+        days_by_resource.setdefault(row["resource_id"], {})[row["shift_date"]] = row
+    shifts_by_day: dict[tuple[UUID, date], list[dict[str, Any]]] = {}
+    if shifts:
+        zones = {t["id"]: ZoneInfo(t["timezone"]) for t in targets}
+        for row in stored.shift_rows(conn, ids, start, end):
+            key = (row["resource_id"], row["shift_date"])
+            shifts_by_day.setdefault(key, []).append(_public_shift(row, zones[row["resource_id"]]))
+    resources = []
+    for target in targets:
+        stored_days = days_by_resource.get(target["id"], {})
+        totals = dict.fromkeys(_HOUR_FIELDS, 0.0)
+        days = []
+        day = start
+        while day <= end:
+            row = stored_days.get(day)
+            entry: dict[str, Any] = {"date": day.isoformat(), **_day_figures(row)}
+            for name in _HOUR_FIELDS:
+                totals[name] += entry[name]
+            if shifts:
+                entry["shifts"] = shifts_by_day.get((target["id"], day), [])
+            days.append(entry)
+            day += timedelta(days=1)
+        resources.append(
+            {
+                "id": str(target["id"]),
+                "code": target["code"],
+                "name": target["name"],
+                "path": target["path"],
+                "timezone": target["timezone"],
+                "totals": {name: round(value, 4) for name, value in totals.items()},
+                "days": days,
+            }
+        )
+    return {"start": start.isoformat(), "end": end.isoformat(), "resources": resources}
+
+
+def availability_csv(
+    conn: Connection, targets: Sequence[Mapping[str, Any]], start: date, end: date, *, shifts: bool
+) -> Iterator[str]:
+    """The same as CSV, streamed: one row per resource and date (DAY_CSV_COLUMNS), or with `shifts`
+    one row per shift (SHIFT_CSV_COLUMNS). Times ISO 8601 in the resource's zone."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+
+    def drain() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    by_id = {t["id"]: t for t in targets}
+    ids = list(by_id)
+    if shifts:
+        writer.writerow(SHIFT_CSV_COLUMNS)
+        zones = {t["id"]: ZoneInfo(t["timezone"]) for t in targets}
+        for n, row in enumerate(stored.shift_rows(conn, ids, start, end), 1):
+            s = _public_shift(row, zones[row["resource_id"]])
+            writer.writerow(
+                (
+                    row["resource_id"],
+                    by_id[row["resource_id"]]["code"],
+                    row["shift_date"].isoformat(),
+                    s["shift_code"],
+                    s["crew"],
+                    s["start"],
+                    s["end"],
+                    s["hours"],
+                    s["status"],
+                    s["capacity_pct"],
+                    s["exception_id"],
+                    s["note"],
+                )
+            )
+            if n % 2000 == 0:
+                yield drain()
+        yield drain()
+        return
+    writer.writerow(DAY_CSV_COLUMNS)
+    totals: dict[UUID, dict[date, dict[str, Any]]] = {}
+    for row in stored.day_totals(conn, ids, start, end):
+        totals.setdefault(row["resource_id"], {})[row["shift_date"]] = row
+    for target in targets:
+        day = start
+        while day <= end:
+            figures = _day_figures(totals.get(target["id"], {}).get(day))
+            writer.writerow(
+                (
+                    target["id"],
+                    target["code"],
+                    day.isoformat(),
+                    figures["status"],
+                    *(figures[name] for name in _HOUR_FIELDS),
+                    figures["holiday"],
+                )
+            )
+            day += timedelta(days=1)
+        yield drain()
+
+
+def _day_figures(row: Mapping[str, Any] | None) -> dict[str, Any]:
+    if row is None:
+        return {"status": "off", **dict.fromkeys(_HOUR_FIELDS, 0.0), "holiday": None}
+    figures = {name: round(float(row[name]), 4) for name in _HOUR_FIELDS}
+    if figures["operating_hours"] > 0:
+        status = "operating"
+    elif figures["holiday_hours"] > 0:
+        status = "holiday"
+    elif figures["maintenance_hours"] >= figures["other_down_hours"]:
+        status = "maintenance"
+    else:
+        status = "down"
+    return {"status": status, **figures, "holiday": row["holiday"]}
+
+
+def _public_shift(row: Mapping[str, Any], zone: ZoneInfo) -> dict[str, Any]:
+    return {
+        "start": row["starts_at"].astimezone(zone).isoformat(),
+        "end": row["ends_at"].astimezone(zone).isoformat(),
+        "hours": round((row["ends_at"] - row["starts_at"]).total_seconds() / 3600, 4),
+        "shift_code": row["shift_code"],
+        "crew": row["crew"],
+        "status": row["status"],
+        "capacity_pct": row["capacity_pct"],
+        "exception_id": None if row["exception_id"] is None else str(row["exception_id"]),
+        "note": row["note"],
+    }
+
+
+# -- what generations changed ---------------------------------------------------------------------
+
+
+def public_generation(
+    conn: Connection, row: Mapping[str, Any], *, detail_limit: int = CHANGE_DETAIL_LIMIT
+) -> dict[str, Any]:
+    """A generation as the API shows it, with the resources it changed most."""
+    top = stored.top_changes(conn, row["id"], detail_limit + 1)
+    return {
+        "generation_id": row["id"],
+        "agent_id": str(row["agent_id"]),
+        "created_at": row["created_at"].isoformat(),
+        "start": row["start_date"].isoformat(),
+        "end": row["end_date"].isoformat(),
+        "requested": row["requested"],
+        "regenerate": row["regenerate"],
+        "run_id": row["run_id"],
+        "resources": row["resources"],
+        "rows": row["rows"],
+        "fresh": row["fresh"],
+        "duration_s": row["duration_s"],
+        "changes": {
+            "added": row["added"],
+            "removed": row["removed"],
+            "changed": row["changed"],
+            "resources_changed": row["resources_changed"],
+            "resources": top[:detail_limit],
+            "truncated": len(top) > detail_limit,
+        },
+    }
+
+
+def changes_since(
+    conn: Connection, owner: UUID | None, since: int | datetime | None, *, limit: int
+) -> dict[str, Any]:
+    """The generations after a generation id or an instant, oldest first (None: the latest one)."""
+    if since is None:
+        latest = stored.latest_generation(conn, owner)
+        rows = [latest] if latest else []
+    elif isinstance(since, datetime):
+        rows = stored.list_generations(conn, owner, after_time=since, limit=limit)
+    else:
+        rows = stored.list_generations(conn, owner, after_id=since, limit=limit)
+    items = [public_generation(conn, r) for r in rows]
+    if items:
+        next_since: int | str | None = items[-1]["generation_id"]
+    else:
+        next_since = since.isoformat() if isinstance(since, datetime) else since
+    return {"generations": items, "next_since": next_since}
+
+
+def change_page(
+    conn: Connection, generation_id: int, owner: UUID | None, *, cursor: str | None, limit: int
+) -> dict[str, Any]:
+    """A page of one generation's shift-level changes: `{generation_id, items, next_cursor}`."""
+    generation = stored.get_generation(conn, generation_id, owner)
+    if generation is None:
+        raise NotFound(f"no generation {generation_id}", details={"generation_id": generation_id})
+    after = _decode_change_cursor(cursor) if cursor else None
+    rows = stored.change_page(conn, generation, after=after, limit=limit + 1)
+    items = [
+        {
+            "resource_id": str(r["resource_id"]),
+            "code": r["code"],
+            "date": r["shift_date"].isoformat(),
+            "start": r["starts_at"].astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "change": r["change"],
+            "old": r["old"],
+            "new": r["new"],
+        }
+        for r in rows[:limit]
+    ]
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = f"{last['resource_id']}/{last['starts_at'].astimezone(UTC).isoformat()}"
+    return {
+        "generation_id": generation_id,
+        "fresh": generation["fresh"],
+        "items": items,
+        "next_cursor": next_cursor,
+    }
+
+
+def _decode_change_cursor(cursor: str) -> tuple[UUID, datetime]:
+    resource, _, start = cursor.partition("/")
+    try:
+        instant = datetime.fromisoformat(start)
+        if instant.tzinfo is None:
+            raise ValueError(start)
+        return UUID(resource), instant
+    except ValueError:
+        raise InvalidPlant(
+            "invalid cursor; pass the next_cursor value of a previous page",
+            details={"path": "cursor"},
+            code="INVALID_CURSOR",
+        ) from None
+
+
+# -- views of the plant ---------------------------------------------------------------------------
+
+
+def resource_views(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Resources as the API shows them, each with its effective zone."""
+    plants: dict[UUID, Plant] = {}
+    out = []
+    for row in rows:
+        plant = plants.get(row["agent_id"])
+        if plant is None:
+            tree = store_plant.resource_tree(conn, row["agent_id"])
+            plant = plants[row["agent_id"]] = Plant({str(r["id"]): _node(r) for r in tree})
+        out.append(store_plant.public_resource(row, timezone=plant.zone(str(row["id"]))))
+    return out
+
+
+def hierarchy(conn: Connection, agent_id: UUID) -> list[dict[str, Any]]:
+    """The plant as a tree: roots with nested `children`, in code order."""
+    rows = store_plant.load_plant(conn, agent_id).resources
+    views = {v["id"]: {**v, "children": []} for v in resource_views(conn, rows)}
+    roots = []
+    for view in sorted(views.values(), key=lambda v: v["code"]):
+        parent = views.get(view["parent_id"]) if view["parent_id"] else None
+        (parent["children"] if parent is not None else roots).append(view)
+    return roots
+
+
+def find_pattern(conn: Connection, agent_id: UUID, name: str) -> tuple[Pattern, bool]:
+    """A pattern by name: a built-in, else one of the agent's. (pattern, built_in)."""
+    pattern = built_in(name)
+    if pattern is not None:
+        return pattern, True
+    row = store_plant.get_pattern(conn, agent_id, name)
+    if row is None:
+        raise NotFound(
+            f"no pattern {name!r} (built-ins: {', '.join(BUILT_IN_NAMES)})", details={"pattern": name}
+        )
+    problems = Problems()
+    parsed = parse_pattern(row["definition"], problems, f"pattern {name}", name=name)
+    problems.raise_if_any("the stored pattern")
+    assert parsed is not None
+    return parsed, False
+
+
+def pattern_view(pattern: Pattern, *, built_in: bool) -> dict[str, Any]:
+    return {**pattern.describe(), "built_in": built_in}
+
+
+def pattern_views(conn: Connection, owner: UUID | None) -> list[dict[str, Any]]:
+    out = [pattern_view(p, built_in=True) for p in built_in_definitions()]
+    for row in store_plant.list_patterns(conn, owner):
+        problems = Problems()
+        parsed = parse_pattern(row["definition"], problems, row["name"], name=row["name"])
+        if parsed is not None:
+            out.append({**pattern_view(parsed, built_in=False), "agent_id": str(row["agent_id"])})
+    return out
+
+
+def find_calendar(conn: Connection, agent_id: UUID, name: str) -> HolidayCalendar:
+    row = store_plant.get_calendar(conn, agent_id, name)
+    if row is None:
+        raise NotFound(f"no holiday calendar {name!r} in your plant", details={"calendar": name})
+    problems = Problems()
+    calendar = parse_calendar(row["definition"], problems, f"calendar {name}", name=name)
+    problems.raise_if_any("the stored calendar")
+    assert calendar is not None
+    return calendar
+
+
+def calendar_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        **row["definition"],
+        "agent_id": str(row["agent_id"]),
+        "updated_at": row["updated_at"].isoformat(),
+    }

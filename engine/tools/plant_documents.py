@@ -40,15 +40,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engine.tools.availability import LEVELS, parse_exception
+from engine.tools.availability import LEVELS, check_zone, parse_exception
 from engine.tools.holiday_calendars import parse_calendar
 from engine.tools.shift_patterns import BUILT_IN_NAMES, parse_pattern
 from store.plant import AssignmentValues, ExceptionValues, PlantRows, PlantWrite, ResourceValues
 from store.problems import Problems
 
-__all__ = ["CSV_COLUMNS", "SECTIONS", "check_csv", "check_document", "check_zone"]
+__all__ = ["CSV_COLUMNS", "SECTIONS", "check_csv", "check_document"]
 
 SECTIONS = ("resources", "holiday_calendars", "patterns", "assignments", "exceptions")
 CSV_COLUMNS = ("code", "name", "level", "parent", "timezone", "requires_scheduling", "holiday_calendar")
@@ -89,7 +88,7 @@ def check_document(doc: Any, existing: PlantRows, *, single: str | None = None) 
             problems.add(name, None, f"{name} is a list of at most {_MAX_ITEMS} items")
             value = []
         sections[name] = value
-    items = _flatten(sections["resources"], problems)
+    items = _flatten(sections["resources"], problems, single == "resources")
     return _check(items, sections, existing, problems, single)
 
 
@@ -144,25 +143,14 @@ def check_csv(text: str, existing: PlantRows) -> PlantWrite:
     return _check(items, {name: [] for name in SECTIONS}, existing, problems, None)
 
 
-def check_zone(value: Any) -> str | None:
-    """The message for a value that is not an IANA time zone name; None when it is one."""
-    if not isinstance(value, str) or not value.strip() or len(value) > 100:
-        return "a time zone is an IANA name such as 'Africa/Johannesburg' or 'UTC'"
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        return f"unknown time zone {value!r}: use an IANA name such as 'Africa/Johannesburg' or 'UTC'"
-    return None
-
-
 # --------------------------------------------------------------------------------------- checking
 
 
-def _flatten(roots: list[Any], problems: Problems) -> list[_Item]:
+def _flatten(roots: list[Any], problems: Problems, single: bool = False) -> list[_Item]:
     """Tree or flat list -> items in document order; a child's parent is the node it sits under."""
     out: list[_Item] = []
     stack: list[tuple[Any, str, str | None]] = [
-        (node, f"resources[{i}]", None) for i, node in reversed(list(enumerate(roots)))
+        (node, "body" if single else f"resources[{i}]", None) for i, node in reversed(list(enumerate(roots)))
     ]
     while stack:
         node, path, implied_parent = stack.pop()
@@ -462,7 +450,7 @@ def _check_assignment(
     anchor = _date(doc.get("anchor"), problems, path, "anchor", required=False)
     if first is not None and last is not None and last < first:
         problems.add(path, "effective_to", f"the assignment ends ({last}) before it starts ({first})")
-    if problems.count > before or code is None or first is None:
+    if problems.count > before or code is None or first is None or not isinstance(pattern, str):
         return None
     return AssignmentValues(code, pattern, first, last, anchor)
 

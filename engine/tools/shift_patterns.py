@@ -331,25 +331,24 @@ def _shift(
     if crew is not None and (not isinstance(crew, str) or not _CODE.match(crew)):
         problems.add(path, f"{where}.crew", "a crew is 1-20 letters, digits, _ or -")
         ok = False
-    start = _time(spec.get("start"), problems, path, f"{where}.start", allow_24=False)
-    end = _time(spec.get("end"), problems, path, f"{where}.end", allow_24=True)
+    start = _clock(spec.get("start"), problems, path, f"{where}.start", allow_24=False)
+    end = _clock(spec.get("end"), problems, path, f"{where}.end", allow_24=True)
     if not ok or start is None or end is None:
         return None
-    end_minutes = _DAY_MINUTES if end == "24:00" else _minutes(end)  # type: ignore[arg-type]
-    end_time = time(0) if end == "24:00" else end
-    assert isinstance(end_time, time)
-    next_day = end == "24:00" or end_minutes <= _minutes(start)
-    return DayShift(code, start, end_time, next_day, crew)
+    end_time = time(0) if end == _DAY_MINUTES else time(end // 60, end % 60)
+    next_day = end == _DAY_MINUTES or end <= start
+    return DayShift(code, time(start // 60, start % 60), end_time, next_day, crew)
 
 
-def _time(value: Any, problems: Problems, path: str, where: str, *, allow_24: bool) -> time | str | None:
+def _clock(value: Any, problems: Problems, path: str, where: str, *, allow_24: bool) -> int | None:
+    """Minutes after midnight of an `HH:MM` time (1440 for `24:00` where allowed)."""
     match = _TIME.match(value) if isinstance(value, str) else None
     if match:
         hour, minute = int(match[1]), int(match[2])
         if allow_24 and (hour, minute) == (24, 0):
-            return "24:00"
+            return _DAY_MINUTES
         if hour < 24 and minute < 60:
-            return time(hour, minute)
+            return hour * 60 + minute
     problems.add(path, where, f"expected a time HH:MM{' (or 24:00)' if allow_24 else ''}, got {value!r}")
     return None
 
@@ -411,7 +410,7 @@ def _check_overlaps(
             problems.add(
                 path,
                 label(owner),
-                f"overlaps {label(holder)} at {_clock(lo % _DAY_MINUTES)}{day}: a resource cannot run two "
+                f"overlaps {label(holder)} at {_hhmm(lo % _DAY_MINUTES)}{day}: a resource cannot run two "
                 "shifts at once",
             )
         if hi > reach:
@@ -430,7 +429,7 @@ def _minutes(t: time) -> int:
     return t.hour * 60 + t.minute
 
 
-def _clock(minutes: int) -> str:
+def _hhmm(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
