@@ -199,6 +199,7 @@ def _parse_weekly(doc: Mapping[str, Any], problems: Problems, path: str, name: s
     if not isinstance(rules, list) or not rules:
         problems.add(path, "rules", "a weekly pattern needs a non-empty list of rules")
         return None
+    before = problems.count
     days: list[list[DayShift]] = [[] for _ in WEEKDAYS]
     spans: list[tuple[int, int, int]] = []  # (start minute in the week, end, rule index)
     for i, rule in enumerate(rules):
@@ -222,7 +223,7 @@ def _parse_weekly(doc: Mapping[str, Any], problems: Problems, path: str, name: s
             lo = d * _DAY_MINUTES + _minutes(shift.start)
             spans.append((lo, lo + shift.minutes, i))
     _check_overlaps(spans, _WEEK_MINUTES, problems, path, lambda i: f"rules[{i}]")
-    if problems.count:
+    if problems.count > before:
         return None
     rosters = _weekly_rosters(days)
     return Pattern(name, "weekly", 7, tuple(_sorted(d) for d in days), rosters)
@@ -238,6 +239,7 @@ def _weekly_rosters(days: list[list[DayShift]]) -> tuple[tuple[str, tuple[DayShi
 
 
 def _parse_rotation(doc: Mapping[str, Any], problems: Problems, path: str, name: str) -> Pattern | None:
+    before = problems.count
     if "rules" in doc:
         problems.add(path, "rules", "rules belong to weekly patterns; a rotation has shifts and crews")
     cycle = doc.get("cycle_days")
@@ -285,7 +287,7 @@ def _parse_rotation(doc: Mapping[str, Any], problems: Problems, path: str, name:
         roster = _roster(marks, cycle, shifts, problems, path, where)
         if roster is not None:
             rosters.append((crew, tuple(None if c is None else _with_crew(shifts[c], crew) for c in roster)))
-    if problems.count:
+    if problems.count > before:
         return None
     days = []
     for i in range(cycle):
@@ -407,10 +409,11 @@ def _check_overlaps(
         if lo < reach and holder != owner and pair not in reported:
             reported.add(pair)
             day = f" on {WEEKDAYS[(lo // _DAY_MINUTES) % 7]}" if wrap else ""
+            first, second = sorted((holder, owner))  # the later rule carries the problem
             problems.add(
                 path,
-                label(owner),
-                f"overlaps {label(holder)} at {_hhmm(lo % _DAY_MINUTES)}{day}: a resource cannot run two "
+                label(second),
+                f"overlaps {label(first)} at {_hhmm(lo % _DAY_MINUTES)}{day}: a resource cannot run two "
                 "shifts at once",
             )
         if hi > reach:
