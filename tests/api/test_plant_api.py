@@ -1,0 +1,389 @@
+"""The plant and availability API on a real server: import (JSON and CSV, all or nothing), the
+hierarchy, scopes and plant isolation, POST /schedules/generate through a worker, availability as
+JSON and CSV, changes, and pattern previews."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import httpx
+import pytest
+
+from store.db import Database
+from tests.api.conftest import TokenFactory, bearer
+from tests.helpers import running_worker, wait_for
+
+PLANT_SCOPES = ("availability:read", "availability:write", "runs:read")
+
+PLANT = {
+    "holiday_calendars": [{"name": "za", "country": "ZA"}],
+    "resources": [
+        {
+            "code": "ACME",
+            "level": "enterprise",
+            "children": [
+                {
+                    "code": "JHB",
+                    "level": "site",
+                    "timezone": "Africa/Johannesburg",
+                    "holiday_calendar": "za",
+                    "children": [
+                        {
+                            "code": "PRESS",
+                            "level": "area",
+                            "children": [
+                                {
+                                    "code": "L1",
+                                    "level": "work_center",
+                                    "children": [
+                                        {"code": "P-01", "level": "work_unit"},
+                                        {"code": "P-02", "level": "work_unit"},
+                                    ],
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+    ],
+    "assignments": [{"resource": "PRESS", "pattern": "two_shift", "effective_from": "2025-01-01"}],
+}
+
+
+@pytest.fixture
+def planner(make_token: TokenFactory) -> dict[str, str]:
+    return bearer(make_token("planner", *PLANT_SCOPES))
+
+
+def imported(client: httpx.Client, headers: dict[str, str], document: Any = PLANT) -> dict[str, Any]:
+    response = client.post("/resources/import", json=document, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_plant_document_is_imported_and_served_as_a_tree(client: httpx.Client, planner: dict) -> None:
+    summary = imported(client, planner)
+    assert summary["resources"] == {"created": 6, "updated": 0, "unchanged": 0}
+    assert summary["assignments"]["created"] == 1
+    tree = client.get("/resources/hierarchy", headers=planner).json()
+    assert [r["code"] for r in tree] == ["ACME"]
+    line = tree[0]["children"][0]["children"][0]["children"][0]
+    assert [m["code"] for m in line["children"]] == ["P-01", "P-02"]
+    machine = client.get("/resources/P-01", headers=planner).json()
+    assert (machine["path"], machine["timezone"], machine["timezone_own"]) == (
+        "ACME/JHB/PRESS/L1/P-01",
+        "Africa/Johannesburg",
+        None,
+    )
+    assert client.get(f"/resources/{machine['id']}", headers=planner).json()["code"] == "P-01"
+    page = client.get("/resources", params={"level": "work_unit"}, headers=planner).json()
+    assert [r["code"] for r in page["items"]] == ["P-01", "P-02"]
+
+
+def test_a_csv_with_a_missing_parent_is_refused_naming_row_and_field(
+    client: httpx.Client, planner: dict
+) -> None:
+    body = "code,level,parent\nACME,enterprise,\nP-9,work_unit,NOWHERE\n"
+    response = client.post("/resources/import", content=body, headers={**planner, "Content-Type": "text/csv"})
+    assert response.status_code == 422
+    error = response.json()
+    assert error["code"] == "INVALID_PLANT"
+    assert error["details"]["errors"] == [
+        {
+            "path": "row 3",
+            "field": "parent",
+            "row": 3,
+            "message": "parent 'NOWHERE' is neither in the document nor in the plant",
+        }
+    ]
+    assert client.get("/resources", headers=planner).json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("document", "path", "field"),
+    [
+        (
+            {"assignments": [{"resource": "NOPE", "pattern": "24x7", "effective_from": "2026-01-01"}]},
+            "assignments[0]",
+            "resource",
+        ),
+        (
+            {"holiday_calendars": [{"name": "x", "country": "ZA", "subdivision": "QQ"}]},
+            "holiday_calendars[0]",
+            "subdivision",
+        ),
+        (
+            {
+                "exceptions": [
+                    {
+                        "resource": "ACME",
+                        "kind": "shutdown",
+                        "start": "2026-01-02T00:00",
+                        "end": "2026-01-01T00:00",
+                    }
+                ]
+            },
+            "exceptions[0]",
+            "end",
+        ),
+        (
+            {
+                "patterns": [
+                    {
+                        "name": "clash",
+                        "kind": "weekly",
+                        "rules": [
+                            {"days": "mon-fri", "start": "06:00", "end": "14:00", "shift_code": "D"},
+                            {"days": "fri", "start": "12:00", "end": "20:00", "shift_code": "A"},
+                        ],
+                    }
+                ]
+            },
+            "patterns[0]",
+            "rules[1]",
+        ),
+    ],
+)
+def test_bad_plant_data_is_a_422_naming_the_item_and_field(
+    client: httpx.Client, planner: dict, document: dict, path: str, field: str
+) -> None:
+    imported(client, planner, {"resources": [{"code": "ACME", "level": "enterprise"}]})
+    response = client.post("/resources/import", json=document, headers=planner)
+    assert response.status_code == 422, response.text
+    errors = response.json()["details"]["errors"]
+    assert (errors[0]["path"], errors[0]["field"]) == (path, field)
+
+
+def test_plant_routes_need_the_availability_scopes(client: httpx.Client, make_token: TokenFactory) -> None:
+    reader = bearer(make_token("reader", "availability:read"))
+    tasks_only = bearer(make_token("tasker", "tasks:read", "tasks:write"))
+    assert client.get("/resources", headers=tasks_only).status_code == 403
+    refused = client.post("/resources/import", json=PLANT, headers=reader)
+    assert (refused.status_code, refused.json()["details"]["required_scope"]) == (403, "availability:write")
+    assert client.get("/resources", headers=reader).status_code == 200
+
+
+def test_an_agent_sees_only_its_own_plant(
+    client: httpx.Client, planner: dict, make_token: TokenFactory, admin: dict
+) -> None:
+    imported(client, planner)
+    other = bearer(make_token("other", *PLANT_SCOPES))
+    machine = client.get("/resources/P-01", headers=planner).json()
+    assert client.get(f"/resources/{machine['id']}", headers=other).status_code == 404
+    assert client.get("/resources/P-01", headers=other).status_code == 404
+    assert client.get("/resources", headers=other).json()["items"] == []
+    assert client.get(f"/resources/{machine['id']}", headers=admin).json()["code"] == "P-01"
+
+
+def test_patterns_calendars_assignments_and_exceptions_have_their_own_routes(
+    client: httpx.Client, planner: dict
+) -> None:
+    imported(client, planner)
+    names = [p["name"] for p in client.get("/patterns", headers=planner).json()]
+    assert names[:7] == ["24x7", "two_shift", "day_only", "extended", "dupont", "pitman", "continental"]
+    assert client.get("/patterns/dupont", headers=planner).json()["crew_weekly_hours"]["A"] == 42.0
+    rule = {"days": "mon-thu", "start": "07:00", "end": "17:00", "shift_code": "D"}
+    put = client.put("/patterns/four_tens", json={"kind": "weekly", "rules": [rule]}, headers=planner)
+    assert (put.status_code, put.json()["weekly_hours"]) == (200, 40.0)
+    created = client.post(
+        "/assignments",
+        json={"resource": "P-02", "pattern": "four_tens", "effective_from": "2026-03-02"},
+        headers=planner,
+    )
+    assert created.status_code == 201, created.text
+    assert client.delete("/patterns/four_tens", headers=planner).status_code == 409
+    assert client.delete(f"/assignments/{created.json()['id']}", headers=planner).status_code == 204
+    assert client.delete("/patterns/four_tens", headers=planner).status_code == 204
+    holidays = client.get(
+        "/holiday-calendars/za/holidays", params={"start": "2025-04-26", "end": "2025-04-29"}, headers=planner
+    ).json()
+    assert holidays["holidays"] == [
+        {"date": "2025-04-27", "name": "Freedom Day"},
+        {"date": "2025-04-28", "name": "Freedom Day (observed)"},
+    ]
+    assert client.delete("/holiday-calendars/za", headers=planner).status_code == 409
+    exception = client.post(
+        "/exceptions",
+        json={
+            "resource": "P-01",
+            "kind": "maintenance",
+            "start": "2026-03-02T06:00",
+            "end": "2026-03-02T10:00",
+            "rrule": "FREQ=MONTHLY;BYDAY=1MO",
+        },
+        headers=planner,
+    )
+    assert exception.status_code == 201, exception.text
+    assert exception.json()["start"] == "2026-03-02T04:00:00+00:00"
+    listed = client.get("/exceptions", params={"resource": "P-01"}, headers=planner).json()
+    assert [e["id"] for e in listed] == [exception.json()["id"]]
+    patched = client.patch(
+        "/resources/L1", json={"timezone": "Europe/Chisinau", "name": "Line 1"}, headers=planner
+    )
+    assert (patched.status_code, patched.json()["timezone"], patched.json()["name"]) == (
+        200,
+        "Europe/Chisinau",
+        "Line 1",
+    )
+    assert client.get("/resources/P-01", headers=planner).json()["timezone"] == "Europe/Chisinau"
+    assert client.delete("/resources/L1", headers=planner).status_code == 409
+
+
+def test_generate_queues_a_run_whose_availability_is_served_as_json_and_csv(
+    client: httpx.Client, planner: dict, db: Database
+) -> None:
+    imported(client, planner)
+    queued = client.post(
+        "/schedules/generate", json={"start": "2025-04-25", "end": "2025-04-29"}, headers=planner
+    )
+    assert queued.status_code == 202, queued.text
+    run_id = queued.json()["id"]
+    with running_worker(db):
+        run = wait_for(
+            lambda: (
+                (r := client.get(f"/runs/{run_id}", headers=planner).json())["state"] in ("succeeded", "dead")
+                and r
+            ),
+            timeout=30,
+        )
+    assert run["state"] == "succeeded", run
+    output = run["steps"][0]["output"]
+    assert (output["start"], output["end"], output["resources"], output["rows"]) == (
+        "2025-04-25",
+        "2025-04-29",
+        2,
+        12,  # Friday, the observed Monday (holiday rows) and Tuesday: 3 days, 2 shifts, 2 machines
+    )
+
+    got = client.get(
+        "/availability",
+        params={"resource_ids": "L1", "start": "2025-04-25", "end": "2025-04-29"},
+        headers=planner,
+    ).json()
+    assert [r["code"] for r in got["resources"]] == ["P-01", "P-02"]
+    p01 = got["resources"][0]
+    assert [(d["date"], d["status"], d["planned_hours"], d["holiday"]) for d in p01["days"]] == [
+        ("2025-04-25", "operating", 16.0, None),
+        ("2025-04-26", "off", 0.0, None),
+        ("2025-04-27", "off", 0.0, None),  # Freedom Day is a Sunday: nothing was planned
+        ("2025-04-28", "holiday", 16.0, "Freedom Day (observed)"),
+        ("2025-04-29", "operating", 16.0, None),
+    ]
+    assert p01["totals"] == {
+        "planned_hours": 48.0,
+        "operating_hours": 32.0,
+        "maintenance_hours": 0.0,
+        "holiday_hours": 16.0,
+        "other_down_hours": 0.0,
+        "capacity_hours": 32.0,
+    }
+
+    shifts = client.get(
+        "/availability",
+        params={
+            "resource_ids": "P-01",
+            "start": "2025-04-29",
+            "end": "2025-04-29",
+            "format": "csv",
+            "detail": "shifts",
+        },
+        headers=planner,
+    )
+    assert shifts.headers["content-type"].startswith("text/csv")
+    table = list(csv.DictReader(io.StringIO(shifts.text)))
+    assert [(r["shift_code"], r["start"], r["end"], r["hours"], r["status"]) for r in table] == [
+        ("D", "2025-04-29T06:00:00+02:00", "2025-04-29T14:00:00+02:00", "8.0", "available"),
+        ("A", "2025-04-29T14:00:00+02:00", "2025-04-29T22:00:00+02:00", "8.0", "available"),
+    ]
+    days = client.get(
+        "/availability", params={"start": "2025-04-28", "end": "2025-04-28", "format": "csv"}, headers=planner
+    )
+    assert days.text.splitlines()[0].split(",") == [
+        "resource_id",
+        "resource_code",
+        "date",
+        "status",
+        "planned_hours",
+        "operating_hours",
+        "maintenance_hours",
+        "holiday_hours",
+        "other_down_hours",
+        "capacity_hours",
+        "holiday",
+    ]
+    assert len(days.text.splitlines()) == 3
+
+    changes = client.get("/availability/changes", headers=planner).json()
+    (generation,) = changes["generations"]
+    assert (generation["generation_id"], generation["run_id"], generation["changes"]["added"]) == (
+        output["generation_id"],
+        run_id,
+        12,
+    )
+    assert (
+        client.get("/availability/changes", params={"since": changes["next_since"]}, headers=planner).json()[
+            "generations"
+        ]
+        == []
+    )
+    page = client.get(
+        f"/availability/generations/{generation['generation_id']}/changes",
+        params={"limit": 3},
+        headers=planner,
+    ).json()
+    assert (len(page["items"]), page["fresh"], page["items"][0]["change"]) == (3, True, "added")
+    rest = client.get(
+        f"/availability/generations/{generation['generation_id']}/changes",
+        params={"limit": 100, "cursor": page["next_cursor"]},
+        headers=planner,
+    ).json()
+    assert (len(rest["items"]), rest["next_cursor"]) == (9, None)
+
+
+def test_generate_checks_its_input_like_the_tool(client: httpx.Client, planner: dict) -> None:
+    response = client.post("/schedules/generate", json={"start": "2026-01-01"}, headers=planner)
+    assert response.status_code == 422
+    assert client.post("/schedules/generate", json={"days": 0}, headers=planner).status_code == 422
+
+
+def test_availability_reads_refuse_bad_ranges_and_unknown_resources(
+    client: httpx.Client, planner: dict
+) -> None:
+    imported(client, planner)
+    assert (
+        client.get(
+            "/availability", params={"start": "2026-01-02", "end": "2026-01-01"}, headers=planner
+        ).status_code
+        == 422
+    )
+    missing = client.get(
+        "/availability",
+        params={"start": "2026-01-01", "end": "2026-01-02", "resource_ids": "P-01,GHOST"},
+        headers=planner,
+    )
+    assert (missing.status_code, missing.json()["details"]) == (404, {"resource": "GHOST"})
+    assert (
+        client.get("/availability/changes", params={"since": "yesterday"}, headers=planner).status_code == 422
+    )
+
+
+def test_a_pattern_preview_over_the_api_matches_the_cli_shape(client: httpx.Client, planner: dict) -> None:
+    out = client.get(
+        "/patterns/24x7/preview",
+        params={"timezone": "Europe/Chisinau", "start": "2026-03-28", "days": 3},
+        headers=planner,
+    ).json()
+    assert [(d["date"], d["planned_hours"]) for d in out["days"]] == [
+        ("2026-03-28", 24.0),
+        ("2026-03-29", 23.0),
+        ("2026-03-30", 24.0),
+    ]
+    bad = client.get(
+        "/patterns/dupont/preview",
+        params={"timezone": "UTC", "start": "2026-03-28", "holidays": "QQ", "crew": "Z"},
+        headers=planner,
+    )
+    assert [e["field"] for e in bad.json()["details"]["errors"]] == ["holidays", "crew"]
