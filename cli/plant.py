@@ -10,6 +10,7 @@ Registered by cli.main: `app.add_typer(resources_app, name="resources")` and the
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -353,8 +354,7 @@ def show(
             stored.snapshot(conn)
             targets = plant.report_targets(conn, refs, agent_id=LOCAL_AGENT_ID, owner=LOCAL_AGENT_ID)
             if csv_output:
-                for text in plant.availability_csv(conn, targets, first, last, shifts=shifts):
-                    sys.stdout.write(text)
+                _write_all(plant.availability_csv(conn, targets, first, last, shifts=shifts))
                 return
             report = plant.availability_report(conn, targets, first, last, shifts=shifts)
         if as_json:
@@ -375,6 +375,7 @@ def show(
                             (
                                 day["date"],
                                 s["shift_code"],
+                                s["crew"],
                                 s["start"][11:16],
                                 s["end"][11:16],
                                 s["hours"],
@@ -393,11 +394,22 @@ def show(
                         )
                     )
             headers = (
-                ["date", "shift", "start", "end", "hours", "status", "note"]
+                ["date", "shift", "crew", "start", "end", "hours", "status", "note"]
                 if shifts
                 else ["date", "status", "planned", "operating", "holiday"]
             )
             table(rows, headers, empty="  (nothing planned)")
+
+
+def _write_all(chunks: Iterator[str]) -> None:
+    """Write to stdout; a reader that stops early (`| head`) ends the command quietly."""
+    try:
+        for text in chunks:
+            sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would report the pipe again when flushing stdout at exit: point it at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 @availability_app.command("changes")

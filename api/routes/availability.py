@@ -55,9 +55,10 @@ _GENERATE_TITLE = "Generate availability"
 ResourceIds = Annotated[
     str | None,
     Query(
-        max_length=100_000,
+        max_length=4000,
         description="Comma-separated resource ids or codes; each stands for itself and every resource "
-        "under it that requires scheduling. Default: the whole plant.",
+        "under it that requires scheduling (name an area or line for all its machines). Default: the "
+        "whole plant.",
     ),
 ]
 StartDate = Annotated[date, Query(description="First date (YYYY-MM-DD).")]

@@ -403,7 +403,7 @@ def report_targets(
                     "timezone": plant.zone(rid),
                 }
             )
-    return out
+    return sorted(out, key=lambda t: (t["path"], str(t["id"])))
 
 
 _HOUR_FIELDS = (
