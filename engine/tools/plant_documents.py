@@ -140,7 +140,7 @@ def check_csv(text: str, existing: PlantRows) -> PlantWrite:
         if any(c.startswith("meta.") for c in header):
             fields["metadata"] = metadata
         items.append(_Item(f"row {line}", line, fields))
-    return _check(items, {name: [] for name in SECTIONS}, existing, problems, None)
+    return _check(items, {name: [] for name in SECTIONS}, existing, problems, None, what="the CSV")
 
 
 # --------------------------------------------------------------------------------------- checking
@@ -183,6 +183,8 @@ def _check(
     existing: PlantRows,
     problems: Problems,
     single: str | None,
+    *,
+    what: str = "the plant document",
 ) -> PlantWrite:
     def where(section: str, i: int) -> str:
         return "body" if single == section else f"{section}[{i}]"
@@ -247,7 +249,7 @@ def _check(
                     rule.description,
                 )
             )
-    problems.raise_if_any("the plant document" if single is None else "the request")
+    problems.raise_if_any(what if single is None else "the request")
     return out
 
 
