@@ -9,14 +9,15 @@ than the checks.
 
 from __future__ import annotations
 
-import copy
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
-from pydantic.json_schema import GetJsonSchemaHandler, JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas import AnyJson, JsonObject, Timestamp
+from api.schemas import (
+    AnyJson,
+    Timestamp,
+    _Document,  # a JSON object, documented by its class's schema
+)
 from engine.tools.availability import EXCEPTION_KINDS, IMPACTS, LEVELS, STATUSES
 from engine.tools.holiday_calendars import OBSERVED_SETTINGS
 from engine.tools.plant import DAY_CSV_COLUMNS, SHIFT_CSV_COLUMNS
@@ -151,16 +152,6 @@ _PATCH = {
     "description": "Fields to change (the code cannot change); checked with the whole tree.",
     "properties": {k: v for k, v in _RESOURCE["properties"].items() if k not in ("code", "children")},
 }
-
-
-class _Document(RootModel[JsonObject]):
-    document_schema: ClassVar[dict[str, Any]] = {}
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return copy.deepcopy(cls.document_schema)
 
 
 class PlantImport(_Document):

@@ -6,13 +6,16 @@ every bad row at once, each naming its row (or path) and field, not one error pe
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from store.errors import InvalidPlant
 
-__all__ = ["MAX_REPORTED", "Problems"]
+__all__ = ["MAX_REPORTED", "NAME_PATTERN", "Problems"]
 
 MAX_REPORTED = 200  # a file that is wrong everywhere need not produce a megabyte of errors
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"  # names of patterns and holiday calendars
+_NAME = re.compile(NAME_PATTERN)
 
 
 class Problems:
@@ -30,6 +33,18 @@ class Problems:
         if row is not None:
             item["row"] = row
         self.items.append(item)
+
+    def name(self, value: Any, path: str, *, expected: str | None = None) -> str | None:
+        """A pattern's or calendar's name, checked (and equal to the one in the address, if given)."""
+        if not isinstance(value, str) or not _NAME.match(value):
+            self.add(
+                path, "name", "name must be 1-100 letters, digits and _ . - (starting with a letter or digit)"
+            )
+            return None
+        if expected is not None and value != expected:
+            self.add(path, "name", f"name {value!r} differs from the name in the address, {expected!r}")
+            return None
+        return value
 
     def __bool__(self) -> bool:
         return self.count > 0

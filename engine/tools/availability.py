@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from itertools import pairwise
@@ -428,18 +428,7 @@ class Plant:
 
 
 def _in_zone(rule: ExceptionRule, zone: str) -> ExceptionRule:
-    if rule.zone == zone:
-        return rule
-    return ExceptionRule(
-        rule.kind,
-        rule.impact,
-        rule.capacity_pct,
-        rule.starts_at,
-        rule.ends_at,
-        rule.rrule,
-        zone,
-        rule.description,
-    )
+    return rule if rule.zone == zone else replace(rule, zone=zone)
 
 
 def _overlay(

@@ -30,7 +30,6 @@ from store.problems import Problems
 __all__ = ["OBSERVED_SETTINGS", "HolidayCalendar", "parse_calendar", "parse_region"]
 
 OBSERVED_SETTINGS = ("both", "actual", "observed_only")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _MAX_ENTRIES = 1000
 _LANGUAGE = "en_US"  # holiday names in English where the country's table has them
 _OBSERVANCE_REACH = timedelta(days=7)  # an observed day lies within a week of its holiday
@@ -87,15 +86,7 @@ def parse_calendar(
         if key not in known:
             problems.add(path, str(key), f"unknown field; a holiday calendar has {', '.join(sorted(known))}")
     if name is None or "name" in doc:
-        value = doc.get("name")
-        if not isinstance(value, str) or not _NAME.match(value):
-            problems.add(
-                path, "name", "name must be 1-100 letters, digits and _ . - (starting with a letter or digit)"
-            )
-        elif name is not None and value != name:
-            problems.add(path, "name", f"name {value!r} differs from the name in the address, {name!r}")
-        else:
-            name = value
+        name = problems.name(doc.get("name"), path, expected=name)
     country, subdivision = _region(doc, problems, path)
     observed = doc.get("observed", "both")
     if observed not in OBSERVED_SETTINGS:

@@ -225,6 +225,9 @@ def run_generation(
             duration_s=time.monotonic() - started,
         )
         top = stored.top_changes(conn, generation_id, detail_limit + 1)
+        # Last chance to give up before the commit: a step past its deadline has already been
+        # reported as timed out, and must not change the stored range after all.
+        check()
     return {
         "generation_id": generation_id,
         "start": start.isoformat(),
@@ -233,14 +236,20 @@ def run_generation(
         "rows": total,
         "fresh": fresh,
         "duration_s": round(time.monotonic() - started, 3),
-        "changes": {
-            "added": row["added"],
-            "removed": row["removed"],
-            "changed": row["changed"],
-            "resources_changed": row["resources_changed"],
-            "resources": top[:detail_limit],
-            "truncated": len(top) > detail_limit,
-        },
+        "changes": _change_counts(row, top, detail_limit),
+    }
+
+
+def _change_counts(row: Mapping[str, Any], top: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    """A generation's totals and the (at most `limit`) resources it changed most; `top` holds up to
+    limit + 1 of them, so that a longer list shows as truncated."""
+    return {
+        "added": row["added"],
+        "removed": row["removed"],
+        "changed": row["changed"],
+        "resources_changed": row["resources_changed"],
+        "resources": top[:limit],
+        "truncated": len(top) > limit,
     }
 
 
@@ -588,14 +597,7 @@ def public_generation(
         "rows": row["rows"],
         "fresh": row["fresh"],
         "duration_s": row["duration_s"],
-        "changes": {
-            "added": row["added"],
-            "removed": row["removed"],
-            "changed": row["changed"],
-            "resources_changed": row["resources_changed"],
-            "resources": top[:detail_limit],
-            "truncated": len(top) > detail_limit,
-        },
+        "changes": _change_counts(row, top, detail_limit),
     }
 
 

@@ -52,7 +52,6 @@ _DAY_NAMES = {
         for i, n in enumerate(("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))
     },
 }
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,19}$")
 _TIME = re.compile(r"^(\d{2}):(\d{2})$")
 _DAY_MINUTES = 1440
@@ -153,7 +152,7 @@ def parse_pattern(doc: Any, problems: Problems, path: str, *, name: str | None =
         if key not in known:
             problems.add(path, str(key), f"unknown field; a pattern has {', '.join(sorted(known))}")
     if name is None or "name" in doc:
-        name = _pattern_name(doc.get("name"), problems, path, expected=name)
+        name = problems.name(doc.get("name"), path, expected=name)
     description = doc.get("description", "")
     if not isinstance(description, str) or len(description) > 2000:
         problems.add(path, "description", "description must be text of at most 2000 characters")
@@ -177,18 +176,6 @@ def parse_pattern(doc: Any, problems: Problems, path: str, *, name: str | None =
         description=description if isinstance(description, str) else "",
         definition=MappingProxyType({"name": name, "description": description, **definition}),
     )
-
-
-def _pattern_name(value: Any, problems: Problems, path: str, *, expected: str | None) -> str | None:
-    if not isinstance(value, str) or not _NAME.match(value):
-        problems.add(
-            path, "name", "name must be 1-100 letters, digits and _ . - (starting with a letter or digit)"
-        )
-        return None
-    if expected is not None and value != expected:
-        problems.add(path, "name", f"name {value!r} differs from the name in the address, {expected!r}")
-        return None
-    return value
 
 
 def _parse_weekly(doc: Mapping[str, Any], problems: Problems, path: str, name: str) -> Pattern | None:
@@ -403,13 +390,13 @@ def _check_overlaps(
             pieces.append((lo, hi, owner))
     pieces.sort(key=lambda p: (p[0], p[1]))
     reported: set[frozenset[Any]] = set()
-    reach, holder = -1, None  # the furthest end seen so far, and whose span reaches it
+    reach, holder = -1, pieces[0][2] if pieces else None  # the furthest end so far, and whose span it is
     for lo, hi, owner in pieces:
         pair = frozenset((holder, owner))
         if lo < reach and holder != owner and pair not in reported:
             reported.add(pair)
             day = f" on {WEEKDAYS[(lo // _DAY_MINUTES) % 7]}" if wrap else ""
-            first, second = sorted((holder, owner))  # the later rule carries the problem
+            first, second = sorted((holder, owner))  # type: ignore[type-var]  # the later rule reports
             problems.add(
                 path,
                 label(second),

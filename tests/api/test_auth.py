@@ -46,6 +46,34 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("POST", "/agents/{agent_id}/tokens"): "admin",
     ("DELETE", "/agents/{agent_id}/tokens/{token_id}"): "admin",
     ("GET", "/audit"): "admin",
+    # The plant and its availability.
+    ("POST", "/resources/import"): "availability:write",
+    ("GET", "/resources"): "availability:read",
+    ("GET", "/resources/hierarchy"): "availability:read",
+    ("GET", "/resources/{ref}"): "availability:read",
+    ("PATCH", "/resources/{ref}"): "availability:write",
+    ("DELETE", "/resources/{ref}"): "availability:write",
+    ("GET", "/patterns"): "availability:read",
+    ("GET", "/patterns/{name}"): "availability:read",
+    ("PUT", "/patterns/{name}"): "availability:write",
+    ("DELETE", "/patterns/{name}"): "availability:write",
+    ("GET", "/patterns/{name}/preview"): "availability:read",
+    ("GET", "/holiday-calendars"): "availability:read",
+    ("GET", "/holiday-calendars/{name}"): "availability:read",
+    ("PUT", "/holiday-calendars/{name}"): "availability:write",
+    ("DELETE", "/holiday-calendars/{name}"): "availability:write",
+    ("GET", "/holiday-calendars/{name}/holidays"): "availability:read",
+    ("GET", "/assignments"): "availability:read",
+    ("POST", "/assignments"): "availability:write",
+    ("DELETE", "/assignments/{assignment_id}"): "availability:write",
+    ("GET", "/exceptions"): "availability:read",
+    ("POST", "/exceptions"): "availability:write",
+    ("DELETE", "/exceptions/{exception_id}"): "availability:write",
+    ("GET", "/availability"): "availability:read",
+    ("GET", "/availability/changes"): "availability:read",
+    ("GET", "/availability/generations/{generation_id}"): "availability:read",
+    ("GET", "/availability/generations/{generation_id}/changes"): "availability:read",
+    ("POST", "/schedules/generate"): "availability:write",
 }
 # Any valid token may call these.
 AUTHENTICATED_ONLY = {("GET", "/tools"), ("GET", "/tools/{address}"), ("GET", "/agents/me")}
@@ -59,6 +87,13 @@ _BODIES = {
     "/events": {"topic": "orders.created", "payload": {}},
     "/agents": {"name": "dave"},
     "/agents/{agent_id}/tokens": {"scopes": ["tasks:read"]},
+    "/resources/import": {"resources": []},
+    "/resources/{ref}": {"name": "x"},
+    "/patterns/{name}": {"kind": "weekly", "rules": []},
+    "/holiday-calendars/{name}": {"country": "ZA"},
+    "/assignments": {},
+    "/exceptions": {},
+    "/schedules/generate": {"days": 1},
 }
 
 
@@ -71,6 +106,8 @@ def _concrete(path: str) -> str:
     }
     for name, value in ids.items():
         path = path.replace(name, str(value))
+    path = path.replace("{assignment_id}", str(uuid.uuid4())).replace("{exception_id}", str(uuid.uuid4()))
+    path = path.replace("{ref}", "P-01").replace("{name}", "two_shift").replace("{generation_id}", "1")
     return path.replace("{run_id}", "12345").replace("{address}", "echo.message")
 
 
