@@ -50,6 +50,7 @@ __all__ = [
     "read_calendars",
     "run_generation",
     "stored_calendars",
+    "with_stored_calendars",
 ]
 
 MAX_DAYS = 3660  # ten years in one generation
@@ -366,6 +367,17 @@ def stored_calendars(spec: Mapping[str, Any], ctx: ToolContext) -> dict[str, lis
             )
     except NotFound as e:
         raise Permanent(e.message, code="UNKNOWN_RESOURCE", details=e.details) from None
+
+
+def with_stored_calendars(problem: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    """A solver problem (solver.solve's input) whose `availability` is replaced by the task owner's
+    stored availability as `calendars` (keyed by resource code; see stored_calendars). Calendars
+    given inline win over stored ones; a problem without `availability` comes back unchanged."""
+    if "availability" not in problem:
+        return dict(problem)
+    out = {k: v for k, v in problem.items() if k != "availability"}
+    out["calendars"] = {**stored_calendars(problem["availability"], ctx), **(problem.get("calendars") or {})}
+    return out
 
 
 def _node(row: Mapping[str, Any]) -> Node:

@@ -7,13 +7,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import pytest
 
+from engine import ToolContext, ToolRegistry, call_tool
 from engine.tools import plant
+from store import plant as store_plant
 from store import runs as store_runs
 from store.db import Database
 from store.errors import InvalidPlant, ToolError
@@ -469,10 +471,6 @@ def test_schedule_generate_runs_in_a_task_and_its_range_chains_into_the_next_ste
 
 
 def test_schedule_generate_outside_a_worker_fails_permanently() -> None:
-    from datetime import UTC, datetime
-
-    from engine import ToolContext, ToolRegistry, call_tool
-
     tool = ToolRegistry.load()["schedule.generate"]
     with pytest.raises(ToolError) as raised:
         call_tool(tool, {"days": 1}, ToolContext.standalone(datetime.now(UTC), 10))
@@ -521,8 +519,6 @@ def test_an_unknown_resource_in_a_generation_is_a_clear_error(db: Database) -> N
 
 
 def test_deleting_a_resource_removes_its_availability(db: Database) -> None:
-    from store import plant as store_plant
-
     two_shift_plant(db, 2)
     generate(db, date(2026, 3, 2), date(2026, 3, 3))
     with db.tx() as conn:
@@ -531,3 +527,28 @@ def test_deleting_a_resource_removes_its_availability(db: Database) -> None:
     assert scalar(db, "SELECT count(*) FROM availability WHERE resource_id = :id", id=row["id"]) == 0
     assert scalar(db, "SELECT count(*) FROM availability") == 4
     assert isinstance(row["id"], UUID)
+
+
+def test_a_solver_problem_reads_the_task_owners_stored_calendars(db: Database) -> None:
+    """solver.solve's availability input: stored shifts become calendars; inline calendars win."""
+    two_shift_plant(db, 2)
+    generate(db, date(2026, 3, 2), date(2026, 3, 2))
+    ctx = ToolContext(
+        now=datetime.now(UTC), deadline=time.monotonic() + 30, task={"agent_id": str(LOCAL_AGENT_ID)}, db=db
+    )
+    inline = [{"start": "2026-03-02T00:00:00Z", "end": "2026-03-03T00:00:00Z"}]
+    problem = {
+        "jobs": [],
+        "availability": {"start": "2026-03-02", "end": "2026-03-02"},
+        "calendars": {"M001": inline},
+    }
+    out = plant.with_stored_calendars(problem, ctx)
+    assert "availability" not in out
+    assert out["calendars"] == {
+        "M000": [{"start": "2026-03-02T04:00:00Z", "end": "2026-03-02T20:00:00Z"}],
+        "M001": inline,
+    }
+    assert plant.with_stored_calendars({"jobs": []}, ctx) == {"jobs": []}
+    with pytest.raises(ToolError) as raised:
+        plant.with_stored_calendars(problem, ToolContext.standalone(datetime.now(UTC), 5))
+    assert raised.value.code == "DATABASE_REQUIRED"
