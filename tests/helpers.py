@@ -79,7 +79,9 @@ def running_worker(
         "completer": CompleterConfig(max_delay_s=0.001),
     }
     settings.update(cfg)
-    worker = Worker(db, registry, WorkerConfig(**settings), log=structlog.get_logger("test-worker"), limits=limits)
+    worker = Worker(
+        db, registry, WorkerConfig(**settings), log=structlog.get_logger("test-worker"), limits=limits
+    )
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()

@@ -211,7 +211,9 @@ def run_generation(
             conn, agent_id, start, end, requested=resources, regenerate=regenerate, run_id=run_id
         )
         fresh = not stored.range_has_rows(conn, ids, start, end)
-        written = _write_rows(conn, plant, targets, start, end, generation_id, staged=not fresh, check=check)
+        written, unplanned = _write_rows(
+            conn, plant, targets, start, end, generation_id, staged=not fresh, check=check
+        )
         if fresh:
             stored.record_fresh_summary(conn, generation_id, {UUID(t): n for t, n in written.items()})
         else:
@@ -238,6 +240,12 @@ def run_generation(
         "fresh": fresh,
         "duration_s": round(time.monotonic() - started, 3),
         "changes": _change_counts(row, top, detail_limit),
+        # Resources that require scheduling but follow no pattern on any date of the range: most
+        # likely an assignment is missing.
+        "unplanned": {
+            "count": len(unplanned),
+            "codes": [plant.nodes[r].code for r in unplanned[:detail_limit]],
+        },
     }
 
 
@@ -264,17 +272,21 @@ def _write_rows(
     *,
     staged: bool,
     check: Callable[[], None],
-) -> dict[str, int]:
-    """Stream every target's rows through one binary COPY; returns rows written per resource.
+) -> tuple[dict[str, int], list[str]]:
+    """Stream every target's rows through one binary COPY; returns the rows written per resource,
+    and the resources that follow no pattern in the range.
     Memory stays bounded: encoded plans are kept for the most recent distinct plans only, and COPY
     data leaves in chunks of about a megabyte."""
     templates: OrderedDict[ResourcePlan, stored.RowTemplate] = OrderedDict()
     written: dict[str, int] = {}
+    unplanned: list[str] = []
     with stored.copy_writer(conn, staged=staged) as write:
         chunk: list[bytes] = []
         size = 0
         for resource_id in targets:
             plan, exception_ids = plant.plan(resource_id, start, end)
+            if not plan.spans:
+                unplanned.append(resource_id)
             template = templates.get(plan)
             if template is None:
                 template = stored.RowTemplate(compute_shifts(plan, start, end), generation_id)
@@ -294,7 +306,7 @@ def _write_rows(
         if chunk:
             write(b"".join(chunk))
     check()
-    return written
+    return written, unplanned
 
 
 def _scheduled_date(ctx: ToolContext) -> date:

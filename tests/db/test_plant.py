@@ -511,6 +511,14 @@ def test_stored_availability_becomes_solver_calendars_keyed_by_code(db: Database
     assert list(only_p1) == ["P1"]
 
 
+def test_resources_without_a_pattern_are_reported_as_unplanned(db: Database) -> None:
+    two_shift_plant(db, 1)
+    apply(db, {"resources": [site("S2", JOBURG, machines=("LONELY",))]})
+    out = generate(db, date(2026, 3, 2), date(2026, 3, 3))
+    assert out["unplanned"] == {"count": 1, "codes": ["LONELY"]}
+    assert out["rows"] == 4
+
+
 def test_an_unknown_resource_in_a_generation_is_a_clear_error(db: Database) -> None:
     two_shift_plant(db, 1)
     with pytest.raises(Exception, match="no resource 'GHOST'"):
