@@ -43,6 +43,7 @@ __all__ = [
     "objective_terms",
     "parse_problem",
     "read_assignments",
+    "with_stored_inputs",
 ]
 
 OpKey = tuple[str, str]  # (job id, operation id)
@@ -345,6 +346,17 @@ class Problem:
 
 
 # --- parsing ---------------------------------------------------------------------------------
+
+
+def with_stored_inputs(problem: Mapping[str, Any], ctx: Any) -> Mapping[str, Any]:
+    """The problem with the inputs kept in Ordo's tables filled in: `availability` becomes the
+    machines' calendars from the plant's stored shifts (engine/tools/plant.py, through the worker's
+    database in ctx.db), so solve, validate and analyze read the same calendars."""
+    if "availability" not in problem:
+        return problem
+    from engine.tools.plant import with_stored_calendars  # the model itself never touches the database
+
+    return with_stored_calendars(problem, ctx)
 
 
 def parse_problem(args: Mapping[str, Any], plan: Mapping[str, Any] | None = None) -> Problem:

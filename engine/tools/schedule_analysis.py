@@ -27,6 +27,7 @@ from engine.tools.planning_model import (
     job_outcomes,
     parse_problem,
     read_assignments,
+    with_stored_inputs,
 )
 from store.errors import Permanent
 
@@ -37,7 +38,7 @@ BUCKET_MINUTES = {"hour": 60, "day": 1440, "week": 10080}
 
 def analyze(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     """Utilization, bottlenecks and job metrics of a plan. Schemas: catalogs/tools.json, schedule.analyze."""
-    problem = parse_problem(args["problem"], args["plan"])
+    problem = parse_problem(with_stored_inputs(args["problem"], ctx), args["plan"])
     plan_all = read_assignments(problem.time, args["plan"].get("assignments") or [])
     plan = [p for p in plan_all if p.key in problem.operations]
     bucket = args.get("bucket", "day")

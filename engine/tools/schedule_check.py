@@ -25,7 +25,15 @@ from itertools import pairwise
 from typing import Any
 
 from engine.context import ToolContext
-from engine.tools.planning_model import OpKey, Placement, Problem, label, parse_problem, read_assignments
+from engine.tools.planning_model import (
+    OpKey,
+    Placement,
+    Problem,
+    label,
+    parse_problem,
+    read_assignments,
+    with_stored_inputs,
+)
 
 __all__ = ["MAX_VIOLATIONS", "validate", "violations"]
 
@@ -34,7 +42,7 @@ MAX_VIOLATIONS = 1000  # a plan broken everywhere still gets a readable answer
 
 def validate(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     """Check a plan against its problem. Schemas: catalogs/tools.json, schedule.validate."""
-    problem = parse_problem(args["problem"], args["plan"])
+    problem = parse_problem(with_stored_inputs(args["problem"], ctx), args["plan"])
     plan = read_assignments(problem.time, args["plan"].get("assignments") or [])
     now = args.get("now")
     now_minutes = problem.time.minutes(now, "now", "ceil") if now is not None else problem.now

@@ -19,6 +19,7 @@ from engine.tools.planning_model import (
     job_outcomes,
     objective_terms,
     parse_problem,
+    with_stored_inputs,
 )
 from engine.tools.solver_bounds import compute_bounds
 from engine.tools.solver_diagnosis import infeasibility_reasons, proven_infeasible_reasons, reason
@@ -65,8 +66,9 @@ def solve(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
 
 def _problem(args: dict[str, Any], ctx: ToolContext) -> Problem:
     """The problem to plan: the input read into minutes. Inputs that need the run's context (stored
-    data read through ctx.db) join the arguments here, before they are read."""
-    return parse_problem(args)
+    data read through ctx.db) join the arguments here, before they are read: `availability` becomes
+    the machines' calendars from the plant's stored shifts."""
+    return parse_problem(with_stored_inputs(args, ctx))
 
 
 def _time_limit(args: dict[str, Any], ctx: ToolContext) -> float:

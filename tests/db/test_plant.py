@@ -560,3 +560,66 @@ def test_a_solver_problem_reads_the_task_owners_stored_calendars(db: Database) -
     with pytest.raises(ToolError) as raised:
         plant.with_stored_calendars(problem, ToolContext.standalone(datetime.now(UTC), 5))
     assert raised.value.code == "DATABASE_REQUIRED"
+
+
+def test_generate_then_solve_and_validate_in_the_stored_shifts(db: Database) -> None:
+    """The flagship chain: schedule.generate, then solver.solve and schedule.validate reading the
+    same stored calendars through `availability`: three 8-hour operations on a two-shift machine
+    fill Monday's 06:00-22:00 and Tuesday's first shift."""
+    two_shift_plant(db, 1)
+    jobs = [
+        {
+            "id": "order-1",
+            "operations": [
+                {"id": f"op{i}", "machines": [{"machine": "M000", "duration": 480}]} for i in range(3)
+            ],
+        }
+    ]
+    window = {"start": "${steps.avail.start}", "end": "${steps.avail.end}"}
+    task = add_task(
+        db,
+        timezone=JOBURG,
+        payload={
+            "params": {"jobs": jobs},
+            "pipeline": [
+                {
+                    "id": "avail",
+                    "uses": "schedule.generate",
+                    "with": {"start": "2026-03-02", "days": 2},
+                    "save_as": "avail",
+                },
+                {
+                    "id": "plan",
+                    "uses": "solver.solve",
+                    "with": {"jobs": "${params.jobs}", "availability": window, "time_limit_s": 10},
+                    "save_as": "plan",
+                },
+                {
+                    "id": "check",
+                    "uses": "schedule.validate",
+                    "with": {
+                        "problem": {"jobs": "${params.jobs}", "availability": window},
+                        "plan": "${steps.plan}",
+                    },
+                },
+            ],
+        },
+    )
+    with db.tx() as conn:
+        (run_id,) = store_runs.enqueue(conn, task["id"])
+    with running_worker(db):
+        wait_for(
+            lambda: scalar(db, "SELECT state FROM task_run WHERE run_id = :id AND final", id=run_id),
+            timeout=60,
+        )
+    with db.tx() as conn:
+        run = store_runs.get(conn, run_id)
+    assert run["state"] == "succeeded", run
+    _, solved, checked = run["steps"]
+    spans = sorted((a["start"], a["end"]) for a in solved["output"]["assignments"])
+    assert spans == [  # 06:00-14:00, 14:00-22:00 and Tuesday 06:00-14:00 in Johannesburg (UTC+2)
+        ("2026-03-02T04:00:00+00:00", "2026-03-02T12:00:00+00:00"),
+        ("2026-03-02T12:00:00+00:00", "2026-03-02T20:00:00+00:00"),
+        ("2026-03-03T04:00:00+00:00", "2026-03-03T12:00:00+00:00"),
+    ]
+    assert checked["output"]["valid"] is True
