@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -205,7 +206,7 @@ class Console:
         return self.page.eval_on_selector("main", "m => m.dataset.state")
 
     def sign_in(self, token: str, route: str = "") -> None:
-        self.open("#/login" + (f"?next={route}" if route else ""))
+        self.open("#/login" + (f"?next={quote(route, safe='/')}" if route else ""))
         self.page.fill("#token", token)
         self.page.evaluate("document.getElementById('main').dataset.state = 'loading'")
         self.page.click("form.login button[type=submit]")

@@ -4,6 +4,7 @@
 import { api, ApiError, session, onApiError, onApiOk } from "./api.js";
 import { h, announce } from "./dom.js";
 import { failure, loading } from "./ui.js";
+import availability from "./pages/availability.js";
 import login from "./pages/login.js";
 import overview from "./pages/overview.js";
 import plan from "./pages/plan.js";
@@ -21,6 +22,7 @@ const ROUTES = [
   [/^\/runs\/(\d{1,19})$/, run, "runs"],
   [/^\/runs\/(\d{1,19})\/plan\/([^/]+)$/, plan, "plans"],
   [/^\/plans$/, plans, "plans"],
+  [/^\/availability$/, availability, "availability"],
 ];
 
 const main = document.getElementById("main");
@@ -29,10 +31,17 @@ let me = null; // GET /agents/me for the token in this tab
 let current = null; // {controller, timers}
 let firstRender = true;
 
+/** The route after "#", query included: what sign-in returns to. */
+function currentRoute() {
+  return window.location.hash.replace(/^#/, "") || "/";
+}
+
 function parseHash() {
-  const raw = decodeURIComponent(window.location.hash.replace(/^#/, "")) || "/";
-  const [path, search = ""] = raw.split("?");
-  return { path: path || "/", query: new URLSearchParams(search) };
+  // Split before decoding: a query value may itself hold an encoded route (login's ?next=).
+  const raw = currentRoute();
+  const at = raw.indexOf("?");
+  const path = decodeURIComponent(at < 0 ? raw : raw.slice(0, at)) || "/";
+  return { path, query: new URLSearchParams(at < 0 ? "" : raw.slice(at + 1)) };
 }
 
 export function navigate(hash) {
@@ -113,9 +122,9 @@ onApiError((error) => {
     session.clear();
     me = null;
     renderWho();
-    const back = parseHash().path;
+    const back = parseHash().path === "/login" ? "/" : currentRoute();
     sessionStorage.setItem("ordo.signin_reason", error.message);
-    navigate(`#/login?next=${encodeURIComponent(back === "/login" ? "/" : back)}`);
+    navigate(`#/login?next=${encodeURIComponent(back)}`);
   }
 });
 onApiOk(() => {
@@ -141,7 +150,7 @@ async function route() {
     return;
   }
   if (!session.token()) {
-    navigate(`#/login?next=${encodeURIComponent(path)}`);
+    navigate(`#/login?next=${encodeURIComponent(currentRoute())}`);
     return;
   }
   document.body.classList.remove("signed-out");

@@ -1,12 +1,13 @@
 // A solver.solve output as a Gantt chart, with the violations a schedule.validate step of the same
-// run found, and the machines' closed time shaded where the console can know it (the calendars in
-// the task's parameters that the solver step reads).
+// run found, and the machines' closed time, holidays and maintenance shaded where the console can
+// know them: the plant's stored availability for machines that are plant resources, and the
+// calendars in the task's parameters that the solver step reads.
 
 import { api } from "../api.js";
 import { h, swap } from "../dom.js";
 import { instant, minutes as fmtMinutes, number, offsetName, duration } from "../format.js";
 import { drawGantt, drawLabels, describeTime, legend, naturalCompare, opKey } from "../gantt.js";
-import { badge, empty, facts, failure, passOn } from "../ui.js";
+import { badge, can, empty, facts, failure, passOn } from "../ui.js";
 
 const LABEL_MIN = 90;
 const LABEL_MAX = 220;
@@ -46,6 +47,16 @@ export default async function plan(view) {
     // Without the task (another agent's, or deleted) the plan still draws, unshaded.
   }
 
+  try {
+    const stored = await plantCalendars(view, buildModel(out, check, null));
+    if (stored) {
+      // The plant's stored availability is what the solver plans against; task calendars fill in.
+      const windows = new Map([...(calendars ? calendars.windows : []), ...stored.windows]);
+      calendars = { windows, source: calendars ? `${stored.source}; ${calendars.source}` : stored.source };
+    }
+  } catch (e) {
+    passOn(e);
+  }
   const model = buildModel(out, check, calendars);
   const summary = facts([
     ["Status", badge(out.status)],
@@ -58,7 +69,7 @@ export default async function plan(view) {
     ["Validation", check ? (check.valid ? h("span", { class: "badge badge-ok" }, "valid")
       : h("span", { class: "badge badge-dead" }, `${check.violations.length}${check.truncated ? "+" : ""} violation${check.violations.length === 1 ? "" : "s"}`))
       : h("span", { class: "muted" }, "no schedule.validate step in this run")],
-    ["Closed time", calendars ? calendars.source : h("span", { class: "muted" }, "not shown: no calendar found in the task's parameters")],
+    ["Closed time", calendars ? calendars.source : h("span", { class: "muted" }, "not shown: no stored availability or task calendar for these machines")],
   ]);
 
   if (!model.ops.length) {
@@ -196,6 +207,33 @@ async function taskCalendars(run, stepId, signal) {
   return { windows, source: `machine calendars from the task's parameters (as the task reads now), ${windows.size} machine${windows.size > 1 ? "s" : ""}` };
 }
 
+/**
+ * Shifts from the plant's stored availability (schedule.generate) for the lanes that are plant
+ * resources (matched by code), over the plan's days. Only for plans in real time, and only with
+ * availability:read (asking without it would be refused).
+ */
+async function plantCalendars(view, model) {
+  if (!model.clock || !model.ops.length || !can(view.me, "availability:read")) return null;
+  const dayMs = 86_400_000;
+  const from = model.clock.origin_ms + model.span[0] * 60000;
+  const to = model.clock.origin_ms + model.span[1] * 60000;
+  if (to - from > 31 * dayMs) return null; // a month of every resource's shifts is more than a chart needs
+  const date = (ms) => new Date(ms + model.clock.offset * 60000).toISOString().slice(0, 10);
+  const report = await api("/availability", {
+    query: { start: date(from - dayMs), end: date(to + dayMs), detail: "shifts" }, signal: view.signal,
+  });
+  const lanes = new Set(model.lanes);
+  const windows = new Map();
+  for (const resource of report.resources) {
+    if (!lanes.has(resource.code)) continue;
+    windows.set(resource.code, resource.days.flatMap((d) => d.shifts || []).map((sh) => ({
+      start: sh.start, end: sh.end, status: sh.status, note: sh.note,
+    })));
+  }
+  if (!windows.size) return null;
+  return { windows, source: `the plant's stored availability (shifts, holidays, maintenance), ${windows.size} machine${windows.size > 1 ? "s" : ""}` };
+}
+
 /** Plan output -> what drawGantt draws, with every time in minutes from one origin. */
 export function buildModel(out, check, calendars) {
   const assignments = Array.isArray(out.assignments) ? out.assignments : [];
@@ -236,7 +274,8 @@ export function buildModel(out, check, calendars) {
         const b = toMinutes(w.end);
         if (!Number.isFinite(a) || !Number.isFinite(b) || b <= a) continue;
         if (w.status && w.status !== "available") {
-          shading.push({ machine, start: a, end: b, kind: /holiday/i.test(w.status) ? "holiday" : "maintenance", label: `${machine}: ${w.status}` });
+          const kind = /holiday/i.test(w.status) ? "holiday" : "maintenance";
+          shading.push({ machine, start: a, end: b, kind, label: `${machine}: ${w.status}${w.note ? ` (${w.note})` : ""}` });
         } else open.push([a, b]);
       }
       open.sort((p, q) => p[0] - q[0]);
