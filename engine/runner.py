@@ -122,6 +122,12 @@ def run_pipeline(
         if step.save_as:
             steps_out[step.save_as] = output
             saved[step.save_as] = output
+        if is_canceled():
+            # canceled while this step ran: a tool that stops early on cancel (solver.solve) returns its
+            # best result so far, which the run keeps as its output, but the run ends canceled
+            return RunResult(
+                "canceled", records, saved, _error("CANCELED", "the run was canceled", step=step.id)
+            )
     return RunResult("succeeded", records, saved)
 
 

@@ -121,9 +121,15 @@ class Calendar:
 
     windows: tuple[tuple[int, int], ...]
     _starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _open_before: tuple[int, ...] = field(init=False, repr=False, compare=False)  # per window
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_starts", tuple(a for a, _ in self.windows))
+        before, total = [], 0
+        for a, b in self.windows:
+            before.append(total)
+            total += b - a
+        object.__setattr__(self, "_open_before", tuple(before))
 
     @classmethod
     def of(cls, windows: Iterable[tuple[int, int]]) -> Calendar:
@@ -162,7 +168,15 @@ class Calendar:
 
     def open_minutes(self, start: int, end: int) -> int:
         """Open minutes in [start, end)."""
-        return sum(max(0, min(b, end) - max(a, start)) for a, b in self.windows if a < end and b > start)
+        return max(0, self._open_until(end) - self._open_until(start))
+
+    def _open_until(self, t: int) -> int:
+        """Open minutes before minute t."""
+        i = bisect.bisect_right(self._starts, t) - 1
+        if i < 0:
+            return 0
+        a, b = self.windows[i]
+        return self._open_before[i] + min(t, b) - a
 
     def fits_whole(self, duration: int, earliest: int, latest_end: int) -> bool:
         """Some window holds `duration` consecutive open minutes inside [earliest, latest_end)."""

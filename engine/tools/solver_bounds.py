@@ -2,19 +2,20 @@
 a makespan lower bound, all computed from the problem before any model is built.
 
 They give the model tight variable domains, let the diagnosis see what can never fit, and let a plan
-that meets the lower bound be called optimal without searching.
+that meets the lower bound be called optimal without searching. Once a plan is in hand, its makespan
+caps the horizon (no better plan ends later), which shrinks every domain the model builds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from engine.tools.planning_model import Operation, OpKey, Placement, Problem
+from engine.tools.planning_model import Operation, OpKey, Problem
 
-__all__ = ["Bounds", "compute_bounds"]
+__all__ = ["Bounds", "capacity_bound", "compute_bounds", "machine_groups", "open_minutes"]
 
-_DISPATCH_WORK = 100_000  # above this many operation x job steps, one dispatching rule only
+_SHARED_SETS = 200  # machine sets operations share, each its own group up to this many
+_RELEASES_SAMPLED = (64, 8)  # release times tried for the shop and its parts, and for smaller groups
 
 
 @dataclass
@@ -26,10 +27,12 @@ class Bounds:
     latest: dict[OpKey, int]  # latest end: deadline, horizon, successors' work
     makespan_lb: int
     frozen_order: list[OpKey] = field(default_factory=list)  # frozen, yet a predecessor cannot end before
-    dispatch: list[Placement] | None = None  # a quick feasible plan, for the plain job shop
 
 
-def compute_bounds(problem: Problem) -> Bounds:
+def compute_bounds(problem: Problem, ceiling: int | None = None, floor: int = 0) -> Bounds:
+    """Bounds that every plan keeps; with a `ceiling`, those of the plans that end every operation by
+    then (the plans at least as good as one already in hand, for a makespan objective). `floor` is a
+    makespan bound found otherwise (capacity_bound, computed once: it does not depend on the ceiling)."""
     frozen = {key: (f.start, f.end) for key, f in problem.frozen.items()}
     lo = min([0, *(s for s, _ in frozen.values())])
     earliest: dict[OpKey, int] = {}
@@ -69,9 +72,8 @@ def compute_bounds(problem: Problem) -> Bounds:
         op.max_duration + longest_setup for op in problem.operations.values() if op.key not in problem.frozen
     )
     horizon = max(events) + work + crossed
-    dispatch = _dispatch_plan(problem, lo) if problem.is_plain() else None
-    if dispatch and set(problem.objective) == {"makespan"}:
-        horizon = min(horizon, max(p.end for p in dispatch))  # some optimal plan is no longer
+    if ceiling is not None:
+        horizon = min(horizon, ceiling)
     latest: dict[OpKey, int] = {}
     for job in problem.jobs:
         due = horizon if job.deadline is None else min(horizon, job.deadline)
@@ -88,9 +90,8 @@ def compute_bounds(problem: Problem) -> Bounds:
         earliest=earliest,
         earliest_end=earliest_end,
         latest=latest,
-        makespan_lb=_makespan_lower_bound(problem, earliest, earliest_end),
+        makespan_lb=max(floor, _makespan_lower_bound(problem, earliest, earliest_end)),
         frozen_order=frozen_order,
-        dispatch=dispatch,
     )
 
 
@@ -116,45 +117,87 @@ def _makespan_lower_bound(
     return bound
 
 
-def _dispatch_plan(problem: Problem, lo: int) -> list[Placement]:
-    """A feasible plain job-shop plan, the best of three classic dispatching rules (most work
-    remaining, most operations remaining, shortest operation): each repeatedly starts, among the
-    operations that can start first, the one the rule prefers. It bounds the horizon, and when it
-    meets the lower bound it is optimal as it stands; otherwise CP-SAT does the optimizing."""
-    rules = (
-        lambda duration, work_left, ops_left: (-work_left, -ops_left),
-        lambda duration, work_left, ops_left: (-ops_left, -work_left),
-        lambda duration, work_left, ops_left: (duration, -work_left),
-    )
-    if len(problem.operations) * len(problem.jobs) > _DISPATCH_WORK:
-        rules = rules[:1]  # each rule costs operations x jobs steps in Python
-    plans = [_dispatch(problem, lo, rule) for rule in rules]
-    return min(plans, key=lambda plan: max(p.end for p in plan))
+# --- capacity: machine groups over time ------------------------------------------------------
 
 
-def _dispatch(problem: Problem, lo: int, rule: Any) -> list[Placement]:
-    routes = [[(*next(iter(op.durations.items())), op) for op in job.operations] for job in problem.jobs]
-    ready = [max([lo, *(t for t in (job.release, problem.now) if t is not None)]) for job in problem.jobs]
-    work_left = [sum(duration for _, duration, _ in route) for route in routes]
-    position = [0] * len(routes)
-    machine_free: dict[str, int] = {}
-    waiting = list(range(len(routes)))
-    plan = []
-    while waiting:
-        best: tuple[int, Any, int] | None = None
-        for j in waiting:
-            machine, duration, _ = routes[j][position[j]]
-            start = max(ready[j], machine_free.get(machine, lo))
-            candidate = (start, rule(duration, work_left[j], len(routes[j]) - position[j]), j)
-            if best is None or candidate < best:
-                best = candidate
-        assert best is not None
-        start, _, j = best
-        machine, duration, op = routes[j][position[j]]
-        plan.append(Placement(op.job, op.id, machine, None, start, start + duration))
-        ready[j] = machine_free[machine] = start + duration
-        work_left[j] -= duration
-        position[j] += 1
-        if position[j] == len(routes[j]):
-            waiting.remove(j)
-    return plan
+def machine_groups(problem: Problem) -> list[frozenset[str]]:
+    """Groups of machines whose joint capacity bounds a plan: each machine, the whole shop, its
+    independent parts (machines linked by operations they share), and each set of machines an
+    operation may choose from (up to _SHARED_SETS of them)."""
+    movable = [op for op in problem.operations.values() if op.key not in problem.frozen]
+    shared = {frozenset(op.durations) for op in movable if len(op.durations) > 1}
+    parent = {m: m for m in problem.machines}  # union-find: machines linked by a shared operation
+
+    def root(m: str) -> str:
+        while parent[m] != m:
+            parent[m] = parent[parent[m]]
+            m = parent[m]
+        return m
+
+    for machines in shared:
+        first, *rest = machines
+        for m in rest:
+            parent[root(m)] = root(first)
+    parts: dict[str, set[str]] = {}
+    for m in {m for op in movable for m in op.durations}:
+        parts.setdefault(root(m), set()).add(m)
+    groups = {frozenset(part) for part in parts.values()}
+    groups.add(frozenset(m for part in parts.values() for m in part))
+    groups |= {frozenset([m]) for part in parts.values() for m in part}
+    if len(shared) <= _SHARED_SETS:
+        groups |= shared
+    return sorted(groups, key=lambda g: (-len(g), sorted(g)))
+
+
+def open_minutes(problem: Problem, group: frozenset[str], start: int, end: int) -> int:
+    """Machine-minutes the group is open in [start, end), all its machines together."""
+    total = 0
+    for m in group:
+        calendar = problem.machines[m].calendar
+        total += max(0, end - start) if calendar is None else calendar.open_minutes(start, end)
+    return total
+
+
+def capacity_bound(problem: Problem, bounds: Bounds) -> int:
+    """A makespan lower bound from capacity: the operations confined to a group of machines and
+    released at r or later need their work (at its fastest) in open machine-minutes after r, so the
+    plan runs at least until the group has been open that long. It sees what the longest-job and
+    busiest-machine bounds miss when work spreads over alternatives under shift calendars."""
+    movable = [op for op in problem.operations.values() if op.key not in problem.frozen]
+    best = 0
+    for group in machine_groups(problem):
+        items = sorted(
+            ((bounds.earliest[op.key], op.min_duration) for op in movable if op.durations.keys() <= group),
+            reverse=True,
+        )
+        if not items:
+            continue
+        sampled = _RELEASES_SAMPLED[0] if len(group) > 3 else _RELEASES_SAMPLED[1]
+        releases = sorted({r for r, _ in items}, reverse=True)
+        if len(releases) > sampled:
+            step = len(releases) / sampled
+            releases = sorted(
+                {releases[int(i * step)] for i in range(sampled)} | {releases[-1]}, reverse=True
+            )
+        work, i = 0, 0
+        for r in releases:  # latest first: the work released at r or later grows as r goes back
+            while i < len(items) and items[i][0] >= r:
+                work += items[i][1]
+                i += 1
+            if work:
+                best = max(best, _open_until(problem, group, r, work, bounds.horizon))
+    return best
+
+
+def _open_until(problem: Problem, group: frozenset[str], start: int, work: int, horizon: int) -> int:
+    """The earliest t with `work` open machine-minutes in [start, t) (the horizon if never)."""
+    lo, hi = start, max(start, horizon)
+    if open_minutes(problem, group, start, hi) < work:
+        return lo  # it never fits: the diagnosis says so (CAPACITY_SHORT), this bound stays silent
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if open_minutes(problem, group, start, mid) >= work:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo

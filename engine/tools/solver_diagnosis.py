@@ -9,6 +9,7 @@ cause (solve again with them as due dates and name the jobs that still overrun),
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from itertools import pairwise
 from typing import Any
@@ -17,12 +18,15 @@ from ortools.sat.python import cp_model
 
 from engine.context import ToolContext
 from engine.tools.planning_model import Operation, OpKey, Problem, job_outcomes, label
-from engine.tools.solver_bounds import Bounds, compute_bounds
+from engine.tools.solver_bounds import Bounds, compute_bounds, machine_groups, open_minutes
 from engine.tools.solver_model import search
 
 __all__ = ["infeasibility_reasons", "proven_infeasible_reasons", "reason"]
 
 _DIAGNOSIS_S = 5.0  # at most this long, after a proof of infeasibility, to find which deadlines cause it
+_WINDOWS_CHECKED = 32  # latest ends swept per machine group
+_GROUP_REASONS = 5  # the largest shortfalls reported
+_NAMED = 20  # machines and operations named in a message
 
 
 def reason(code: str, message: str, **refs: list[Any]) -> dict[str, Any]:
@@ -79,6 +83,7 @@ def infeasibility_reasons(problem: Problem, bounds: Bounds) -> list[dict[str, An
                 )
             )
     reasons += _capacity_reasons(problem, bounds)
+    reasons += _group_capacity_reasons(problem, bounds)
     return reasons
 
 
@@ -158,6 +163,70 @@ def _capacity_reasons(problem: Problem, bounds: Bounds) -> list[dict[str, Any]]:
     return reasons
 
 
+def _group_capacity_reasons(problem: Problem, bounds: Bounds) -> list[dict[str, Any]]:
+    """Machines that together are open for less time than the work only they can do: the shop as a
+    whole, its independent parts, and each set of machines operations share. Each group's work is
+    swept over time (releases and deadlines: the operations confined to [r, d] need their minutes
+    inside it), so an overload shows in seconds instead of as a search that never ends."""
+    if all(m.calendar is None for m in problem.machines.values()) and all(
+        job.deadline is None for job in problem.jobs
+    ):
+        return []  # machines always open and no deadline: there is always time enough
+    movable = [op for op in problem.operations.values() if op.key not in problem.frozen]
+    found: list[tuple[int, dict[str, Any]]] = []
+    for group in machine_groups(problem):
+        if len(group) < 2:
+            continue  # one machine alone: _capacity_reasons
+        ops = [op for op in movable if op.durations.keys() <= group]
+        short = _shortfall(problem, bounds, group, ops)
+        if short is not None:
+            found.append(short)
+    found.sort(key=lambda item: -item[0])
+    return [r for _, r in found[:_GROUP_REASONS]]
+
+
+def _shortfall(
+    problem: Problem, bounds: Bounds, group: frozenset[str], ops: list[Operation]
+) -> tuple[int, dict[str, Any]] | None:
+    """The largest shortfall of open time against work over the windows [r, d] of the group's
+    operations, with its reason; None when the work fits every window."""
+    if not ops:
+        return None
+    items = [(bounds.earliest[op.key], bounds.latest[op.key], op.min_duration, op.key) for op in ops]
+    ends = sorted({latest for _, latest, _, _ in items})
+    if len(ends) > _WINDOWS_CHECKED:  # an even sample of the deadlines, and the last end
+        step = len(ends) / _WINDOWS_CHECKED
+        ends = sorted({ends[int(i * step)] for i in range(_WINDOWS_CHECKED)} | {ends[-1]})
+    worst: tuple[int, int, int, int, int, list[OpKey]] | None = None
+    for d in ends:
+        inside = sorted((item for item in items if item[1] <= d), key=lambda item: -item[0])
+        work = 0
+        for i, (r, _, minutes, _) in enumerate(inside):
+            work += minutes
+            if i + 1 < len(inside) and inside[i + 1][0] == r:
+                continue  # take every operation released at r before comparing
+            available = open_minutes(problem, group, r, d)
+            if work > available and (worst is None or work - available > worst[0]):
+                worst = (work - available, r, d, work, available, [item[3] for item in inside[: i + 1]])
+    if worst is None:
+        return None
+    short, r, d, work, available, keys = worst
+    calendars = [problem.machines[m].calendar for m in group]
+    if all(c is not None for c in calendars):  # say when their calendars close, not the horizon
+        d = min(d, max(c.last_close or r for c in calendars if c is not None))
+    names = sorted(group)
+    shown = ", ".join(names[:_NAMED]) + (f" and {len(names) - _NAMED} more" if len(names) > _NAMED else "")
+    render = problem.time.render
+    return short, reason(
+        "CAPACITY_SHORT",
+        f"machines {shown} are open {available} min together between {render(r)} and {render(d)}, "
+        f"but the {len(keys)} operations only they can run there need {work} min: {short} min short "
+        "(add shifts or machines, move releases or deadlines, or plan fewer jobs)",
+        machines=names,
+        operations=keys if len(keys) <= _NAMED else [],
+    )
+
+
 def _frozen_clashes(problem: Problem) -> list[dict[str, Any]]:
     spans: dict[tuple[str, str], list[tuple[int, int, OpKey]]] = {}
     for key, f in problem.frozen.items():
@@ -196,7 +265,7 @@ def _deadline_reasons(
     bounds = compute_bounds(relaxed)
     if infeasibility_reasons(relaxed, bounds):
         return []
-    jobshop, solver, status = search(relaxed, bounds, seconds, workers, 0, ctx)
+    jobshop, solver, status = search(relaxed, bounds, time.monotonic() + seconds, workers, 0, ctx)
     if status != cp_model.OPTIMAL and status != cp_model.FEASIBLE:
         return []
     # the relaxed problem's due dates are the deadlines: its late jobs are the ones to name

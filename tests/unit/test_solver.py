@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from engine.context import ToolContext, ToolLimits
+from engine.pipeline import compile_pipeline
 from engine.registry import ToolRegistry
-from engine.runner import call_tool
+from engine.runner import call_tool, run_pipeline
 from engine.tools.jobshop_format import parse_jobshop
 from engine.tools.solver import solve
 from store.errors import Permanent, ToolError
@@ -566,3 +567,148 @@ def test_a_canceled_run_stops_the_search_early():
 
     assert time.monotonic() - started < 2.0
     assert out["status"] == "feasible" and out["assignments"]
+
+
+def test_a_frozen_operation_given_without_its_operator_gets_a_qualified_one():
+    """A running operation that needs a skill but whose operator was not recorded is given one who is
+    free then; the plan passes validation (skills met, no operator double-booked)."""
+    problem = {
+        "jobs": [
+            job("J1", op("a", ("M1", 30), skill="weld"), op("b", ("M1", 10))),
+            job("J2", op("a", ("M2", 20), skill="weld")),
+        ],
+        "operators": [{"id": "ann", "skills": ["weld"]}, {"id": "bob", "skills": ["weld", "paint"]}],
+        "now": 5,
+        "frozen": [{"job": "J1", "operation": "a", "machine": "M1", "start": 0}],
+    }
+
+    out = run(problem)
+
+    assert placed(out)["J1", "a"]["operator"] in ("ann", "bob")
+    assert placed(out)["J2", "a"]["start"] == 5  # the other welder is free at once
+
+
+def test_a_setup_is_kept_after_a_frozen_neighbour():
+    """Frozen x-operations at [0, 10) and [20, 30); a y-operation needs 15 minutes of setup after
+    either, so it cannot squeeze between them or start right after the second: it starts at 45."""
+    problem = {
+        "jobs": [
+            job("F1", op("a", ("M", 10), family="x")),
+            job("F2", op("a", ("M", 10), family="x")),
+            job("Y", op("a", ("M", 10), family="y")),
+        ],
+        "setups": [{"from": "x", "to": "y", "duration": 15}, {"from": "y", "to": "x", "duration": 15}],
+        "frozen": [
+            {"job": "F1", "operation": "a", "machine": "M", "start": 0},
+            {"job": "F2", "operation": "a", "machine": "M", "start": 20},
+        ],
+    }
+
+    out = run(problem)
+
+    assert (placed(out)["Y", "a"]["start"], out["status"]) == (45, "optimal")
+
+
+def test_an_operation_allowed_to_span_many_breaks_holds_its_machine_through_them():
+    """Twelve one-hour shifts a day apart; 300 minutes of work started in the second shift end in the
+    sixth: working time, whatever the number of breaks crossed."""
+    shifts = [{"start": k * 1440, "end": k * 1440 + 60} for k in range(12)]
+    problem = {
+        "jobs": [job("J", op("a", ("M", 60)), op("b", ("M", 300), may_span_breaks=True))],
+        "machines": [{"id": "M", "calendar": shifts}],
+    }
+
+    out = run(problem)
+
+    assert placed(out)["J", "b"] | {"start": 1440, "end": 5 * 1440 + 60} == placed(out)["J", "b"]
+
+
+# --- factory size: a plan at once, improved, observable, honest about infeasibility ------------
+
+
+def _factory(jobs: int, machines: int, seed: int = 1) -> dict[str, Any]:
+    """A flexible job shop of the shape planners run: 5 operations a job on 2-3 of the machines,
+    two shifts on weekdays, setups between four families on a quarter of the machines, releases
+    in the first week (minute 0 is a Monday 00:00)."""
+    rng = random.Random(seed)
+    names = [f"M{m}" for m in range(machines)]
+    shifts = [{"start": d * 1440 + 360, "end": d * 1440 + 1320} for d in range(42) if d % 7 < 5]
+    families = "ABCD"
+    setups = [
+        {"machine": m, "from": a, "to": b, "duration": rng.randint(15, 60)}
+        for m in names[: max(1, machines // 4)]
+        for a in families
+        for b in families
+        if a != b
+    ]
+    jobs_list = []
+    for j in range(jobs):
+        family = rng.choice(families)
+        operations = []
+        for o in range(5):
+            base = rng.randint(20, 240)
+            options = [
+                (m, max(1, round(base * rng.uniform(0.7, 1.3))))
+                for m in rng.sample(names, rng.choice((2, 3)))
+            ]
+            operations.append(op(f"o{o}", *options, family=family))
+        jobs_list.append(job(f"J{j}", *operations, release=rng.randrange(0, 7 * 1440)))
+    return {"jobs": jobs_list, "machines": [{"id": m, "calendar": shifts} for m in names], "setups": setups}
+
+
+def test_a_factory_plan_comes_at_once_improves_and_honours_the_time_limit():
+    """200 operations with calendars and setups, too many for one model: the first valid plan is
+    there within a second or two, the progress curve only goes down, the answer comes within the
+    limit, and it is the curve's best plan or a better one (the final left shift)."""
+    problem = {**_factory(40, 8), "time_limit_s": 6, "num_workers": 2}
+    started = time.monotonic()
+
+    out = run(problem)
+
+    assert time.monotonic() - started < 6 + 1.0
+    assert out["status"] == "feasible" and out["search"]["parts"] > 0
+    curve = out["progress"]
+    assert curve[0]["t_s"] < 3
+    assert all(b["objective"] < a["objective"] for a, b in itertools.pairwise(curve))
+    assert out["objective"] <= curve[-1]["objective"]
+    assert 0 < out["bound"] <= out["objective"] and out["gap"] == pytest.approx(
+        (out["objective"] - out["bound"]) / out["objective"], abs=1e-6
+    )
+
+
+def test_work_that_cannot_fit_the_shifts_is_reported_at_once_as_capacity_short():
+    """Eight machines with one week of shifts and two weeks of work (every job released at once):
+    CAPACITY_SHORT names the machines and the shortfall in well under the time limit."""
+    problem = _factory(120, 8)
+    for machine in problem["machines"]:
+        machine["calendar"] = machine["calendar"][:5]
+    for j in problem["jobs"]:
+        j["release"] = 0
+    started = time.monotonic()
+
+    out = run({**problem, "time_limit_s": 60})
+
+    assert time.monotonic() - started < 5
+    assert (out["status"], out["reasons"][0]["code"]) == ("infeasible", "CAPACITY_SHORT")
+    assert out["reasons"][0]["machines"] == sorted(m["id"] for m in problem["machines"])
+    assert " min short" in out["reason"]
+
+
+def test_a_run_canceled_during_the_search_ends_canceled_with_the_best_plan_so_far():
+    """The run's state is canceled, and the solver step's output, the best plan found before the
+    cancel, is kept as the run's saved output; it is a valid plan."""
+    problem = {**_factory(40, 8), "time_limit_s": 30, "num_workers": 2}
+    pipeline = compile_pipeline(
+        {"pipeline": [{"id": "plan", "uses": "solver.solve", "with": problem, "save_as": "plan"}]}, REGISTRY
+    )
+    cancel = threading.Event()
+    threading.Timer(2.0, cancel.set).start()
+    started = time.monotonic()
+
+    result = run_pipeline(pipeline, {"params": {}}, now=NOW, timeout_s=60, is_canceled=cancel.is_set)
+
+    assert time.monotonic() - started < 5
+    assert result.state == "canceled" and result.error["code"] == "CANCELED"
+    plan = result.output["plan"]
+    assert plan["assignments"]
+    assert call_tool(REGISTRY["schedule.validate"], {"problem": problem, "plan": plan}, ctx())["valid"]
