@@ -1,7 +1,8 @@
 """Web console: how long each page takes to be usable with 1,000 tasks and 100,000 runs stored.
 
 `./ops/bench console [--tasks N] [--runs N] [--samples N]`. Seeds one agent's 1,000 tasks (RRULE,
-cron and manual) and 100,000 finished runs (a month of history) directly in PostgreSQL, a real plan
+cron and manual) and 100,000 finished runs (a month of history) directly in PostgreSQL, a plant of
+200 machines with four weeks of generated availability (for the heatmap, 200 x 14 days), a real plan
 run (la01 solved by solver.solve and checked by schedule.validate, executed by `ordo worker`) and a
 1,000-operation plan record (200 jobs x 5 operations on 20 machines, list-scheduled here: a plan at
 factory size for the Gantt chart, which the solver's own benchmarks cover). Then `ordo api` serves
@@ -44,6 +45,7 @@ from benchmarks._common import (
     process,
     server_url,
 )
+from engine.tools import plant
 from engine.tools.jobshop_format import parse_jobshop
 from store import agents
 from store.db import Database
@@ -75,6 +77,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--samples", type=int, default=7)
+    parser.add_argument("--pages", default="", help="Comma-separated page names to measure (default: all).")
     args = parser.parse_args()
     chromium = os.environ.get("ORDO_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     if not os.access(chromium, os.X_OK):
@@ -98,7 +101,8 @@ def main() -> None:
         env.update(ORDO_API_PORT=str(port), ORDO_API_RATE_LIMIT_PER_MIN="1000000")
         with process(ordo_command("api"), env, workdir / "api.log") as api:
             _wait_http(port, api, workdir / "api.log")
-            results = _measure(chromium, f"http://127.0.0.1:{port}", seeded, args.samples)
+            only = [p for p in args.pages.split(",") if p]
+            results = _measure(chromium, f"http://127.0.0.1:{port}", seeded, args.samples, only)
         db.dispose()
     finally:
         drop_database(server, url)
@@ -145,8 +149,12 @@ def _seed(db: Database, n_tasks: int, n_runs: int) -> dict[str, Any]:
     with db.tx() as conn:
         agent = agents.ensure_agent(conn, "planner")
         _, token = agents.create_token(
-            conn, agent["id"], ["tasks:read", "tasks:write", "runs:read", "tools:http"], name="bench"
+            conn,
+            agent["id"],
+            ["tasks:read", "tasks:write", "runs:read", "availability:read", "availability:write"],
+            name="bench",
         )
+        plant.apply_document(conn, agent["id"], document=_plant_document())
         ids = []
         for i in range(n_tasks):
             kind, expr = SCHEDULES[i % len(SCHEDULES)]
@@ -227,6 +235,10 @@ def _seed(db: Database, n_tasks: int, n_runs: int) -> dict[str, Any]:
             },
         )
         (plan_run,) = store_runs.enqueue(conn, plan_task["id"])
+    # Four weeks of the plant's shifts from today, as schedule.generate stores them.
+    today = now.date()
+    plant.run_generation(db, agent["id"], today, today + timedelta(days=27))
+    with db.tx() as conn:
         conn.execute(text("ANALYZE"))
     return {
         "token": token,
@@ -234,6 +246,37 @@ def _seed(db: Database, n_tasks: int, n_runs: int) -> dict[str, Any]:
         "plan_run": plan_run,
         "big_plan_run": n_runs + 500_000,
         "finished_run": n_runs // 2,
+    }
+
+
+def _plant_document() -> dict[str, Any]:
+    """200 machines (4 areas x 5 lines x 10) on two shifts at a site with South African holidays."""
+    areas = [
+        {
+            "code": f"AREA-{a}",
+            "level": "area",
+            "children": [
+                {
+                    "code": f"LINE-{a}{line}",
+                    "level": "work_center",
+                    "children": [{"code": f"M-{a}{line}{u:02d}", "level": "work_unit"} for u in range(10)],
+                }
+                for line in range(5)
+            ],
+        }
+        for a in range(4)
+    ]
+    site = {
+        "code": "JHB",
+        "level": "site",
+        "timezone": "Africa/Johannesburg",
+        "holiday_calendar": "za",
+        "children": areas,
+    }
+    return {
+        "holiday_calendars": [{"name": "za", "country": "ZA"}],
+        "resources": [{"code": "ACME", "level": "enterprise", "children": [site]}],
+        "assignments": [{"resource": "JHB", "pattern": "two_shift", "effective_from": "2025-01-01"}],
     }
 
 
@@ -301,6 +344,7 @@ def _pages(seeded: dict[str, Any]) -> dict[str, str]:
         "plans": "#/plans",
         "plan_la01": f"#/runs/{seeded['plan_run']}/plan/plan",
         "plan_1000_ops": f"#/runs/{seeded['big_plan_run']}/plan/plan",
+        "availability_200x14": "#/availability",
     }
 
 
@@ -317,10 +361,14 @@ _WARM_MS = """() => {
 }"""
 
 
-def _measure(chromium: str, base: str, seeded: dict[str, Any], samples: int) -> dict[str, dict[str, float]]:
+def _measure(
+    chromium: str, base: str, seeded: dict[str, Any], samples: int, only: list[str]
+) -> dict[str, dict[str, float]]:
     from playwright.sync_api import sync_playwright
 
-    pages = _pages(seeded)
+    pages = {name: route for name, route in _pages(seeded).items() if not only or name in only}
+    if not pages:
+        raise SystemExit(f"--pages names none of {', '.join(_pages(seeded))}")
     cold: dict[str, list[float]] = {name: [] for name in pages}
     shell: list[float] = []  # HTML, CSS and every module loaded and run: the route mark
     floor: list[float] = []  # a fresh context loading one small JSON document: the bare baseline
@@ -352,12 +400,14 @@ def _measure(chromium: str, base: str, seeded: dict[str, Any], samples: int) -> 
             page.wait_for_selector(ready, timeout=30_000)
             for _ in range(samples):
                 for name, route in pages.items():
-                    page.evaluate(
-                        "route => { document.getElementById('main').dataset.state = 'loading'; "
-                        "location.hash = route === location.hash ? '#/plans' : route; }",
-                        route,
-                    )
-                    page.wait_for_selector(ready, timeout=30_000)
+                    # Always a move from another page: from the overview when already on this one.
+                    for hop in (["#/"] if page.evaluate("location.hash") == route else []) + [route]:
+                        page.evaluate(
+                            "route => { document.getElementById('main').dataset.state = 'loading'; "
+                            "location.hash = route; }",
+                            hop,
+                        )
+                        page.wait_for_selector(ready, timeout=30_000)
                     warm[name].append(page.evaluate(_WARM_MS))
             context.close()
         finally:

@@ -56,9 +56,18 @@ export function minutes(total) {
   return `${hours} h` + (rest ? ` ${rest} min` : "");
 }
 
+const numberFormats = new Map();
+
 export function number(n, digits = 0) {
   if (n === null || n === undefined) return "—";
-  return Number(n).toLocaleString(undefined, { maximumFractionDigits: digits });
+  // One formatter per precision: toLocaleString builds a new one on every call, which a heatmap of
+  // thousands of cells pays for thousands of times.
+  let fmt = numberFormats.get(digits);
+  if (!fmt) {
+    fmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: digits });
+    numberFormats.set(digits, fmt);
+  }
+  return fmt.format(Number(n));
 }
 
 /**

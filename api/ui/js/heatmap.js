@@ -42,7 +42,10 @@ export function describeDay(resource, day) {
   return parts.join("; ");
 }
 
-/** The heatmap of GET /availability's resources; cellWidth in px. onFocus(resource, day, cell). */
+/**
+ * The heatmap of GET /availability's resources; cellWidth in px. onFocus(resource, day, cell).
+ * Rows appear as the caller draws them: svg.drawRows(n) adds the next n and returns how many remain.
+ */
 export function drawHeatmap(report, { cellWidth, labelWidth, onFocus }) {
   const resources = report.resources;
   const dates = resources.length ? resources[0].days.map((d) => d.date) : [];
@@ -78,8 +81,9 @@ export function drawHeatmap(report, { cellWidth, labelWidth, onFocus }) {
   svg.append(head);
 
   const body = s("g", { class: "hm-body" });
-  const cells = [];
-  resources.forEach((resource, r) => {
+  const cells = resources.map(() => null);
+  // Rows are drawn in slices: the first screenful at once, the rest after it (see drawRows).
+  const drawRow = (resource, r) => {
     const y = HEAD + r * ROW;
     const row = s("g", { class: "hm-row", role: "row", dataset: { resource: resource.code } });
     row.append(s("text", { x: 6, y: y + ROW / 2 + 4, class: "lane-label", role: "rowheader" }, resource.code,
@@ -91,7 +95,7 @@ export function drawHeatmap(report, { cellWidth, labelWidth, onFocus }) {
       const cell = s("g", {
         class: `hm-cell hm-${kind}`, role: "gridcell", tabindex: r === 0 && c === 0 ? 0 : -1,
         "aria-label": describeDay(resource, day),
-        dataset: { resource: resource.code, date: day.date, status: day.status, kind, row: r, col: c, ...(day.holiday ? { holiday: day.holiday } : {}) },
+        dataset: { resource: resource.code, date: day.date, kind, row: r, col: c, ...(day.holiday ? { holiday: day.holiday } : {}) },
       });
       const fill = kind === "holiday" ? "url(#hm-holiday)" : kind === "maintenance" ? "url(#hm-maintenance)" : shade(day.operating_hours);
       cell.append(s("rect", { x: x + 1, y: y + 1, width: cellWidth - 2, height: ROW - 2, rx: 2, fill, class: "hm-box" }));
@@ -108,9 +112,21 @@ export function drawHeatmap(report, { cellWidth, labelWidth, onFocus }) {
     });
     row.append(s("text", { x: labelWidth + resource.days.length * cellWidth + 8, y: y + ROW / 2 + 4, class: "hm-total" },
       number(resource.totals.operating_hours, 0)));
-    body.append(row);
-    cells.push(rowCells);
-  });
+    return [row, rowCells];
+  };
+  let drawn = 0;
+  /** Draw up to `count` more rows; returns how many are still to draw. */
+  svg.drawRows = (count) => {
+    const frag = document.createDocumentFragment();
+    const end = Math.min(resources.length, drawn + count);
+    for (; drawn < end; drawn += 1) {
+      const [row, rowCells] = drawRow(resources[drawn], drawn);
+      frag.append(row);
+      cells[drawn] = rowCells;
+    }
+    body.append(frag);
+    return resources.length - drawn;
+  };
   svg.append(body);
 
   const find = (g) => resources[Number(g.dataset.row)].days[Number(g.dataset.col)];

@@ -8,6 +8,8 @@ import { drawHeatmap, describeDay, heatmapLegend } from "../heatmap.js";
 import { can, code, empty, failure, passOn } from "../ui.js";
 
 const SPANS = [7, 14, 28, 56];
+const FIRST_ROWS = 40; // more than a tall screen shows
+const ROWS_PER_SLICE = 40;
 
 function today() {
   const d = new Date();
@@ -86,14 +88,25 @@ export default async function availability(view) {
     const total = report.resources.reduce((a, r) => a + r.totals.planned_hours, 0);
     const labelWidth = Math.min(200, Math.max(80, 16 + 7.4 * Math.max(...report.resources.map((r) => r.code.length))));
     const cellWidth = days <= 14 ? 44 : days <= 28 ? 30 : 18;
+    const chart = drawHeatmap(report, { cellWidth, labelWidth, onFocus });
+    // The first screenful now, the rest in slices after it: the page is usable at once, a big plant
+    // fills in below while the reader looks at the top.
+    let left = chart.drawRows(FIRST_ROWS);
+    const more = () => {
+      if (left > 0 && !view.signal.aborted && chart.isConnected) {
+        left = chart.drawRows(ROWS_PER_SLICE);
+        setTimeout(more, 0);
+      }
+    };
     swap(body,
       total === 0 ? h("p", { class: "muted", role: "note" },
         "Nothing is planned in these dates: has schedule.generate run for them? (POST /schedules/generate)") : null,
       h("figure", { class: "heatmap-figure" },
-        h("div", { class: "heatmap-scroll" }, drawHeatmap(report, { cellWidth, labelWidth, onFocus })),
+        h("div", { class: "heatmap-scroll" }, chart),
         h("figcaption", {}, heatmapLegend(),
           h("p", { class: "muted" }, `${report.resources.length} resources, ${report.start} to ${report.end}: `
             + `${number(report.resources.reduce((a, r) => a + r.totals.operating_hours, 0), 0)} h operating of ${number(total, 0)} h planned.`))));
+    setTimeout(more, 0);
     return "ready";
   }
 
