@@ -299,11 +299,10 @@ def _write_resources(conn: Connection, agent_id: UUID, items: Sequence[ResourceV
 def _write_assignments(
     conn: Connection, agent_id: UUID, items: Sequence[AssignmentValues], ids: Mapping[str, UUID]
 ) -> dict[str, int]:
-    counts = _counts(len(items))
-    if not items:
-        return counts
-    rows = conn.execute(
-        Q["upsert_assignment"],
+    return _upsert(
+        conn,
+        "upsert_assignment",
+        len(items),
         {
             "agent_id": agent_id,
             "resource_ids": [ids[a.resource] for a in items],
@@ -312,20 +311,16 @@ def _write_assignments(
             "tos": [a.effective_to for a in items],
             "anchors": [a.anchor for a in items],
         },
-    ).mappings()
-    for row in rows:
-        _count(counts, row)
-    return counts
+    )
 
 
 def _write_exceptions(
     conn: Connection, agent_id: UUID, items: Sequence[ExceptionValues], ids: Mapping[str, UUID]
 ) -> dict[str, int]:
-    counts = _counts(len(items))
-    if not items:
-        return counts
-    rows = conn.execute(
-        Q["upsert_exceptions"],
+    return _upsert(
+        conn,
+        "upsert_exceptions",
+        len(items),
         {
             "agent_id": agent_id,
             "resource_ids": [ids[e.resource] for e in items],
@@ -337,9 +332,15 @@ def _write_exceptions(
             "rrules": [e.rrule for e in items],
             "descriptions": [e.description for e in items],
         },
-    ).mappings()
-    for row in rows:
-        _count(counts, row)
+    )
+
+
+def _upsert(conn: Connection, statement: str, total: int, params: Mapping[str, Any]) -> dict[str, int]:
+    """Run a bulk upsert that returns the rows it created or changed (with `created`); count them."""
+    counts = _counts(total)
+    if total:
+        for row in conn.execute(Q[statement], params).mappings():
+            _count(counts, row)
     return counts
 
 

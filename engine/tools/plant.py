@@ -148,15 +148,7 @@ def generation_range(args: Mapping[str, Any], ctx: ToolContext) -> tuple[date, d
 def generate(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     """schedule.generate: compute and store the availability of the task owner's plant. Schemas:
     catalogs/tools.json."""
-    if ctx.db is None:
-        raise Permanent(
-            "schedule.generate stores availability in Ordo's database: run it in a task (a worker "
-            "provides the database), not standalone",
-            code="DATABASE_REQUIRED",
-        )
-    agent = ctx.task.get("agent_id")
-    if not agent:
-        raise Permanent("schedule.generate needs the task's owner (its plant)", code="PLANT_REQUIRED")
+    db, agent = _plant_of(ctx, "schedule.generate stores availability")
     start, end = generation_range(args, ctx)
 
     def still_wanted() -> None:
@@ -167,8 +159,8 @@ def generate(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
 
     try:
         return run_generation(
-            ctx.db,
-            UUID(agent),
+            db,
+            agent,
             start,
             end,
             resources=args.get("resource_ids"),
@@ -352,15 +344,7 @@ def read_calendars(
 def stored_calendars(spec: Mapping[str, Any], ctx: ToolContext) -> dict[str, list[dict[str, str]]]:
     """solver.solve's `"availability": {"start", "end", "resource_ids"?, "include_reduced"?}`: the
     task owner's stored availability as calendars, read through the worker's database."""
-    if ctx.db is None:
-        raise Permanent(
-            "availability is read from Ordo's database: run the solver in a task (a worker provides "
-            "the database), or pass calendars inline",
-            code="DATABASE_REQUIRED",
-        )
-    agent = ctx.task.get("agent_id")
-    if not agent:
-        raise Permanent("reading availability needs the task's owner (its plant)", code="PLANT_REQUIRED")
+    db, agent = _plant_of(ctx, '"availability" reads the stored shifts (calendars can also be inline)')
     start = _date_arg(spec.get("start"), "availability.start")
     end = _date_arg(spec.get("end"), "availability.end")
     if end < start:
@@ -368,10 +352,10 @@ def stored_calendars(spec: Mapping[str, Any], ctx: ToolContext) -> dict[str, lis
             f"availability.end ({end}) is before availability.start ({start})", code="INVALID_RANGE"
         )
     try:
-        with ctx.db.tx() as conn:
+        with db.tx() as conn:
             return read_calendars(
                 conn,
-                UUID(agent),
+                agent,
                 start,
                 end,
                 resources=spec.get("resource_ids"),
@@ -390,6 +374,19 @@ def with_stored_calendars(problem: Mapping[str, Any], ctx: ToolContext) -> dict[
     out = {k: v for k, v in problem.items() if k != "availability"}
     out["calendars"] = {**stored_calendars(problem["availability"], ctx), **(problem.get("calendars") or {})}
     return out
+
+
+def _plant_of(ctx: ToolContext, what: str) -> tuple[Database, UUID]:
+    """The worker's database and the task owner (whose plant a tool works on)."""
+    if ctx.db is None:
+        raise Permanent(
+            f"{what}, which needs Ordo's database: run it in a task (a worker provides the database)",
+            code="DATABASE_REQUIRED",
+        )
+    agent = ctx.task.get("agent_id")
+    if not agent:
+        raise Permanent(f"{what}: the task's owner (whose plant it is) is unknown", code="PLANT_REQUIRED")
+    return ctx.db, UUID(agent)
 
 
 def _node(row: Mapping[str, Any]) -> Node:
