@@ -221,10 +221,12 @@ def snapshot(conn: Connection) -> None:
 
 
 def day_totals(
-    conn: Connection, resource_ids: Sequence[UUID], start: date, end: date
-) -> list[dict[str, Any]]:
+    conn: Connection, resource_ids: Sequence[UUID], start: date, end: date, *, batch: int = 5000
+) -> Iterator[Any]:
+    """Per resource and date (in that order) the hours by status, streamed `batch` rows at a time."""
     params = {"resource_ids": list(resource_ids), "start": start, "end": end}
-    return [dict(r) for r in conn.execute(Q["day_totals"], params).mappings()]
+    result = conn.execution_options(stream_results=True, yield_per=batch).execute(Q["day_totals"], params)
+    yield from result.mappings()
 
 
 def shift_rows(

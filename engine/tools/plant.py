@@ -508,8 +508,9 @@ def availability_report(
 def availability_csv(
     conn: Connection, targets: Sequence[Mapping[str, Any]], start: date, end: date, *, shifts: bool
 ) -> Iterator[str]:
-    """The same as CSV, streamed: one row per resource and date (DAY_CSV_COLUMNS), or with `shifts`
-    one row per shift (SHIFT_CSV_COLUMNS). Times ISO 8601 in the resource's zone."""
+    """The same as CSV, streamed in bounded memory: one row per resource and date (DAY_CSV_COLUMNS),
+    or with `shifts` one row per shift (SHIFT_CSV_COLUMNS), resources in id order. Times ISO 8601 in
+    the resource's zone."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
 
@@ -547,13 +548,20 @@ def availability_csv(
         yield drain()
         return
     writer.writerow(DAY_CSV_COLUMNS)
-    totals: dict[UUID, dict[date, dict[str, Any]]] = {}
-    for row in stored.day_totals(conn, ids, start, end):
-        totals.setdefault(row["resource_id"], {})[row["shift_date"]] = row
-    for target in targets:
+    # Both sides in resource id order: the stored days stream past once, whatever the range's size.
+    stored_days = iter(stored.day_totals(conn, sorted(ids), start, end))
+    pending = next(stored_days, None)
+    for target in sorted(targets, key=lambda t: t["id"]):
         day = start
         while day <= end:
-            figures = _day_figures(totals.get(target["id"], {}).get(day))
+            row = None
+            if (
+                pending is not None
+                and pending["resource_id"] == target["id"]
+                and pending["shift_date"] == day
+            ):
+                row, pending = pending, next(stored_days, None)
+            figures = _day_figures(row)
             writer.writerow(
                 (
                     target["id"],
