@@ -1,0 +1,148 @@
+"""The five schedule kinds and the package's entry points: validate and compile a task's schedule
+(`parse_schedule`), the form stored in its row (`normalize_expr`) and the next occurrences of a draft
+or a task (`preview`, for the API and `ordo preview`).
+
+cron, rrule and once compile to a `Schedule`; event (a topic) and manual (no expression) have no
+occurrences. Compiled schedules without a `now`-dependent anchor are cached by expression, so tasks
+with the same schedule share one object.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from itertools import islice
+from zoneinfo import ZoneInfo
+
+from scheduler.expand.cron import CronSchedule, compile_cron, cron_schedule
+from scheduler.expand.errors import expr_error
+from scheduler.expand.expansion import Expansion, Schedule
+from scheduler.expand.icalendar import parse_block
+from scheduler.expand.once import OnceSchedule, parse_once
+from scheduler.expand.recurrence import compile_anchored, compile_recurrence
+from scheduler.expand.walltime import as_instant, local_midnight, utc_naive, zone
+from store.errors import InvalidSchedule
+
+__all__ = ["PREVIEW_MAX_COUNT", "SCHEDULE_KINDS", "normalize_expr", "parse_schedule", "preview"]
+
+SCHEDULE_KINDS = ("cron", "rrule", "once", "event", "manual")
+# The most occurrences one preview returns, wherever it is asked for (API, CLI): a preview is
+# computed in one request, so its size is bounded once, here.
+PREVIEW_MAX_COUNT = 10_000
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,199}$")
+
+
+def _check_kind(kind: str, expr: str | None) -> str:
+    if kind not in SCHEDULE_KINDS:
+        raise InvalidSchedule(
+            f"unknown schedule kind {kind!r}; use one of {', '.join(SCHEDULE_KINDS)}",
+            details={"field": "schedule_kind"},
+        )
+    if expr is None:
+        expr = ""
+    if not isinstance(expr, str):
+        raise expr_error(f"schedule_expr must be text, got {type(expr).__name__}")
+    return expr
+
+
+def _compile(
+    kind: str, expr: str, tz: ZoneInfo, *, now: datetime, dtstart: datetime | None = None
+) -> Expansion | None:
+    if kind == "cron":
+        if dtstart is None:
+            return cron_schedule(expr, tz)
+        return CronSchedule(compile_cron(expr), tz, as_instant(dtstart, tz))
+    if kind == "rrule":
+        block = parse_block(expr)
+        anchor = None if block.dtstart is not None else local_midnight(tz, now)
+        if dtstart is None:
+            return compile_anchored(expr, tz, anchor)
+        return compile_recurrence(block, tz, anchor, dtstart)
+    if kind == "once":
+        return OnceSchedule(parse_once(expr, tz), tz)
+    if kind == "event":
+        if not _TOPIC_RE.match(expr):
+            raise expr_error(
+                f"invalid event topic {expr!r}: 1-200 characters, letters, digits and _ . : / - "
+                "(not starting with . : / -), e.g. 'orders.created'"
+            )
+        return None
+    if expr.strip():  # manual
+        raise expr_error(f"a manual schedule takes no expression, got {expr!r}; leave schedule_expr empty")
+    return None
+
+
+def parse_schedule(kind: str, expr: str, timezone: str, *, now: datetime) -> Schedule | None:
+    """Validate and compile. cron/rrule/once -> Schedule; event -> None (expr must be a topic
+    matching ^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,199}$); manual -> None (expr must be '').
+    A bare RRULE (no DTSTART line) is anchored at local midnight of `now`'s day in `timezone`.
+    The time zone is validated for every kind. Raises InvalidSchedule."""
+    expr = _check_kind(kind, expr)
+    utc_naive(now, "now")
+    return _compile(kind, expr, zone(timezone), now=now)
+
+
+def normalize_expr(kind: str, expr: str, timezone: str, *, now: datetime) -> str:
+    """The form stored in the task row: for a bare RRULE, a block with an explicit
+    DTSTART;TZID=<timezone>:<local midnight of now's day> line so expansion never depends on when it runs;
+    cron lines whitespace-normalised; once timestamps as ISO 8601 with offset; others unchanged.
+    Validates like parse_schedule, and additionally rejects `once` earlier than now."""
+    expr = _check_kind(kind, expr)
+    now_utc = utc_naive(now, "now")
+    tz = zone(timezone)
+    compiled = _compile(kind, expr, tz, now=now)
+    if isinstance(compiled, CronSchedule):
+        return compiled.rule.line
+    if isinstance(compiled, OnceSchedule):
+        if compiled.at_utc < now_utc:
+            raise expr_error(
+                f"once at {compiled.at.isoformat()} is in the past (now is "
+                f"{now.astimezone(compiled.at.tzinfo).isoformat()})"
+            )
+        return compiled.at.isoformat()
+    if kind == "rrule":
+        block = parse_block(expr)
+        if block.dtstart is not None:
+            return expr
+        midnight = local_midnight(tz, now)
+        return "\n".join((f"DTSTART;TZID={tz.key}:{midnight:%Y%m%dT%H%M%S}", *block.lines))
+    return expr
+
+
+def preview(
+    kind: str,
+    expr: str,
+    timezone: str,
+    *,
+    count: int,
+    now: datetime,
+    dtstart: datetime | None = None,
+    after: datetime | None = None,
+) -> list[datetime]:
+    """Next `count` (1..PREVIEW_MAX_COUNT) occurrences as aware datetimes in the schedule's zone (so
+    isoformat() gives e.g. 2026-03-29T08:00:00+03:00). `after` given: occurrences >= after. `dtstart`
+    given and no `after`: from DTSTART on, as RFC 5545 defines the set. Neither: from now. `dtstart`
+    overrides/sets the DTSTART of an rrule (and for cron/once it is only a lower bound). Naive
+    `dtstart`/`after` are read in the schedule's zone. event and manual schedules have no occurrences: []."""
+    expr = _check_kind(kind, expr)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= PREVIEW_MAX_COUNT:
+        raise InvalidSchedule(
+            f"count must be between 1 and {PREVIEW_MAX_COUNT}, got {count!r}", details={"field": "count"}
+        )
+    now_utc = utc_naive(now, "now")
+    tz = zone(timezone)
+    if dtstart is not None and not isinstance(dtstart, datetime):
+        raise InvalidSchedule(f"dtstart must be a date-time, got {dtstart!r}", details={"field": "dtstart"})
+    sched = _compile(kind, expr, tz, now=now, dtstart=dtstart)
+    if sched is None:
+        return []
+    if after is not None:
+        t = as_instant(after, sched.zone)
+        if isinstance(sched, CronSchedule | OnceSchedule) and dtstart is not None:
+            t = max(t, as_instant(dtstart, sched.zone))
+    elif dtstart is not None:
+        t = sched.first_instant() or as_instant(dtstart, sched.zone)
+    else:
+        t = now_utc
+    out_zone = sched.zone
+    return [i.replace(tzinfo=UTC).astimezone(out_zone) for i in islice(sched.stream(t), count)]
