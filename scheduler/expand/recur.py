@@ -94,6 +94,10 @@ class Recur:
     byweekday: tuple[int, ...]  # every such weekday of the period
     bynweekday: tuple[tuple[int, int], ...]  # (weekday, n): the n-th of the month or year
     byeaster: tuple[int, ...]
+    # Time parts as written. On the unit the rule steps through (BYHOUR with FREQ=HOURLY, ...) dateutil
+    # drops the values its INTERVAL never reaches from DTSTART (and refuses the rule if none is left).
+    # Which were dropped does not matter here: occurrence counts never count values on that unit, and
+    # the feasibility check's congruence test finds the unreachable ones unreachable on its own.
     byhour: tuple[int, ...]
     byminute: tuple[int, ...]
     bysecond: tuple[int, ...]
