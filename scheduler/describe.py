@@ -23,10 +23,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cron_descriptor import ExpressionDescriptor, Options
-from dateutil.rrule import DAILY, HOURLY, MINUTELY, MONTHLY, SECONDLY, WEEKLY, YEARLY, weekday
+from dateutil.rrule import DAILY, HOURLY, MINUTELY, MONTHLY, SECONDLY, WEEKLY, YEARLY
 
-# Expansion's parser (one reading of RFC 5545 text for the whole product) and its cron macros.
-from scheduler.expand import _CRON_MACROS, _parse_block, _parse_date_value, _parse_rule_value
+# Expansion's parser (one reading of RFC 5545 text for the whole product), its reading of what a rule
+# takes from DTSTART, and its cron macros.
+from scheduler.expand.cron import CRON_MACROS
+from scheduler.expand.icalendar import parse_block, parse_date_value
+from scheduler.expand.recur import parse_recur
 
 __all__ = ["describe"]
 
@@ -78,18 +81,18 @@ def _cron(line: str) -> str:
     options.use_24hour_time_format = True
     options.locale_code = "en_US"  # not the server's locale: the API speaks English
     options.day_of_week_start_index_zero = True  # crontab: 0 (and 7) is Sunday
-    return ExpressionDescriptor(_CRON_MACROS.get(line.lower(), line), options).get_description()
+    return ExpressionDescriptor(CRON_MACROS.get(line.lower(), line), options).get_description()
 
 
 # ------------------------------------------------------------------------------------------ rrule
 
 
 def _recurrence(expr: str, timezone: str) -> str:
-    block = _parse_block(expr)
+    block = parse_block(expr)
     zone, start = timezone, datetime(2000, 1, 1)  # a bare rule is anchored at local midnight
     dates: list[str] = []
     if block.dtstart is not None:
-        value = _parse_date_value(block.dtstart.value, "DTSTART")
+        value = parse_date_value(block.dtstart.value, "DTSTART")
         zone = "UTC" if value.is_utc else (block.dtstart.param("TZID") or timezone).lstrip("/")
         start = value.wall
         if not block.rrules:  # without a rule, DTSTART is the first instance
@@ -109,7 +112,7 @@ def _recurrence(expr: str, timezone: str) -> str:
 
 
 def _values(text: str, what: str) -> list[Any]:
-    return [_parse_date_value(item, what) for item in text.split(",") if item.strip()]
+    return [parse_date_value(item, what) for item in text.split(",") if item.strip()]
 
 
 def _dates(dates: Sequence[str]) -> str:
@@ -117,36 +120,17 @@ def _dates(dates: Sequence[str]) -> str:
 
 
 def _rule(value: str, start: datetime) -> str:
-    spec = _parse_rule_value(value)
-    parts = dict(spec.kwargs)
-    freq = spec.freq
-    interval = _int(parts.get("interval", 1))
-    byday: list[weekday] = list(_seq(parts, "byweekday"))
-    # An ordinal ("1MO") means something only in a MONTHLY or YEARLY rule; dateutil reads it as the
-    # plain weekday elsewhere, and so does this text.
-    plain = sorted({d.weekday for d in byday if not d.n or freq > MONTHLY})
-    ordinal = [d for d in byday if d.n and freq <= MONTHLY]
-    months, monthdays = _seq(parts, "bymonth"), _seq(parts, "bymonthday")
-    yeardays, weeknos = _seq(parts, "byyearday"), _seq(parts, "byweekno")
-    setpos, easter = _seq(parts, "bysetpos"), _seq(parts, "byeaster")
-    hours, minutes, seconds = _seq(parts, "byhour"), _seq(parts, "byminute"), _seq(parts, "bysecond")
-
-    # What the rule leaves out comes from DTSTART, exactly when dateutil (which expansion uses) takes
-    # it: only if no day of any kind is named.
-    if not (weeknos or yeardays or monthdays or byday or easter):
-        if freq == YEARLY:
-            months = months or [start.month]
-            monthdays = [start.day]
-        elif freq == MONTHLY:
-            monthdays = [start.day]
-        elif freq == WEEKLY:
-            plain = [start.weekday()]
-    if freq <= DAILY and not hours:
-        hours = [start.hour]
-    if freq <= HOURLY and not minutes:
-        minutes = [start.minute]
-    if freq <= MINUTELY and not seconds:
-        seconds = [start.second]
+    spec = parse_recur(value)
+    # What the rule leaves out comes from DTSTART, read exactly as expansion reads it (a weekly rule
+    # without day parts recurs on DTSTART's weekday, a daily one at DTSTART's time of day, ...).
+    recur = spec.at(start, None)
+    freq, interval = recur.freq, recur.interval
+    plain, ordinal = list(recur.byweekday), list(recur.bynweekday)  # ordinal: (weekday, n)
+    byday = plain or ordinal
+    months, monthdays = list(recur.bymonth), list(recur.bymonthday)
+    yeardays, weeknos = list(recur.byyearday), list(recur.byweekno)
+    setpos, easter = list(recur.bysetpos), list(recur.byeaster)
+    hours, minutes, seconds = list(recur.byhour), list(recur.byminute), list(recur.bysecond)
 
     # BYSETPOS picks from each period's whole set (days x times). Said as "the last weekday" when the
     # set is a list of weekdays at one time of day; otherwise named as a selection after the rest.
@@ -163,7 +147,7 @@ def _rule(value: str, start: datetime) -> str:
         monthdays = []
     if ordinal:
         of = " of the year" if freq == YEARLY and not months else ""
-        filters.append(f"on the {_listing([f'{_nth(d.n)} {_DAYS[d.weekday]}' for d in ordinal])}{of}")
+        filters.append(f"on the {_listing([f'{_nth(n)} {_DAYS[d]}' for d, n in ordinal])}{of}")
     if freq == YEARLY and months and monthdays and not (byday or yeardays or weeknos or setpos):
         # "on 25 December" rather than "on the 25th day in December"
         filters.append("on " + _listing([_month_day(d, m) for m in months for d in monthdays]))
@@ -189,11 +173,11 @@ def _rule(value: str, start: datetime) -> str:
     text += _times(freq, hours, minutes, seconds)
     if setpos and not pick_day:
         text += f", only the {pick} of these in each {_UNITS[freq]}"
-    if "count" in parts or interval > 1:
+    count = recur.count
+    if count is not None or interval > 1:
         # Which occurrences count (COUNT) or which period is "every other" (INTERVAL) depends on DTSTART.
         text += f", starting {_date(start)}" + (f" {_clock(start.time())}" if freq >= HOURLY else "")
-    if "count" in parts:
-        count = _int(parts["count"])
+    if count is not None:
         text += ", once" if count == 1 else f", {count} times"
     if spec.until is not None:
         text += f", until {_date_time(spec.until)}"
@@ -236,14 +220,6 @@ def _times(freq: int, hours: Sequence[int], minutes: Sequence[int], seconds: Seq
     if hours:
         text += f" during hours {_ranges(hours, width=2)}"
     return text
-
-
-def _seq(parts: dict[str, Any], key: str) -> list[Any]:
-    return list(parts.get(key, ()))
-
-
-def _int(value: Any) -> int:
-    return int(value)
 
 
 # ---------------------------------------------------------------------------------------- phrasing

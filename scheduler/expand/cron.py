@@ -38,9 +38,9 @@ from scheduler.expand.expansion import CACHE_SIZE, Expansion
 from scheduler.expand.walltime import instants, wall_floor
 from store.errors import InvalidSchedule
 
-__all__ = ["CronRule", "CronSchedule", "compile_cron", "cron_schedule"]
+__all__ = ["CRON_MACROS", "CronRule", "CronSchedule", "compile_cron", "cron_schedule"]
 
-_CRON_MACROS = {
+CRON_MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
     "@monthly": "0 0 1 * *",
@@ -151,9 +151,9 @@ def compile_cron(expr: str) -> CronRule:
     line = " ".join(expr.split())
     if not line:
         raise expr_error("cron line is empty: it must have 5 fields (minute hour day month weekday)")
-    macro = _CRON_MACROS.get(line.lower())
+    macro = CRON_MACROS.get(line.lower())
     if line.startswith("@") and macro is None:
-        raise _cron_error(line, f"unknown macro; use one of {', '.join(sorted(_CRON_MACROS))}")
+        raise _cron_error(line, f"unknown macro; use one of {', '.join(sorted(CRON_MACROS))}")
     fields = (macro or line).split()
     if len(fields) != 5:
         raise expr_error(f"cron line must have 5 fields (minute hour day month weekday), got {len(fields)}")
