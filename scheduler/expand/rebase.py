@@ -20,7 +20,6 @@ schedule object before it is known to be exhausted.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 from datetime import datetime, time, timedelta
 
 from dateutil.rrule import DAILY, HOURLY, MINUTELY, MONTHLY, SECONDLY, WEEKLY, YEARLY, rrule
@@ -137,9 +136,6 @@ class RebasingRule:
         self._per_period = _per_period(recur) if recur.count else None
         self._first: int | None = None  # occurrences in DTSTART's own period, counted once
 
-    def _restarted(self, start: datetime, count: int | None) -> rrule:
-        return replace(self.recur, dtstart=start, count=count).rrule()
-
     def walls_from(self, w_lo: datetime) -> Iterator[datetime]:
         """Ascending wall times of the rule, from a point at or before w_lo (never from further back
         than one period of the rule, whatever the age of DTSTART)."""
@@ -151,7 +147,7 @@ class RebasingRule:
         if r.count is None:
             cached = self._rebased
             if cached is None or cached[0] != start:
-                cached = (start, self._restarted(start, None))
+                cached = (start, self.recur.restarted(start, None))
                 self._rebased = cached
             return iter(cached[1])
         ck_k, ck_start, ck_rule, ck_left = self._checkpoint
@@ -160,7 +156,7 @@ class RebasingRule:
         if k <= ck_k or ck_rule is None:
             return iter(ck_rule) if ck_rule is not None else iter(())
         left = ck_left - self._used(ck_k, ck_rule, k, start)
-        restarted = self._restarted(start, left) if left > 0 else None
+        restarted = self.recur.restarted(start, left) if left > 0 else None
         self._checkpoint = (k, start, restarted, left)
         return iter(restarted) if restarted is not None else iter(())
 

@@ -103,16 +103,20 @@ class Recur:
     bysecond: tuple[int, ...]
 
     def rrule(self) -> rrule:
-        """dateutil's rrule of these parts (ValueError if dateutil refuses them). Each part is given,
-        so dateutil derives nothing from DTSTART: the rule means the same from any DTSTART on its grid.
-        """
+        """dateutil's rrule of these parts (ValueError if dateutil refuses them)."""
+        return self.restarted(self.dtstart, self.count)
+
+    def restarted(self, dtstart: datetime, count: int | None) -> rrule:
+        """dateutil's rrule of these parts from `dtstart` with `count` occurrences. Each part is given,
+        so dateutil derives nothing from DTSTART: from a boundary of the rule's period grid it yields
+        the rule's own wall times (see `rebase`)."""
         weekdays = [*self.byweekday, *(_WEEKDAYS[d](n) for d, n in self.bynweekday)]
         return rrule(
             cast(Any, self.freq),
-            dtstart=self.dtstart,
+            dtstart=dtstart,
             interval=self.interval,
             wkst=self.wkst,
-            count=self.count,
+            count=count,
             until=self.until,
             bysetpos=self.bysetpos or None,
             bymonth=self.bymonth or None,
