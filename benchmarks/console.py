@@ -400,8 +400,9 @@ def _measure(
             page.wait_for_selector(ready, timeout=30_000)
             for _ in range(samples):
                 for name, route in pages.items():
-                    # Always a move from another page: from the overview when already on this one.
-                    for hop in (["#/"] if page.evaluate("location.hash") == route else []) + [route]:
+                    # Always a move from another page: via another one when already on this one.
+                    other = "#/runs" if route != "#/runs" else "#/tasks"
+                    for hop in ([other] if page.evaluate("location.hash") == route else []) + [route]:
                         page.evaluate(
                             "route => { document.getElementById('main').dataset.state = 'loading'; "
                             "location.hash = route; }",
