@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+import yaml
 from sqlalchemy import text
 
 from api import create_app
@@ -332,55 +333,24 @@ def _api_server(settings: Settings, port: int) -> Iterator[None]:
         thread.join(15)
 
 
-PLANT = {
-    "holiday_calendars": [{"name": "za", "country": "ZA"}],
-    "resources": [
-        {
-            "code": "ACME",
-            "level": "enterprise",
-            "children": [
-                {
-                    "code": "JHB",
-                    "level": "site",
-                    "timezone": "Africa/Johannesburg",
-                    "holiday_calendar": "za",
-                    "children": [
-                        {
-                            "code": "PRESS",
-                            "level": "area",
-                            "children": [
-                                {
-                                    "code": "L1",
-                                    "level": "work_center",
-                                    "children": [
-                                        {"code": "P-01", "level": "work_unit"},
-                                        {"code": "P-02", "level": "work_unit"},
-                                    ],
-                                }
-                            ],
-                        }
-                    ],
-                }
-            ],
-        }
-    ],
-    "assignments": [{"resource": "PRESS", "pattern": "two_shift", "effective_from": "2025-01-01"}],
-}
+# The shipped example plant (catalogs/examples/plant/acme.yaml) with its Johannesburg site on two shifts.
+PLANT = yaml.safe_load((REPO / "catalogs/examples/plant/acme.yaml").read_text())
+TWO_SHIFTS = {"assignments": [{"resource": "JHB", "pattern": "two_shift", "effective_from": "2025-01-01"}]}
 
 
 def test_availability_heatmap_marks_holidays(console: Console, ordo: Ordo) -> None:
     """A two-shift plant in Johannesburg, generated over Freedom Day 2025 (Sunday 27 April, observed
     Monday 28): the heatmap has a row per machine, and the observed holiday's cells are marked."""
     _generate_plant(ordo)
-    console.sign_in(ordo.admin_token, "/availability?start=2025-04-25&days=7&resources=L1")
+    console.sign_in(ordo.admin_token, "/availability?start=2025-04-25&days=7&resources=PRESS-L1")
 
     rows = console.page.eval_on_selector_all("svg.heatmap g.hm-row", "rs => rs.map(r => r.dataset.resource)")
-    assert rows == ["P-01", "P-02"]
-    holiday = console.page.locator("g.hm-cell[data-resource='P-01'][data-date='2025-04-28']")
+    assert rows == ["PRESS-01", "PRESS-02"]
+    holiday = console.page.locator("g.hm-cell[data-resource='PRESS-01'][data-date='2025-04-28']")
     assert holiday.get_attribute("data-kind") == "holiday"
     assert "Freedom Day" in holiday.get_attribute("data-holiday")
     assert "holiday" in holiday.get_attribute("aria-label")
-    friday = console.page.locator("g.hm-cell[data-resource='P-01'][data-date='2025-04-25']")
+    friday = console.page.locator("g.hm-cell[data-resource='PRESS-01'][data-date='2025-04-25']")
     assert friday.get_attribute("data-kind") == "operating"
     assert friday.locator("text").text_content() == "16"
     holiday.hover()
@@ -393,7 +363,7 @@ def test_plan_of_plant_machines_shades_their_stored_shifts(console: Console, ord
     """A plan in real time on the plant's presses: the Gantt shades the night between Friday's shifts
     from the stored availability, and says where the shading comes from."""
     _generate_plant(ordo)
-    ops = [{"id": f"op{i}", "machines": [{"machine": "P-01", "duration": 300}]} for i in range(4)]
+    ops = [{"id": f"op{i}", "machines": [{"machine": "PRESS-01", "duration": 300}]} for i in range(4)]
     friday = "2025-04-25T06:00:00+02:00"  # times as instants: the plan comes back in real time
     problem = {
         "jobs": [
@@ -401,7 +371,7 @@ def test_plan_of_plant_machines_shades_their_stored_shifts(console: Console, ord
             {
                 "id": "order-8",
                 "release": friday,
-                "operations": [{"id": "op0", "machines": [{"machine": "P-02", "duration": 90}]}],
+                "operations": [{"id": "op0", "machines": [{"machine": "PRESS-02", "duration": 90}]}],
             },
         ],
     }
@@ -420,9 +390,9 @@ def test_plan_of_plant_machines_shades_their_stored_shifts(console: Console, ord
     console.sign_in(ordo.admin_token, f"/runs/{run_id}/plan/plan")
 
     assert "the plant's stored availability" in console.page.locator("dl.facts").inner_text()
-    closed = console.page.locator("svg.gantt rect.shade-closed[data-machine='P-01']")
+    closed = console.page.locator("svg.gantt rect.shade-closed[data-machine='PRESS-01']")
     assert closed.count() >= 1  # 22:00 to 06:00 after Friday's two shifts
-    assert console.page.locator("svg.gantt rect.shade-closed[data-machine='P-02']").count() >= 1
+    assert console.page.locator("svg.gantt rect.shade-closed[data-machine='PRESS-02']").count() >= 1
     assert console.page.locator("svg.gantt g.op").count() == 5
     console.shot("plan-plant")
 
@@ -430,7 +400,8 @@ def test_plan_of_plant_machines_shades_their_stored_shifts(console: Console, ord
 def _generate_plant(ordo: Ordo) -> None:
     """The example plant imported (idempotent) and its availability generated for 25 April to 1 May 2025."""
     with ordo.client() as c:
-        assert c.post("/resources/import", json=PLANT).status_code == 200
+        for document in (PLANT, TWO_SHIFTS):
+            assert c.post("/resources/import", json=document).status_code == 200
         queued = c.post("/schedules/generate", json={"start": "2025-04-25", "end": "2025-05-01"})
         assert queued.status_code == 202, queued.text
     run = ordo.wait_run(queued.json()["id"])
