@@ -63,11 +63,13 @@ def _chromium() -> str:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     executable = _chromium()
     from playwright.sync_api import sync_playwright
 
+    # Package scope: sync Playwright keeps an asyncio loop running on this thread while it is open,
+    # and tests after the browser tests that call asyncio.run() would find it.
     # Playwright starts Chromium with a fresh temporary user-data-dir of its own and removes it after.
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS, timeout=60_000)
@@ -113,7 +115,7 @@ class Ordo:
                 time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ordo(server_url: str, template_db: str) -> Iterator[Ordo]:
     """`ordo up` on a database of its own: the scheduler, a worker and the API in real processes."""
     with cloned_database(server_url, template_db, prefix="browser") as url:
