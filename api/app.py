@@ -18,10 +18,23 @@ from api import errors
 from api.auth import AuthListener, TokenCache
 from api.console import mount_console
 from api.deps import ApiState, reject_unknown_query
-from api.middleware import BodyLimit, Liveness, RequestMetrics
+from api.metrics import Exposition
+from api.middleware import BodyLimit, Liveness, RequestId, RequestMetrics
 from api.pool import ReadPool
 from api.ratelimit import RateLimiter
-from api.routes import agents, audit, availability, events, health, resources, runs, schedules, tasks, tools
+from api.routes import (
+    agents,
+    audit,
+    availability,
+    events,
+    health,
+    resources,
+    runs,
+    schedules,
+    status,
+    tasks,
+    tools,
+)
 from engine import ToolRegistry
 from store import idempotency
 from store.agents import ROUTE_SCOPES
@@ -29,6 +42,7 @@ from store.db import Database
 from store.embedded import ensure_server
 from store.errors import OrdoError
 from store.settings import Settings
+from store.status import Freshness
 
 __all__ = ["ApiConfig", "create_app"]
 
@@ -70,9 +84,11 @@ def create_app(
     *,
     registry: ToolRegistry | None = None,
     config: ApiConfig | None = None,
+    metrics_dir: str | None = None,
 ) -> FastAPI:
     """The API. With `db`, the app uses (and does not close) that database; otherwise its lifespan
-    opens a pool on settings.database_url (the embedded server when unset)."""
+    opens a pool on settings.database_url (the embedded server when unset). `metrics_dir`: the
+    prometheus-client multiprocess directory this app's sibling server processes share."""
     cfg = config or ApiConfig()
     registry = registry or ToolRegistry.load(settings.tool_catalogs)
     tool_scopes = {scope for address in registry for scope in registry[address].scopes}
@@ -98,6 +114,8 @@ def create_app(
             limiter=RateLimiter(settings.api_rate_limit_per_min),
             tokens=tokens,
             known_scopes=frozenset(ROUTE_SCOPES) | tool_scopes,
+            freshness=Freshness.from_settings(settings),
+            exposition=Exposition(metrics_dir),
         )
         stop = threading.Event()
         threads = [
@@ -146,19 +164,21 @@ def create_app(
             {"name": "tools", "description": "The tool catalog."},
             {"name": "agents", "description": "Agents and their tokens (admin)."},
             {"name": "audit", "description": "Who changed what (admin)."},
-            {"name": "health", "description": "Liveness, readiness, metrics."},
+            {"name": "health", "description": "Liveness, readiness, metrics, system status (admin)."},
         ],
     )
     errors.install(app)
-    for module in (tasks, runs, events, schedules, tools, agents, audit, health):
+    for module in (tasks, runs, events, schedules, tools, agents, audit, health, status):
         app.include_router(module.router)
     app.include_router(resources.router)
     app.include_router(availability.router)
     mount_console(app)
-    # Outermost first in the request path: metrics see every request, including those the cap refuses.
+    # The last added is outermost: every request gets its id first; metrics see every request,
+    # including those the cap refuses.
     app.add_middleware(BodyLimit, max_body_bytes=settings.api_max_body_bytes)
     app.add_middleware(Liveness)
     app.add_middleware(RequestMetrics)
+    app.add_middleware(RequestId)
     return app
 
 

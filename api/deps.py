@@ -17,6 +17,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import TokenCache
+from api.metrics import Exposition
 from api.pool import ReadPool
 from api.ratelimit import RateLimiter
 from engine import ToolRegistry
@@ -25,6 +26,7 @@ from store.agents import Principal
 from store.db import Database
 from store.errors import Forbidden, InvalidTask, Unauthorized
 from store.settings import Settings
+from store.status import Freshness
 
 __all__ = [
     "Admin",
@@ -57,6 +59,8 @@ class ApiState:
     limiter: RateLimiter
     tokens: TokenCache
     known_scopes: frozenset[str]
+    freshness: Freshness  # when a worker or the scheduler leader counts as alive
+    exposition: Exposition  # renders /metrics
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 

@@ -176,7 +176,15 @@ def _allowed_methods(request: Request) -> list[str]:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     _log.exception("request_crashed", method=request.method, path=request.url.path)
-    return error_response(500, "INTERNAL_ERROR", "internal error; the server log has the details")
+    # Sent from outside the middleware that adds X-Request-ID, so it adds the id itself: the
+    # caller can quote it and find the log line.
+    request_id = getattr(request.state, "request_id", None)
+    return error_response(
+        500,
+        "INTERNAL_ERROR",
+        "internal error; the server log has the details",
+        headers={"X-Request-ID": request_id} if request_id else None,
+    )
 
 
 def install(app: FastAPI) -> None:

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request metrics, liveness, and the request body cap.
+"""Pure ASGI middleware: request ids, request metrics, liveness, and the request body cap.
 
 The body cap answers 413 as soon as it knows: at once when Content-Length is above the cap (the body
 is never read), or while streaming when a chunked body grows past it. The 413 closes the connection
@@ -7,7 +7,9 @@ so the client's unsent remainder is not read either.
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
 from typing import Any
 
 import structlog
@@ -18,7 +20,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.errors import error_response
 from observability.metrics import API_REQUEST_SECONDS, API_REQUESTS
 
-__all__ = ["BodyLimit", "Liveness", "RequestMetrics"]
+__all__ = ["REQUEST_ID_HEADER", "BodyLimit", "Liveness", "RequestId", "RequestMetrics"]
+
+REQUEST_ID_HEADER = "X-Request-ID"
 
 _log = structlog.get_logger("api")
 
@@ -124,3 +128,41 @@ def _route_template(scope: Scope) -> str:
     )
     # Unmatched paths share one label so that scanners cannot blow up the label set.
     return path if isinstance(path, str) else "unmatched"
+
+
+class RequestId:
+    """Every request gets an id: the client's X-Request-ID when it is a sensible token (so a proxy's
+    or caller's id follows the request through), otherwise a new one. It is bound to every log line
+    the request produces (structlog contextvars), kept in `request.state.request_id`, and returned in
+    the X-Request-ID response header."""
+
+    _ACCEPTED = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
+    _NAME = REQUEST_ID_HEADER.lower().encode()
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = next((value for name, value in scope["headers"] if name == self._NAME), None)
+        request_id = (
+            incoming.decode()
+            if incoming is not None and self._ACCEPTED.fullmatch(incoming)
+            else uuid.uuid4().hex
+        )
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (self._NAME, request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        await self.app(scope, receive, send_with_id)
+        # Unbound only after a normal end: when the request crashed, Starlette's last-resort handler
+        # (outside this middleware) logs it and must still see the id. The request's task ends with
+        # the request, and its context with it.
+        structlog.contextvars.reset_contextvars(**tokens)

@@ -45,6 +45,7 @@ __all__ = [
     "RunPage",
     "RunPublic",
     "ScheduleDraft",
+    "Status",
     "TaskCreate",
     "TaskPage",
     "TaskPatch",
@@ -437,3 +438,62 @@ class Check(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "not_ready"]
     checks: dict[str, Check]
+
+
+# -- GET /status (store.status.overview) -----------------------------------------------------------
+
+Band = Literal["low", "normal", "high"]
+
+
+class StatusQueue(BaseModel):
+    due: int = Field(description="Runs due now and waiting for a worker (what KEDA scales on).")
+    due_by_priority_band: dict[Band, int] = Field(description="low: priority 1-3, normal 4-6, high 7-9.")
+    leased: int = Field(description="Runs a worker holds a lease on (running now).")
+    lag_s: float = Field(description="How long the oldest due run has waited since it became due.")
+    lag_s_by_priority_band: dict[Band, float]
+
+
+class StatusWorker(BaseModel):
+    id: str
+    host: str
+    pid: int
+    concurrency: int
+    busy: int = Field(description="Runs it holds a lease on now.")
+    state: Literal["running", "stopping", "stopped"]
+    alive: bool = Field(description="Running with a recent heartbeat.")
+    started_at: str
+    last_seen_at: str
+    last_seen_s: float
+
+
+class StatusWorkers(BaseModel):
+    alive: int
+    slots: int = Field(description="Concurrency of the live workers.")
+    busy: int
+    lost: int = Field(description="Went quiet in the last hour without a clean stop.")
+    processes: list[StatusWorker] = Field(description="Workers heard from in the last hour.")
+
+
+class StatusScheduler(BaseModel):
+    leader: str | None = Field(description="host:pid of the leading scheduler; null if none ever led.")
+    leader_since: str | None
+    last_tick_at: str | None
+    last_tick_age_s: float | None
+    ok: bool = Field(description="The leader ticked recently.")
+
+
+class StatusWebhooks(BaseModel):
+    installed: bool = Field(description="False until the webhook tables exist.")
+    endpoints_by_state: dict[str, int]
+    breakers_open: list[str] = Field(description="Ids of endpoints whose circuit breaker is open.")
+
+
+class Status(BaseModel):
+    at: str = Field(description="The database's clock when this was read.")
+    queue: StatusQueue
+    runs_last_hour: dict[Literal["succeeded", "failed", "dead", "canceled", "skipped"], int] = Field(
+        description="Attempts finished in the last hour, by outcome (failed: will be retried)."
+    )
+    workers: StatusWorkers
+    scheduler: StatusScheduler
+    webhooks: StatusWebhooks

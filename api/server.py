@@ -4,20 +4,30 @@ reload), in one or more server processes.
 With several processes, each listens on its own SO_REUSEPORT socket and the kernel spreads new
 connections evenly among them. With one shared socket (uvicorn's own multi-process mode) the first
 process to wake accepts a whole burst of new connections, so keep-alive clients that connect
-together all land on one process and leave the others idle."""
+together all land on one process and leave the others idle.
+
+A scrape of /metrics reaches one of the processes, so they keep their figures in a directory of
+their own (prometheus-client's multiprocess mode) and each serves the sum: created fresh for this
+`ordo api`, named to the processes through PROMETHEUS_MULTIPROC_DIR before they start (the library
+picks its storage on import), a dead process's files kept (its counts stay in the sums, so counters
+never go back) and the directory removed when the API stops."""
 
 from __future__ import annotations
 
 import functools
 import multiprocessing
+import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 from multiprocessing.process import BaseProcess
 
 import structlog
 import uvicorn
+from prometheus_client import multiprocess
 
 from api.app import create_app
 from observability.logging import configure
@@ -29,11 +39,11 @@ __all__ = ["serve", "uvicorn_config"]
 _RESTART_EVERY_S = 1.0  # at most one restart per process slot per second
 
 
-def uvicorn_config(settings: Settings) -> uvicorn.Config:
+def uvicorn_config(settings: Settings, metrics_dir: str | None = None) -> uvicorn.Config:
     return uvicorn.Config(
         # A factory, not an import string: each server process builds the app from these settings
         # (picklable), so no environment variable has to carry them.
-        functools.partial(create_app, settings),
+        functools.partial(create_app, settings, metrics_dir=metrics_dir),
         factory=True,
         host=settings.api_host,
         port=settings.api_port,
@@ -53,18 +63,23 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
 
 def serve(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT (uvicorn drains each process's connections)."""
-    config = uvicorn_config(settings)
-    if config.workers <= 1:
-        uvicorn.Server(config).run()
+    if settings.api_workers <= 1:
+        uvicorn.Server(uvicorn_config(settings)).run()
         return
-    # Bound but never listening, for the supervisor's life: a port taken by another program fails
-    # here, once, instead of in every server process.
-    with _reuseport_socket(config.host, config.port) as guard:
-        port = guard.getsockname()[1]  # the one chosen for all of them when asked for port 0
-        _supervise(settings, config, port)
+    metrics_dir = tempfile.mkdtemp(prefix="ordo-api-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by the server processes
+    config = uvicorn_config(settings, metrics_dir)
+    try:
+        # Bound but never listening, for the supervisor's life: a port taken by another program fails
+        # here, once, instead of in every server process.
+        with _reuseport_socket(config.host, config.port) as guard:
+            port = guard.getsockname()[1]  # the one chosen for all of them when asked for port 0
+            _supervise(settings, config, port, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _supervise(settings: Settings, config: uvicorn.Config, port: int) -> None:
+def _supervise(settings: Settings, config: uvicorn.Config, port: int, metrics_dir: str) -> None:
     log = structlog.get_logger("api")
     spawn = multiprocessing.get_context("spawn")
     stop = threading.Event()
@@ -83,6 +98,8 @@ def _supervise(settings: Settings, config: uvicorn.Config, port: int) -> None:
         for i, process in enumerate(processes):
             if not process.is_alive() and time.monotonic() - started[i] >= _RESTART_EVERY_S:
                 log.warning("api_process_exited", pid=process.pid, exitcode=process.exitcode)
+                if process.pid is not None:
+                    multiprocess.mark_process_dead(process.pid, metrics_dir)
                 processes[i], started[i] = start(), time.monotonic()
     for process in processes:
         process.terminate()  # SIGTERM: uvicorn stops accepting and finishes requests in flight

@@ -20,6 +20,7 @@ from cli.output import emit_json, table
 from cli.plant import availability_app, resources_app
 from cli.runtime import fail, guarded, load_settings, open_database
 from cli.solve import solve_command
+from cli.status import status_command
 from cli.tokens import token_app
 from engine import ToolContext, ToolLimits, ToolRegistry, call_tool
 from store import runs as store_runs
@@ -41,8 +42,16 @@ app.add_typer(tool_app, name="tool")
 app.add_typer(token_app, name="token")
 app.add_typer(resources_app, name="resources")
 app.add_typer(availability_app, name="availability")
+app.command("status")(status_command)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON only (for scripts).")]
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        help="Serve /metrics, /health and /health/ready on this port (one per process; 0: off).",
+        envvar="ORDO_METRICS_PORT",
+    ),
+]
 
 
 def _now() -> datetime:
@@ -100,6 +109,10 @@ def up(
             ChildSpec("scheduler", ["scheduler"]),
             ChildSpec("worker", ["worker", "--concurrency", str(settings.worker_concurrency)]),
         ]
+        if settings.metrics_port:
+            # One port per process (ops/README.md, "Metrics"): the scheduler's, then the worker's.
+            children[0].args += ["--metrics-port", str(settings.metrics_port)]
+            children[1].args += ["--metrics-port", str(settings.metrics_port + 1)]
         if api:
             children.append(ChildSpec("api", ["api", "--port", str(settings.api_port)]))
         log.info(
@@ -136,17 +149,21 @@ def scheduler(
     horizon_s: Annotated[
         float | None, typer.Option(help="How far ahead to expand.", envvar="ORDO_SCHEDULER_HORIZON_S")
     ] = None,
+    metrics_port: MetricsPort = None,
 ) -> None:
     """Run the scheduler (one leader at a time; others stand by)."""
     import socket
 
+    from observability.metrics import SCHEDULER
     from scheduler.service import SchedulerConfig, SchedulerService
 
     with guarded():
-        settings = load_settings(scheduler_tick_s=tick_s, scheduler_horizon_s=horizon_s)
+        settings = load_settings(
+            scheduler_tick_s=tick_s, scheduler_horizon_s=horizon_s, metrics_port=metrics_port
+        )
         runtime.service_logging(settings)
         db = open_database(settings, application_name="ordo-scheduler", pool_size=2)
-        _serve_metrics(settings)
+        _serve_probes(settings, SCHEDULER, db)
         cfg = SchedulerConfig(
             tick_s=settings.scheduler_tick_s,
             horizon_s=settings.scheduler_horizon_s,
@@ -169,17 +186,22 @@ def worker(
     shutdown_grace_s: Annotated[
         float | None, typer.Option(help="Grace period on SIGTERM.", envvar="ORDO_SHUTDOWN_GRACE_S")
     ] = None,
+    metrics_port: MetricsPort = None,
 ) -> None:
     """Run a worker: lease due runs and execute their pipelines."""
+    from observability.metrics import WORKER, WORKER_SLOTS
     from workers.worker import Worker, WorkerConfig
 
     with guarded():
         settings = load_settings(
-            worker_concurrency=concurrency, lease_s=lease_s, shutdown_grace_s=shutdown_grace_s
+            worker_concurrency=concurrency,
+            lease_s=lease_s,
+            shutdown_grace_s=shutdown_grace_s,
+            metrics_port=metrics_port,
         )
         runtime.service_logging(settings)
         db = open_database(settings, application_name="ordo-worker", pool_size=4)
-        _serve_metrics(settings)
+        WORKER_SLOTS.set(settings.worker_concurrency)
         cfg = WorkerConfig(
             concurrency=settings.worker_concurrency,
             lease_s=settings.lease_s,
@@ -188,6 +210,12 @@ def worker(
             rescue_interval_s=settings.rescue_interval_s,
         )
         w = Worker(db, _registry(settings), cfg, log=structlog.get_logger(), limits=_limits(settings))
+
+        def loops() -> tuple[bool, dict[str, Any]]:
+            report = w.health.report()
+            return all(loop["ok"] for loop in report.values()), {"loops": report}
+
+        _serve_probes(settings, WORKER, db, loops)
         runtime.freeze_startup_heap()
         w.run(runtime.stop_on_signals())
 
@@ -209,11 +237,24 @@ def api(
         serve(settings.with_overrides(database_url=url))
 
 
-def _serve_metrics(settings: Settings) -> None:
+def _serve_probes(settings: Settings, registry: Any, db: Any, loops: Any = None) -> None:
+    """/metrics, /health and /health/ready of a worker or scheduler, when it has a metrics port.
+    Live: a worker's background loops (heartbeat, rescuer, listener, completer) pass. Ready: that,
+    and the database answers."""
     if settings.metrics_port:
-        from prometheus_client import start_http_server
+        from observability.health import serve_probes
+        from store import status
 
-        start_http_server(settings.metrics_port)
+        def live() -> tuple[bool, dict[str, Any]]:
+            return loops() if loops is not None else (True, {})
+
+        def ready() -> tuple[bool, dict[str, Any]]:
+            with db.tx() as conn:
+                status.ping(conn)
+            ok, details = live()
+            return ok, {"database": "reachable", **details}
+
+        serve_probes(settings.metrics_host, settings.metrics_port, registry, live=live, ready=ready)
 
 
 # -- tasks ----------------------------------------------------------------------------------------

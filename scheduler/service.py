@@ -27,6 +27,7 @@ from sqlalchemy import Connection, text
 from observability import metrics
 from scheduler.expand import Schedule, parse_schedule
 from store import runs as store_runs
+from store import status
 from store.db import Database
 from store.errors import InvalidSchedule, OrdoError
 from store.sql import load_queries
@@ -51,6 +52,8 @@ class SchedulerConfig:
     batch: int = 5000
     retention_days: float = 30.0
     prune_every_s: float = 300.0
+    # Rows of workers silent this long go: nothing reads them (status lists the last hour's).
+    worker_rows_kept_s: float = 86400.0
 
     def __post_init__(self) -> None:
         if min(self.tick_s, self.horizon_s, self.standby_retry_s, self.batch, self.retention_days) <= 0:
@@ -285,6 +288,10 @@ class SchedulerService:
                 break
         if pruned:
             self.log.info("runs_pruned", count=pruned, cutoff=cutoff.isoformat())
+        with self._conn.begin():
+            status.prune_workers(
+                self._conn, (now or datetime.now(UTC)) - timedelta(seconds=self.cfg.worker_rows_kept_s)
+            )
 
     # -- the service loop ------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from sqlalchemy import text
+from sqlalchemy import exc, text
 
 from store.db import Database
 from store.errors import StoreError
@@ -85,8 +85,11 @@ def migrate(db: Database) -> list[str]:
     for m in available():
         with db.tx() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
-            conn.execute(text(_CREATE_TABLE))
             applied = _applied(conn)
+            if not applied:
+                # Only when missing (under the lock): the services' role may lack CREATE, and an
+                # up-to-date database must start without it (ops/README.md, "Database roles").
+                conn.execute(text(_CREATE_TABLE))
             if m.version in applied:
                 if applied[m.version] != m.checksum:
                     raise StoreError(
@@ -94,7 +97,14 @@ def migrate(db: Database) -> list[str]:
                         "migrations are forward-only: add a new one instead"
                     )
                 continue
-            conn.exec_driver_sql(m.sql)
+            try:
+                conn.exec_driver_sql(m.sql)
+            except exc.DBAPIError as e:  # the transaction rolls back as this leaves db.tx()
+                reason = str(e.orig).strip().splitlines()[0]
+                raise StoreError(
+                    f"cannot apply migration {m.version:04d}_{m.name}: {reason}; run `ordo migrate` "
+                    "with a role that may change the schema (ops/README.md, 'Database roles and grants')"
+                ) from e
             conn.execute(
                 text("INSERT INTO schema_migration (version, name, checksum) VALUES (:v, :n, :c)"),
                 {"v": m.version, "n": m.name, "c": m.checksum},

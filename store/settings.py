@@ -46,6 +46,7 @@ class Settings:
     tool_catalogs: tuple[Path, ...] = field(default_factory=tuple)
     http_max_response_bytes: int = 10 * 1024 * 1024
     metrics_port: int = 0  # 0: worker and scheduler do not serve /metrics themselves
+    metrics_host: str = "127.0.0.1"
     # Webhooks: delays before each retry (comma-separated seconds; about a day in all), the request
     # timeout, requests in flight per worker, the circuit breaker, and registration rules.
     webhook_retry_s: str = "5,30,120,600,1800,3600,7200,14400,28800,43200"
@@ -68,6 +69,8 @@ class Settings:
             raise ConfigError(f"ORDO_LOG_FORMAT must be auto, json or console, not {self.log_format!r}")
         if not 0 < self.api_port < 65536:
             raise ConfigError(f"ORDO_API_PORT must be a TCP port (1-65535), not {self.api_port}")
+        if not 0 <= self.metrics_port < 65536:
+            raise ConfigError(f"ORDO_METRICS_PORT must be a TCP port (1-65535) or 0, not {self.metrics_port}")
         positive = (
             "api_max_body_bytes",
             "api_rate_limit_per_min",
@@ -202,7 +205,13 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ("ORDO_RUN_RETENTION_DAYS", "30", "Finished runs older than this are pruned."),
     ("ORDO_TOOL_CATALOGS", "unset", "Extra tool catalogs (JSON files, separated by ':')."),
     ("ORDO_HTTP_MAX_RESPONSE_BYTES", "10485760", "http.request refuses larger responses."),
-    ("ORDO_METRICS_PORT", "0", "Serve /metrics from worker and scheduler processes on this port."),
+    (
+        "ORDO_METRICS_PORT",
+        "0",
+        "Worker and scheduler processes serve /metrics, /health and /health/ready on this port (0: off); "
+        "one port per process (`--metrics-port`); `ordo up` gives its worker the port + 1.",
+    ),
+    ("ORDO_METRICS_HOST", "127.0.0.1", "Interface those probe servers bind to (0.0.0.0 in containers)."),
     (
         "ORDO_WEBHOOK_RETRY_S",
         "5,30,120,600,1800,3600,7200,14400,28800,43200",

@@ -200,6 +200,7 @@ class Executor:
         duration = time.monotonic() - lease.received
         _FINISHED[state].inc()
         metrics.RUN_SECONDS.observe(duration)
+        metrics.observe_steps(steps)
         if state == "succeeded":
             if self._log_successes:
                 log.info("run_finished", state=state, duration_ms=round(duration * 1000, 3))

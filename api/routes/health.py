@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import Connection
 
 from api.deps import Db, Reads, State
-from api.metrics import scrape
 from api.schemas import Health, Readiness
 from store import status
 from store.errors import OrdoError
@@ -37,12 +35,10 @@ async def ready(db: Db, reads: Reads, state: State) -> Any:
     """Readiness: the database answers, migrations are current, a scheduler leader and at least one
     worker have sent a heartbeat recently, and no such worker reports a failing background loop
     (heartbeat, rescuer, listener, completer). 503 lists the failing checks."""
-    cfg = state.settings
-    leader_fresh_s = max(10.0, 5 * cfg.scheduler_tick_s)
-    worker_fresh_s = max(15.0, cfg.lease_s)
+    fresh = state.freshness
     checks: dict[str, dict[str, Any]] = {}
     try:
-        live = await reads.run(_ping_and_liveness, worker_fresh_s)
+        live = await reads.run(status.system, fresh)
         checks["database"] = _check(True, "reachable")
     except OrdoError as e:
         checks["database"] = _check(False, e.message)
@@ -60,20 +56,20 @@ async def ready(db: Db, reads: Reads, state: State) -> Any:
     if live.leader_age_s is None:
         checks["scheduler"] = _check(False, "no scheduler has ever led; start `ordo scheduler` or `ordo up`")
     else:
-        fresh = live.leader_age_s <= leader_fresh_s
+        leading = live.leader_age_s <= fresh.leader_s
         checks["scheduler"] = _check(
-            fresh,
+            leading,
             f"leader {live.leader_id} heartbeat {live.leader_age_s:.1f} s ago"
-            + ("" if fresh else f" (older than {leader_fresh_s:g} s)"),
+            + ("" if leading else f" (older than {fresh.leader_s:g} s)"),
         )
-    if live.workers_fresh and live.failing_loops:
+    if live.workers_alive and live.failing_loops:
         checks["workers"] = _check(False, f"background loop failing: {live.failing_loops}")
-    elif live.workers_fresh:
-        checks["workers"] = _check(True, f"{live.workers_fresh} worker(s) with {live.worker_slots} slot(s)")
+    elif live.workers_alive:
+        checks["workers"] = _check(True, f"{live.workers_alive} worker(s) with {live.worker_slots} slot(s)")
     else:
         last = "never" if live.worker_age_s is None else f"{live.worker_age_s:.1f} s ago"
         checks["workers"] = _check(
-            False, f"no worker heartbeat in the last {worker_fresh_s:g} s (last: {last})"
+            False, f"no worker heartbeat in the last {fresh.worker_s:g} s (last: {last})"
         )
     return _readiness(checks)
 
@@ -88,15 +84,16 @@ async def ready(db: Db, reads: Reads, state: State) -> Any:
         }
     },
 )
-def metrics(request: Request, db: Db) -> Response:
-    """Prometheus metrics: this API process's request counts and latencies, plus queue depth, live
-    workers and the scheduler leader's heartbeat age read from the database at scrape time."""
-    return Response(scrape(db), media_type=CONTENT_TYPE_LATEST)
-
-
-def _ping_and_liveness(conn: Connection, worker_fresh_s: float) -> status.Liveness:
-    status.ping(conn)
-    return status.liveness(conn, worker_fresh_s=worker_fresh_s)
+async def metrics(reads: Reads, state: State) -> Response:
+    """Prometheus metrics: the API's request counts and latencies (all its server processes), plus
+    the system gauges PostgreSQL computes at each scrape: runs due and their lag by priority band,
+    leased runs, live and lost workers, the scheduler leader's heartbeat age, webhook endpoints by
+    state. `ordo_database_up` is 0 when the database could not be read."""
+    try:
+        system = await reads.run(status.system, state.freshness)
+    except OrdoError:
+        system = None
+    return Response(state.exposition.render(system), media_type=CONTENT_TYPE_LATEST)
 
 
 def _check(ok: bool, detail: str) -> dict[str, Any]:

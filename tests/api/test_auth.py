@@ -74,6 +74,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/availability/generations/{generation_id}"): "availability:read",
     ("GET", "/availability/generations/{generation_id}/changes"): "availability:read",
     ("POST", "/schedules/generate"): "availability:write",
+    ("GET", "/status"): "admin",
 }
 # Any valid token may call these.
 AUTHENTICATED_ONLY = {("GET", "/tools"), ("GET", "/tools/{address}"), ("GET", "/agents/me")}

@@ -160,8 +160,8 @@ def test_metrics_expose_requests_and_the_queue(client: httpx.Client, alice: dict
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     text = response.text
     assert 'ordo_api_requests_total{method="POST",route="/tasks/{task_id}/run_now",status="202"}' in text
-    assert "ordo_api_request_seconds_bucket{" in text
-    assert 'ordo_queue_depth{state="queued"} 2.0' in text
+    assert "ordo_api_request_duration_seconds_bucket{" in text
+    assert 'ordo_queue_due{priority_band="normal"} 2.0' in text
     assert "ordo_workers_alive 0.0" in text and "ordo_database_up 1.0" in text
 
 
