@@ -129,7 +129,9 @@ def test_api_processes_share_a_burst_of_connections_and_stop_on_sigterm(db_url: 
     )
     try:
         parent = psutil.Process(proc.pid)
-        servers = wait_for(lambda: len(kids := _servers(parent)) == 2 and kids, what="two server processes")
+        servers = wait_for(
+            lambda: len(kids := _servers(parent)) == 2 and kids, what="two server processes", timeout=60
+        )
         wait_for(lambda: _answers(port), what="the API to answer", timeout=60)
         clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
         for conn in clients:

@@ -2,7 +2,7 @@
 labels are bounded, every alert has unit tests and a runbook entry, promtool accepts rules, tests and
 config, and compose, Kubernetes and the Dockerfile agree with the CLI, the settings and each other.
 (Queries run against a real Prometheus and the KEDA query against the real schema elsewhere:
-tests/integration/test_dashboard.py, tests/db/test_status.py.)"""
+tests/acceptance/test_dashboard.py, tests/db/test_status.py.)"""
 
 from __future__ import annotations
 
