@@ -113,9 +113,23 @@ def _supervise(settings: Settings, config: uvicorn.Config, port: int, metrics_di
 
 def _serve_process(settings: Settings, config: uvicorn.Config, port: int) -> None:
     configure(level=settings.log_level, fmt=settings.log_format)
+    _stop_with_parent()
     sock = _reuseport_socket(config.host, port)
     sock.listen(config.backlog)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _stop_with_parent() -> None:
+    """A server process whose supervisor died (even by SIGKILL) stops too (SIGTERM: it finishes the
+    requests in flight): nobody is left to restart or stop it, or to remove its metrics directory."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _reuseport_socket(host: str, port: int) -> socket.socket:

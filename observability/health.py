@@ -55,7 +55,7 @@ class ProbeServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *_: Any) -> None:  # scrapes every few seconds are not news
+            def log_message(self, format: str, *args: Any) -> None:  # scrapes every few seconds are not news
                 pass
 
         try:

@@ -84,8 +84,8 @@ def system(conn: Connection, fresh: Freshness) -> System:
     webhooks = None
     if row["has_webhooks"]:
         webhooks = {r.state: int(r.n) for r in conn.execute(Q["webhook_endpoint_states"])}
-    due = dict.fromkeys(PRIORITY_BANDS, 0)
-    lag = dict.fromkeys(PRIORITY_BANDS, 0.0)
+    due: dict[str, int] = dict.fromkeys(PRIORITY_BANDS, 0)
+    lag: dict[str, float] = dict.fromkeys(PRIORITY_BANDS, 0.0)
     for priority, runs, lag_s in zip(
         row["due_priorities"] or [], row["due_runs"] or [], row["due_lag_s"] or [], strict=True
     ):

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 
 import httpx
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -147,3 +149,14 @@ def test_status_probes_and_one_metrics_port_per_process(live):
     second = live.ordo.run("worker", "--metrics-port", port, timeout=60)
     assert second.returncode != 0
     assert f"cannot serve metrics on 127.0.0.1:{port}" in second.stderr and "its own port" in second.stderr
+
+
+def test_api_server_processes_stop_when_their_supervisor_is_killed(ordo):
+    """SIGKILL to `ordo api` leaves no server process behind holding the port and the database."""
+    live = L.start(ordo)
+    supervisor = psutil.Process(live.processes["api"].pid)
+    servers = [c for c in supervisor.children() if "spawn_main" in " ".join(c.cmdline())]
+    assert len(servers) == 2
+    supervisor.send_signal(signal.SIGKILL)
+    gone, alive = psutil.wait_procs(servers, timeout=20)
+    assert alive == [] and len(gone) == 2
