@@ -177,7 +177,8 @@ class Completer:
             half = len(batch) // 2
             return self._record(batch[:half]) | self._record(batch[half:])
         (culprit,) = batch
-        self.log.error("completion_refused", run_id=culprit.id, reason=reason)
+        task_id = None if culprit.task_id is None else str(culprit.task_id)
+        self.log.error("completion_refused", run_id=culprit.id, task_id=task_id, reason=reason)
         replacement = refused(culprit, reason)
         try:
             with translate_errors():
@@ -187,7 +188,9 @@ class Completer:
                 raise
             # Not even the bare outcome can be stored: leave the lease to expire; the rescuer
             # records the attempt and max_attempts bounds how often this happens.
-            self.log.error("completion_unrecordable", run_id=culprit.id, reason=is_refusal(e))
+            self.log.error(
+                "completion_unrecordable", run_id=culprit.id, task_id=task_id, reason=is_refusal(e)
+            )
             return set()
 
     def _connection(self) -> Connection:

@@ -28,6 +28,7 @@ import psycopg
 from sqlalchemy import Connection
 
 from engine.webhook_signing import secret_key, signed_headers
+from observability import metrics
 from store.db import Database, translate_errors
 from store.errors import OrdoError
 from store.sql import load_queries
@@ -314,6 +315,9 @@ class Deliverer:
             )
             self._move_breakers(conn, [(lease, v) for lease, _, v in verdicts if lease.id in recorded])
         for lease, attempt, verdict in verdicts:
+            if lease.id in recorded:
+                metrics.WEBHOOK_DELIVERIES.labels(verdict.outcome).inc()
+                metrics.WEBHOOK_DELIVERY_SECONDS.observe(attempt.latency_ms / 1000)
             if lease.id not in recorded:
                 self.log.warning("delivery_fenced", delivery_id=lease.id, attempt=lease.attempt)
             elif verdict.outcome != "succeeded":

@@ -87,18 +87,18 @@ class Executor:
             outcome = self._run(lease, task, event)
         except Exception as e:
             outcome = self._crashed(lease, task, e)
-        return self._serialise(outcome)
+        return self._serialise(outcome, lease)
 
     def crashed(self, lease: Lease, task: TaskDef | None, exc: Exception) -> Finished:
         """The outcome of a lease the worker failed to start (or run)."""
-        return self._serialise(self._crashed(lease, task, exc))
+        return self._serialise(self._crashed(lease, task, exc), lease)
 
-    def _serialise(self, outcome: Outcome) -> Finished:
+    def _serialise(self, outcome: Outcome, lease: Lease) -> Finished:
         try:
-            return serialise(outcome, self.limits.record_max_bytes)
+            return serialise(outcome, self.limits.record_max_bytes, lease.task_id)
         except Exception as e:  # serialise guards what it knows; this is for what it does not
-            self.log.exception("outcome_serialisation_crashed", run_id=outcome.id)
-            return unrecordable(outcome, "UNRECORDABLE_OUTPUT", f"{type(e).__name__}: {e}")
+            self.log.exception("outcome_serialisation_crashed", run_id=outcome.id, task_id=str(lease.task_id))
+            return unrecordable(outcome, "UNRECORDABLE_OUTPUT", f"{type(e).__name__}: {e}", lease.task_id)
 
     def _run(self, lease: Lease, task: TaskDef, event: dict[str, Any] | None) -> Outcome:
         row = lease.row

@@ -87,7 +87,7 @@ class Heartbeat:
                 },
             ).all()
         for lease in self.held.renewed(leased, {r.id: r.cancel_requested for r in rows}):
-            self.log.warning("lease_lost", run_id=lease.id)
+            self.log.warning("lease_lost", run_id=lease.id, task_id=str(lease.task_id))
 
     def report(self, state: str) -> None:
         """The worker row: alive now, in `state`, with the health of every background loop."""

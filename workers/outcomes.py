@@ -61,33 +61,38 @@ class Finished:
     id: int
     state: str
     doc: bytes
+    task_id: UUID | None = None  # for log lines about the run (not part of the record)
 
 
-def serialise(outcome: Outcome, record_max_bytes: int) -> Finished:
+def serialise(outcome: Outcome, record_max_bytes: int, task_id: UUID | None = None) -> Finished:
     """The outcome as JSON, or, when it cannot be recorded as it is, the run's dead outcome saying why."""
     try:
         # orjson writes the dataclass (and its UUID) as it is: about ten times faster than building
         # dicts for json.dumps, which at thousands of runs a second is a tenth of the worker's CPU.
         doc = orjson.dumps(outcome, default=str, option=orjson.OPT_NON_STR_KEYS)
     except (TypeError, orjson.JSONEncodeError) as e:
-        return unrecordable(outcome, "UNRECORDABLE_OUTPUT", f"the run's record is not valid JSON: {e}")
+        return unrecordable(
+            outcome, "UNRECORDABLE_OUTPUT", f"the run's record is not valid JSON: {e}", task_id
+        )
     if len(doc) > record_max_bytes:
         return unrecordable(
             outcome,
             "OUTPUT_TOO_LARGE",
             f"the run's record is {len(doc)} bytes, more than the {record_max_bytes} allowed "
             "(4 x ORDO_STEP_OUTPUT_MAX_BYTES)",
+            task_id,
         )
     if b"\\u0000" in doc and _has_nul(doc):
         return unrecordable(
             outcome,
             "UNRECORDABLE_OUTPUT",
             "the run's record contains the character U+0000, which PostgreSQL cannot store in JSON",
+            task_id,
         )
-    return Finished(outcome.id, outcome.state, _with_size(doc))
+    return Finished(outcome.id, outcome.state, _with_size(doc), task_id)
 
 
-def unrecordable(outcome: Outcome, code: str, message: str) -> Finished:
+def unrecordable(outcome: Outcome, code: str, message: str, task_id: UUID | None = None) -> Finished:
     """The run ends dead at once with `code`: its steps are kept without their outputs or errors."""
     metrics.RUNS_UNRECORDABLE.labels(code).inc()
     steps = [
@@ -110,7 +115,7 @@ def unrecordable(outcome: Outcome, code: str, message: str) -> Finished:
         doc = orjson.dumps(dead, default=str)
     except (TypeError, orjson.JSONEncodeError):  # a step id that is not text: keep nothing of them
         doc = orjson.dumps(_replace(dead, steps=[]), default=str)
-    return Finished(outcome.id, "dead", _with_size(doc))
+    return Finished(outcome.id, "dead", _with_size(doc), task_id)
 
 
 def refused(finished: Finished, reason: str) -> Finished:
@@ -127,7 +132,9 @@ def refused(finished: Finished, reason: str) -> Finished:
         output=None,
         error=None,
     )
-    return unrecordable(outcome, "UNRECORDABLE_OUTPUT", f"the database refused the run's record: {reason}")
+    return unrecordable(
+        outcome, "UNRECORDABLE_OUTPUT", f"the database refused the run's record: {reason}", finished.task_id
+    )
 
 
 def record(conn: Connection, batch: list[Finished], worker_id: str) -> set[int]:

@@ -49,7 +49,11 @@ class Rescuer:
             with self.db.tx() as conn:
                 rows = conn.execute(Q["expired_leases"], {"now": now, "n": self.cfg.batch}).mappings().all()
                 if rows:
-                    record(conn, [serialise(_abandoned(r), _RECORD_MAX_BYTES) for r in rows], self.worker_id)
+                    record(
+                        conn,
+                        [serialise(_abandoned(r), _RECORD_MAX_BYTES, r["task_id"]) for r in rows],
+                        self.worker_id,
+                    )
             for row in rows:
                 self.log.warning(
                     "lease_expired",

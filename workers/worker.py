@@ -239,8 +239,7 @@ class Worker:
         for finished in batch:
             if finished.id in recorded:
                 continue
-            if lost:
-                self.log.warning("completion_lost", run_id=finished.id, state=finished.state)
-            else:
-                self.log.warning("completion_fenced", run_id=finished.id, state=finished.state)
+            event = "completion_lost" if lost else "completion_fenced"
+            task_id = None if finished.task_id is None else str(finished.task_id)
+            self.log.warning(event, run_id=finished.id, task_id=task_id, state=finished.state)
         self._wake.set()
