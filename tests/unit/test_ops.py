@@ -37,7 +37,7 @@ PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool not installed (.ci/run installs Debian's prometheus)"
 )
-BOUNDED_LABELS = {"outcome", "tool", "method", "route", "status", "priority_band", "state"}
+BOUNDED_LABELS = {"outcome", "tool", "method", "route", "status", "priority_band", "state", "code", "loop"}
 KNOWN_ENV = {name for name, _, _ in SETTINGS_DOC}
 
 
