@@ -483,8 +483,7 @@ class StatusScheduler(BaseModel):
 
 
 class StatusWebhooks(BaseModel):
-    installed: bool = Field(description="False until the webhook tables exist.")
-    endpoints_by_state: dict[str, int]
+    endpoints_by_state: dict[Literal["active", "paused", "breaker_open"], int]
     breakers_open: list[str] = Field(description="Ids of endpoints whose circuit breaker is open.")
 
 

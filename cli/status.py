@@ -61,12 +61,9 @@ def _print(r: dict[str, Any]) -> None:
             f"scheduler  leader {s['leader']} since {s['leader_since']}, "
             f"last tick {_seconds(s['last_tick_age_s'])} ago{flag}"
         )
-    if not h["installed"]:
-        typer.echo("webhooks   not installed")
-    else:
-        states = ", ".join(f"{n} {state}" for state, n in sorted(h["endpoints_by_state"].items())) or "none"
-        opened = f"; open breakers: {', '.join(h['breakers_open'])}" if h["breakers_open"] else ""
-        typer.echo(f"webhooks   endpoints: {states}{opened}")
+    states = ", ".join(f"{n} {state}" for state, n in h["endpoints_by_state"].items())
+    opened = f"; open breakers: {', '.join(h['breakers_open'])}" if h["breakers_open"] else ""
+    typer.echo(f"webhooks   endpoints: {states}{opened}")
 
 
 def _seconds(value: float) -> str:

@@ -263,7 +263,7 @@ SYSTEM_GAUGES = {
         ),
         _GaugeSpec(
             "ordo_webhook_endpoints",
-            "Webhook endpoints by state: active, paused, breaker_open. Absent until webhooks exist.",
+            "Webhook endpoints by state: active, paused, breaker_open (its circuit breaker is open).",
             ("state",),
         ),
     )
@@ -290,10 +290,7 @@ class SystemGauges(Collector):
         yield _family("ordo_workers_lost", value=r.workers_lost)
         age = math.inf if r.leader_age_s is None else r.leader_age_s
         yield _family("ordo_scheduler_leader_heartbeat_age_seconds", value=age)
-        if r.webhook_endpoints is not None:
-            yield _family(
-                "ordo_webhook_endpoints", [((s,), n) for s, n in sorted(r.webhook_endpoints.items())]
-            )
+        yield _family("ordo_webhook_endpoints", [((state,), n) for state, n in r.webhook_endpoints.items()])
 
 
 def _family(

@@ -19,6 +19,7 @@ from store.sql import load_queries
 
 __all__ = [
     "PRIORITY_BANDS",
+    "WEBHOOK_ENDPOINT_STATES",
     "Freshness",
     "System",
     "overview",
@@ -31,6 +32,7 @@ __all__ = [
 Q = load_queries("store", "status.sql")
 
 PRIORITY_BANDS = ("low", "normal", "high")  # priorities 1-3, 4-6, 7-9
+WEBHOOK_ENDPOINT_STATES = ("active", "paused", "breaker_open")  # migrations/0005_webhooks.sql
 _OUTCOMES = ("succeeded", "failed", "dead", "canceled", "skipped")
 
 
@@ -65,7 +67,7 @@ class System:
     workers_lost: int
     worker_age_s: float | None  # None: no running worker row
     failing_loops: str | None  # background loops of live workers that fail, described
-    webhook_endpoints: dict[str, int] | None  # by state; None: webhooks are not installed
+    webhook_endpoints: dict[str, int]  # by state: active, paused, breaker_open
     db_now: datetime
     read_s: float
 
@@ -81,9 +83,9 @@ class System:
 def system(conn: Connection, fresh: Freshness) -> System:
     started = time.perf_counter()
     row = conn.execute(Q["system"], {"worker_fresh_s": fresh.worker_s}).mappings().one()
-    webhooks = None
-    if row["has_webhooks"]:
-        webhooks = {r.state: int(r.n) for r in conn.execute(Q["webhook_endpoint_states"])}
+    webhooks = dict.fromkeys(WEBHOOK_ENDPOINT_STATES, 0)
+    for state, n in zip(row["webhook_states"] or [], row["webhook_endpoints"] or [], strict=True):
+        webhooks[state] = int(n)
     due: dict[str, int] = dict.fromkeys(PRIORITY_BANDS, 0)
     lag: dict[str, float] = dict.fromkeys(PRIORITY_BANDS, 0.0)
     for priority, runs, lag_s in zip(
@@ -132,11 +134,7 @@ def overview(conn: Connection, fresh: Freshness) -> dict[str, Any]:
         }
         for w in conn.execute(Q["workers"])
     ]
-    breakers_open = (
-        [str(r.id) for r in conn.execute(Q["webhook_breakers_open"])]
-        if s.webhook_endpoints is not None
-        else []
-    )
+    breakers_open = [str(r.id) for r in conn.execute(Q["webhook_breakers_open"])]
     leader_ok = s.leader_age_s is not None and s.leader_age_s <= fresh.leader_s
     return {
         "at": _iso(s.db_now),
@@ -162,11 +160,7 @@ def overview(conn: Connection, fresh: Freshness) -> dict[str, Any]:
             "last_tick_age_s": None if s.leader_age_s is None else round(s.leader_age_s, 3),
             "ok": leader_ok,
         },
-        "webhooks": {
-            "installed": s.webhook_endpoints is not None,
-            "endpoints_by_state": s.webhook_endpoints or {},
-            "breakers_open": breakers_open,
-        },
+        "webhooks": {"endpoints_by_state": s.webhook_endpoints, "breakers_open": breakers_open},
     }
 
 

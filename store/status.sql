@@ -6,8 +6,10 @@
 -- The whole system in one round trip, cheap on a large queue: per-priority index probes for the due
 -- runs (ordo_due_runs), the partial lease index for the running ones, and the worker and leader rows.
 -- A worker is alive while its heartbeat is fresh; lost when it went quiet in the last hour without a
--- clean stop (its row still says running).
-WITH due AS (SELECT * FROM ordo_due_runs(now()))
+-- clean stop (its row still says running). Webhook endpoints are counted by state.
+WITH due AS (SELECT * FROM ordo_due_runs(now())),
+     -- Endpoints by state: one row per agent's endpoint, a small table.
+     webhook_endpoint_counts AS (SELECT state, count(*) AS n FROM webhook_endpoint GROUP BY state)
 SELECT (SELECT array_agg(priority ORDER BY priority) FROM due) AS due_priorities,
        (SELECT array_agg(runs ORDER BY priority) FROM due) AS due_runs,
        (SELECT array_agg(extract(epoch FROM now() - oldest_run_at) ORDER BY priority) FROM due) AS due_lag_s,
@@ -32,13 +34,9 @@ SELECT (SELECT array_agg(priority ORDER BY priority) FROM due) AS due_priorities
           FROM worker w CROSS JOIN LATERAL jsonb_each(w.loops) AS l
          WHERE w.state = 'running' AND w.heartbeat_at > now() - make_interval(secs => :worker_fresh_s)
            AND NOT coalesce(CAST(l.value ->> 'ok' AS boolean), false)) AS failing_loops,
-       to_regclass('webhook_endpoint') IS NOT NULL AS has_webhooks,
+       (SELECT array_agg(state ORDER BY state) FROM webhook_endpoint_counts) AS webhook_states,
+       (SELECT array_agg(n ORDER BY state) FROM webhook_endpoint_counts) AS webhook_endpoints,
        now() AS db_now;
-
--- webhook_endpoint_states --
--- Webhook endpoints by state (active, paused, breaker_open). Run only when the table exists: the
--- webhooks feature (issue #10) creates it.
-SELECT state, count(*) AS n FROM webhook_endpoint GROUP BY state;
 
 -- webhook_breakers_open --
 -- Endpoints whose circuit breaker is open, for GET /status (ids only: a URL can carry credentials).

@@ -15,15 +15,12 @@ DASHBOARD = OPS / "grafana" / "dashboards" / "ordo.json"
 ALERTS = OPS / "prometheus" / "alerts.yml"
 ALERT_TESTS = OPS / "prometheus" / "alerts_test.yml"
 
-# Metrics that exist only once webhooks (issue #10) create their tables: the breaker-state gauge is
-# read from `webhook_endpoint` and is absent without it. Every other name the dashboard or the alerts
-# use is in the live output of a fresh Ordo.
-EXPECTED_ABSENT_UNTIL_WEBHOOKS = {"ordo_webhook_endpoints"}
-# Dashboard panels whose queries return no series until webhooks deliver (ops/README.md, "Dashboard").
-PANELS_EMPTY_UNTIL_WEBHOOKS = {
+# Dashboard panels whose queries return no series until workers deliver webhooks (the deliverer,
+# issue #10, is not yet started by `ordo worker`; ops/README.md, "Dashboard"). Every metric they
+# name is defined and in the live output; it has no samples to rate yet.
+PANELS_EMPTY_UNTIL_DELIVERIES = {
     "Webhook deliveries per second, by outcome",
     "Webhook delivery latency p50 / p95",
-    "Webhook endpoints by state (breakers)",
 }
 
 _METRIC = re.compile(r"\bordo_[a-z_]+\b")

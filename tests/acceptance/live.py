@@ -17,6 +17,10 @@ from typing import Any
 
 import httpx
 
+from engine.webhook_signing import new_secret
+from store import webhooks
+from store.db import Database
+from store.tasks import LOCAL_AGENT_ID
 from tests.acceptance.conftest import Ordo
 from tests.helpers import wait_for
 
@@ -64,6 +68,18 @@ class LiveOrdo:
         response = httpx.get(f"{self.api}/runs/{run_id}", headers=self.headers, timeout=10)
         assert response.status_code == 200, response.text
         return response.json()
+
+    def add_webhook_endpoint(self, url: str) -> None:
+        """An endpoint of the local agent, straight into the store (the API's webhook routes are not
+        served yet)."""
+        db = Database(self.ordo.env["DATABASE_URL"], pool_size=1)
+        try:
+            with db.tx() as conn:
+                webhooks.create(
+                    conn, LOCAL_AGENT_ID, url=url, events=["plan.ready"], description="", secret=new_secret()
+                )
+        finally:
+            db.dispose()
 
     def wait_run(self, run_id: int, states: tuple[str, ...], timeout: float = 60) -> dict[str, Any]:
         return wait_for(

@@ -1,9 +1,10 @@
 """The dashboard against the real consumer: Debian's `prometheus` scrapes a running Ordo (API with two
 server processes, scheduler, worker) every second while a workload provokes what the panels show —
-successes, a failing run that dies, a 503, a busy worker, scheduled occurrences — and every panel's
+successes, a failing run that dies, a 503, a busy worker, scheduled occurrences, a webhook
+endpoint — and every panel's
 PromQL, sent through Prometheus's HTTP API, returns at least one series with a number (NaN, what
 histogram_quantile gives without observations, does not count). The panels listed in
-PANELS_EMPTY_UNTIL_WEBHOOKS (ops/README.md, "Dashboard") must return none, so the list stays true.
+PANELS_EMPTY_UNTIL_DELIVERIES (ops/README.md, "Dashboard") must return none, so the list stays true.
 The alert rules are loaded by the same Prometheus and evaluate without errors.
 
 Slow (about a minute): `./ops/test -m slow tests/acceptance/test_dashboard.py`. Skipped without the
@@ -23,7 +24,7 @@ import yaml
 
 from tests.acceptance import live as L
 from tests.helpers import wait_for
-from tests.opsfiles import ALERTS, PANELS_EMPTY_UNTIL_WEBHOOKS, alert_rules, panel_queries
+from tests.opsfiles import ALERTS, PANELS_EMPTY_UNTIL_DELIVERIES, alert_rules, panel_queries
 
 PROMETHEUS = shutil.which("prometheus")
 
@@ -104,7 +105,7 @@ def test_every_panel_returns_series_from_a_real_prometheus_scraping_a_running_or
             # A series counts when it has a number: histogram_quantile over no observations is NaN.
             numbers = [r for r in _query(url, expr) if r["value"][1] != "NaN"]
             (answered if numbers else empty).append(title)
-        assert set(empty) == PANELS_EMPTY_UNTIL_WEBHOOKS, f"empty panels: {sorted(set(empty))}"
+        assert set(empty) == PANELS_EMPTY_UNTIL_DELIVERIES, f"empty panels: {sorted(set(empty))}"
         assert answered
 
         rules = httpx.get(f"{url}/api/v1/rules", timeout=10).json()["data"]["groups"]

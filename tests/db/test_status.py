@@ -10,8 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from store import status
+from engine.webhook_signing import new_secret
+from store import status, webhooks
 from store.db import Database
+from store.tasks import LOCAL_AGENT_ID
 from tests.helpers import add_task, scalar
 from tests.opsfiles import keda_query
 
@@ -123,7 +125,7 @@ def test_an_empty_queue_reads_zero_everywhere(db: Database):
         s = status.system(conn, FRESH)
     assert s.due == {"low": 0, "normal": 0, "high": 0} and s.lag_s == {"low": 0.0, "normal": 0.0, "high": 0.0}
     assert (s.leased, s.workers_alive, s.workers_lost, s.leader_id, s.leader_age_s) == (0, 0, 0, None, None)
-    assert s.webhook_endpoints is None
+    assert s.webhook_endpoints == {"active": 0, "paused": 0, "breaker_open": 0}
     assert scalar(db, keda_query()) == 0
 
 
@@ -178,7 +180,10 @@ def test_overview_reports_queue_last_hour_workers_and_scheduler(busy: Database):
         "processes": None,
     }
     assert report["scheduler"]["leader"] == "box-a:999" and report["scheduler"]["ok"]
-    assert report["webhooks"] == {"installed": False, "endpoints_by_state": {}, "breakers_open": []}
+    assert report["webhooks"] == {
+        "endpoints_by_state": {"active": 0, "paused": 0, "breaker_open": 0},
+        "breakers_open": [],
+    }
 
 
 def test_a_leader_that_stopped_ticking_is_not_ok(db: Database):
@@ -194,28 +199,35 @@ def test_a_leader_that_stopped_ticking_is_not_ok(db: Database):
     assert 59 < report["scheduler"]["last_tick_age_s"] < 70
 
 
-def test_webhook_endpoints_are_counted_by_state_once_their_table_exists(db: Database):
-    """The slot the webhooks feature fills: its `webhook_endpoint` table with a `state` column."""
+def test_webhook_endpoints_are_counted_by_state_with_the_open_breakers(db: Database):
+    """Endpoints as the webhooks feature stores them; an open breaker as its deliverer leaves it
+    (tests/db/test_webhook_metrics.py opens one through real deliveries)."""
     with db.tx() as conn:
-        conn.execute(
-            text("CREATE TABLE webhook_endpoint (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), state text)")
-        )
+        made = [
+            webhooks.create(
+                conn,
+                LOCAL_AGENT_ID,
+                url=f"https://h{i}.example/",
+                events=["e"],
+                description="",
+                secret=new_secret(),
+            )
+            for i in range(4)
+        ]
+        webhooks.update(conn, made[1]["id"], {"state": "paused"})
         conn.execute(
             text(
-                "INSERT INTO webhook_endpoint (state) "
-                "VALUES ('active'), ('active'), ('paused'), ('breaker_open')"
-            )
+                "UPDATE webhook_endpoint SET state = 'breaker_open', breaker_opened_at = now(), "
+                "breaker_probe_at = now() + interval '30 seconds', consecutive_failures = 5 WHERE id = :id"
+            ),
+            {"id": made[2]["id"]},
         )
         s = status.system(conn, FRESH)
         report = status.overview(conn, FRESH)
-        open_id = conn.execute(
-            text("SELECT id FROM webhook_endpoint WHERE state = 'breaker_open'")
-        ).scalar_one()
     assert s.webhook_endpoints == {"active": 2, "paused": 1, "breaker_open": 1}
     assert report["webhooks"] == {
-        "installed": True,
         "endpoints_by_state": {"active": 2, "paused": 1, "breaker_open": 1},
-        "breakers_open": [str(open_id)],
+        "breakers_open": [str(made[2]["id"])],
     }
 
 

@@ -62,5 +62,5 @@ def test_an_open_breaker_shows_in_the_endpoint_gauge(db: Database, receiver: Rec
         )
     with db.tx() as conn:
         report = status.overview(conn, FRESH)
-    assert report["webhooks"]["endpoints_by_state"] == {"active": 1, "breaker_open": 1}
+    assert report["webhooks"]["endpoints_by_state"] == {"active": 1, "paused": 0, "breaker_open": 1}
     assert report["webhooks"]["breakers_open"] == [str(ep["id"])]
