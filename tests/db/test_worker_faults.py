@@ -302,8 +302,8 @@ def test_an_inline_batch_the_database_refuses_is_retried_run_by_run(db, monkeypa
     culprit = run_ids[7]
     real = execute.serialise
 
-    def poisoned(outcome, limit):
-        finished = real(outcome, limit)
+    def poisoned(outcome, limit, task_id=None):
+        finished = real(outcome, limit, task_id)
         if outcome.id == culprit:
             finished.doc = finished.doc.replace(b'"steps":[', b'"steps":[{"x":"\\u0000"},', 1)
         return finished
