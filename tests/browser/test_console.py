@@ -3,6 +3,7 @@ its end, a plan's Gantt chart, and the states a user meets when something is mis
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -406,3 +407,20 @@ def _generate_plant(ordo: Ordo) -> None:
         assert queued.status_code == 202, queued.text
     run = ordo.wait_run(queued.json()["id"])
     assert run["state"] == "succeeded", run
+
+
+def test_admins_see_the_system_from_status(console: Console, ordo: Ordo) -> None:
+    """An admin's overview reads GET /status: the queue, the live workers (ordo up runs one), the
+    scheduler leader, and the last hour's attempts by outcome."""
+    console.sign_in(ordo.admin_token)
+    queue = console.page.locator("[data-card=queue]")
+    assert re.search(r"\d+ due", queue.inner_text())
+    workers = console.page.locator("[data-card=workers]").inner_text()
+    assert re.search(r"[1-9]\d* alive", workers), workers
+    assert "Leading" in console.page.locator("[data-card=scheduler]").inner_text()
+    assert (
+        "per minute" in console.page.locator("#hour-h + p").inner_text()
+        or "No runs" in console.page.locator("main").inner_text()
+    )
+    console.shot("overview-admin")
+    console.assert_accessible()
