@@ -34,8 +34,11 @@ from api.routes import (
     status,
     tasks,
     tools,
+    webhooks,
 )
 from engine import ToolRegistry
+from engine.outbound import OutboundPolicy
+from engine.webhook_endpoint import EndpointRules
 from store import idempotency
 from store.agents import ROUTE_SCOPES
 from store.db import Database
@@ -116,6 +119,9 @@ def create_app(
             known_scopes=frozenset(ROUTE_SCOPES) | tool_scopes,
             freshness=Freshness.from_settings(settings),
             exposition=Exposition(metrics_dir),
+            webhook_rules=EndpointRules(
+                OutboundPolicy.parse(settings.outbound_allow), require_https=settings.webhook_require_https
+            ),
         )
         stop = threading.Event()
         threads = [
@@ -155,6 +161,10 @@ def create_app(
             {"name": "tasks", "description": "Create, schedule, trigger and control tasks."},
             {"name": "runs", "description": "Run history with every step's output; cancel runs."},
             {"name": "events", "description": "Publish events that trigger subscribed tasks."},
+            {
+                "name": "webhooks",
+                "description": "Signed webhooks (Standard Webhooks v1) and their delivery log.",
+            },
             {"name": "schedules", "description": "Preview draft schedules."},
             {
                 "name": "plant",
@@ -168,7 +178,7 @@ def create_app(
         ],
     )
     errors.install(app)
-    for module in (tasks, runs, events, schedules, tools, agents, audit, health, status):
+    for module in (tasks, runs, events, webhooks, schedules, tools, agents, audit, health, status):
         app.include_router(module.router)
     app.include_router(resources.router)
     app.include_router(availability.router)

@@ -21,6 +21,7 @@ from api.metrics import Exposition
 from api.pool import ReadPool
 from api.ratelimit import RateLimiter
 from engine import ToolRegistry
+from engine.webhook_endpoint import EndpointRules
 from store import agents
 from store.agents import Principal
 from store.db import Database
@@ -43,6 +44,9 @@ __all__ = [
     "RunsRead",
     "TasksRead",
     "TasksWrite",
+    "WebhookRules",
+    "WebhooksRead",
+    "WebhooksWrite",
     "reject_unknown_query",
     "require",
 ]
@@ -61,6 +65,7 @@ class ApiState:
     known_scopes: frozenset[str]
     freshness: Freshness  # when a worker or the scheduler leader counts as alive
     exposition: Exposition  # renders /metrics
+    webhook_rules: EndpointRules  # what a webhook URL may be (the outbound policy, https or not)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -82,6 +87,10 @@ async def _registry(request: Request) -> ToolRegistry:
     return request.app.state.ordo.registry
 
 
+async def _webhook_rules(request: Request) -> EndpointRules:
+    return request.app.state.ordo.webhook_rules
+
+
 async def _clock(request: Request) -> datetime:
     return request.app.state.ordo.clock()
 
@@ -90,6 +99,7 @@ State = Annotated[ApiState, Depends(_state)]
 Db = Annotated[Database, Depends(_db)]
 Reads = Annotated[ReadPool, Depends(_reads)]
 Registry = Annotated[ToolRegistry, Depends(_registry)]
+WebhookRules = Annotated[EndpointRules, Depends(_webhook_rules)]
 Clock = Annotated[datetime, Depends(_clock)]  # the request's "now", read once at the edge
 
 _bearer = HTTPBearer(
@@ -180,6 +190,8 @@ RunsRead = Annotated[Principal, Depends(require("runs:read"))]
 EventsPublish = Annotated[Principal, Depends(require("events:publish"))]
 AvailabilityRead = Annotated[Principal, Depends(require("availability:read"))]
 AvailabilityWrite = Annotated[Principal, Depends(require("availability:write"))]
+WebhooksRead = Annotated[Principal, Depends(require("webhooks:read"))]
+WebhooksWrite = Annotated[Principal, Depends(require("webhooks:write"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
 
 IdempotencyKey = Annotated[

@@ -32,6 +32,8 @@ __all__ = [
     "AgentPublic",
     "AuditEntry",
     "AuditPage",
+    "DeliveryPage",
+    "DeliveryPublic",
     "ErrorBody",
     "EventCreate",
     "EventPage",
@@ -45,6 +47,7 @@ __all__ = [
     "RunPage",
     "RunPublic",
     "ScheduleDraft",
+    "SecretRotation",
     "Status",
     "TaskCreate",
     "TaskPage",
@@ -56,6 +59,11 @@ __all__ = [
     "TokenCreated",
     "TokenPublic",
     "ToolPublic",
+    "WebhookCreate",
+    "WebhookCreated",
+    "WebhookPage",
+    "WebhookPatch",
+    "WebhookPublic",
     "safe_json",
     "safe_text",
 ]
@@ -304,10 +312,123 @@ class EventPublic(BaseModel):
     runs: list[EventRun] | None = Field(
         default=None, description="The runs this event queued (on publish and GET /events/{id})."
     )
+    webhook_deliveries: int | None = Field(
+        default=None, description="On publish: deliveries queued to the publisher's subscribed webhooks."
+    )
 
 
 class EventPage(BaseModel):
     items: list[EventPublic]
+    next_cursor: str | None
+
+
+# -- webhooks -------------------------------------------------------------------------------------
+
+
+class WebhookCreate(_Strict):
+    url: str = Field(
+        max_length=2048,
+        examples=["https://mes.example.com/ordo/webhooks"],
+        description="Where signed POSTs go (Standard Webhooks v1). Not followed through redirects.",
+    )
+    events: list[str] = Field(
+        max_length=100,
+        examples=[["plan.ready", "run.dead"]],
+        description=(
+            "Topics to receive: those the agent publishes (POST /events, event.publish, webhook.notify) "
+            "and system events about its runs and tasks: run.succeeded, run.failed, run.dead, "
+            "task.paused, availability.changed."
+        ),
+    )
+    secret: str | None = Field(
+        default=None,
+        description="`whsec_` + base64 of 24-64 bytes; generated when omitted. Returned only now.",
+    )
+    description: Text = Field(default="", max_length=1000)
+
+
+class WebhookPatch(_Strict):
+    url: str | None = Field(default=None, max_length=2048)
+    events: list[str] | None = Field(default=None, max_length=100)
+    description: Text | None = Field(default=None, max_length=1000)
+    state: Literal["active", "paused"] | None = Field(
+        default=None, description="paused holds deliveries; active resumes them and closes the breaker."
+    )
+
+
+class SecretRotation(_Strict):
+    secret: str | None = Field(default=None, description="The new secret; generated when omitted.")
+    overlap_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=30 * 86400,
+        description="How long the old secret keeps signing too (default ORDO_WEBHOOK_SECRET_OVERLAP_S).",
+    )
+
+
+class BreakerPublic(BaseModel):
+    state: Literal["closed", "open", "half_open"]
+    consecutive_failures: int
+    opened_at: OptionalTimestamp
+    next_probe_at: OptionalTimestamp
+
+
+class WebhookPublic(BaseModel):
+    id: str = Field(json_schema_extra={"format": "uuid"})
+    agent_id: str = Field(json_schema_extra={"format": "uuid"})
+    url: str
+    events: list[str]
+    description: str
+    state: Literal["active", "paused", "breaker_open"]
+    paused_reason: Literal["owner", "gone"] | None = Field(
+        description="owner: paused by its owner; gone: the receiver answered 410 Gone."
+    )
+    breaker: BreakerPublic
+    previous_secret_expires_at: OptionalTimestamp = Field(
+        description="After a rotation, until when the previous secret signs too."
+    )
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class WebhookCreated(WebhookPublic):
+    secret: str = Field(description="The signing secret. Shown only in this response; store it now.")
+
+
+class WebhookPage(BaseModel):
+    items: list[WebhookPublic]
+    next_cursor: str | None
+
+
+class DeliveryAttempt(BaseModel):
+    attempt: int
+    started_at: Timestamp
+    latency_ms: float | None
+    status_code: int | None
+    response_excerpt: str | None = Field(description="The first 1,024 bytes of the answer, as text.")
+    error: AnyJson
+    outcome: Literal["succeeded", "failed", "dead"]
+    worker_id: str | None
+
+
+class DeliveryPublic(BaseModel):
+    id: int
+    endpoint_id: str
+    webhook_id: str = Field(description="The webhook-id header: the same on every attempt and redelivery.")
+    type: str
+    data: AnyJson
+    state: Literal["pending", "delivering", "succeeded", "failed", "dead"]
+    attempts: int
+    next_attempt_at: OptionalTimestamp
+    last_status: int | None
+    last_error: AnyJson
+    created_at: Timestamp
+    updated_at: Timestamp
+    attempt_log: list[DeliveryAttempt]
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryPublic]
     next_cursor: str | None
 
 

@@ -60,6 +60,8 @@ ROUTE_SCOPES = (
     "events:publish",
     "availability:read",
     "availability:write",
+    "webhooks:read",
+    "webhooks:write",
     ADMIN,
 )
 

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from sqlalchemy import Connection
 
-from store import keyset
+from store import keyset, webhooks
 from store.errors import InvalidTask, NotFound
 from store.sql import load_queries
 from store.tasks import Page
@@ -34,9 +34,10 @@ def publish(
     *,
     subscribers_of: UUID | None,
 ) -> dict[str, Any]:
-    """Record the event and queue runs of the subscribed tasks owned by `subscribers_of` (None: anyone's).
+    """Record the event, queue runs of the subscribed tasks owned by `subscribers_of` (None: anyone's),
+    and deliveries to the publisher's webhook endpoints subscribed to the topic.
 
-    Returns the event with `runs`: [{run_id, task_id}, ...]."""
+    Returns the event with `runs`: [{run_id, task_id}, ...] and `webhook_deliveries` (a count)."""
     if not isinstance(topic, str) or not _TOPIC.match(topic):
         raise InvalidTask(
             f"invalid event topic {topic!r}: 1-200 characters, letters, digits and _ . : / - "
@@ -44,6 +45,7 @@ def publish(
             details={"path": "topic"},
             code="INVALID_EVENT",
         )
+    webhooks.check_publishable(topic)
     row = (
         conn.execute(
             Q["publish"],
@@ -107,6 +109,8 @@ def public(row: Mapping[str, Any]) -> dict[str, Any]:
     }
     if "runs" in row:
         out["runs"] = [{"run_id": r["run_id"], "task_id": str(r["task_id"])} for r in row["runs"]]
+    if "webhook_deliveries" in row:
+        out["webhook_deliveries"] = row["webhook_deliveries"]
     return out
 
 

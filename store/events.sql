@@ -3,7 +3,9 @@
 -- publish --
 -- Record the event and queue one run per subscribed active task (task_topic_idx), in one statement:
 -- the publisher's own tasks, or every agent's when :agent_id is NULL (an admin publishing). The
--- due_work trigger NOTIFYs idle workers.
+-- due_work trigger NOTIFYs idle workers. The publisher's webhook endpoints subscribed to the topic
+-- (webhook_endpoint_events_idx) get the event as a message whose webhook-id is the event's id; with
+-- none, nothing is written for webhooks.
 WITH subscribers AS (
     SELECT t.id, t.priority, t.max_retries, t.concurrency_key, t.concurrency_limit
       FROM task t
@@ -19,9 +21,24 @@ runs AS (
     SELECT s.id, 'event', now(), now(), s.priority, s.max_retries + 1, s.concurrency_key,
            CASE WHEN s.concurrency_key IS NOT NULL THEN s.concurrency_limit END, ev.id
       FROM subscribers s CROSS JOIN ev
-    RETURNING id, task_id)
+    RETURNING id, task_id),
+hooks AS (
+    SELECT e.id
+      FROM webhook_endpoint e
+     WHERE e.agent_id = :publisher_id AND e.events @> ARRAY[CAST(:topic AS text)]),
+message AS (
+    INSERT INTO webhook_message (id, agent_id, type, data, created_at)
+    SELECT ev.id, ev.agent_id, ev.topic, ev.payload, ev.created_at
+      FROM ev
+     WHERE EXISTS (SELECT 1 FROM hooks)
+    RETURNING id),
+deliveries AS (
+    INSERT INTO webhook_delivery (message_id, endpoint_id)
+    SELECT message.id, hooks.id FROM message CROSS JOIN hooks
+    RETURNING id)
 SELECT ev.*, coalesce((SELECT jsonb_agg(jsonb_build_object('run_id', r.id, 'task_id', r.task_id) ORDER BY r.id)
-                         FROM runs r), '[]'::jsonb) AS runs
+                         FROM runs r), '[]'::jsonb) AS runs,
+       (SELECT count(*) FROM deliveries) AS webhook_deliveries
   FROM ev;
 
 -- get_event --

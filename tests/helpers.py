@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import structlog
 from sqlalchemy import text
 
@@ -20,6 +21,8 @@ from engine.outbound import OutboundPolicy
 from store import tasks as store_tasks
 from store.db import Database
 from workers.completer import CompleterConfig
+from workers.deliverer import Deliverer, DelivererConfig
+from workers.delivery_policy import DeliveryPolicy
 from workers.worker import Worker, WorkerConfig
 
 REGISTRY = ToolRegistry.load()
@@ -91,6 +94,42 @@ def running_worker(
         stop.set()
         thread.join(30)
         assert not thread.is_alive(), "worker did not stop"
+
+
+# Webhook retries in tens of milliseconds, and a breaker that stays out of the way unless a test sets one.
+FAST_DELIVERY = DeliveryPolicy(retry_delays_s=(0.05, 0.05, 0.05), breaker_failures=50, breaker_cooldown_s=0.5)
+
+
+@contextmanager
+def delivering(db: Database, policy: DeliveryPolicy = FAST_DELIVERY, **cfg: Any) -> Iterator[Deliverer]:
+    """A deliverer in a thread of this process; stopped when the block ends."""
+    settings = {
+        "concurrency": 4,
+        "timeout_s": 5,
+        "poll_s": 0.2,
+        "rescue_interval_s": 0.2,
+        "shutdown_grace_s": 5,
+    }
+    settings.update(cfg)
+    client = httpx.Client(timeout=settings["timeout_s"], follow_redirects=False, trust_env=False)
+    deliverer = Deliverer(
+        db,
+        DelivererConfig(**settings),
+        policy,
+        client,
+        log=structlog.get_logger("test"),
+        worker_id="test-worker",
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=deliverer.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield deliverer
+    finally:
+        stop.set()
+        thread.join(30)
+        client.close()
+        assert not thread.is_alive(), "deliverer did not stop"
 
 
 def plan_row(

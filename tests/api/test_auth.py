@@ -39,6 +39,15 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("POST", "/events"): "events:publish",
     ("GET", "/events"): "events:publish",
     ("GET", "/events/{event_id}"): "events:publish",
+    ("POST", "/webhooks"): "webhooks:write",
+    ("GET", "/webhooks"): "webhooks:read",
+    ("GET", "/webhooks/{webhook_id}"): "webhooks:read",
+    ("PATCH", "/webhooks/{webhook_id}"): "webhooks:write",
+    ("DELETE", "/webhooks/{webhook_id}"): "webhooks:write",
+    ("POST", "/webhooks/{webhook_id}/rotate-secret"): "webhooks:write",
+    ("GET", "/webhooks/{webhook_id}/deliveries"): "webhooks:read",
+    ("GET", "/webhooks/{webhook_id}/deliveries/{delivery_id}"): "webhooks:read",
+    ("POST", "/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): "webhooks:write",
     ("POST", "/agents"): "admin",
     ("GET", "/agents"): "admin",
     ("GET", "/agents/{agent_id}"): "admin",
@@ -86,6 +95,8 @@ _BODIES = {
     "/tasks/{task_id}/run_now": {"params": {}},
     "/schedules/preview": {"kind": "cron", "expr": "0 8 * * *"},
     "/events": {"topic": "orders.created", "payload": {}},
+    "/webhooks": {"url": "https://mes.example.com/hook", "events": ["plan.ready"]},
+    "/webhooks/{webhook_id}": {"description": "MES"},
     "/agents": {"name": "dave"},
     "/agents/{agent_id}/tokens": {"scopes": ["tasks:read"]},
     "/resources/import": {"resources": []},
@@ -104,11 +115,13 @@ def _concrete(path: str) -> str:
         "{event_id}": uuid.uuid4(),
         "{agent_id}": uuid.uuid4(),
         "{token_id}": uuid.uuid4(),
+        "{webhook_id}": uuid.uuid4(),
     }
     for name, value in ids.items():
         path = path.replace(name, str(value))
     path = path.replace("{assignment_id}", str(uuid.uuid4())).replace("{exception_id}", str(uuid.uuid4()))
     path = path.replace("{ref}", "P-01").replace("{name}", "two_shift").replace("{generation_id}", "1")
+    path = path.replace("{delivery_id}", "12345")
     return path.replace("{run_id}", "12345").replace("{address}", "echo.message")
 
 

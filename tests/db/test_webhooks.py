@@ -3,10 +3,8 @@ receiver on 127.0.0.1 that verifies every request with the reference `standardwe
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -18,44 +16,12 @@ from store import webhooks
 from store.db import Database
 from store.errors import Conflict
 from store.tasks import LOCAL_AGENT_ID
-from tests.helpers import rows, scalar, wait_for
+from tests.helpers import FAST_DELIVERY, delivering, rows, scalar, wait_for
 from tests.webhook_receiver import Answer, Receiver, receiving
 from workers.deliverer import Deliverer, DelivererConfig
 from workers.delivery_policy import DeliveryPolicy
 
-FAST = DeliveryPolicy(retry_delays_s=(0.05, 0.05, 0.05), breaker_failures=50, breaker_cooldown_s=0.5)
-
-
-@contextmanager
-def delivering(db: Database, policy: DeliveryPolicy = FAST, **cfg: Any) -> Iterator[Deliverer]:
-    """A deliverer in a thread of this process; stopped when the block ends."""
-    settings = {
-        "concurrency": 4,
-        "timeout_s": 5,
-        "poll_s": 0.2,
-        "rescue_interval_s": 0.2,
-        "shutdown_grace_s": 5,
-    }
-    settings.update(cfg)
-    client = httpx.Client(timeout=settings["timeout_s"], follow_redirects=False, trust_env=False)
-    deliverer = Deliverer(
-        db,
-        DelivererConfig(**settings),
-        policy,
-        client,
-        log=structlog.get_logger("test"),
-        worker_id="test-worker",
-    )
-    stop = threading.Event()
-    thread = threading.Thread(target=deliverer.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield deliverer
-    finally:
-        stop.set()
-        thread.join(30)
-        client.close()
-        assert not thread.is_alive(), "deliverer did not stop"
+FAST = FAST_DELIVERY
 
 
 def endpoint(
