@@ -22,6 +22,7 @@ from cli.runtime import fail, guarded, load_settings, open_database
 from cli.solve import solve_command
 from cli.status import status_command
 from cli.tokens import token_app
+from cli.webhooks import webhook_app
 from engine import ToolContext, ToolLimits, ToolRegistry, call_tool
 from store import runs as store_runs
 from store import tasks as store_tasks
@@ -43,6 +44,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(resources_app, name="resources")
 app.add_typer(availability_app, name="availability")
 app.command("status")(status_command)
+app.add_typer(webhook_app, name="webhook")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON only (for scripts).")]
 MetricsPort = Annotated[
