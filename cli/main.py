@@ -22,7 +22,7 @@ from cli.runtime import fail, guarded, load_settings, open_database
 from cli.solve import solve_command
 from cli.status import status_command
 from cli.tokens import token_app
-from cli.webhooks import webhook_app
+from cli.webhooks import deliverer_config, webhook_app
 from engine import ToolContext, ToolLimits, ToolRegistry, call_tool
 from store import runs as store_runs
 from store import tasks as store_tasks
@@ -210,6 +210,7 @@ def worker(
             poll_s=settings.poll_s,
             shutdown_grace_s=settings.shutdown_grace_s,
             rescue_interval_s=settings.rescue_interval_s,
+            deliveries=deliverer_config(settings),
         )
         w = Worker(db, _registry(settings), cfg, log=structlog.get_logger(), limits=_limits(settings))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,7 +19,10 @@ from store import webhooks
 from store.settings import Settings
 from store.tasks import LOCAL_AGENT_ID
 
-__all__ = ["webhook_app"]
+if TYPE_CHECKING:
+    from workers.deliverer import DelivererConfig
+
+__all__ = ["deliverer_config", "rules", "webhook_app"]
 
 webhook_app = typer.Typer(
     help="Signed webhooks: register endpoints, read the delivery log, redeliver, receive.",
@@ -33,6 +36,23 @@ def rules(settings: Settings) -> EndpointRules:
     """What a webhook URL may be under these settings (the outbound policy, https or not)."""
     return EndpointRules(
         OutboundPolicy.parse(settings.outbound_allow), require_https=settings.webhook_require_https
+    )
+
+
+def deliverer_config(settings: Settings) -> DelivererConfig:
+    """A worker's webhook deliveries under these settings."""
+    from workers.deliverer import DelivererConfig  # only `ordo worker` needs the workers package
+    from workers.delivery_policy import DeliveryPolicy
+
+    return DelivererConfig(
+        policy=DeliveryPolicy(
+            settings.webhook_retry_delays,
+            settings.webhook_breaker_failures,
+            settings.webhook_breaker_cooldown_s,
+        ),
+        concurrency=settings.webhook_concurrency,
+        timeout_s=settings.webhook_timeout_s,
+        retention_days=settings.run_retention_days,
     )
 
 

@@ -29,6 +29,8 @@ REGISTRY = ToolRegistry.load()
 # Test servers listen on 127.0.0.1, which the outbound policy refuses unless allowed (as a deployment
 # would with ORDO_OUTBOUND_ALLOW).
 LOCAL_LIMITS = ToolLimits(outbound=OutboundPolicy.parse("127.0.0.1"))
+# Webhook retries in tens of milliseconds, and a breaker that stays out of the way unless a test sets one.
+FAST_DELIVERY = DeliveryPolicy(retry_delays_s=(0.05, 0.05, 0.05), breaker_failures=50, breaker_cooldown_s=0.5)
 
 
 def echo_payload(message: str = "hello ${params.who}", **params: Any) -> dict[str, Any]:
@@ -80,6 +82,7 @@ def running_worker(
         "shutdown_grace_s": 5,
         "rescue_interval_s": 0.5,
         "completer": CompleterConfig(max_delay_s=0.001),
+        "deliveries": DelivererConfig(policy=FAST_DELIVERY, timeout_s=5),
     }
     settings.update(cfg)
     worker = Worker(
@@ -96,29 +99,32 @@ def running_worker(
         assert not thread.is_alive(), "worker did not stop"
 
 
-# Webhook retries in tens of milliseconds, and a breaker that stays out of the way unless a test sets one.
-FAST_DELIVERY = DeliveryPolicy(retry_delays_s=(0.05, 0.05, 0.05), breaker_failures=50, breaker_cooldown_s=0.5)
-
-
 @contextmanager
-def delivering(db: Database, policy: DeliveryPolicy = FAST_DELIVERY, **cfg: Any) -> Iterator[Deliverer]:
-    """A deliverer in a thread of this process; stopped when the block ends."""
+def delivering(
+    db: Database,
+    policy: DeliveryPolicy = FAST_DELIVERY,
+    outbound: OutboundPolicy = LOCAL_LIMITS.outbound,
+    **cfg: Any,
+) -> Iterator[Deliverer]:
+    """A deliverer alone (no run leasing) in a thread of this process, sending through `outbound` (by
+    default the policy that opens 127.0.0.1); stopped when the block ends."""
     settings = {
         "concurrency": 4,
         "timeout_s": 5,
         "poll_s": 0.2,
         "rescue_interval_s": 0.2,
         "shutdown_grace_s": 5,
+        **cfg,
     }
-    settings.update(cfg)
-    client = httpx.Client(timeout=settings["timeout_s"], follow_redirects=False, trust_env=False)
+    client = httpx.Client(
+        transport=outbound.transport(), timeout=settings["timeout_s"], follow_redirects=False
+    )
     deliverer = Deliverer(
         db,
-        DelivererConfig(**settings),
-        policy,
+        DelivererConfig(policy=policy, **settings),
         client,
         log=structlog.get_logger("test"),
-        worker_id="test-worker",
+        worker_id="test-deliverer",
     )
     stop = threading.Event()
     thread = threading.Thread(target=deliverer.run, args=(stop,), daemon=True)

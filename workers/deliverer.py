@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -31,9 +31,11 @@ from engine.webhook_signing import secret_key, signed_headers
 from observability import metrics
 from store.db import Database, translate_errors
 from store.errors import OrdoError
+from store.settings import Settings
 from store.sql import load_queries
 from store.webhooks import message_id
 from workers.delivery_policy import Breaker, DeliveryPolicy, Verdict, after_attempt, judge, retry_after_s
+from workers.health import LoopHealth
 
 __all__ = ["NOTIFY_CHANNEL", "Attempt", "Deliverer", "DelivererConfig", "Lease"]
 
@@ -45,6 +47,7 @@ _USER_AGENT = "Ordo-Webhooks/1"
 
 @dataclass(frozen=True)
 class DelivererConfig:
+    policy: DeliveryPolicy = field(default_factory=lambda: DeliveryPolicy(Settings().webhook_retry_delays))
     concurrency: int = 16  # requests in flight
     timeout_s: float = 15.0  # connect, write and read timeouts of a request
     poll_s: float = 2.0
@@ -106,18 +109,19 @@ class Deliverer:
         self,
         db: Database,
         cfg: DelivererConfig,
-        policy: DeliveryPolicy,
         client: httpx.Client,
         *,
         log: Any,
         worker_id: str,
+        health: LoopHealth | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
         self.cfg = cfg
-        self.policy = policy
-        self.client = client
+        self.policy = cfg.policy
+        self.client = client  # through the outbound policy (engine.outbound), redirects not followed
+        self.health = health
         self.log = log
         self.worker_id = worker_id
         self.rng = rng or random.Random()
@@ -131,7 +135,6 @@ class Deliverer:
         self._conn: Connection | None = None
         self._next_rescue = 0.0
         self._next_prune = time.monotonic() + cfg.prune_every_s * random.random()  # spread the fleet
-        self.last_ok = time.monotonic()  # the loop's last good pass, for health
 
     # -- the loop -----------------------------------------------------------------------------------
 
@@ -147,9 +150,12 @@ class Deliverer:
             self._wake.clear()
             try:
                 worked = self.run_once()
-                self.last_ok = time.monotonic()
+                if self.health is not None:
+                    self.health.ok()
                 backoff = 0.5
             except Exception as e:  # a database outage, or a bug: this loop must outlive both
+                if self.health is not None:
+                    self.health.failed(e)
                 self.log.warning("delivery_pass_failed", error=str(e).strip()[:300], exc_info=True)
                 self._drop_conn()
                 stop.wait(backoff)

@@ -1,4 +1,4 @@
-"""Health of a worker's background loops (heartbeat, rescuer, listener, completer).
+"""Health of a worker's background loops (heartbeat, rescuer, listener, completer, deliverer).
 
 A loop that dies silently is the worst failure a queue has: leases stop being renewed and nothing
 rescues them. Each loop therefore catches everything, logs it and keeps going, and tells its
@@ -18,7 +18,7 @@ from observability import metrics
 
 __all__ = ["LOOPS", "LoopHealth", "WorkerHealth"]
 
-LOOPS = ("heartbeat", "rescuer", "listener", "completer")
+LOOPS = ("heartbeat", "rescuer", "listener", "completer", "deliverer")
 
 
 class LoopHealth:
@@ -65,6 +65,7 @@ class WorkerHealth:
             "rescuer": 3 * rescue_interval_s + 5,
             "listener": 15.0,  # it passes at least every half second while connected
             "completer": 15.0,  # it passes at least every tenth of a second
+            "deliverer": 15.0,  # webhook deliveries: it passes at least every poll interval
         }
         self.loops = {name: LoopHealth(name, stale[name]) for name in LOOPS}
         _LIVE.add(self)

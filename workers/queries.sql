@@ -109,7 +109,8 @@ SELECT least(
 -- attempt that was made. A leased row changes only while it is still running under the same token
 -- (fencing): a worker whose lease expired and was rescued cannot overwrite the new holder's state,
 -- and a claimed outcome can never touch a lease. Exactly the rows that changed get their task_run
--- row. A run to retry stays queued as failed; a run that ended leaves the queue.
+-- row (and, where the owner's webhooks subscribe to run events, a run.* message). A run to retry
+-- stays queued as failed; a run that ended leaves the queue.
 -- started_at is the database clock at lease (at claim: now(), the claiming transaction's start),
 -- finished_at that plus the duration the worker measured, so worker clock skew cannot reorder
 -- history. The batch arrives as one JSON array: one value to send and parse, instead of an array
@@ -150,17 +151,49 @@ ended AS (
 changed AS (
     SELECT * FROM retried
     UNION ALL
-    SELECT * FROM ended)
-INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
-                      event_id, state, final, worker_id, started_at, finished_at, steps, output, error,
-                      record_bytes)
-SELECT c.id, o.attempt, c.task_id, c.origin, c.scheduled_for, c.created_at, c.priority, c.max_attempts,
-       c.event_id, o.state, o.state <> 'failed', c.worker_id, c.started_at,
-       c.started_at + make_interval(secs => o.duration_s), coalesce(o.steps, '[]'), o.output, o.error,
-       o.record_bytes
-  FROM changed c
-  JOIN outcome o ON o.id = c.id
-RETURNING run_id;
+    SELECT * FROM ended),
+recorded AS (
+    INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
+                          event_id, state, final, worker_id, started_at, finished_at, steps, output, error,
+                          record_bytes)
+    SELECT c.id, o.attempt, c.task_id, c.origin, c.scheduled_for, c.created_at, c.priority, c.max_attempts,
+           c.event_id, o.state, o.state <> 'failed', c.worker_id, c.started_at,
+           c.started_at + make_interval(secs => o.duration_s), coalesce(o.steps, '[]'), o.output, o.error,
+           o.record_bytes
+      FROM changed c
+      JOIN outcome o ON o.id = c.id
+    RETURNING run_id, attempt, task_id, state, scheduled_for, finished_at, error),
+-- Webhook system events about the owners' runs: run.succeeded, run.failed (will be retried), run.dead,
+-- to the owner's endpoints subscribed to them. The uncorrelated EXISTS is a one-time filter
+-- (webhook_endpoint_events_idx): while no endpoint subscribes to run events, nothing below runs and
+-- recording pays one index probe per batch. Deliveries are not runs: they make no events of their own.
+run_events AS (
+    SELECT t.agent_id, 'run.' || r.state AS type,
+           jsonb_build_object(
+               'run_id', r.run_id, 'task_id', r.task_id, 'task_title', t.title, 'attempt', r.attempt,
+               'state', r.state, 'scheduled_for', r.scheduled_for, 'finished_at', r.finished_at,
+               'error', CASE WHEN r.error IS NOT NULL
+                             THEN jsonb_build_object('code', r.error -> 'code', 'message', r.error -> 'message')
+                        END) AS data
+      FROM recorded r
+      JOIN task t ON t.id = r.task_id
+     WHERE r.state IN ('succeeded', 'failed', 'dead')
+       AND EXISTS (SELECT 1
+                     FROM webhook_endpoint
+                    WHERE events && CAST(ARRAY['run.succeeded', 'run.failed', 'run.dead'] AS text[]))),
+run_messages AS (
+    INSERT INTO webhook_message (agent_id, type, data)
+    SELECT re.agent_id, re.type, re.data
+      FROM run_events re
+     WHERE EXISTS (SELECT 1 FROM webhook_endpoint e
+                    WHERE e.agent_id = re.agent_id AND e.events @> ARRAY[re.type])
+    RETURNING id, agent_id, type),
+run_deliveries AS (
+    INSERT INTO webhook_delivery (message_id, endpoint_id)
+    SELECT m.id, e.id
+      FROM run_messages m
+      JOIN webhook_endpoint e ON e.agent_id = m.agent_id AND e.events @> ARRAY[m.type])
+SELECT run_id FROM recorded;
 
 -- renew_leases --
 -- Heartbeat: extend the leases this worker still holds. Rows it lost (rescued) do not come back, and

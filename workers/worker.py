@@ -7,11 +7,14 @@ Threads, each with one job (each in its own module):
   (listener.py);
 - completer: group-commits outcomes (completer.py, outcomes.py);
 - heartbeat: renews held leases, hears cancel requests, reports the worker and its loops' health,
-  and runs the rescuer (heartbeat.py, rescuer.py).
+  and runs the rescuer (heartbeat.py, rescuer.py);
+- deliverer: leases, sends and records webhook deliveries on its own sender threads, and rescues
+  deliveries whose worker died (deliverer.py).
 
 Shutdown (stop event set): stop leasing, hand back leases of runs not yet started, let running runs
 finish for up to `shutdown_grace_s`, then expire the leases of those still running so any worker's
-rescuer retries them at once, flush outcomes, and mark the worker stopped.
+rescuer retries them at once, flush outcomes, and mark the worker stopped. Webhook requests in flight
+drain in the same grace period.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ import threading
 import time
 import uuid
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+import httpx
 
 from engine import ToolLimits, ToolRegistry
 from observability import metrics
@@ -32,6 +37,7 @@ from store.db import Database
 from store.errors import OrdoError
 from store.sql import load_queries
 from workers.completer import Completer, CompleterConfig
+from workers.deliverer import Deliverer, DelivererConfig
 from workers.dispatch import DispatchConfig, Dispatcher
 from workers.execute import Executor
 from workers.health import WorkerHealth
@@ -57,6 +63,7 @@ class WorkerConfig:
     rescue_interval_s: float = 5.0
     max_keys_per_lease: int = 16
     completer: CompleterConfig = field(default_factory=CompleterConfig)
+    deliveries: DelivererConfig = field(default_factory=DelivererConfig)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -128,6 +135,34 @@ class Worker:
             self._stopping,
         )
         self.listener = Listener(db, self._wake, self.owners.invalidate, self.health["listener"], self.log)
+        # One grace period, poll interval and rescue cadence for the whole worker.
+        deliveries = replace(
+            cfg.deliveries,
+            shutdown_grace_s=cfg.shutdown_grace_s,
+            poll_s=cfg.poll_s,
+            rescue_interval_s=cfg.rescue_interval_s,
+        )
+        # Webhooks go through the outbound policy, without redirects (only the registered URL gets a
+        # signed request), over keep-alive connections shared by the senders.
+        self._webhook_client = httpx.Client(
+            transport=(limits or ToolLimits()).outbound.transport(
+                limits=httpx.Limits(
+                    max_connections=deliveries.concurrency, max_keepalive_connections=deliveries.concurrency
+                )
+            ),
+            timeout=deliveries.timeout_s,
+            follow_redirects=False,
+            trust_env=False,
+        )
+        self.deliverer = Deliverer(
+            db,
+            deliveries,
+            self._webhook_client,
+            log=self.log,
+            worker_id=self.id,
+            health=self.health["deliverer"],
+        )
+        self._deliverer_thread: threading.Thread | None = None
 
     # -- life --------------------------------------------------------------------------------------
 
@@ -157,6 +192,10 @@ class Worker:
         ]
         for t in threads:
             t.start()
+        self._deliverer_thread = threading.Thread(
+            target=self.deliverer.run, args=(stop,), name="deliverer", daemon=True
+        )
+        self._deliverer_thread.start()
         try:
             self.dispatcher.run(stop)
         finally:
@@ -180,6 +219,9 @@ class Worker:
         overdue = self.held.unfinished()
         if overdue:
             self._try("expire_failed", lambda: self._expire(overdue))
+        if self._deliverer_thread is not None:  # it drains its requests in the same grace period
+            self._deliverer_thread.join(timeout=max(0.0, deadline - time.monotonic()) + 10)
+        self._webhook_client.close()
         self._aux_stop.set()
         self.completer.wake()
         for t in threads:

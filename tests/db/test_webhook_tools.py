@@ -17,7 +17,7 @@ from store import tasks as store_tasks
 from store.db import Database
 from store.errors import ToolError
 from store.tasks import LOCAL_AGENT_ID
-from tests.helpers import REGISTRY, add_task, delivering, running_worker, scalar, wait_for
+from tests.helpers import REGISTRY, add_task, running_worker, scalar, wait_for
 from tests.webhook_receiver import Receiver, receiving
 
 
@@ -73,12 +73,17 @@ def run(
         )
     with db.tx() as conn:
         (run_id,) = store_runs.enqueue(conn, task["id"])
-    with running_worker(db, registry):
+    with running_worker(db, registry):  # the worker delivers webhooks too
         wait_for(
             lambda: scalar(db, "SELECT 1 FROM task_run WHERE run_id = :id AND final", id=run_id), what="run"
         )
+        wait_for(lambda: not _waiting_deliveries(db), what="deliveries")
     with db.tx() as conn:
         return store_runs.get(conn, run_id)
+
+
+def _waiting_deliveries(db: Database) -> int:
+    return scalar(db, "SELECT count(*) FROM webhook_delivery WHERE state NOT IN ('succeeded', 'dead')")
 
 
 def test_notify_sends_the_owner_a_signed_plan_ready(db: Database, receiver: Receiver) -> None:
@@ -95,8 +100,7 @@ def test_notify_sends_the_owner_a_signed_plan_ready(db: Database, receiver: Rece
     )
     assert done["state"] == "succeeded", done
     output = done["steps"][0]["output"]
-    with delivering(db):
-        receiver.wait_for(lambda r: len(r.accepted()) == 1)
+    receiver.wait_for(lambda r: len(r.accepted()) == 1)
     got = receiver.accepted()[0]
     assert got.webhook_id == output["webhook_id"] and len(output["deliveries"]) == 1
     assert got.payload["type"] == "plan.ready" and got.payload["data"] == {"makespan": 55}
@@ -122,8 +126,7 @@ def test_notify_to_a_named_endpoint_ignores_its_subscriptions(db: Database, rece
         ],
     )
     assert done["state"] == "succeeded"
-    with delivering(db):
-        receiver.wait_for(lambda r: len(r.accepted()) == 1)
+    receiver.wait_for(lambda r: len(r.accepted()) == 1)
 
 
 def test_notify_cannot_reach_another_agents_endpoint(db: Database, receiver: Receiver) -> None:
@@ -166,8 +169,7 @@ def test_a_run_retried_after_notify_sends_once(db: Database, receiver: Receiver)
     assert scalar(db, "SELECT count(*) FROM webhook_delivery") == 1
     first = done["attempts"][0]["steps"][0]["output"]
     assert done["steps"][0]["output"] == first
-    with delivering(db):
-        receiver.wait_for(lambda r: len(r.accepted()) == 1)
+    receiver.wait_for(lambda r: len(r.accepted()) == 1)
     assert receiver.accepted()[0].payload["data"] == {"n": 1}
 
 
@@ -186,6 +188,42 @@ def test_event_publish_triggers_the_owners_tasks_and_webhooks_once(db: Database,
     assert published["webhook_deliveries"] == 1 and len(published["runs"]) == 1
     assert scalar(db, "SELECT count(*) FROM event") == 1
     assert scalar(db, "SELECT count(*) FROM task_run WHERE task_id = :t AND final", t=listener["id"]) == 1
-    with delivering(db):
-        receiver.wait_for(lambda r: len(r.accepted()) == 1)
+    receiver.wait_for(lambda r: len(r.accepted()) == 1)
     assert receiver.accepted()[0].payload["data"] == {"order": 7}
+
+
+def test_run_events_reach_the_owners_subscribed_endpoints(db: Database, receiver: Receiver) -> None:
+    """A run that fails once then succeeds announces run.failed then run.succeeded to the owner's
+    endpoint subscribed to both; another agent's endpoint hears nothing."""
+    hook(db, receiver, ["run.succeeded", "run.failed", "run.dead"])
+    with db.tx() as conn:
+        other = agents.ensure_agent(conn, "mallory")
+    with receiving() as elsewhere:
+        hook(db, elsewhere, ["run.succeeded", "run.failed"], agent_id=other["id"])
+        done = run(
+            db,
+            [{"id": "flaky", "uses": "test.flaky", "with": {}}],
+            WITH_FLAKY,
+            backoff={"base_s": 0.05, "cap_s": 0.05, "jitter": 0},
+        )
+        receiver.wait_for(lambda r: len(r.accepted()) == 2)
+        assert elsewhere.received == []
+    assert done["state"] == "succeeded"
+    got = sorted((r.payload for r in receiver.accepted()), key=lambda p: p["data"]["attempt"])
+    assert [(p["type"], p["data"]["attempt"]) for p in got] == [("run.failed", 1), ("run.succeeded", 2)]
+    assert got[0]["data"]["run_id"] == done["id"] and got[0]["data"]["error"]["code"] == "FLAKY"
+    assert got[1]["data"]["task_title"] == "t" and got[1]["data"]["error"] is None
+
+
+def test_run_dead_is_announced(db: Database, receiver: Receiver) -> None:
+    hook(db, receiver, ["run.dead"])
+    done = run(db, [{"id": "tell", "uses": "webhook.notify", "with": {"event": "run.dead"}}])
+    assert done["state"] == "dead"
+    receiver.wait_for(lambda r: len(r.accepted()) == 1)
+    assert receiver.accepted()[0].payload["data"]["error"]["code"] == "RESERVED_TOPIC"
+
+
+def test_no_run_event_is_written_while_nobody_subscribes_to_them(db: Database, receiver: Receiver) -> None:
+    hook(db, receiver, ["plan.ready"])
+    assert run(db, [{"id": "say", "uses": "echo.message", "with": {"message": "hi"}}])["state"] == "succeeded"
+    assert scalar(db, "SELECT count(*) FROM webhook_message") == 0

@@ -11,12 +11,13 @@ import httpx
 import pytest
 import structlog
 
+from engine.outbound import OutboundPolicy
 from engine.webhook_signing import new_secret
 from store import webhooks
 from store.db import Database
 from store.errors import Conflict
 from store.tasks import LOCAL_AGENT_ID
-from tests.helpers import FAST_DELIVERY, delivering, rows, scalar, wait_for
+from tests.helpers import FAST_DELIVERY, LOCAL_LIMITS, delivering, rows, scalar, wait_for
 from tests.webhook_receiver import Answer, Receiver, receiving
 from workers.deliverer import Deliverer, DelivererConfig
 from workers.delivery_policy import DeliveryPolicy
@@ -248,9 +249,13 @@ def test_an_expired_lease_is_retried_with_the_same_id_and_the_late_result_is_fen
     changes nothing."""
     ep = endpoint(db, receiver)
     [queued] = announce(db)
-    client = httpx.Client(trust_env=False)
+    client = httpx.Client(transport=LOCAL_LIMITS.outbound.transport())
     stalled = Deliverer(
-        db, DelivererConfig(timeout_s=0.1), FAST, client, log=structlog.get_logger("t"), worker_id="stalled"
+        db,
+        DelivererConfig(policy=FAST, timeout_s=0.1),
+        client,
+        log=structlog.get_logger("t"),
+        worker_id="stalled",
     )
     [lease] = stalled._lease(1)  # leased, then never finished in time
     with db.tx() as conn:
@@ -298,10 +303,44 @@ def test_messages_past_the_retention_are_pruned_once_every_delivery_ended(db: Da
         conn.exec_driver_sql(
             f"UPDATE webhook_delivery SET state = 'succeeded' WHERE id = {done['delivery_id']}"
         )
-    client = httpx.Client(trust_env=False)
+    client = httpx.Client(transport=LOCAL_LIMITS.outbound.transport())
     pruner = Deliverer(
-        db, DelivererConfig(retention_days=30), FAST, client, log=structlog.get_logger("t"), worker_id="p"
+        db,
+        DelivererConfig(policy=FAST, retention_days=30),
+        client,
+        log=structlog.get_logger("t"),
+        worker_id="p",
     )
     assert pruner.prune_once() == 1
     client.close()
     assert [d["id"] for d in log_of(db, ep["id"])] == [waiting["delivery_id"]]
+
+
+def test_a_name_resolving_to_loopback_is_refused_when_not_allowed(db: Database, receiver: Receiver) -> None:
+    """`localhost` passes registration (a name is resolved only when sending), but the outbound policy
+    refuses the loopback address it resolves to: no request leaves, the delivery is dead with
+    OUTBOUND_REFUSED and is not retried."""
+    ep = endpoint(db, receiver.url.replace("127.0.0.1", "localhost"))
+    announce(db)
+    with delivering(db, outbound=OutboundPolicy()):
+        wait_for(lambda: log_of(db, ep["id"])[0]["state"] == "dead", what="refused delivery")
+    assert receiver.received == []
+    [d] = log_of(db, ep["id"])
+    assert d["attempts"] == 1
+    assert d["attempt_log"][0]["error"]["code"] == "OUTBOUND_REFUSED"
+    assert "loopback" in d["attempt_log"][0]["error"]["message"]
+
+
+def test_a_redirect_from_an_allowed_host_to_a_blocked_one_is_not_followed(db: Database) -> None:
+    """The allowed receiver answers 307 to another address the policy does not open: the signed
+    request never reaches it; the attempt is recorded as a refused redirect, not retried."""
+    with receiving() as allowed, receiving() as blocked:
+        allowed.answer(Answer(307, {"Location": blocked.url}))
+        ep = endpoint(db, allowed)
+        announce(db)
+        port = allowed.url.split(":")[2].split("/")[0]
+        with delivering(db, outbound=OutboundPolicy.parse(f"127.0.0.1:{port}")):
+            wait_for(lambda: log_of(db, ep["id"])[0]["state"] == "dead", what="redirect refused")
+        assert len(allowed.received) == 1 and blocked.received == []
+    [d] = log_of(db, ep["id"])
+    assert (d["last_status"], d["attempt_log"][0]["error"]["code"]) == (307, "WEBHOOK_REDIRECT")
