@@ -207,11 +207,21 @@ def pause(conn: Connection, task_id: UUID | str, *, agent_id: UUID | None = None
     if current["status"] == "paused":
         return current
     conn.execute(Q["withdraw_scheduled"], {"task_id": current["id"]})
-    return dict(
+    row = dict(
         conn.execute(Q["set_status"], {"id": current["id"], "status": "paused", "next_fire_at": None})
         .mappings()
         .one()
     )
+    # The owner's webhooks subscribed to task.paused hear of it (nothing is written otherwise).
+    from store import webhooks  # here, not at the top: store.webhooks reads Page from this module
+
+    webhooks.announce(
+        conn,
+        row["agent_id"],
+        "task.paused",
+        {"task_id": str(row["id"]), "title": row["title"], "paused_at": row["updated_at"].isoformat()},
+    )
+    return row
 
 
 def resume(

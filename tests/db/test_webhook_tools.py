@@ -227,3 +227,17 @@ def test_no_run_event_is_written_while_nobody_subscribes_to_them(db: Database, r
     hook(db, receiver, ["plan.ready"])
     assert run(db, [{"id": "say", "uses": "echo.message", "with": {"message": "hi"}}])["state"] == "succeeded"
     assert scalar(db, "SELECT count(*) FROM webhook_message") == 0
+
+
+def test_pausing_a_task_announces_task_paused(db: Database, receiver: Receiver) -> None:
+    hook(db, receiver, ["task.paused"])
+    task = add_task(db, schedule_kind="cron", schedule_expr="0 6 * * *")
+    with db.tx() as conn:
+        store_tasks.pause(conn, task["id"])
+        store_tasks.pause(conn, task["id"])  # already paused: nothing more
+    with running_worker(db):
+        receiver.wait_for(lambda r: len(r.accepted()) == 1)
+        wait_for(lambda: not _waiting_deliveries(db), what="delivery recorded")
+    payload = receiver.accepted()[0].payload
+    assert payload["type"] == "task.paused" and payload["data"]["task_id"] == str(task["id"])
+    assert scalar(db, "SELECT count(*) FROM webhook_message") == 1
