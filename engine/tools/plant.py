@@ -37,6 +37,7 @@ from engine.tools.plant_documents import check_csv, check_document
 from engine.tools.shift_patterns import BUILT_IN_NAMES, Pattern, built_in, built_in_definitions, parse_pattern
 from store import plant as store_plant
 from store import plant_availability as stored
+from store import webhooks
 from store.db import Database
 from store.errors import InvalidPlant, NotFound, Permanent, ToolError
 from store.problems import Problems
@@ -220,6 +221,23 @@ def run_generation(
             duration_s=time.monotonic() - started,
         )
         top = stored.top_changes(conn, generation_id, detail_limit + 1)
+        if row["added"] or row["removed"] or row["changed"]:
+            # The owner's webhooks subscribed to availability.changed hear of it, with the commit.
+            webhooks.announce(
+                conn,
+                agent_id,
+                "availability.changed",
+                {
+                    "generation_id": generation_id,
+                    "start": start.isoformat(),
+                    "end": end.isoformat(),
+                    "added": row["added"],
+                    "removed": row["removed"],
+                    "changed": row["changed"],
+                    "resources_changed": row["resources_changed"],
+                    "run_id": run_id,
+                },
+            )
         # Last chance to give up before the commit: a step past its deadline has already been
         # reported as timed out, and must not change the stored range after all.
         check()

@@ -3,13 +3,14 @@ reach the receiver signed, and a run retried after them announces nothing twice.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
 
 from engine import Tool, ToolRegistry
+from engine.tools import plant
 from engine.webhook_signing import new_secret
 from store import agents, webhooks
 from store import runs as store_runs
@@ -241,3 +242,32 @@ def test_pausing_a_task_announces_task_paused(db: Database, receiver: Receiver) 
     payload = receiver.accepted()[0].payload
     assert payload["type"] == "task.paused" and payload["data"]["task_id"] == str(task["id"])
     assert scalar(db, "SELECT count(*) FROM webhook_message") == 1
+
+
+def test_a_generation_that_changes_availability_announces_it(db: Database, receiver: Receiver) -> None:
+    """availability.changed goes with a generation that changed shifts; one that changed nothing
+    announces nothing."""
+    hook(db, receiver, ["availability.changed"])
+    with db.tx() as conn:
+        plant.apply_document(
+            conn,
+            LOCAL_AGENT_ID,
+            document={
+                "resources": [
+                    {
+                        "code": "S",
+                        "level": "site",
+                        "timezone": "UTC",
+                        "children": [{"code": "M", "level": "work_unit"}],
+                    }
+                ],
+                "assignments": [{"resource": "S", "pattern": "two_shift", "effective_from": "2026-01-01"}],
+            },
+        )
+    first = plant.run_generation(db, LOCAL_AGENT_ID, date(2026, 3, 2), date(2026, 3, 3))
+    plant.run_generation(db, LOCAL_AGENT_ID, date(2026, 3, 2), date(2026, 3, 3))  # the same again
+    assert scalar(db, "SELECT count(*) FROM webhook_message") == 1
+    with running_worker(db):
+        receiver.wait_for(lambda r: len(r.accepted()) == 1)
+    data = receiver.accepted()[0].payload["data"]
+    assert data["generation_id"] == first["generation_id"] and data["added"] == first["changes"]["added"] > 0
