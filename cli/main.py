@@ -84,6 +84,12 @@ def up(
         int | None, typer.Option(help="Runs the worker executes at once.", envvar="ORDO_WORKER_CONCURRENCY")
     ] = None,
     api: Annotated[bool, typer.Option("--api/--no-api", help="Serve the HTTP API.")] = True,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo", help="Load the flagship (a plant, work orders, a nightly plan) and run it once."
+        ),
+    ] = False,
 ) -> None:
     """Bring Ordo up: database (embedded unless DATABASE_URL), migrations, scheduler, worker, API."""
     from cli.supervisor import ChildSpec, supervise
@@ -105,6 +111,11 @@ def up(
                     f"console at http://{settings.api_host}:{settings.api_port}/ui\n\n"
                 )
                 sys.stderr.flush()
+        shown = None
+        if demo:
+            from cli.demo import prepare
+
+            shown = prepare(db, settings, _registry(settings))
         db.dispose()
         env = {**os.environ, "DATABASE_URL": url}
         children = [
@@ -115,6 +126,19 @@ def up(
             # One port per process (ops/README.md, "Metrics"): the scheduler's, then the worker's.
             children[0].args += ["--metrics-port", str(settings.metrics_port)]
             children[1].args += ["--metrics-port", str(settings.metrics_port + 1)]
+        if shown is not None:  # the receiver first, so the plan's webhook finds it listening
+            env.update(ORDO_OUTBOUND_ALLOW=shown.outbound_allow, ORDO_WEBHOOK_RECEIVER_SECRET=shown.secret)
+            receive = [
+                "webhook",
+                "receive",
+                "--port",
+                str(shown.receiver_port),
+                "--record",
+                str(shown.record),
+            ]
+            children.insert(0, ChildSpec("receiver", receive))
+            sys.stderr.write(shown.explain())
+            sys.stderr.flush()
         if api:
             children.append(ChildSpec("api", ["api", "--port", str(settings.api_port)]))
         log.info(

@@ -61,3 +61,5 @@ def test_the_nightly_plan_generates_plans_validates_analyses_and_notifies(db: Da
     assert ready["data"]["run_id"] == run_id and ready["data"]["operations"] == operations
     assert ready["data"]["status"] == steps["plan"]["output"]["status"]
     assert ready["data"]["bottleneck"] in ("PW-P1", "PW-P2", "PW-P3", "PW-B1")
+    first = min(a["start"] for a in steps["plan"]["output"]["assignments"])
+    assert ready["data"]["first_start"] == first >= run["started_at"][:16]  # nothing planned in the past
