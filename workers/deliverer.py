@@ -24,13 +24,13 @@ from uuid import UUID
 
 import httpx
 import orjson
-import psycopg
 from sqlalchemy import Connection
 
 from engine.webhook_signing import secret_key, signed_headers
 from observability import metrics
 from store.db import Database, translate_errors
 from store.errors import OrdoError
+from store.listen import listen
 from store.settings import Settings
 from store.sql import load_queries
 from store.webhooks import message_id
@@ -90,6 +90,7 @@ class Lease:
     url: str
     secret: str
     previous_secret: str | None
+    endpoint_healthy: bool  # active with no failure in a row, when leased
     started_at: datetime  # database clock at lease
 
 
@@ -227,6 +228,7 @@ class Deliverer:
                 url=r["url"],
                 secret=r["secret"],
                 previous_secret=r["previous_secret"],
+                endpoint_healthy=r["endpoint_healthy"],
                 started_at=r["started_at"],
             )
             for r in rows
@@ -319,7 +321,10 @@ class Deliverer:
             recorded = self._write_attempts(
                 conn, [(lease.id, lease.token, lease.started_at, a, v) for lease, a, v in verdicts]
             )
-            self._move_breakers(conn, [(lease, v) for lease, _, v in verdicts if lease.id in recorded])
+            self._move_breakers(
+                conn,
+                [(lease, v) for lease, _, v in verdicts if lease.id in recorded and _may_move(lease, v)],
+            )
         for lease, attempt, verdict in verdicts:
             if lease.id in recorded:
                 metrics.WEBHOOK_DELIVERIES.labels(verdict.outcome).inc()
@@ -478,20 +483,15 @@ class Deliverer:
     # -- plumbing -----------------------------------------------------------------------------------
 
     def _listen(self) -> None:
-        backoff = 0.5
-        while not self._stop.is_set():
-            try:
-                with self.db.raw_connect() as conn:
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    backoff = 0.5
-                    self._wake.set()  # anything queued while we were not listening
-                    while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=0.5, stop_after=1):
-                            self._wake.set()
-            except psycopg.Error as e:
-                self.log.warning("webhook_listen_failed", error=str(e).strip()[:300], retry_in_s=backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+        listen(
+            self.db,
+            [NOTIFY_CHANNEL],
+            self._stop,
+            self.log,
+            on_notify=lambda _channel, _payload: self._wake.set(),
+            on_connect=self._wake.set,  # anything queued while nobody listened went unheard
+            name="webhook_listener",
+        )
 
     def _connection(self) -> Connection:
         if self._conn is None:
@@ -506,6 +506,14 @@ class Deliverer:
             except Exception:  # already broken
                 pass
             self._conn = None
+
+
+def _may_move(lease: Lease, verdict: Verdict) -> bool:
+    """Whether an attempt can change its endpoint's breaker. A success on an endpoint that was healthy
+    when leased changes nothing, so the busy path of deliveries takes no lock on the endpoint (should
+    another attempt have failed in between, the success leaves that failure counted: the breaker is
+    about failures in a row, and attempts in flight at once have no strict order anyway)."""
+    return lease.probe or not (verdict.outcome == "succeeded" and lease.endpoint_healthy)
 
 
 def _read_excerpt(response: httpx.Response) -> str | None:

@@ -57,7 +57,7 @@ UPDATE webhook_delivery d
 RETURNING d.id, d.lease_token, d.attempts, d.round_attempts, picked.probe, d.endpoint_id, d.message_id,
           m.type, m.data, m.created_at AS message_created_at, e.url, e.secret,
           CASE WHEN e.previous_until > now() THEN e.previous_secret END AS previous_secret,
-          now() AS started_at;
+          e.state = 'active' AND e.consecutive_failures = 0 AS endpoint_healthy, now() AS started_at;
 
 -- next_due_at --
 -- When the earliest held-back delivery of an active endpoint, or the next probe, becomes due, so an

@@ -18,7 +18,9 @@ from tests.webhook_receiver import Answer, receiving
 def test_the_cli_registers_an_endpoint_and_refuses_bad_ones(ordo: Ordo) -> None:
     """A loopback URL is refused (exit 2, naming why) unless ORDO_OUTBOUND_ALLOW lists it; a bad topic
     or secret is refused; the secret is printed once and never listed."""
-    refused = ordo.run("webhook", "add", "http://127.0.0.1:9/hook", "--event", "plan.ready")
+    refused = ordo.run(
+        "webhook", "add", "http://127.0.0.1:9/hook", "--event", "plan.ready", env={"ORDO_OUTBOUND_ALLOW": ""}
+    )
     assert refused.returncode == 2 and "loopback" in refused.stderr
 
     added = ordo.run(
