@@ -344,3 +344,16 @@ def test_a_redirect_from_an_allowed_host_to_a_blocked_one_is_not_followed(db: Da
         assert len(allowed.received) == 1 and blocked.received == []
     [d] = log_of(db, ep["id"])
     assert (d["last_status"], d["attempt_log"][0]["error"]["code"]) == (307, "WEBHOOK_REDIRECT")
+
+
+def test_a_delivery_that_dies_announces_nothing_of_its_own(db: Database, receiver: Receiver) -> None:
+    """No feedback loop: a dead delivery is not a run, so an endpoint listening for run.dead hears
+    nothing about it, and nothing new is queued."""
+    ep = endpoint(db, receiver, ["plan.ready", "run.dead", "run.failed"])
+    receiver.answer(400)
+    announce(db)
+    with delivering(db):
+        wait_for(lambda: log_of(db, ep["id"])[0]["state"] == "dead", what="dead delivery")
+        time.sleep(0.3)
+    assert scalar(db, "SELECT count(*) FROM webhook_message") == 1
+    assert len(receiver.received) == 1
