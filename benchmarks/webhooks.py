@@ -12,7 +12,9 @@ notes when each webhook-id first arrived. Set-up and figures:
   start-up is not counted; ratio to the bare baseline;
 - latency: events published with store.events.publish (what POST /events does) at a steady rate for
   some seconds while 1, then 2, workers run; each event's commit time to its receipt (same clock);
-  p50/p99.
+  p50/p99, and how much of the p99 is the queue (publish to lease) and the request (lease to receipt);
+- the runs' fast path: record_outcomes for 500 finished runs while an endpoint exists but none listens
+  to run events, against the same statement without its webhook part, alternating (median ms).
 
 Prints a table, then one JSON line with every figure. Uses DATABASE_URL's server if set, else an
 embedded server in .ordo-bench/.
@@ -53,6 +55,7 @@ from store import events as store_events
 from store import webhooks
 from store.db import Database
 from store.migrate import migrate
+from store.sql import load_queries
 from store.tasks import LOCAL_AGENT_ID
 
 TOPIC = "bench.tick"
@@ -163,6 +166,60 @@ def _wait_workers(db: Database, n: int, timeout: float = 120.0) -> None:
         time.sleep(0.1)
 
 
+def _recording_cost(db: Database, batches: int = 40, size: int = 500) -> tuple[float, float]:
+    """Median ms of record_outcomes for `size` finished runs while webhooks exist but none listens to
+    run events, and of the same statement without its webhook part, alternating, in one run."""
+    ours = load_queries("workers", "queries.sql")["record_outcomes"].text
+    head, found, _ = ours.partition("-- Webhook system events")
+    assert found, "record_outcomes changed: update this benchmark"
+    bare = head.rstrip().removesuffix(",") + "\nSELECT run_id FROM recorded"
+    with db.tx() as conn:
+        task_id = conn.execute(
+            text(
+                "INSERT INTO task (agent_id, title, schedule_kind, payload) "
+                "VALUES (:a, 'bench', 'manual', '{}') RETURNING id"
+            ),
+            {"a": LOCAL_AGENT_ID},
+        ).scalar_one()
+    timings: dict[str, list[float]] = {"ours": [], "bare": []}
+    for i in range(2 * batches):
+        variant = "ours" if i % 2 == 0 else "bare"
+        with db.engine.connect() as conn:
+            ids = (
+                conn.execute(
+                    text(
+                        "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, "
+                        "                      max_attempts) "
+                        "SELECT :t, 'manual', now(), now(), 5, 1 FROM generate_series(1, :n) RETURNING id"
+                    ),
+                    {"t": task_id, "n": size},
+                )
+                .scalars()
+                .all()
+            )
+            batch = json.dumps(
+                [
+                    {
+                        "id": i,
+                        "token": None,
+                        "attempt": 1,
+                        "state": "succeeded",
+                        "duration_s": 0.001,
+                        "steps": [],
+                        "record_bytes": 100,
+                    }
+                    for i in ids
+                ]
+            )
+            started = time.perf_counter()
+            conn.execute(
+                text(ours if variant == "ours" else bare), {"ids": ids, "batch": batch, "worker_id": "bench"}
+            ).all()
+            timings[variant].append((time.perf_counter() - started) * 1000)
+            conn.rollback()
+    return median(timings["ours"]), median(timings["bare"])
+
+
 def _first_attempts(db: Database) -> tuple[dict[str, float], dict[str, int]]:
     """Each message's first attempt start (Unix seconds, database clock), and failed attempts by error."""
     with db.tx() as conn:
@@ -253,6 +310,10 @@ def main() -> None:
                 receiver.terminate()
                 receiver.wait(30)
             received = json.loads(out.read_text())
+        ours_ms, bare_ms = _recording_cost(db)
+        figures["record_outcomes_ms_500"] = round(ours_ms, 2)
+        figures["record_outcomes_bare_ms_500"] = round(bare_ms, 2)
+        figures["record_outcomes_ratio"] = round(ours_ms / bare_ms, 3)
         for workers, sent in published.items():
             latencies[workers] = [
                 (received["received"][msg] - at) * 1000
