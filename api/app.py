@@ -14,10 +14,10 @@ import anyio.to_thread
 import structlog
 from fastapi import Depends, FastAPI
 
-from api import errors
+from api import docs, errors
 from api.auth import AuthListener, TokenCache
 from api.console import mount_console
-from api.deps import ApiState, reject_unknown_query
+from api.deps import ApiState, reject_unknown_query, require_json_body
 from api.metrics import Exposition
 from api.middleware import BodyLimit, Liveness, RequestId, RequestMetrics
 from api.pool import ReadPool
@@ -54,8 +54,12 @@ Ordo's HTTP API: tasks with cron / RRULE / once / event / manual schedules and d
 pipelines, their runs with every step's output, events, agents and tokens, the tool catalog.
 
 Authenticate with `Authorization: Bearer <token>` (`ordo token create`, or the admin token printed
-on the first `ordo up`). Every error is `{"code", "message", "details"}`; validation errors name the
-field in `details.path`. POST /tasks, POST /events and run_now accept an `Idempotency-Key` header.
+on the first `ordo up`); each operation names the scope it needs. An agent sees and runs only its own
+tasks (admins see everyone's). Send bodies as JSON (`Content-Type: application/json`). Every error is
+`{"code", "message", "details"}`; validation errors name the field in `details.path`. Listings page
+with `cursor` (the previous page's `next_cursor`). POST /tasks, POST /events and run_now accept an
+`Idempotency-Key` header. Times are ISO 8601 in UTC, except the occurrences a preview lists, which are
+in the schedule's zone.
 """
 
 
@@ -156,10 +160,15 @@ def create_app(
         version="0.1.0",
         description=_DESCRIPTION,
         lifespan=lifespan,
-        dependencies=[Depends(reject_unknown_query)],
+        docs_url=None,  # served by api.docs from vendored assets
+        redoc_url=None,
+        dependencies=[Depends(reject_unknown_query), Depends(require_json_body)],
         openapi_tags=[
             {"name": "tasks", "description": "Create, schedule, trigger and control tasks."},
-            {"name": "runs", "description": "Run history with every step's output; cancel runs."},
+            {
+                "name": "runs",
+                "description": "Run history with every step's output, what is coming next; cancel and retry.",
+            },
             {"name": "events", "description": "Publish events that trigger subscribed tasks."},
             {
                 "name": "webhooks",
@@ -178,6 +187,7 @@ def create_app(
         ],
     )
     errors.install(app)
+    docs.install(app)
     for module in (tasks, runs, events, webhooks, schedules, tools, agents, audit, health, status):
         app.include_router(module.router)
     app.include_router(resources.router)

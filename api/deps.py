@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import TokenCache
+from api.errors import UnsupportedMediaType
 from api.metrics import Exposition
 from api.pool import ReadPool
 from api.ratelimit import RateLimiter
@@ -25,7 +26,8 @@ from engine.webhook_endpoint import EndpointRules
 from store import agents
 from store.agents import Principal
 from store.db import Database
-from store.errors import Forbidden, InvalidTask, Unauthorized
+from store.domain import ADMIN
+from store.errors import Forbidden, InvalidInput, Unauthorized
 from store.settings import Settings
 from store.status import Freshness
 
@@ -36,9 +38,11 @@ __all__ = [
     "AvailabilityWrite",
     "Caller",
     "Clock",
+    "Cursor",
     "Db",
     "EventsPublish",
     "IdempotencyKey",
+    "Limit",
     "Reads",
     "Registry",
     "RunsRead",
@@ -49,6 +53,7 @@ __all__ = [
     "WebhooksWrite",
     "reject_unknown_query",
     "require",
+    "require_json_body",
 ]
 
 
@@ -129,6 +134,7 @@ async def _authenticate(
     return principal
 
 
+_authenticate.authenticates = True  # type: ignore[attr-defined]  # read by api/docs.py
 Caller = Annotated[Principal, Depends(_authenticate)]
 
 
@@ -160,7 +166,7 @@ async def reject_unknown_query(request: Request) -> None:
     declared = _declared_query(route)
     unknown = sorted(set(request.query_params) - declared)
     if unknown:
-        raise InvalidTask(
+        raise InvalidInput(
             f"unknown query parameter {unknown[0]!r}; "
             f"this route takes: {', '.join(sorted(declared)) or 'none'}",
             details={"in": "query", "path": unknown[0], "unknown": unknown},
@@ -168,8 +174,35 @@ async def reject_unknown_query(request: Request) -> None:
         )
 
 
+_JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+async def require_json_body(request: Request) -> None:
+    """A route that reads a JSON body refuses a body sent as anything else (415): `curl -d` sends
+    application/x-www-form-urlencoded, which would otherwise surface as a puzzling field error."""
+    if request.method not in _JSON_METHODS:
+        return
+    route = request.scope.get("route")
+    if getattr(route, "body_field", None) is None:
+        return
+    headers = request.headers
+    if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
+        return  # no body: the route's own rules say whether it needs one
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        return
+    got = repr(media_type) if media_type else "no Content-Type"
+    raise UnsupportedMediaType(
+        f"send the body as JSON with 'Content-Type: application/json' (got {got})",
+        details={"content_type": media_type or None},
+    )
+
+
 def require(scope: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
-    """A dependency that lets the caller through only with `scope` (or admin)."""
+    """A dependency that lets the caller through only with `scope` (or admin). The OpenAPI document
+    names the scope of every operation from it (api/docs.py reads `required_scope`)."""
 
     async def check(caller: Caller) -> Principal:
         if not caller.has(scope):
@@ -181,6 +214,7 @@ def require(scope: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]]
         return caller
 
     check.__name__ = f"require_{scope.replace(':', '_')}"
+    check.required_scope = scope  # type: ignore[attr-defined]
     return check
 
 
@@ -192,7 +226,12 @@ AvailabilityRead = Annotated[Principal, Depends(require("availability:read"))]
 AvailabilityWrite = Annotated[Principal, Depends(require("availability:write"))]
 WebhooksRead = Annotated[Principal, Depends(require("webhooks:read"))]
 WebhooksWrite = Annotated[Principal, Depends(require("webhooks:write"))]
-Admin = Annotated[Principal, Depends(require("admin"))]
+Admin = Annotated[Principal, Depends(require(ADMIN))]
+
+# Every listing pages the same way (store.keyset): a cursor the listing handed out, and a page size.
+# The cursor is checked by store.keyset.decode only, so any bad cursor is 400 INVALID_CURSOR.
+Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page of the same listing.")]
+Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 
 IdempotencyKey = Annotated[
     str | None,

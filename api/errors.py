@@ -9,7 +9,7 @@ else is a bug: logged with its traceback and answered 500 `INTERNAL_ERROR` witho
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -21,9 +21,9 @@ from starlette.routing import Match
 
 from api.schemas import ErrorBody
 from engine.pipeline import format_path
-from store.errors import OrdoError
+from store.errors import MAX_MESSAGE_CHARS, OrdoError, clip, clip_details
 
-__all__ = ["BadRequest", "RateLimited", "error_response", "install", "responses"]
+__all__ = ["BadRequest", "RateLimited", "UnsupportedMediaType", "error_response", "install", "responses"]
 
 _log = structlog.get_logger("api")
 
@@ -32,6 +32,12 @@ class BadRequest(OrdoError):
     """The request cannot be read (malformed JSON, an unusable header)."""
 
     code, status = "BAD_REQUEST", 400
+
+
+class UnsupportedMediaType(OrdoError):
+    """A body the route reads as JSON was sent as another media type."""
+
+    code, status = "UNSUPPORTED_MEDIA_TYPE", 415
 
 
 class RateLimited(OrdoError):
@@ -48,12 +54,13 @@ class RateLimited(OrdoError):
 
 
 _DESCRIPTIONS = {
-    400: "The request cannot be read: malformed JSON or an unusable header.",
+    400: "The request cannot be read: malformed JSON, an unusable header, or a cursor no listing handed out.",
     401: "Missing, unknown, expired or revoked bearer token.",
     403: "The token lacks the scope this route needs (or a tool's scope).",
     404: "No such resource, or it belongs to another agent.",
     409: "The resource's current state does not allow this (e.g. resuming a canceled task).",
     413: "The request body is larger than the configured cap.",
+    415: "The body is not sent as JSON: send 'Content-Type: application/json'.",
     422: "The request is well-formed but invalid; `details.path` names the field.",
     429: "Rate limit exceeded; see Retry-After.",
     503: "The database is unavailable.",
@@ -90,8 +97,12 @@ def error_response(
     details: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    """The one shape of every error answer. Message and details are clipped (store.errors.clip): an
+    answer never echoes an unbounded piece of the request (a long path, value or parameter name)."""
     return JSONResponse(
-        {"code": code, "message": message, "details": details or {}}, status_code=status, headers=headers
+        {"code": code, "message": clip(message, MAX_MESSAGE_CHARS), "details": clip_details(details or {})},
+        status_code=status,
+        headers=headers,
     )
 
 
@@ -106,7 +117,7 @@ async def _ordo_error(request: Request, exc: Exception) -> JSONResponse:
         _log.error(
             "request_failed", method=request.method, path=request.url.path, code=exc.code, error=exc.message
         )
-    return error_response(exc.status, exc.code, exc.message, _jsonable(exc.details), headers)
+    return error_response(exc.status, exc.code, exc.message, exc.details, headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -192,17 +203,3 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-
-
-def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
-    return {str(k): _plain(v) for k, v in details.items()}
-
-
-def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, Iterable):
-        return [_plain(v) for v in value]
-    return str(value)

@@ -1,9 +1,10 @@
 """Request and response bodies of the HTTP API.
 
 Task documents are not modelled field by field here: `TaskCreate`/`TaskPatch` carry the JSON object
-as sent, documented with the JSON Schema of `store.tasks.TASK_SCHEMA` (the payload with
-`engine.PIPELINE_SCHEMA`), and validated only by `store.tasks.validate_task`, the CLI's code path, so
-the API and `ordo task add` accept and refuse exactly the same documents. Every JSON value that
+as sent, documented with the JSON Schema of `scheduler.task_document.TASK_SCHEMA` (the payload with
+`engine.PIPELINE_SCHEMA`), and validated only by `scheduler.task_document.validate`, the CLI's code
+path, so the API and `ordo task add` accept and refuse exactly the same documents. Every closed set of
+names (schedule kinds, statuses, run states, scopes) comes from store.domain. Every JSON value that
 reaches PostgreSQL first passes `safe_json`: no NUL characters or unpaired surrogates (text cannot
 hold them), no NaN or infinity (jsonb cannot), and a bounded nesting depth.
 """
@@ -20,9 +21,17 @@ from pydantic.json_schema import GetJsonSchemaHandler, JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from engine import PIPELINE_SCHEMA
-from store.events import TOPIC_PATTERN
-from store.runs import RUN_STATES
-from store.tasks import TASK_SCHEMA
+from scheduler.task_document import TASK_SCHEMA
+from store.domain import (
+    PREVIEW_MAX_COUNT,
+    ROUTE_SCOPES,
+    TOPIC_PATTERN,
+    MisfirePolicy,
+    RunOrigin,
+    RunState,
+    ScheduleKind,
+    TaskStatus,
+)
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -189,23 +198,26 @@ class TaskPublic(_Open):
     agent_id: str = Field(json_schema_extra={"format": "uuid"})
     title: str
     description: str
-    schedule_kind: Literal["cron", "rrule", "once", "event", "manual"]
+    schedule_kind: ScheduleKind
     schedule_expr: str
     schedule_text: str = Field(
         description="The schedule in words, in its time zone: 'Every weekday at 05:30 (Europe/Chisinau)'."
     )
     timezone: str
     payload: dict[str, Any]
-    status: Literal["active", "paused", "canceled"]
+    status: TaskStatus
     priority: int
     max_retries: int
     timeout_s: float
     backoff: Backoff
     concurrency_key: str | None
     concurrency_limit: int
-    misfire_policy: Literal["run_once", "skip", "run_all"]
+    misfire_policy: MisfirePolicy
     misfire_grace_s: int
-    next_fire_at: OptionalTimestamp
+    next_fire_at: OptionalTimestamp = Field(
+        description="The schedule's next occurrence at or after now; null for paused, canceled, event "
+        "and manual tasks and for schedules with nothing left."
+    )
     version: int
     created_at: Timestamp
     updated_at: Timestamp
@@ -260,10 +272,13 @@ class RunPublic(_Open):
     id: int
     task_id: str = Field(json_schema_extra={"format": "uuid"})
     task_title: str | None
-    state: Literal[RUN_STATES]  # type: ignore[valid-type]
+    state: RunState = Field(
+        description="`scheduled`: written ahead, its time has not come (GET /runs/upcoming); `queued`: due; "
+        "`running`; `succeeded`; `failed`: will be retried; `dead`: no retries left; `canceled`; `skipped`."
+    )
     attempt: int
     max_attempts: int
-    origin: Literal["schedule", "manual", "event"]
+    origin: RunOrigin
     priority: int
     scheduled_for: Timestamp
     run_at: OptionalTimestamp = Field(description="When a pending run is due (null once it ended).")
@@ -284,9 +299,7 @@ class RunDetail(RunPublic):
 
 class RunPage(BaseModel):
     items: list[RunPublic]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next (older) page; null on the last page."
-    )
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
 # -- events ---------------------------------------------------------------------------------------
@@ -450,10 +463,7 @@ class TokenCreate(_Strict):
     scopes: list[Annotated[str, Field(max_length=100)]] = Field(
         max_length=64,
         examples=[["tasks:read", "tasks:write", "runs:read"]],
-        description=(
-            "Route scopes (tasks:read, tasks:write, runs:read, events:publish, admin) "
-            "and tool scopes (GET /tools)."
-        ),
+        description=f"Route scopes ({', '.join(ROUTE_SCOPES)}) and tool scopes (GET /tools).",
     )
     name: Text = Field(default="", max_length=200, description="A label for people: where the token is used.")
     expires_in_s: int | None = Field(
@@ -512,7 +522,7 @@ class ToolPublic(BaseModel):
 
 
 class ScheduleDraft(_Strict):
-    kind: Literal["cron", "rrule", "once", "event", "manual"]
+    kind: ScheduleKind
     expr: Text = Field(
         default="", max_length=10000, examples=["FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=5;BYMINUTE=30"]
     )
@@ -524,7 +534,7 @@ class ScheduleDraft(_Strict):
             "Without an offset it is read in `timezone`."
         ),
     )
-    count: int = Field(default=10, ge=1, le=1000)
+    count: int = Field(default=10, ge=1, le=PREVIEW_MAX_COUNT)
 
 
 class Preview(BaseModel):

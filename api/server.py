@@ -34,7 +34,7 @@ from observability.logging import configure
 from store.errors import ConfigError
 from store.settings import Settings
 
-__all__ = ["serve", "uvicorn_config"]
+__all__ = ["ensure_port_free", "serve", "uvicorn_config"]
 
 _RESTART_EVERY_S = 1.0  # at most one restart per process slot per second
 
@@ -62,7 +62,9 @@ def uvicorn_config(settings: Settings, metrics_dir: str | None = None) -> uvicor
 
 
 def serve(settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT (uvicorn drains each process's connections)."""
+    """Serve until SIGTERM/SIGINT (uvicorn drains each process's connections). A port that another
+    program or another Ordo instance holds is refused before anything starts."""
+    ensure_port_free(settings.api_host, settings.api_port)
     if settings.api_workers <= 1:
         uvicorn.Server(uvicorn_config(settings)).run()
         return
@@ -132,6 +134,30 @@ def _stop_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def ensure_port_free(host: str, port: int) -> None:
+    """ConfigError (one line) if something listens on host:port, another Ordo instance included.
+
+    The server processes of one instance share the port through SO_REUSEPORT, and so could any
+    other process that sets it; so before joining, check with a socket that does not set it: its
+    bind fails while anyone listens there. (SO_REUSEADDR only lets it past connections in TIME_WAIT.)
+    """
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise _cannot_listen(host, port, e) from None
+
+
+def _cannot_listen(host: str, port: int, e: OSError) -> ConfigError:
+    return ConfigError(
+        f"cannot listen on {host}:{port}: {e.strerror}; set ORDO_API_PORT (or --port) to a free port"
+    )
+
+
 def _reuseport_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -141,7 +167,5 @@ def _reuseport_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise ConfigError(
-            f"cannot listen on {host}:{port}: {e.strerror}; set ORDO_API_PORT (or --port) to a free port"
-        ) from e
+        raise _cannot_listen(host, port, e) from e
     return sock

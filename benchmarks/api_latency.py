@@ -38,8 +38,11 @@ from uuid import UUID
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from sqlalchemy import text  # noqa: E402
+
 from benchmarks._common import free_port, ordo_command, process  # noqa: E402
 from engine import ToolRegistry  # noqa: E402
+from scheduler import task_document  # noqa: E402
 from store import agents  # noqa: E402
 from store import runs as store_runs  # noqa: E402
 from store import tasks as store_tasks  # noqa: E402
@@ -229,10 +232,10 @@ def _seed(db: Database, tasks: int, runs: int) -> tuple[UUID, str, list[str], st
         ids = []
         for i in range(tasks):
             kind, expr = ("rrule", "FREQ=DAILY;BYHOUR=5;BYMINUTE=30") if i % 3 == 0 else ("manual", "")
-            values = store_tasks.validate_task(_task_doc(f"seeded task {i}", kind, expr), registry, now=now)
+            values = task_document.validate(_task_doc(f"seeded task {i}", kind, expr), registry, now=now)
             ids.append(str(store_tasks.create(conn, values, agent["id"])["id"]))
         runner = store_tasks.create(
-            conn, store_tasks.validate_task(_task_doc("run_now probe"), registry, now=now), agent["id"]
+            conn, task_document.validate(_task_doc("run_now probe"), registry, now=now), agent["id"]
         )
         for i in range(runs // 100):
             store_runs.enqueue(conn, ids[i % len(ids)], n=100)
@@ -241,8 +244,7 @@ def _seed(db: Database, tasks: int, runs: int) -> tuple[UUID, str, list[str], st
 
 def _queue_empty(db: Database) -> bool:
     with db.tx() as conn:
-        depth = store_runs.queue_depth(conn)
-    return not any(v["count"] for v in depth.values())
+        return not conn.execute(text("SELECT count(*) FROM due_work")).scalar_one()
 
 
 def _table(results: list[Result], run_now: dict[str, Any]) -> str:

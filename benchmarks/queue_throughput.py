@@ -34,6 +34,7 @@ from benchmarks._common import (
     server_url,
 )
 from engine import ToolRegistry
+from scheduler import task_document
 from store import runs as store_runs
 from store import tasks as store_tasks
 from store.db import Database
@@ -181,7 +182,7 @@ def main() -> None:
         with db.tx() as conn:
             from datetime import UTC, datetime
 
-            values = store_tasks.validate_task(TASK, ToolRegistry.load(), now=datetime.now(UTC))
+            values = task_document.validate(TASK, ToolRegistry.load(), now=datetime.now(UTC))
             task_id = store_tasks.create(conn, values, store_tasks.LOCAL_AGENT_ID)["id"]
         enqueue = enqueue_rates(db, task_id, args.jobs, 2000)
         one = drain(db, url, task_id, args.jobs, 1, args.concurrency)

@@ -27,6 +27,7 @@ from sqlalchemy import text
 
 from benchmarks._common import drop_database, fresh_database, load_average, server_url
 from engine import ToolRegistry
+from scheduler import task_document
 from scheduler.service import SchedulerConfig, SchedulerService
 from store import tasks as store_tasks
 from store.db import Database
@@ -55,7 +56,7 @@ def seed(db: Database, count: int, now: datetime) -> None:
     with db.tx() as conn:
         for i in range(count):
             kind, expr = _schedule(i, rng, year_ago)
-            values = store_tasks.validate_task(
+            values = task_document.validate(
                 {
                     "title": f"task {i}",
                     "schedule_kind": kind,

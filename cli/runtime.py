@@ -5,24 +5,30 @@ and turning errors into one clear line and an exit code.
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 import structlog
 import typer
 
+from cli import datadir
 from observability.logging import configure
 from store.db import Database
 from store.embedded import ensure_server
-from store.errors import OrdoError
+from store.errors import MAX_MESSAGE_CHARS, OrdoError, clip
 from store.migrate import migrate
 from store.settings import Settings
 
 __all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILED",
+    "EXIT_STILL_WAITING",
     "database_url",
     "fail",
     "freeze_startup_heap",
@@ -34,7 +40,9 @@ __all__ = [
 
 
 def load_settings(**overrides: Any) -> Settings:
+    """The settings from the environment; the data directory found as cli.datadir describes."""
     try:
+        overrides.setdefault("data_dir", datadir.locate(Path.cwd(), os.environ))
         return Settings.from_env(**overrides)
     except OrdoError as e:
         fail(e.message)
@@ -43,6 +51,7 @@ def load_settings(**overrides: Any) -> Settings:
 def database_url(settings: Settings) -> str:
     if settings.database_url:
         return settings.database_url
+    datadir.announce_if_new(settings.data_dir)
     return ensure_server(settings.data_dir)
 
 
@@ -62,20 +71,27 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+# Exit codes of every `ordo` command (README, "Exit codes").
+EXIT_FAILED = 1  # the thing asked for did not succeed: a run failed, the database is unreachable
+EXIT_BAD_INPUT = 2  # bad input: a usage error, an invalid document, an unknown id, a refused change
+EXIT_STILL_WAITING = 3  # `--wait` gave up: the run has not finished yet
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    typer.echo(f"error: {clip(message, MAX_MESSAGE_CHARS)}", err=True)
     raise typer.Exit(code)
 
 
 @contextmanager
 def guarded() -> Iterator[None]:
-    """Errors become one line on stderr and a non-zero exit; never a traceback."""
+    """Errors become one line on stderr and a non-zero exit; never a traceback. An error the API
+    answers with a 4xx (the caller's input) exits 2, anything else 1."""
     try:
         yield
     except typer.Exit:
         raise
     except OrdoError as e:
-        fail(e.message, 2 if e.status in (400, 404, 409, 422) else 1)
+        fail(e.message, EXIT_BAD_INPUT if 400 <= e.status < 500 else EXIT_FAILED)
     except KeyboardInterrupt:
         fail("interrupted", 130)
     except Exception as e:  # the last line of defence; the log has the details

@@ -4,6 +4,7 @@ stopped together (SIGTERM, then SIGKILL after their grace period) when `ordo up`
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -34,8 +35,11 @@ def _die_with_parent() -> None:
 
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    except OSError:
-        pass  # not Linux: orphans are stopped by the operator
+    except OSError as e:
+        # Between fork and exec only a raw write is safe; the child still runs, unguarded.
+        os.write(
+            2, f"ordo: cannot tie this process to ordo up's life (prctl: {e}); stop it by hand\n".encode()
+        )
 
 
 def _start(child: ChildSpec, env: dict[str, str], log: Any) -> None:

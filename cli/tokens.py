@@ -1,4 +1,5 @@
-"""`ordo token create`: an API token for an agent (created if missing), for bootstrap and scripts."""
+"""`ordo token create|list|revoke`: API tokens from the host, as the admin routes issue, show and revoke
+them (POST /agents/{id}/tokens, GET /agents/{id}, DELETE /agents/{id}/tokens/{token_id})."""
 
 from __future__ import annotations
 
@@ -6,17 +7,16 @@ from typing import Annotated
 
 import typer
 
-from cli import runtime
-from cli.output import emit_json
-from cli.runtime import fail, guarded, load_settings, open_database
-from engine import ToolRegistry
+from cli.output import JsonFlag, emit_json, table
+from cli.runtime import fail
+from cli.session import session
 from store import agents, audit
 from store.agents import ADMIN, ROUTE_SCOPES, Principal
 from store.tasks import LOCAL_AGENT_ID
 
 __all__ = ["token_app"]
 
-token_app = typer.Typer(help="Create API tokens.", no_args_is_help=True)
+token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 
 # The operator at the host, as recorded in the audit log.
 _LOCAL = Principal(LOCAL_AGENT_ID, "local", None, frozenset({ADMIN}))
@@ -24,11 +24,14 @@ _LOCAL = Principal(LOCAL_AGENT_ID, "local", None, frozenset({ADMIN}))
 
 @token_app.command("create")
 def create(
-    agent: Annotated[str, typer.Option("--agent", help="Agent name; created if it does not exist.")],
+    agent: Annotated[
+        str, typer.Option("--agent", metavar="NAME", help="Agent name; created if it does not exist.")
+    ],
     scopes: Annotated[
         str,
         typer.Option(
             "--scopes",
+            metavar="SCOPES",
             help=f"Comma-separated scopes: {', '.join(ROUTE_SCOPES)}, and tool scopes such as tools:http.",
         ),
     ] = "",
@@ -37,45 +40,30 @@ def create(
     ] = False,
     name: Annotated[str, typer.Option("--name", help="A label: where the token will be used.")] = "",
     as_json: Annotated[
-        bool, typer.Option("--json", help='Print {"agent_id": ..., "token": ...} only.')
+        bool, typer.Option("--json", help="Print the token as JSON (POST /agents/{id}/tokens's answer).")
     ] = False,
 ) -> None:
-    """Print a new API token. It is shown only once; Ordo stores just its hash."""
-    with guarded():
-        settings = load_settings()
-        runtime.quiet_logging(settings)
-        wanted = [s.strip() for s in scopes.split(",") if s.strip()] + ([ADMIN] if admin else [])
+    """Print a new API token for an agent. It is shown only once; Ordo stores just its hash. The token
+    sees and runs only the tasks its agent creates (admin: everyone's)."""
+    with session() as s:
+        wanted = [x.strip() for x in scopes.split(",") if x.strip()] + ([ADMIN] if admin else [])
         if not wanted:
             fail("give --scopes (e.g. --scopes tasks:read,tasks:write,runs:read) or --admin")
-        registry = ToolRegistry.load(settings.tool_catalogs)
-        known = set(ROUTE_SCOPES) | {scope for address in registry for scope in registry[address].scopes}
+        known = set(ROUTE_SCOPES) | {scope for address in s.registry for scope in s.registry[address].scopes}
         granted = agents.validate_scopes(wanted, known)
-        db = open_database(settings)
-        try:
-            with db.tx() as conn:
-                row = agents.ensure_agent(conn, agent)
-                token_row, token = agents.create_token(
-                    conn, row["id"], granted, name=name or "ordo token create"
-                )
-                audit.record(
-                    conn,
-                    _LOCAL,
-                    "token.create",
-                    "token",
-                    token_row["id"],
-                    {"agent_id": str(row["id"]), "scopes": granted},
-                )
-        finally:
-            db.dispose()
-        if as_json:
-            emit_json(
-                {
-                    "agent_id": str(row["id"]),
-                    "token": token,
-                    "token_id": str(token_row["id"]),
-                    "scopes": granted,
-                }
+        with s.db.tx() as conn:
+            row = agents.ensure_agent(conn, agent)
+            token_row, token = agents.create_token(conn, row["id"], granted, name=name or "ordo token create")
+            audit.record(
+                conn,
+                _LOCAL,
+                "token.create",
+                "token",
+                token_row["id"],
+                {"agent_id": str(row["id"]), "scopes": granted},
             )
+        if as_json:
+            emit_json({**agents.public_token(token_row), "token": token})
             return
         typer.echo(
             f"token for agent {row['name']!r} ({row['id']}) with scopes {', '.join(granted)}; "
@@ -83,3 +71,55 @@ def create(
             err=True,
         )
         typer.echo(token)
+
+
+@token_app.command("list")
+def list_tokens(
+    agent: Annotated[
+        str | None, typer.Option("--agent", metavar="NAME", help="Only this agent's tokens.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Tokens, oldest first: their public part, agent, scopes and state (never the secret)."""
+    with session() as s:
+        with s.db.tx() as conn:
+            rows = agents.tokens_with_agents(conn, agent_name=agent)
+        tokens = [agents.public_token(r) for r in rows]
+        if as_json:
+            emit_json(tokens)
+            return
+        table(
+            [
+                (
+                    t["id"],
+                    t["prefix"],
+                    r["agent_name"],
+                    ",".join(t["scopes"]),
+                    "revoked" if t["revoked_at"] else "active",
+                    t["last_used_at"],
+                    t["name"],
+                )
+                for t, r in zip(tokens, rows, strict=True)
+            ],
+            ["id", "prefix", "agent", "scopes", "state", "last_used_at", "name"],
+            empty="no tokens",
+        )
+
+
+@token_app.command("revoke")
+def revoke(
+    token: Annotated[
+        str, typer.Argument(metavar="TOKEN", help="The token's id, or its public part (ordo_xxxxxxxxxxxx).")
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Revoke a token: the API refuses it (401) from the next request on."""
+    with session() as s:
+        with s.db.tx() as conn:
+            found = agents.find_token(conn, token)
+            row = agents.revoke_token(conn, found["agent_id"], found["id"])
+            audit.record(conn, _LOCAL, "token.revoke", "token", row["id"], {"agent_id": str(row["agent_id"])})
+        if as_json:
+            emit_json(agents.public_token(row))
+        else:
+            typer.echo(f"token {row['id']} (ordo_{row['public_id']}) is revoked")

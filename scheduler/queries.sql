@@ -23,14 +23,14 @@ ON CONFLICT (singleton) DO UPDATE
 UPDATE scheduler_leader SET heartbeat_at = now() WHERE scheduler_id = :scheduler_id;
 
 -- due_tasks --
--- Active time-based tasks whose next occurrence falls before the horizon end (task_next_fire_idx).
+-- Active time-based tasks whose expansion point falls before the horizon end (task_expand_from_idx).
 -- Locked so that an edit (which locks the row too) and the tick never interleave; rows being edited
 -- are skipped and picked up by the next tick.
-SELECT id, version, schedule_kind, schedule_expr, timezone, next_fire_at, misfire_policy, misfire_grace_s
+SELECT id, version, schedule_kind, schedule_expr, timezone, expand_from, misfire_policy, misfire_grace_s
   FROM task
- WHERE next_fire_at IS NOT NULL
-   AND next_fire_at < :horizon_end
- ORDER BY next_fire_at
+ WHERE expand_from IS NOT NULL
+   AND expand_from < :horizon_end
+ ORDER BY expand_from
  LIMIT :n
    FOR NO KEY UPDATE SKIP LOCKED;
 
@@ -68,7 +68,8 @@ ON CONFLICT (task_id, scheduled_for) WHERE origin = 'schedule' AND final DO NOTH
 RETURNING run_id;
 
 -- advance_tasks --
+-- Move each task's expansion point past the horizon just written.
 UPDATE task t
-   SET next_fire_at = n.next_fire_at
-  FROM unnest(CAST(:ids AS uuid[]), CAST(:next_fire_at AS timestamptz[])) AS n(id, next_fire_at)
+   SET expand_from = n.expand_from
+  FROM unnest(CAST(:ids AS uuid[]), CAST(:expand_from AS timestamptz[])) AS n(id, expand_from)
  WHERE t.id = n.id;

@@ -5,9 +5,9 @@ through that same connection: if the session dies, the lock is gone and so is th
 so a deposed leader cannot keep expanding. A standby retries the lock every few seconds.
 
 Each tick (APScheduler calls `tick()` on an interval): lock the tasks whose next occurrence enters
-the horizon, expand [next_fire_at, now + horizon) with scheduler.expand, apply the misfire policy to
+the horizon, expand [expand_from, now + horizon) with scheduler.expand, apply the misfire policy to
 occurrences that should already have run, insert them (ON CONFLICT DO NOTHING), and move each task's
-next_fire_at to its first occurrence after the horizon. A steady tick with nothing new is one index
+expand_from to its first occurrence after the horizon. A steady tick with nothing new is one index
 probe.
 """
 
@@ -30,6 +30,7 @@ from store import runs as store_runs
 from store import status
 from store.db import Database
 from store.errors import InvalidSchedule, OrdoError
+from store.settings import Settings
 from store.sql import load_queries
 
 __all__ = ["SchedulerConfig", "SchedulerService", "TickResult", "plan_occurrences"]
@@ -44,13 +45,14 @@ _MAX_SKIPPED_RECORDED = 100
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    tick_s: float = 1.0
-    horizon_s: float = 600.0
-    standby_retry_s: float = 2.0
+    # Defaults are the settings' (store.settings.Settings, ORDO_*), defined there once.
+    tick_s: float = Settings.scheduler_tick_s
+    horizon_s: float = Settings.scheduler_horizon_s
+    standby_retry_s: float = Settings.scheduler_standby_retry_s
     # An occurrence this far in the past when written was missed (no scheduler ran), not merely late.
     misfire_threshold_s: float = 60.0
     batch: int = 5000
-    retention_days: float = 30.0
+    retention_days: float = Settings.run_retention_days
     prune_every_s: float = 300.0
     # Rows of workers silent this long go: nothing reads them (status lists the last hour's).
     worker_rows_kept_s: float = 86400.0
@@ -71,7 +73,7 @@ class TickResult:
 
 def plan_occurrences(
     schedule: Schedule,
-    next_fire_at: datetime,
+    expand_from: datetime,
     *,
     now: datetime,
     horizon_end: datetime,
@@ -79,13 +81,13 @@ def plan_occurrences(
     grace_s: float,
     misfire_threshold_s: float,
 ) -> tuple[list[tuple[datetime, str]], datetime | None]:
-    """Occurrences to write as (instant, 'queued' | 'skipped'), and the task's new next_fire_at.
+    """Occurrences to write as (instant, 'queued' | 'skipped'), and the task's new expand_from.
 
     Occurrences earlier than now - threshold were missed. Policy run_once queues the latest missed
     one, skip queues none, run_all queues those within the grace window; the rest are skipped.
     """
     missed_before = now - timedelta(seconds=misfire_threshold_s)
-    start = max(next_fire_at, now - max(_MAX_MISSED_LOOKBACK, timedelta(seconds=grace_s)))
+    start = max(expand_from, now - max(_MAX_MISSED_LOOKBACK, timedelta(seconds=grace_s)))
     occurrences = schedule.between(start, horizon_end)
     missed = [at for at in occurrences if at < missed_before]
     upcoming = [at for at in occurrences if at >= missed_before]
@@ -224,12 +226,12 @@ class SchedulerService:
                 for row in rows:
                     schedule = self._schedule(row, clock)
                     if schedule is None:
-                        planned, next_fire = [], None
+                        planned, expand_from = [], None
                         result.errors += 1
                     else:
-                        planned, next_fire = plan_occurrences(
+                        planned, expand_from = plan_occurrences(
                             schedule,
-                            row["next_fire_at"],
+                            row["expand_from"],
                             now=clock,
                             horizon_end=horizon_end,
                             policy=row["misfire_policy"],
@@ -241,7 +243,7 @@ class SchedulerService:
                         target[0].append(row["id"])
                         target[1].append(at)
                     advance_ids.append(row["id"])
-                    advance_to.append(next_fire)
+                    advance_to.append(expand_from)
                 if queued[0]:
                     written = conn.execute(
                         Q["insert_occurrences"], {"task_ids": queued[0], "ats": queued[1]}
@@ -254,7 +256,7 @@ class SchedulerService:
                     ).all()
                     result.skipped += len(written)
                     metrics.SCHEDULER_OCCURRENCES.labels("skipped").inc(len(written))
-                conn.execute(Q["advance_tasks"], {"ids": advance_ids, "next_fire_at": advance_to})
+                conn.execute(Q["advance_tasks"], {"ids": advance_ids, "expand_from": advance_to})
                 result.tasks += len(rows)
             if len(rows) < self.cfg.batch:
                 return result

@@ -24,9 +24,11 @@ from sqlalchemy import Connection
 
 from store import keyset
 from store import tasks as store_tasks
-from store.errors import AlreadyExists, Conflict, InvalidTask, NotFound, Unauthorized
+from store.domain import ADMIN, ROUTE_SCOPES, iso_utc
+from store.errors import AlreadyExists, Conflict, InvalidInput, NotFound, Unauthorized
+from store.keyset import Page
 from store.sql import load_queries
-from store.tasks import LOCAL_AGENT_ID, Page
+from store.tasks import LOCAL_AGENT_ID
 
 __all__ = [
     "ADMIN",
@@ -38,6 +40,7 @@ __all__ = [
     "create_token",
     "disable_agent",
     "ensure_agent",
+    "find_token",
     "get_agent",
     "hash_token",
     "list_agents",
@@ -45,29 +48,19 @@ __all__ = [
     "public_agent",
     "public_token",
     "revoke_token",
+    "tokens_with_agents",
     "validate_agent_name",
     "validate_scopes",
 ]
 
 Q = load_queries("store", "agents.sql")
 
-ADMIN = "admin"
 AUTH_CHANNEL = "ordo_api_auth"  # NOTIFY channel: a token was revoked or an agent deleted
-ROUTE_SCOPES = (
-    "tasks:read",
-    "tasks:write",
-    "runs:read",
-    "events:publish",
-    "availability:read",
-    "availability:write",
-    "webhooks:read",
-    "webhooks:write",
-    ADMIN,
-)
 
 _AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 _SCOPE = re.compile(r"^[a-z][a-z0-9_]*(:[a-z0-9_.*-]+)?$")
 _TOKEN = re.compile(r"^ordo_([a-z2-7]{12})_([A-Za-z0-9_-]{43})$")
+_PUBLIC = re.compile(r"^ordo_([a-z2-7]{12})(?:_[A-Za-z0-9_-]{43})?$")
 _TOUCH_EVERY_S = 60.0
 # The same answer for an unknown public id and a wrong secret: a caller learns nothing from it.
 _INVALID = (
@@ -109,7 +102,7 @@ def hash_token(token: str) -> bytes:
 
 def validate_agent_name(name: Any) -> str:
     if not isinstance(name, str) or not _AGENT_NAME.match(name):
-        raise InvalidTask(
+        raise InvalidInput(
             f"invalid agent name {name!r}: 1-100 characters, letters, digits and _ . @ - "
             "(starting with a letter or digit)",
             details={"path": "name"},
@@ -123,13 +116,13 @@ def validate_scopes(scopes: Iterable[Any], known: Collection[str]) -> list[str]:
     out: set[str] = set()
     for i, scope in enumerate(scopes):
         if not isinstance(scope, str) or not _SCOPE.match(scope):
-            raise InvalidTask(
+            raise InvalidInput(
                 f"scopes[{i}]: {scope!r} is not a scope name such as 'tasks:read'",
                 details={"path": f"scopes[{i}]"},
                 code="INVALID_SCOPE",
             )
         if scope not in known:
-            raise InvalidTask(
+            raise InvalidInput(
                 f"scopes[{i}]: unknown scope {scope!r}; known scopes: {', '.join(sorted(known))}",
                 details={"path": f"scopes[{i}]", "known": sorted(known)},
                 code="INVALID_SCOPE",
@@ -165,7 +158,7 @@ def get_agent(conn: Connection, agent_id: UUID) -> dict[str, Any]:
 
 
 def list_agents(conn: Connection, *, cursor: str | None = None, limit: int = 50) -> Page:
-    after_created, after_id = keyset.decode(cursor) if cursor else (None, None)
+    after_created, after_id = keyset.decode(cursor, datetime, UUID) if cursor else (None, None)
     rows = (
         conn.execute(
             Q["list_agents"], {"after_created": after_created, "after_id": after_id, "limit": limit + 1}
@@ -173,9 +166,7 @@ def list_agents(conn: Connection, *, cursor: str | None = None, limit: int = 50)
         .mappings()
         .all()
     )
-    items = [dict(r) for r in rows[:limit]]
-    next_cursor = keyset.encode(items[-1]["created_at"], items[-1]["id"]) if len(rows) > limit else None
-    return Page(items, next_cursor)
+    return keyset.page([dict(r) for r in rows], limit, lambda r: (r["created_at"], r["id"]))
 
 
 def disable_agent(conn: Connection, agent_id: UUID, *, by: UUID) -> dict[str, Any]:
@@ -196,8 +187,8 @@ def public_agent(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "name": row["name"],
-        "created_at": row["created_at"].isoformat(),
-        "disabled_at": _iso(row["disabled_at"]),
+        "created_at": iso_utc(row["created_at"]),
+        "disabled_at": iso_utc(row["disabled_at"]),
     }
 
 
@@ -252,7 +243,7 @@ def authenticate(conn: Connection, token: str) -> Principal:
         raise Unauthorized("this API token was revoked", details={"token_id": str(row["id"])})
     if row["expires_at"] is not None and row["expires_at"] <= row["db_now"]:
         raise Unauthorized(
-            f"this API token expired at {row['expires_at'].isoformat()}", details={"token_id": str(row["id"])}
+            f"this API token expired at {iso_utc(row['expires_at'])}", details={"token_id": str(row["id"])}
         )
     if row["agent_disabled_at"] is not None:
         raise Unauthorized(
@@ -269,6 +260,37 @@ def authenticate(conn: Connection, token: str) -> Principal:
 def list_tokens(conn: Connection, agent_id: UUID) -> list[dict[str, Any]]:
     get_agent(conn, agent_id)
     return [dict(r) for r in conn.execute(Q["list_tokens"], {"agent_id": agent_id}).mappings().all()]
+
+
+def tokens_with_agents(
+    conn: Connection, *, agent_name: str | None = None, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """Tokens (never their secrets) with their agent's name, oldest first."""
+    rows = conn.execute(Q["tokens_with_agents"], {"agent_name": agent_name, "limit": limit}).mappings()
+    return [dict(r) for r in rows]
+
+
+def find_token(conn: Connection, ref: str) -> dict[str, Any]:
+    """A token by its id or its public part (`ordo_<public_id>`, or the whole token)."""
+    match = _PUBLIC.match(ref.strip())
+    token_id = _uuid_or_none(ref.strip())
+    if match is None and token_id is None:
+        raise InvalidInput(
+            "give a token id (a UUID) or its public part (ordo_ and 12 letters and digits)",
+            details={"path": "token"},
+        )
+    params = {"id": token_id, "public_id": match[1] if match else None}
+    row = conn.execute(Q["find_token"], params).mappings().one_or_none()
+    if row is None:
+        raise NotFound(f"no token {ref.strip()[:40]!r}", details={"token": ref.strip()[:40]})
+    return dict(row)
+
+
+def _uuid_or_none(text: str) -> UUID | None:
+    try:
+        return UUID(text)
+    except ValueError:
+        return None
 
 
 def revoke_token(conn: Connection, agent_id: UUID, token_id: UUID) -> dict[str, Any]:
@@ -294,12 +316,8 @@ def public_token(row: Mapping[str, Any]) -> dict[str, Any]:
         "prefix": f"ordo_{row['public_id']}",
         "name": row["name"],
         "scopes": list(row["scopes"]),
-        "created_at": row["created_at"].isoformat(),
-        "expires_at": _iso(row["expires_at"]),
-        "last_used_at": _iso(row["last_used_at"]),
-        "revoked_at": _iso(row["revoked_at"]),
+        "created_at": iso_utc(row["created_at"]),
+        "expires_at": iso_utc(row["expires_at"]),
+        "last_used_at": iso_utc(row["last_used_at"]),
+        "revoked_at": iso_utc(row["revoked_at"]),
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()

@@ -53,6 +53,19 @@ UPDATE api_token
 -- list_tokens --
 SELECT * FROM api_token WHERE agent_id = :agent_id ORDER BY created_at, id;
 
+-- tokens_with_agents --
+-- Every token (or one agent's, by name) with its agent's name, oldest first, for `ordo token list`.
+SELECT t.*, a.name AS agent_name
+  FROM api_token t
+  JOIN agent a ON a.id = t.agent_id
+ WHERE (CAST(:agent_name AS text) IS NULL OR a.name = :agent_name)
+ ORDER BY t.created_at, t.id
+ LIMIT :limit;
+
+-- find_token --
+-- A token by its id or by its public part (`ordo_<public_id>`, as GET /agents/{id} shows it).
+SELECT * FROM api_token WHERE id = CAST(:id AS uuid) OR public_id = :public_id;
+
 -- revoke_token --
 UPDATE api_token
    SET revoked_at = coalesce(revoked_at, now())

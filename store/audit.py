@@ -9,10 +9,11 @@ from uuid import UUID
 
 from sqlalchemy import Connection
 
+from store import keyset
 from store.agents import Principal
-from store.errors import InvalidTask
+from store.domain import iso_utc
+from store.keyset import Page
 from store.sql import load_queries
-from store.tasks import Page
 
 __all__ = ["list_page", "public", "record"]
 
@@ -51,7 +52,7 @@ def list_page(
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page:
-    before_id = _decode_cursor(cursor) if cursor else None
+    (before_id,) = keyset.decode(cursor, int) if cursor else (None,)
     rows = (
         conn.execute(
             Q["list_audit"],
@@ -67,15 +68,14 @@ def list_page(
         .mappings()
         .all()
     )
-    items = [public(r) for r in rows[:limit]]
-    next_cursor = str(rows[limit - 1]["id"]) if len(rows) > limit else None
-    return Page(items, next_cursor)
+    page = keyset.page(rows, limit, lambda r: (r["id"],))
+    return Page([public(r) for r in page.items], page.next_cursor)
 
 
 def public(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
-        "at": row["at"].isoformat(),
+        "at": iso_utc(row["at"]),
         "agent_id": str(row["agent_id"]),
         "token_id": str(row["token_id"]) if row["token_id"] else None,
         "action": row["action"],
@@ -83,13 +83,3 @@ def public(row: Mapping[str, Any]) -> dict[str, Any]:
         "target_id": row["target_id"],
         "details": row["details"],
     }
-
-
-def _decode_cursor(cursor: str) -> int:
-    if cursor.isascii() and cursor.isdigit() and len(cursor) <= 18:
-        return int(cursor)
-    raise InvalidTask(
-        "invalid cursor; pass the next_cursor value of a previous page",
-        details={"path": "cursor"},
-        code="INVALID_CURSOR",
-    )

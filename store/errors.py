@@ -1,6 +1,10 @@
-"""Typed errors. Each carries a stable machine-readable code and the HTTP status the API maps it to.
+"""Typed errors, the bottom module every layer shares (it imports nothing of Ordo). Each carries a
+stable machine-readable code and the HTTP status the API maps it to.
 
 The API and the CLI each translate `OrdoError` once; nothing below them formats errors for people.
+Both pass the message and details through `clip`/`clip_details` on the way out, so an answer never
+carries an unbounded piece of input back (a 1 MB title, a 10,000-character schedule), whoever raised
+the error. The error itself keeps everything (a tool's error is recorded whole in its run's history).
 """
 
 from __future__ import annotations
@@ -8,10 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "MAX_DETAIL_CHARS",
+    "MAX_MESSAGE_CHARS",
     "AlreadyExists",
     "ConfigError",
     "Conflict",
     "Forbidden",
+    "InvalidCursor",
+    "InvalidInput",
     "InvalidPipeline",
     "InvalidPlant",
     "InvalidSchedule",
@@ -25,7 +33,39 @@ __all__ = [
     "ToolError",
     "Unauthorized",
     "UnknownTool",
+    "clip",
+    "clip_details",
 ]
+
+# Long enough for a field path and a sentence about it; short enough that a megabyte of input sent
+# back in an error message (a 1 MB title, a 10,000-character schedule) cannot happen.
+MAX_MESSAGE_CHARS = 1000
+MAX_DETAIL_CHARS = 300
+_MAX_DETAIL_ITEMS = 50
+
+
+def clip(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    """`text` cut to `limit` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    cut = len(text) - limit
+    return f"{text[:limit]}... ({cut} more characters)"
+
+
+def clip_details(value: Any, depth: int = 0) -> Any:
+    """A detail value made JSON-ready and bounded: text clipped, collections cut to 50 items."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return clip(value)
+    if depth >= 4:
+        return clip(repr(value))
+    if isinstance(value, dict):
+        items = list(value.items())[:_MAX_DETAIL_ITEMS]
+        return {clip(str(k), 100): clip_details(v, depth + 1) for k, v in items}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [clip_details(v, depth + 1) for v in list(value)[:_MAX_DETAIL_ITEMS]]
+    return clip(str(value))
 
 
 class OrdoError(Exception):
@@ -43,9 +83,6 @@ class OrdoError(Exception):
         if code is not None:
             self.code = code
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "details": self.details}
-
 
 class ConfigError(OrdoError):
     """A setting in the environment or on the command line is unusable."""
@@ -53,22 +90,34 @@ class ConfigError(OrdoError):
     code, status = "CONFIG_ERROR", 400
 
 
-class InvalidTask(OrdoError):
+class InvalidInput(OrdoError):
+    """A request, a document or a command-line value is malformed; `details.path` names the field."""
+
+    code, status = "INVALID_INPUT", 422
+
+
+class InvalidCursor(InvalidInput):
+    """A page cursor that no listing handed out."""
+
+    code, status = "INVALID_CURSOR", 400
+
+
+class InvalidTask(InvalidInput):
     """A task document is malformed (missing field, wrong type, value out of range)."""
 
-    code, status = "INVALID_TASK", 422
+    code = "INVALID_TASK"
 
 
-class InvalidSchedule(OrdoError):
+class InvalidSchedule(InvalidInput):
     """A cron line, RRULE, `once` timestamp or time zone cannot be used."""
 
-    code, status = "INVALID_SCHEDULE", 422
+    code = "INVALID_SCHEDULE"
 
 
-class InvalidPipeline(OrdoError):
+class InvalidPipeline(InvalidInput):
     """The pipeline document is malformed: schema, step ids, templates, tool input."""
 
-    code, status = "INVALID_PIPELINE", 422
+    code = "INVALID_PIPELINE"
 
 
 class InvalidPlant(OrdoError):

@@ -13,16 +13,15 @@ from uuid import UUID
 from sqlalchemy import Connection
 
 from store import keyset, webhooks
-from store.errors import InvalidTask, NotFound
+from store.domain import TOPIC_PATTERN, iso_utc
+from store.errors import InvalidInput, NotFound
+from store.keyset import Page
 from store.sql import load_queries
-from store.tasks import Page
 
-__all__ = ["TOPIC_PATTERN", "get", "list_page", "public", "publish"]
+__all__ = ["get", "list_page", "public", "publish"]
 
 Q = load_queries("store", "events.sql")
 
-# The same rule as the event table's CHECK and scheduler.expand's event topics.
-TOPIC_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,199}$"
 _TOPIC = re.compile(TOPIC_PATTERN)
 
 
@@ -39,7 +38,7 @@ def publish(
 
     Returns the event with `runs`: [{run_id, task_id}, ...] and `webhook_deliveries` (a count)."""
     if not isinstance(topic, str) or not _TOPIC.match(topic):
-        raise InvalidTask(
+        raise InvalidInput(
             f"invalid event topic {topic!r}: 1-200 characters, letters, digits and _ . : / - "
             "(not starting with . : / -), e.g. 'orders.created'",
             details={"path": "topic"},
@@ -78,7 +77,7 @@ def list_page(
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page:
-    after_created, after_id = keyset.decode(cursor) if cursor else (None, None)
+    after_created, after_id = keyset.decode(cursor, datetime, UUID) if cursor else (None, None)
     rows = (
         conn.execute(
             Q["list_events"],
@@ -93,9 +92,7 @@ def list_page(
         .mappings()
         .all()
     )
-    items = [dict(r) for r in rows[:limit]]
-    next_cursor = keyset.encode(items[-1]["created_at"], items[-1]["id"]) if len(rows) > limit else None
-    return Page(items, next_cursor)
+    return keyset.page([dict(r) for r in rows], limit, lambda r: (r["created_at"], r["id"]))
 
 
 def public(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -105,14 +102,10 @@ def public(row: Mapping[str, Any]) -> dict[str, Any]:
         "topic": row["topic"],
         "payload": row["payload"],
         "matched_tasks": row["matched_tasks"],
-        "created_at": _iso(row["created_at"]),
+        "created_at": iso_utc(row["created_at"]),
     }
     if "runs" in row:
         out["runs"] = [{"run_id": r["run_id"], "task_id": str(r["task_id"])} for r in row["runs"]]
     if "webhook_deliveries" in row:
         out["webhook_deliveries"] = row["webhook_deliveries"]
     return out
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()

@@ -1,35 +1,41 @@
-"""Runs: enqueue by hand or event, list and show with their attempts, cancel, prune."""
+"""Runs: enqueue by hand or event; list history and what comes next; show with every attempt; cancel,
+retry, prune.
+
+A pending run is a due_work row, a run that ended is the final task_run row of its attempts; both
+carry the same run id. A queued row whose run_at is still ahead is an occurrence the scheduler wrote
+ahead: it is shown in state `scheduled` and listed by `list_upcoming`, not in the history.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Connection
 
-from store.errors import Conflict, InvalidTask, NotFound
+from store import keyset
+from store.domain import iso_utc
+from store.errors import Conflict, InvalidInput, NotFound
+from store.keyset import Page
 from store.sql import load_queries
-from store.tasks import Page
 from store.tasks import get as get_task
 
 __all__ = [
-    "RUN_STATES",
     "cancel",
     "enqueue",
     "get",
     "list_page",
     "list_page_json",
+    "list_upcoming",
     "prune",
     "public",
-    "queue_depth",
+    "retry",
 ]
 
 Q = load_queries("store", "runs.sql")
-
-RUN_STATES = ("queued", "running", "succeeded", "failed", "dead", "canceled", "skipped")
 
 
 def enqueue(
@@ -47,7 +53,7 @@ def enqueue(
     if task["status"] == "canceled":
         raise Conflict(f"task {task_id} is canceled; it cannot run")
     if params is not None and not isinstance(params, Mapping):
-        raise InvalidTask("params must be an object", details={"path": "params"})
+        raise InvalidInput("params must be an object", details={"path": "params"})
     ids = (
         conn.execute(
             Q["enqueue_manual"],
@@ -66,7 +72,7 @@ def enqueue(
 
 
 def list_page(conn: Connection, **filters: Any) -> Page:
-    """Runs newest first, as dicts (see `list_page_json` for the filters)."""
+    """History newest first, as dicts (see `list_page_json` for the filters)."""
     page = list_page_json(conn, **filters)
     return Page([json.loads(doc) for doc in page.items], page.next_cursor)
 
@@ -82,10 +88,11 @@ def list_page_json(
     until: datetime | None = None,
     cursor: str | None = None,
     limit: int = 50,
+    now: datetime | None = None,
 ) -> Page:
-    """Runs newest first, each as its JSON text (the shape of `public`), ready to send.
-    `next_cursor` continues after the last run of this page."""
-    before_id = _decode_cursor(cursor) if cursor else None
+    """History: runs that have run or are due now, newest scheduled first, each as its JSON text (the
+    shape of `public`), ready to send. `next_cursor` continues after the last run of this page."""
+    after_at, after_id = keyset.decode(cursor, datetime, int) if cursor else (None, None)
     if task_id is not None:
         task_id = get_task(conn, task_id, agent_id)["id"]
     rows = conn.execute(
@@ -97,12 +104,46 @@ def list_page_json(
             "worker_id": worker_id,
             "since": since,
             "until": until,
-            "before_id": before_id,
+            "after_at": after_at,
+            "after_id": after_id,
             "limit": limit + 1,
+            "now": now,
         },
     ).all()
-    next_cursor = str(rows[limit - 1].run_id) if len(rows) > limit else None
-    return Page([row.doc for row in rows[:limit]], next_cursor)
+    page = keyset.page(rows, limit, lambda row: (row.scheduled_for, row.run_id))
+    return Page([row.doc for row in page.items], page.next_cursor)
+
+
+def list_upcoming(
+    conn: Connection,
+    *,
+    agent_id: UUID | None = None,
+    task_id: UUID | str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+    now: datetime | None = None,
+) -> Page:
+    """Occurrences written ahead whose time has not come (state `scheduled`), soonest first."""
+    after_at, after_id = keyset.decode(cursor, datetime, int) if cursor else (None, None)
+    if task_id is not None:
+        task_id = get_task(conn, task_id, agent_id)["id"]
+    rows = (
+        conn.execute(
+            Q["list_upcoming"],
+            {
+                "agent_id": agent_id,
+                "task_id": task_id,
+                "after_at": after_at,
+                "after_id": after_id,
+                "limit": limit + 1,
+                "now": now,
+            },
+        )
+        .mappings()
+        .all()
+    )
+    page = keyset.page(rows, limit, lambda row: (row["scheduled_for"], row["run_id"]))
+    return Page([public(row) for row in page.items], page.next_cursor)
 
 
 def get(conn: Connection, run_id: int | str, *, agent_id: UUID | None = None) -> dict[str, Any]:
@@ -128,8 +169,8 @@ def get(conn: Connection, run_id: int | str, *, agent_id: UUID | None = None) ->
             "attempt": a["attempt"],
             "state": a["state"],
             "worker_id": a["worker_id"],
-            "started_at": _iso(a["started_at"]),
-            "finished_at": _iso(a["finished_at"]),
+            "started_at": iso_utc(a["started_at"]),
+            "finished_at": iso_utc(a["finished_at"]),
             "duration_ms": (
                 round((a["finished_at"] - a["started_at"]).total_seconds() * 1000, 3)
                 if a["started_at"]
@@ -145,10 +186,13 @@ def get(conn: Connection, run_id: int | str, *, agent_id: UUID | None = None) ->
 
 
 def cancel(conn: Connection, run_id: int | str, *, agent_id: UUID | None = None) -> dict[str, Any]:
-    """Withdraw a waiting run at once; ask a running one to stop at its next step boundary."""
+    """Withdraw a waiting run at once (an occurrence written ahead is then not run); ask a running one
+    to stop at its next step boundary."""
     run = get(conn, run_id, agent_id=agent_id)
-    if run["state"] not in ("queued", "failed", "running"):
-        raise Conflict(f"run {run_id} is {run['state']}; only waiting or running runs can be canceled")
+    if run["state"] not in ("scheduled", "queued", "failed", "running"):
+        raise Conflict(
+            f"run {run_id} is {run['state']}; only a scheduled, waiting or running run can be canceled"
+        )
     if run["state"] == "running":
         conn.execute(Q["request_cancel"], {"id": run["id"]})
     else:
@@ -156,8 +200,20 @@ def cancel(conn: Connection, run_id: int | str, *, agent_id: UUID | None = None)
     return get(conn, run_id, agent_id=agent_id)
 
 
-def queue_depth(conn: Connection) -> dict[str, dict[str, Any]]:
-    return {r.state: {"count": r.n, "oldest_run_at": r.oldest_run_at} for r in conn.execute(Q["queue_depth"])}
+def retry(conn: Connection, run_id: int | str, *, agent_id: UUID | None = None) -> dict[str, Any]:
+    """Retry a run now: a failed run waiting for its backoff becomes due at once; a dead run gets one
+    more attempt under the same run id (its last attempt is then recorded as failed, not dead)."""
+    run = get(conn, run_id, agent_id=agent_id)
+    if run["state"] not in ("failed", "dead"):
+        raise Conflict(f"run {run_id} is {run['state']}; only a failed or dead run can be retried")
+    task = get_task(conn, run["task_id"])
+    if task["status"] == "canceled":
+        raise Conflict(f"task {task['id']} is canceled; its runs cannot be retried")
+    statement = Q["retry_now"] if run["state"] == "failed" else Q["reopen_dead"]
+    if conn.execute(statement, {"id": run["id"]}).one_or_none() is None:
+        # The run moved on between the read and the write (a worker took it, another retry won).
+        raise Conflict(f"run {run_id} changed while it was being retried; look at it again")
+    return get(conn, run_id, agent_id=agent_id)
 
 
 def prune(conn: Connection, cutoff: datetime, batch: int = 5000) -> int:
@@ -175,11 +231,11 @@ def public(row: Mapping[str, Any]) -> dict[str, Any]:
         "max_attempts": row["max_attempts"],
         "origin": row["origin"],
         "priority": row["priority"],
-        "scheduled_for": _iso(row["scheduled_for"]),
-        "run_at": _iso(row["run_at"]),
-        "created_at": _iso(row["created_at"]),
-        "started_at": _iso(row["started_at"]),
-        "finished_at": _iso(row["finished_at"]),
+        "scheduled_for": iso_utc(row["scheduled_for"]),
+        "run_at": iso_utc(row["run_at"]),
+        "created_at": iso_utc(row["created_at"]),
+        "started_at": iso_utc(row["started_at"]),
+        "finished_at": iso_utc(row["finished_at"]),
         "worker_id": row["worker_id"],
         "event_id": str(row["event_id"]) if row["event_id"] else None,
         "cancel_requested": row["cancel_requested"],
@@ -187,11 +243,6 @@ def public(row: Mapping[str, Any]) -> dict[str, Any]:
         "steps": row.get("steps") or [],
         "output": row.get("output"),
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    # The same text as list_runs builds in SQL, whatever the session's time zone.
-    return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _run_id(value: int | str) -> int:
@@ -204,12 +255,3 @@ def _run_id(value: int | str) -> int:
     if not 0 < rid < 2**63:
         raise NotFound(f"run {value} not found", details={"run_id": str(value)})
     return rid
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        return int(cursor)
-    except ValueError:
-        raise InvalidTask(
-            "invalid cursor; pass the next_cursor value of a previous page", details={"path": "cursor"}
-        ) from None

@@ -14,11 +14,13 @@ SELECT t.id, :origin, now(), now(), t.priority, t.max_retries + 1,
 RETURNING id;
 
 -- list_runs --
--- Newest first, keyset-paginated on the run id: pending runs from due_work, ended runs from their
--- final task_run row (which carries its own steps and output). A run is in exactly one of the two at
--- any moment (it moves in one statement), so a client paging while runs are added or finish sees
--- each run once, with no gaps. Every lookup is a primary-key probe, so a page costs the same however
--- long the history is.
+-- History: the runs that have run or are due now, newest scheduled first, keyset-paginated on
+-- (scheduled_for, run id). Pending runs come from due_work, leaving out occurrences written ahead
+-- whose time has not come (state `scheduled`: list_upcoming lists them); ended runs come from their
+-- final task_run row, which carries its own steps and output. A run is in exactly one of the two at
+-- any moment (it moves in one statement). Pending runs are few (the queue); ended runs are read in
+-- order from task_run_history_idx / task_run_task_idx / task_run_dead_idx and the owner is probed
+-- per row, so a page costs the same however long the history is.
 WITH pending AS (
     SELECT d.id AS run_id, d.task_id, d.state, d.attempt, d.max_attempts, d.origin, d.priority,
            d.scheduled_for, d.run_at, d.created_at, d.started_at, CAST(NULL AS timestamptz) AS finished_at,
@@ -26,14 +28,16 @@ WITH pending AS (
            (SELECT a.steps FROM task_run a WHERE a.run_id = d.id AND a.attempt = d.attempt) AS steps,
            (SELECT a.output FROM task_run a WHERE a.run_id = d.id AND a.attempt = d.attempt) AS output
       FROM due_work d
-     WHERE (CAST(:task_id AS uuid) IS NULL OR d.task_id = :task_id)
+     WHERE NOT (d.state = 'queued' AND d.run_at > coalesce(CAST(:now AS timestamptz), now()))
+       AND (CAST(:task_id AS uuid) IS NULL OR d.task_id = :task_id)
        AND (CAST(:states AS text[]) IS NULL OR d.state = ANY(CAST(:states AS text[])))
        AND (CAST(:worker_id AS text) IS NULL OR d.worker_id = :worker_id)
        AND (CAST(:since AS timestamptz) IS NULL OR d.created_at >= :since)
        AND (CAST(:until AS timestamptz) IS NULL OR d.created_at < :until)
-       AND (CAST(:before_id AS bigint) IS NULL OR d.id < :before_id)
+       AND (CAST(:after_at AS timestamptz) IS NULL
+            OR (d.scheduled_for, d.id) < (CAST(:after_at AS timestamptz), CAST(:after_id AS bigint)))
        AND (CAST(:agent_id AS uuid) IS NULL OR (SELECT t.agent_id FROM task t WHERE t.id = d.task_id) = :agent_id)
-     ORDER BY d.id DESC
+     ORDER BY d.scheduled_for DESC, d.id DESC
      LIMIT :limit),
 ended AS (
     SELECT r.run_id, r.task_id, r.state, r.attempt, r.max_attempts, r.origin, r.priority,
@@ -46,22 +50,23 @@ ended AS (
        AND (CAST(:worker_id AS text) IS NULL OR r.worker_id = :worker_id)
        AND (CAST(:since AS timestamptz) IS NULL OR r.created_at >= :since)
        AND (CAST(:until AS timestamptz) IS NULL OR r.created_at < :until)
-       AND (CAST(:before_id AS bigint) IS NULL OR r.run_id < :before_id)
+       AND (CAST(:after_at AS timestamptz) IS NULL
+            OR (r.scheduled_for, r.run_id) < (CAST(:after_at AS timestamptz), CAST(:after_id AS bigint)))
        -- the owner is probed per row (task_pkey) as the scan walks back; a semi-join would hash
        -- all of the agent's tasks first, whatever the page size
        AND (CAST(:agent_id AS uuid) IS NULL OR (SELECT t.agent_id FROM task t WHERE t.id = r.task_id) = :agent_id)
-     ORDER BY r.run_id DESC
+     ORDER BY r.scheduled_for DESC, r.run_id DESC
      LIMIT :limit),
 page AS (
     SELECT * FROM pending
     UNION ALL
     SELECT * FROM ended
-    ORDER BY run_id DESC
+    ORDER BY scheduled_for DESC, run_id DESC
     LIMIT :limit)
--- Each run leaves as the JSON document the API sends (the shape of runs.public(), timestamps in
--- UTC with microseconds, as runs._iso writes them): a page is then one text per run, with no
+-- Each run leaves as the JSON document the API sends (the shape of runs.public(), timestamps as
+-- store.domain.iso_utc writes them: UTC with microseconds): a page is then one text per run, with no
 -- per-field work in Python.
-SELECT p.run_id,
+SELECT p.run_id, p.scheduled_for,
        json_build_object(
            'id', p.run_id,
            'task_id', p.task_id,
@@ -83,10 +88,29 @@ SELECT p.run_id,
            'steps', coalesce(p.steps, '[]'::jsonb),
            'output', p.output)::text AS doc
   FROM page p
- ORDER BY p.run_id DESC;
+ ORDER BY p.scheduled_for DESC, p.run_id DESC;
+
+-- list_upcoming --
+-- Occurrences the scheduler wrote ahead whose time has not come (state `scheduled`), soonest first,
+-- keyset-paginated on (scheduled_for, id). The queue holds one horizon's worth of them
+-- (ORDO_SCHEDULER_HORIZON_S), so a scan of it is bounded.
+SELECT d.id AS run_id, d.task_id, 'scheduled' AS state, d.attempt, d.max_attempts, d.origin, d.priority,
+       d.scheduled_for, d.run_at, d.created_at, d.started_at, CAST(NULL AS timestamptz) AS finished_at,
+       d.worker_id, d.event_id, d.cancel_requested, d.last_error AS error, t.title AS task_title
+  FROM due_work d
+  JOIN task t ON t.id = d.task_id
+ WHERE d.state = 'queued' AND d.run_at > coalesce(CAST(:now AS timestamptz), now())
+   AND (CAST(:task_id AS uuid) IS NULL OR d.task_id = :task_id)
+   AND (CAST(:agent_id AS uuid) IS NULL OR t.agent_id = :agent_id)
+   AND (CAST(:after_at AS timestamptz) IS NULL
+        OR (d.scheduled_for, d.id) > (CAST(:after_at AS timestamptz), CAST(:after_id AS bigint)))
+ ORDER BY d.scheduled_for, d.id
+ LIMIT :limit;
 
 -- get_pending_run --
-SELECT d.id AS run_id, d.task_id, d.state, d.attempt, d.max_attempts, d.origin, d.priority,
+-- A run still in the queue; an occurrence written ahead whose time has not come shows as `scheduled`.
+SELECT d.id AS run_id, d.task_id,
+       CASE WHEN d.state = 'queued' AND d.run_at > now() THEN 'scheduled' ELSE d.state END AS state, d.attempt, d.max_attempts, d.origin, d.priority,
        d.scheduled_for, d.run_at, d.created_at, d.started_at, CAST(NULL AS timestamptz) AS finished_at,
        d.worker_id, d.event_id, d.cancel_requested, d.last_error AS error, t.title AS task_title, t.agent_id
   FROM due_work d
@@ -115,9 +139,9 @@ SELECT attempt, state, worker_id, started_at, finished_at, steps, output, error
 WITH waiting AS (
     DELETE FROM due_work WHERE id = :id AND state IN ('queued', 'failed') RETURNING *)
 INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
-                      event_id, state, final, finished_at, error)
+                      event_id, params, state, final, finished_at, error)
 SELECT id, attempt + 1, task_id, origin, scheduled_for, created_at, priority, max_attempts,
-       event_id, 'canceled', true, now(), jsonb_build_object('code', 'CANCELED', 'message', CAST(:message AS text))
+       event_id, params, 'canceled', true, now(), jsonb_build_object('code', 'CANCELED', 'message', CAST(:message AS text))
   FROM waiting
 RETURNING run_id;
 
@@ -126,11 +150,31 @@ RETURNING run_id;
 -- heartbeat and records the attempt as canceled).
 UPDATE due_work SET cancel_requested = true WHERE id = :id AND state = 'running' RETURNING id;
 
--- queue_depth --
--- Waiting runs by state, for metrics and health.
-SELECT state, count(*) AS n, min(run_at) AS oldest_run_at
-  FROM due_work
- GROUP BY state;
+-- retry_now --
+-- A failed run waiting for its backoff becomes due at once; the worker makes its next attempt.
+UPDATE due_work SET run_at = now() WHERE id = :id AND state = 'failed' RETURNING id;
+
+-- reopen_dead --
+-- A dead run gets one more attempt. Its last attempt is recorded as failed (it is being retried)
+-- rather than dead, and the run returns to the queue under the same id, due now, with room for
+-- exactly that attempt: if it fails too, the run is dead again (and can be retried again). The run
+-- keeps its origin, scheduled time and run_now parameters; priority and concurrency key are the
+-- task's current ones. A run is in one place at a time: the final row stops being final as the
+-- queue row appears, in one statement.
+WITH reopened AS (
+    UPDATE task_run r
+       SET state = 'failed', final = false
+     WHERE r.run_id = :id AND r.final AND r.state = 'dead'
+    RETURNING r.*)
+INSERT INTO due_work (id, task_id, origin, scheduled_for, run_at, priority, state, attempt, max_attempts,
+                      concurrency_key, concurrency_limit, event_id, params, last_error, created_at)
+OVERRIDING SYSTEM VALUE
+SELECT o.run_id, o.task_id, o.origin, o.scheduled_for, now(), t.priority, 'failed', o.attempt, o.attempt + 1,
+       t.concurrency_key, CASE WHEN t.concurrency_key IS NOT NULL THEN t.concurrency_limit END,
+       (SELECT e.id FROM event e WHERE e.id = o.event_id), o.params, o.error, o.created_at
+  FROM reopened o
+  JOIN task t ON t.id = o.task_id
+RETURNING id;
 
 -- prune_finished --
 -- Retention: runs that ended before the cutoff go, with all their attempts. Oldest run ids first, in

@@ -1,12 +1,13 @@
--- Task statements used by the API and the CLI.
+-- Task statements used by the API and the CLI. `expand_from` is the scheduler's place in a task's
+-- schedule (migrations/0007: it was called next_fire_at, which the API now uses for the next occurrence).
 
 -- insert_task --
 INSERT INTO task (agent_id, title, description, schedule_kind, schedule_expr, timezone, payload, status,
                   priority, max_retries, backoff_base_s, backoff_cap_s, backoff_jitter, timeout_s,
-                  concurrency_key, concurrency_limit, misfire_policy, misfire_grace_s, next_fire_at)
+                  concurrency_key, concurrency_limit, misfire_policy, misfire_grace_s, expand_from)
 VALUES (:agent_id, :title, :description, :schedule_kind, :schedule_expr, :timezone, CAST(:payload AS jsonb),
         :status, :priority, :max_retries, :backoff_base_s, :backoff_cap_s, :backoff_jitter, :timeout_s,
-        :concurrency_key, :concurrency_limit, :misfire_policy, :misfire_grace_s, :next_fire_at)
+        :concurrency_key, :concurrency_limit, :misfire_policy, :misfire_grace_s, :expand_from)
 RETURNING *;
 
 -- update_task --
@@ -18,7 +19,7 @@ UPDATE task
        status = :status, priority = :priority, max_retries = :max_retries,
        backoff_base_s = :backoff_base_s, backoff_cap_s = :backoff_cap_s, backoff_jitter = :backoff_jitter,
        timeout_s = :timeout_s, concurrency_key = :concurrency_key, concurrency_limit = :concurrency_limit,
-       misfire_policy = :misfire_policy, misfire_grace_s = :misfire_grace_s, next_fire_at = :next_fire_at,
+       misfire_policy = :misfire_policy, misfire_grace_s = :misfire_grace_s, expand_from = :expand_from,
        version = version + 1, updated_at = now()
  WHERE id = :id
 RETURNING *;
@@ -39,6 +40,16 @@ SELECT *
    AND (CAST(:agent_id AS uuid) IS NULL OR agent_id = :agent_id)
    FOR UPDATE;
 
+-- task_ids_by_prefix --
+-- Ids of the tasks whose id starts with :prefix (hex digits, no dashes), for `ordo task ... ID-PREFIX`.
+-- A scan: the CLI asks it once per command, and the task table holds definitions, not runs.
+SELECT id
+  FROM task
+ WHERE replace(CAST(id AS text), '-', '') LIKE :prefix || '%'
+   AND (CAST(:agent_id AS uuid) IS NULL OR agent_id = :agent_id)
+ ORDER BY id
+ LIMIT :n;
+
 -- list_tasks --
 -- Newest first, keyset-paginated on (created_at, id) over task_agent_idx / a scan for admins.
 SELECT *
@@ -54,7 +65,7 @@ SELECT *
 
 -- set_status --
 UPDATE task
-   SET status = :status, next_fire_at = :next_fire_at, version = version + 1, updated_at = now()
+   SET status = :status, expand_from = :expand_from, version = version + 1, updated_at = now()
  WHERE id = :id
 RETURNING *;
 
@@ -73,9 +84,9 @@ WITH waiting AS (
     RETURNING *),
 recorded AS (
     INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
-                          event_id, state, final, finished_at, error)
+                          event_id, params, state, final, finished_at, error)
     SELECT id, attempt + 1, task_id, origin, scheduled_for, created_at, priority, max_attempts,
-           event_id, 'canceled', true, now(),
+           event_id, params, 'canceled', true, now(),
            jsonb_build_object('code', 'TASK_CANCELED', 'message', 'the task was canceled')
       FROM waiting
     RETURNING run_id),

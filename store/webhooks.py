@@ -18,8 +18,8 @@ from sqlalchemy import Connection
 
 from store import keyset
 from store.errors import Conflict, InvalidWebhook, NotFound
+from store.keyset import Page
 from store.sql import load_queries
-from store.tasks import Page
 
 __all__ = [
     "DELIVERY_STATES",
@@ -101,7 +101,7 @@ def get(
 def list_page(
     conn: Connection, *, agent_id: UUID | None = None, cursor: str | None = None, limit: int = 50
 ) -> Page:
-    after_created, after_id = keyset.decode(cursor) if cursor else (None, None)
+    after_created, after_id = keyset.decode(cursor, datetime, UUID) if cursor else (None, None)
     rows = (
         conn.execute(
             Q["list_endpoints"],
@@ -110,9 +110,7 @@ def list_page(
         .mappings()
         .all()
     )
-    items = [dict(r) for r in rows[:limit]]
-    next_cursor = keyset.encode(items[-1]["created_at"], items[-1]["id"]) if len(rows) > limit else None
-    return Page(items, next_cursor)
+    return keyset.page([dict(r) for r in rows], limit, lambda r: (r["created_at"], r["id"]))
 
 
 def update(
@@ -243,18 +241,9 @@ def deliveries(
         raise InvalidWebhook(
             f"state must be one of {', '.join(DELIVERY_STATES)}, not {state!r}", details={"path": "state"}
         )
-    before = None
-    if cursor is not None:
-        if not cursor.isdigit() or len(cursor) > 19:
-            raise InvalidWebhook(
-                "invalid cursor; pass the next_cursor value of a previous page",
-                details={"path": "cursor"},
-                code="INVALID_CURSOR",
-            )
-        before = int(cursor)
+    (before,) = keyset.decode(cursor, int) if cursor is not None else (None,)
     rows = _delivery_rows(conn, endpoint["id"], state=state, before_id=before, limit=limit + 1)
-    items = rows[:limit]
-    return Page(items, str(items[-1]["id"]) if len(rows) > limit else None)
+    return keyset.page(rows, limit, lambda r: (r["id"],))
 
 
 def delivery(

@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from engine import ToolLimits, ToolRegistry
 from engine.outbound import OutboundPolicy
+from scheduler import task_document
 from store import tasks as store_tasks
 from store.db import Database
 from workers.completer import CompleterConfig
@@ -42,7 +43,7 @@ def echo_payload(message: str = "hello ${params.who}", **params: Any) -> dict[st
 
 def add_task(db: Database, now: datetime | None = None, **fields: Any) -> dict[str, Any]:
     doc = {"title": "t", "schedule_kind": "manual", "payload": echo_payload(), **fields}
-    values = store_tasks.validate_task(doc, REGISTRY, now=now or datetime.now(UTC))
+    values = task_document.validate(doc, REGISTRY, now=now or datetime.now(UTC))
     with db.tx() as conn:
         return store_tasks.create(conn, values, store_tasks.LOCAL_AGENT_ID)
 

@@ -110,7 +110,8 @@ SELECT least(
 -- (fencing): a worker whose lease expired and was rescued cannot overwrite the new holder's state,
 -- and a claimed outcome can never touch a lease. Exactly the rows that changed get their task_run
 -- row (and, where the owner's webhooks subscribe to run events, a run.* message). A run to retry
--- stays queued as failed; a run that ended leaves the queue.
+-- stays queued as failed; a run that ended leaves the queue. The run_now parameters go with it
+-- (task_run.params), so a dead run can be retried as it ran (store/runs.sql).
 -- started_at is the database clock at lease (at claim: now(), the claiming transaction's start),
 -- finished_at that plus the duration the worker measured, so worker clock skew cannot reorder
 -- history. The batch arrives as one JSON array: one value to send and parse, instead of an array
@@ -136,7 +137,7 @@ retried AS (
        AND CASE WHEN o.token IS NULL THEN d.state <> 'running'
                 ELSE d.lease_token = o.token AND d.state = 'running' END
     RETURNING d.id, d.task_id, d.origin, d.scheduled_for, d.created_at, d.priority, d.max_attempts,
-              d.event_id, d.worker_id, d.started_at),
+              d.event_id, d.params, d.worker_id, d.started_at),
 ended AS (
     DELETE FROM due_work d
      USING outcome o
@@ -145,7 +146,7 @@ ended AS (
        AND CASE WHEN o.token IS NULL THEN d.state <> 'running'
                 ELSE d.lease_token = o.token AND d.state = 'running' END
     RETURNING d.id, d.task_id, d.origin, d.scheduled_for, d.created_at, d.priority, d.max_attempts,
-              d.event_id,
+              d.event_id, d.params,
               CASE WHEN o.token IS NULL THEN CAST(:worker_id AS text) ELSE d.worker_id END AS worker_id,
               CASE WHEN o.token IS NULL THEN now() ELSE d.started_at END AS started_at),
 changed AS (
@@ -154,10 +155,10 @@ changed AS (
     SELECT * FROM ended),
 recorded AS (
     INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
-                          event_id, state, final, worker_id, started_at, finished_at, steps, output, error,
-                          record_bytes)
+                          event_id, params, state, final, worker_id, started_at, finished_at, steps, output,
+                          error, record_bytes)
     SELECT c.id, o.attempt, c.task_id, c.origin, c.scheduled_for, c.created_at, c.priority, c.max_attempts,
-           c.event_id, o.state, o.state <> 'failed', c.worker_id, c.started_at,
+           c.event_id, c.params, o.state, o.state <> 'failed', c.worker_id, c.started_at,
            c.started_at + make_interval(secs => o.duration_s), coalesce(o.steps, '[]'), o.output, o.error,
            o.record_bytes
       FROM changed c

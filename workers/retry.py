@@ -9,6 +9,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from store.domain import DEFAULT_BACKOFF
+
 __all__ = ["MAX_TOOL_DELAY_S", "RetryPolicy", "backoff_delay", "decide"]
 
 # A tool's Retry-After is honoured up to a day; beyond that the far side is not coming back soon.
@@ -17,9 +19,10 @@ MAX_TOOL_DELAY_S = 86_400.0
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    base_s: float = 2.0
-    cap_s: float = 600.0
-    jitter: float = 0.2  # fraction of the delay drawn at random and taken off, so retries spread out
+    # A task's backoff; the defaults are a task document's (store.domain.DEFAULT_BACKOFF).
+    base_s: float = DEFAULT_BACKOFF["base_s"]
+    cap_s: float = DEFAULT_BACKOFF["cap_s"]
+    jitter: float = DEFAULT_BACKOFF["jitter"]  # fraction of the delay drawn at random and taken off
 
     def __post_init__(self) -> None:
         if self.base_s <= 0 or self.cap_s < self.base_s or not 0 <= self.jitter <= 1:

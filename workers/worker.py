@@ -35,6 +35,7 @@ from engine import ToolLimits, ToolRegistry
 from observability import metrics
 from store.db import Database
 from store.errors import OrdoError
+from store.settings import Settings
 from store.sql import load_queries
 from workers.completer import Completer, CompleterConfig
 from workers.deliverer import Deliverer, DelivererConfig
@@ -56,11 +57,12 @@ Q = load_queries("workers", "queries.sql")
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    concurrency: int = 8
-    lease_s: float = 30.0
-    poll_s: float = 2.0
-    shutdown_grace_s: float = 30.0
-    rescue_interval_s: float = 5.0
+    # Defaults are the settings' (store.settings.Settings, ORDO_*), defined there once.
+    concurrency: int = Settings.worker_concurrency
+    lease_s: float = Settings.lease_s
+    poll_s: float = Settings.poll_s
+    shutdown_grace_s: float = Settings.shutdown_grace_s
+    rescue_interval_s: float = Settings.rescue_interval_s
     max_keys_per_lease: int = 16
     completer: CompleterConfig = field(default_factory=CompleterConfig)
     deliveries: DelivererConfig = field(default_factory=DelivererConfig)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from sqlalchemy import Connection
 
-from api.deps import Admin, Caller, Clock, Db, Reads, State
+from api.deps import Admin, Caller, Clock, Cursor, Db, Limit, Reads, State
 from api.errors import responses
 from api.schemas import (
     AgentCreate,
@@ -28,7 +28,8 @@ __all__ = ["router"]
 router = APIRouter(prefix="/agents", tags=["agents"])
 
 _ADMIN_READ = responses(401, 403, 404, 422, 429, 503)
-_ADMIN_WRITE = responses(400, 401, 403, 404, 409, 413, 422, 429, 503)
+_ADMIN_LIST = responses(400, 401, 403, 422, 429, 503)
+_ADMIN_WRITE = responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
 
 
 @router.get("/me", response_model=Me, responses=responses(401, 429, 503))
@@ -53,13 +54,8 @@ def create_agent(body: AgentCreate, caller: Admin, db: Db, response: Response) -
     return agents.public_agent(agent)
 
 
-@router.get("", response_model=AgentPage, responses=_ADMIN_READ)
-async def list_agents(
-    caller: Admin,
-    reads: Reads,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> Any:
+@router.get("", response_model=AgentPage, responses=_ADMIN_LIST)
+async def list_agents(caller: Admin, reads: Reads, cursor: Cursor = None, limit: Limit = 50) -> Any:
     """Every agent, oldest first."""
     page = await reads.run(agents.list_agents, cursor=cursor, limit=limit)
     return {"items": [agents.public_agent(a) for a in page.items], "next_cursor": page.next_cursor}

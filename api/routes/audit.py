@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from api.deps import Admin, Reads
+from api.deps import Admin, Cursor, Limit, Reads
 from api.errors import responses
 from api.schemas import AuditPage, Text
 from store import audit
@@ -17,7 +17,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/audit", tags=["audit"])
 
 
-@router.get("", response_model=AuditPage, responses=responses(401, 403, 422, 429, 503))
+@router.get("", response_model=AuditPage, responses=responses(400, 401, 403, 422, 429, 503))
 async def list_audit(
     caller: Admin,
     reads: Reads,
@@ -27,8 +27,8 @@ async def list_audit(
     ] = None,
     target_id: Annotated[Text | None, Query(max_length=100)] = None,
     action: Annotated[Text | None, Query(max_length=100, description="e.g. task.create")] = None,
-    cursor: Annotated[str | None, Query(pattern=r"^[1-9][0-9]{0,17}$")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Cursor = None,
+    limit: Limit = 50,
 ) -> Any:
     """Audit entries, newest first."""
     page = await reads.run(

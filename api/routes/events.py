@@ -8,13 +8,14 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from api.deps import Db, EventsPublish, IdempotencyKey, Reads
+from api.deps import Cursor, Db, EventsPublish, IdempotencyKey, Limit, Reads
 from api.errors import responses
 from api.idempotent import remember, replayed
 from api.responses import json_body
 from api.schemas import EventCreate, EventPage, EventPublic
 from store import audit
 from store import events as store_events
+from store.domain import TOPIC_PATTERN
 
 __all__ = ["router"]
 
@@ -25,7 +26,7 @@ router = APIRouter(prefix="/events", tags=["events"])
     "",
     status_code=202,
     response_model=EventPublic,
-    responses=responses(400, 401, 403, 409, 413, 422, 429, 503),
+    responses=responses(400, 401, 403, 409, 413, 415, 422, 429, 503),
 )
 def publish_event(
     body: EventCreate,
@@ -56,13 +57,13 @@ def publish_event(
     return json_body(out, 202, {"Location": f"/events/{out['id']}"})
 
 
-@router.get("", response_model=EventPage, responses=responses(401, 403, 422, 429, 503))
+@router.get("", response_model=EventPage, responses=responses(400, 401, 403, 422, 429, 503))
 async def list_events(
     caller: EventsPublish,
     reads: Reads,
-    topic: Annotated[str | None, Query(pattern=store_events.TOPIC_PATTERN)] = None,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    topic: Annotated[str | None, Query(pattern=TOPIC_PATTERN)] = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
 ) -> Any:
     """Events the caller published (everyone's for admins), newest first."""
     page = await reads.run(

@@ -16,7 +16,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/schedules", tags=["schedules"])
 
 
-@router.post("/preview", response_model=Preview, responses=responses(400, 401, 403, 413, 422, 429, 503))
+@router.post("/preview", response_model=Preview, responses=responses(400, 401, 403, 413, 415, 422, 429, 503))
 def preview_schedule(body: ScheduleDraft, caller: TasksRead, now: Clock) -> Any:
     """Expand a draft schedule exactly as a task would: `{"occurrences": [ISO 8601 with offset, ...]}`.
     An invalid rule is refused with the reason (422 INVALID_SCHEDULE)."""

@@ -3,39 +3,31 @@ resume, cancel, and preview the next occurrences. An agent sees only its own tas
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import Clock, Db, IdempotencyKey, Reads, Registry, TasksRead, TasksWrite
+from api.deps import Clock, Cursor, Db, IdempotencyKey, Limit, Reads, Registry, TasksRead, TasksWrite
 from api.errors import responses
 from api.idempotent import remember, replayed
 from api.responses import json_body
 from api.schemas import RunNow, RunPublic, TaskCreate, TaskPage, TaskPatch, TaskPreview, TaskPublic, Text
-from scheduler.describe import describe
+from scheduler import task_document
 from scheduler.expand import preview as expand_preview
 from store import audit
 from store import runs as store_runs
 from store import tasks as store_tasks
+from store.domain import PREVIEW_MAX_COUNT, ScheduleKind, TaskStatus
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 _READ = responses(401, 403, 404, 422, 429, 503)
-_WRITE = responses(400, 401, 403, 404, 409, 413, 422, 429, 503)
-
-Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
-Cursor = Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page.")]
-
-
-def _public(row: Any) -> dict[str, Any]:
-    """A task as the API shows it: the stored shape plus its schedule in words, in the task's zone."""
-    out = store_tasks.public(row)
-    out["schedule_text"] = describe(out["schedule_kind"], out["schedule_expr"], out["timezone"])
-    return out
+_LIST = responses(400, 401, 403, 422, 429, 503)
+_WRITE = responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
 
 
 @router.post("", status_code=201, response_model=TaskPublic, responses=_WRITE)
@@ -53,20 +45,21 @@ def create_task(
     with db.tx() as conn:
         if replay := replayed(conn, caller, idempotency_key, "POST /tasks", doc, location="/tasks"):
             return replay
-        values = store_tasks.validate_task(doc, registry, now=now, scopes=caller.tool_scopes)
+        values = task_document.validate(doc, registry, now=now, scopes=caller.tool_scopes)
         row = store_tasks.create(conn, values, caller.agent_id)
-        out = _public(row)
+        out = task_document.public(row, now=now)
         audit.record(conn, caller, "task.create", "task", row["id"], {"title": row["title"]})
         remember(conn, caller, idempotency_key, 201, out)
     return json_body(out, 201, {"Location": f"/tasks/{out['id']}"})
 
 
-@router.get("", response_model=TaskPage, responses=_READ)
+@router.get("", response_model=TaskPage, responses=_LIST)
 async def list_tasks(
     caller: TasksRead,
     reads: Reads,
-    status: Literal["active", "paused", "canceled"] | None = None,
-    schedule_kind: Literal["cron", "rrule", "once", "event", "manual"] | None = None,
+    now: Clock,
+    status: TaskStatus | None = None,
+    schedule_kind: ScheduleKind | None = None,
     text: Annotated[
         Text | None, Query(max_length=200, description="Substring of the title or description.")
     ] = None,
@@ -83,13 +76,16 @@ async def list_tasks(
         cursor=cursor,
         limit=limit,
     )
-    return json_body({"items": [_public(r) for r in page.items], "next_cursor": page.next_cursor})
+    return json_body(
+        {"items": [task_document.public(r, now=now) for r in page.items], "next_cursor": page.next_cursor}
+    )
 
 
 @router.get("/{task_id}", response_model=TaskPublic, responses=_READ)
-async def get_task(task_id: UUID, caller: TasksRead, reads: Reads) -> Any:
+async def get_task(task_id: UUID, caller: TasksRead, reads: Reads, now: Clock) -> Any:
+    """One task; `next_fire_at` is its next occurrence."""
     task = await reads.run(store_tasks.get, task_id, caller.owner)
-    return json_body(_public(task))
+    return json_body(task_document.public(task, now=now))
 
 
 @router.patch("/{task_id}", response_model=TaskPublic, responses=_WRITE)
@@ -99,11 +95,11 @@ def update_task(
     """Change fields of a task. The merged document is validated as a whole; a changed schedule is
     re-planned from now and its queued occurrences are withdrawn."""
     with db.tx() as conn:
-        row = store_tasks.update(
+        row = task_document.edit(
             conn, task_id, body.root, registry, now=now, agent_id=caller.owner, scopes=caller.tool_scopes
         )
         audit.record(conn, caller, "task.update", "task", task_id, {"fields": sorted(body.root)})
-    return json_body(_public(row))
+    return json_body(task_document.public(row, now=now))
 
 
 @router.delete("/{task_id}", status_code=204, response_class=Response, responses=_WRITE)
@@ -139,12 +135,12 @@ def run_now(
 
 
 @router.post("/{task_id}/pause", response_model=TaskPublic, responses=_WRITE)
-def pause_task(task_id: UUID, caller: TasksWrite, db: Db) -> Any:
+def pause_task(task_id: UUID, caller: TasksWrite, db: Db, now: Clock) -> Any:
     """Stop scheduling; queued occurrences are withdrawn, running runs finish."""
     with db.tx() as conn:
         row = store_tasks.pause(conn, task_id, agent_id=caller.owner)
         audit.record(conn, caller, "task.pause", "task", task_id)
-    return json_body(_public(row))
+    return json_body(task_document.public(row, now=now))
 
 
 @router.post("/{task_id}/resume", response_model=TaskPublic, responses=_WRITE)
@@ -153,17 +149,17 @@ def resume_task(task_id: UUID, caller: TasksWrite, db: Db, now: Clock) -> Any:
     with db.tx() as conn:
         row = store_tasks.resume(conn, task_id, now=now, agent_id=caller.owner)
         audit.record(conn, caller, "task.resume", "task", task_id)
-    return json_body(_public(row))
+    return json_body(task_document.public(row, now=now))
 
 
 @router.post("/{task_id}/cancel", response_model=TaskPublic, responses=_WRITE)
-def cancel_task(task_id: UUID, caller: TasksWrite, db: Db) -> Any:
+def cancel_task(task_id: UUID, caller: TasksWrite, db: Db, now: Clock) -> Any:
     """Cancel for good: nothing more is scheduled, waiting runs are canceled, running runs stop at
     their next step boundary."""
     with db.tx() as conn:
         row = store_tasks.cancel(conn, task_id, agent_id=caller.owner)
         audit.record(conn, caller, "task.cancel", "task", task_id)
-    return json_body(_public(row))
+    return json_body(task_document.public(row, now=now))
 
 
 @router.get("/{task_id}/preview", response_model=TaskPreview, responses=_READ)
@@ -172,9 +168,10 @@ async def preview_task(
     caller: TasksRead,
     reads: Reads,
     now: Clock,
-    count: Annotated[int, Query(ge=1, le=1000, description="How many occurrences.")] = 10,
+    count: Annotated[int, Query(ge=1, le=PREVIEW_MAX_COUNT, description="How many occurrences.")] = 10,
 ) -> Any:
-    """The task's next occurrences from now (event and manual tasks have none)."""
+    """The task's next occurrences from now, in the task's zone with its offset (event and manual
+    tasks have none)."""
     task = await reads.run(store_tasks.get, task_id, caller.owner)
     # Up to 1,000 occurrences of a rule can take a while to compute: off the event loop.
     occurrences = await run_in_threadpool(

@@ -21,17 +21,13 @@ from scheduler.expand.icalendar import parse_block
 from scheduler.expand.once import OnceSchedule, parse_once
 from scheduler.expand.recurrence import compile_anchored, compile_recurrence
 from scheduler.expand.walltime import as_instant, local_midnight, utc_naive, zone
+from store.domain import PREVIEW_MAX_COUNT, SCHEDULE_KINDS, TOPIC_PATTERN
 from store.errors import InvalidSchedule
 
 __all__ = ["PREVIEW_MAX_COUNT", "SCHEDULE_KINDS", "normalize_expr", "parse_schedule", "preview"]
 
-SCHEDULE_KINDS = ("cron", "rrule", "once", "event", "manual")
-# The most occurrences one preview returns, wherever it is asked for (API, CLI). A preview is computed
-# whole inside one request, at a cost per occurrence that depends on the rule (a 5-minute cron line
-# takes ~0.25 s per 1,000 on a busy 2-core machine, a sparse MINUTELY rule more), so an API caller must
-# not be able to ask for ten times that; 1,000 daily runs already span almost three years.
-PREVIEW_MAX_COUNT = 1_000
-_TOPIC_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,199}$")
+# The kinds, the preview limit and the topic rule are defined once, in store.domain.
+_TOPIC_RE = re.compile(TOPIC_PATTERN)
 
 
 def _check_kind(kind: str, expr: str | None) -> str:

@@ -1,12 +1,15 @@
-"""The `ordo` command line: one clear line and a non-zero exit on bad input, JSON with --json."""
+"""The `ordo` command line: one clear line and exit code 2 on bad input, JSON with --json (the API's
+shapes, `id` everywhere), and every operation the API offers."""
 
 import json
 import textwrap
+from datetime import datetime
 
 import pytest
+from sqlalchemy import text
 
 from store.db import Database
-from tests.helpers import scalar
+from tests.helpers import scalar, wait_for
 
 NIGHTLY = textwrap.dedent(
     """\
@@ -124,7 +127,9 @@ def test_preview_prints_occurrences_with_offsets(ordo):
         "2",
         "--json",
     )
-    assert json.loads(cron.stdout) == ["2026-11-20T06:30:00+00:00", "2026-11-23T06:30:00+00:00"]
+    assert json.loads(cron.stdout) == {
+        "occurrences": ["2026-11-20T06:30:00+00:00", "2026-11-23T06:30:00+00:00"]
+    }
     bad = ordo.run("preview", "--cron", "* * *", "--count", "2")
     assert bad.returncode == 2 and bad.stderr.startswith("error: ")
 
@@ -164,3 +169,201 @@ def test_runs_shows_steps_with_state_timing_and_output(ordo, tmp_path):
     assert json.loads(ordo.run("runs", "--failed", "--json").stdout) == []
     worker.terminate()
     assert worker.wait(20) == 0
+
+
+def _add(ordo, tmp_path, doc: str, name: str = "t.yaml") -> dict:
+    (tmp_path / name).write_text(doc)
+    added = ordo.run("task", "add", str(tmp_path / name), "--json")
+    assert added.returncode == 0, added.stderr
+    return json.loads(added.stdout)
+
+
+def _json(result) -> object:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_task_ids_are_taken_by_a_unique_prefix(ordo, db_url, tmp_path):
+    """Like git: a prefix of four or more hex digits names a task if it is unique; an ambiguous one is
+    refused with the candidates; an exact id always works."""
+    first = _add(ordo, tmp_path, "title: one\nschedule_kind: manual\n" + PIPELINE, "a.yaml")
+    second = _add(ordo, tmp_path, "title: two\nschedule_kind: manual\n" + PIPELINE, "b.yaml")
+    db = Database(db_url)
+    try:
+        with db.tx() as conn:
+            for old, new in ((first, "abcd1111"), (second, "abcd2222")):
+                conn.execute(
+                    text("UPDATE task SET id = CAST(:new AS uuid) WHERE id = CAST(:old AS uuid)"),
+                    {"new": new + old["id"][8:], "old": old["id"]},
+                )
+    finally:
+        db.dispose()
+
+    unique = _json(ordo.run("task", "show", "abcd1", "--json"))
+    dashed = _json(ordo.run("task", "show", "ABCD2222-" + second["id"][9:13], "--json"))
+    exact = _json(ordo.run("task", "show", "abcd1111" + first["id"][8:], "--json"))
+    ambiguous = ordo.run("task", "show", "abcd")
+    too_short = ordo.run("task", "show", "abc")
+    unknown = ordo.run("task", "run", "ffff0000")
+
+    assert unique["title"] == "one" and dashed["title"] == "two" and exact["title"] == "one"
+    assert ambiguous.returncode == 2 and "ambiguous" in ambiguous.stderr and "abcd2222" in ambiguous.stderr
+    assert too_short.returncode == 2 and "at least 4" in too_short.stderr
+    assert unknown.returncode == 2 and "no task id starts with" in unknown.stderr
+
+
+def test_task_show_lists_the_next_five_occurrences_in_the_tasks_zone(ordo, tmp_path):
+    task = _add(ordo, tmp_path, NIGHTLY)
+
+    shown = _json(ordo.run("task", "show", task["id"], "--json"))
+
+    assert len(shown["next_occurrences"]) == 5
+    assert all(o.endswith(("+02:00", "+03:00")) and "T02:30:00" in o for o in shown["next_occurrences"])
+    # next_fire_at is that first occurrence, written as every stored time is: UTC with microseconds.
+    assert shown["next_fire_at"].endswith(".000000+00:00")
+    first = datetime.fromisoformat(shown["next_occurrences"][0])
+    assert datetime.fromisoformat(shown["next_fire_at"]) == first
+
+
+def test_edit_and_delete_do_what_patch_and_delete_do(ordo, tmp_path):
+    task = _add(ordo, tmp_path, NIGHTLY)
+    (tmp_path / "patch.yaml").write_text("priority: 7\nbackoff: {base_s: 5}\n")
+
+    edited = _json(ordo.run("task", "edit", task["id"][:8], str(tmp_path / "patch.yaml"), "--json"))
+    deleted = _json(ordo.run("task", "delete", task["id"], "--json"))
+    gone = ordo.run("task", "show", task["id"])
+
+    assert (edited["id"], edited["priority"], edited["version"]) == (task["id"], 7, 2)
+    assert edited["backoff"] == {"base_s": 5.0, "cap_s": 600.0, "jitter": 0.2}
+    assert deleted == {"id": task["id"], "deleted": True}
+    assert gone.returncode == 2 and "not found" in gone.stderr
+
+
+def test_a_run_is_canceled_and_a_dead_run_retried_from_the_cli(ordo, tmp_path):
+    """cancel withdraws a queued run; a run that died gets one more attempt under the same id with
+    `ordo run retry`, and succeeds once its task is fixed."""
+    broken = "title: needs msg\nschedule_kind: manual\nmax_retries: 0\npayload:\n  pipeline:\n" + (
+        "    - {id: a, uses: echo.message, with: {message: '${params.msg}'}}\n"
+    )
+    task = _add(ordo, tmp_path, broken)
+    queued = _json(ordo.run("task", "run", task["id"], "--json"))
+    canceled = _json(ordo.run("run", "cancel", str(queued["id"]), "--json"))
+    ordo.spawn("worker", "--concurrency", "2", name="worker")
+    died = ordo.run("task", "run", task["id"], "--wait", "--json")
+    (tmp_path / "fix.yaml").write_text(
+        "payload:\n  params: {msg: fixed}\n  pipeline:\n"
+        + ("    - {id: a, uses: echo.message, with: {message: '${params.msg}'}}\n")
+    )
+    _json(ordo.run("task", "edit", task["id"], str(tmp_path / "fix.yaml"), "--json"))
+    dead = json.loads(died.stdout)
+    retried = _json(ordo.run("run", "retry", str(dead["id"]), "--json"))
+    done = wait_for(
+        lambda: (r := _json(ordo.run("run", str(dead["id"]), "--json")))["state"] == "succeeded" and r,
+        timeout=30,
+        what="the retried run to succeed",
+    )
+
+    assert queued["state"] == "queued" and canceled["state"] == "canceled"
+    assert died.returncode == 1 and dead["state"] == "dead"
+    assert retried["id"] == dead["id"] and retried["state"] in ("failed", "running", "succeeded")
+    assert [a["state"] for a in done["attempts"]] == ["failed", "succeeded"]
+    assert done["steps"][0]["output"] == {"message": "fixed"}
+    again = ordo.run("run", "retry", str(dead["id"]))
+    assert again.returncode == 2 and "only a failed or dead run" in again.stderr
+
+
+def test_events_and_tokens_from_the_cli(ordo, tmp_path):
+    subscriber = _add(
+        ordo,
+        tmp_path,
+        "title: on order\nschedule_kind: event\nschedule_expr: orders.created\npayload:\n  pipeline:\n"
+        "    - {id: a, uses: echo.message, with: {message: 'order ${event.payload.n}'}}\n",
+    )
+    (tmp_path / "order.json").write_text('{"n": 7}')
+
+    event = _json(
+        ordo.run("event", "publish", "orders.created", "--payload", str(tmp_path / "order.json"), "--json")
+    )
+    listed = _json(ordo.run("event", "list", "--json"))
+    created = _json(ordo.run("token", "create", "--agent", "planner", "--scopes", "tasks:read", "--json"))
+    tokens = _json(ordo.run("token", "list", "--agent", "planner", "--json"))
+    revoked = _json(ordo.run("token", "revoke", created["prefix"], "--json"))
+    unknown = ordo.run("token", "revoke", "ordo_aaaaaaaaaaaa")
+
+    assert [r["task_id"] for r in event["runs"]] == [subscriber["id"]]
+    assert listed[0]["id"] == event["id"] and listed[0]["payload"] == {"n": 7}
+    assert created["token"].startswith(created["prefix"] + "_") and created["scopes"] == ["tasks:read"]
+    assert [t["id"] for t in tokens] == [created["id"]] and "token" not in tokens[0]
+    assert revoked["id"] == created["id"] and revoked["revoked_at"]
+    assert unknown.returncode == 2 and "no token" in unknown.stderr
+
+
+def test_wait_says_why_a_run_has_not_ended(ordo, tmp_path):
+    """No worker is running: --wait gives up after its timeout with exit 3 and says so."""
+    task = _add(ordo, tmp_path, "title: hello\nschedule_kind: manual\n" + PIPELINE)
+
+    result = ordo.run("task", "run", task["id"], "--wait", "--timeout-s", "1")
+
+    assert result.returncode == 3
+    assert "has not ended after 1 s" in result.stderr and "no worker is running" in result.stderr
+    assert "ordo up" in result.stderr
+
+
+def test_runs_shows_history_and_upcoming_shows_what_is_written_ahead(ordo, tmp_path):
+    task = _add(
+        ordo, tmp_path, "title: every minute\nschedule_kind: cron\nschedule_expr: '* * * * *'\n" + PIPELINE
+    )
+    scheduler = ordo.spawn("scheduler", name="scheduler")
+    upcoming = wait_for(
+        lambda: len(u := _json(ordo.run("runs", "--upcoming", "--limit", "5", "--json"))) == 5 and u,
+        timeout=60,
+        what="the scheduler to write occurrences ahead",
+    )
+    history = _json(ordo.run("runs", "--json"))
+    human = ordo.run("runs", "--upcoming")
+    scheduler.terminate()
+    scheduler.wait(20)
+
+    assert {r["state"] for r in upcoming} == {"scheduled"} and {r["task_id"] for r in upcoming} == {
+        task["id"]
+    }
+    times = [r["scheduled_for"] for r in upcoming]
+    assert times == sorted(times)
+    assert all(r["state"] != "scheduled" for r in history)
+    assert human.stdout.count("scheduled") >= 5
+
+
+BAD_COMMANDS = {
+    "unknown task": ["task", "show", "ffffffff-ffff-ffff-ffff-ffffffffffff"],
+    "not a task id": ["task", "show", "zz"],
+    "bad params": ["task", "run", "ffff0000", "--params", "{"],
+    "unknown state": ["runs", "--state", "lost"],
+    "scheduled is upcoming": ["runs", "--state", "scheduled"],
+    "unknown run": ["run", "show", "999999"],
+    "run id not a number": ["run", "show", "abc"],
+    "bad cron": ["preview", "--cron", "* *"],
+    "count beyond the limit": ["preview", "--cron", "* * * * *", "--count", "1001"],
+    "missing file": ["task", "add", "/nonexistent/task.yaml"],
+    "bad limit": ["task", "list", "--limit", "0"],
+    "bad status": ["task", "list", "--status", "sleeping"],
+    "bad topic": ["event", "publish", "bad topic!"],
+    "unknown token": ["token", "revoke", "nope"],
+    "unknown scope": ["token", "create", "--agent", "x", "--scopes", "tasks:fly"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_COMMANDS))
+def test_bad_input_exits_2_with_a_message(ordo, case):
+    result = ordo.run(*BAD_COMMANDS[case])
+
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert "error" in result.stderr.lower()
+
+
+def test_help_shows_flags_as_flags_and_defaults(ordo):
+    runs = ordo.run("runs", "--help").stdout
+    up = ordo.run("up", "--help").stdout
+
+    assert "<bool>" not in runs and "--json " in runs and "[default: 20" in runs
+    assert "default: 8080" in up and "ORDO_API_PORT" in up

@@ -34,8 +34,10 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/tasks/{task_id}/preview"): "tasks:read",
     ("POST", "/schedules/preview"): "tasks:read",
     ("GET", "/runs"): "runs:read",
+    ("GET", "/runs/upcoming"): "runs:read",
     ("GET", "/runs/{run_id}"): "runs:read",
     ("POST", "/runs/{run_id}/cancel"): "tasks:write",
+    ("POST", "/runs/{run_id}/retry"): "tasks:write",
     ("POST", "/events"): "events:publish",
     ("GET", "/events"): "events:publish",
     ("GET", "/events/{event_id}"): "events:publish",
@@ -131,6 +133,22 @@ def test_the_scope_table_covers_every_route(settings: Settings) -> None:
     operations = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
 
     assert operations == set(ROUTE_SCOPES) | AUTHENTICATED_ONLY | PUBLIC
+
+
+def test_every_operation_documents_what_it_takes_to_call_it(settings: Settings) -> None:
+    """The OpenAPI document names each operation's scope (x-required-scope and the description's first
+    line), or says that any token, or none, will do."""
+    spec = create_app(settings, registry=REGISTRY).openapi()
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            key, first_line = (method.upper(), path), operation["description"].splitlines()[0]
+            if key in ROUTE_SCOPES:
+                assert operation["x-required-scope"] == ROUTE_SCOPES[key], key
+                assert f"`{ROUTE_SCOPES[key]}`" in first_line, key
+            elif key in AUTHENTICATED_ONLY:
+                assert first_line == "**Scope:** none; any valid token.", key
+            else:
+                assert first_line == "**Authentication:** none.", key
 
 
 @pytest.mark.parametrize(("method", "path"), sorted(ROUTE_SCOPES), ids=lambda v: str(v))

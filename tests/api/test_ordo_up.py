@@ -90,11 +90,23 @@ def test_ordo_up_serves_the_api_and_prints_an_admin_token_once(tmp_path: Path) -
                 what="the run to succeed",
             )
             docs = client.get("/docs")
+            # One instance per data directory and per port: a second `ordo up` on either, or an
+            # `ordo api` on the port, says so in one line; the first keeps answering alone.
+            same_dir = _second(data_dir, _free_port(), "up")
+            same_port = _second(tmp_path / "other", port, "up")
+            api_on_port = _second(data_dir, port, "api")
+            still_up = client.get("/health").status_code
     finally:
         first_code = _stop(proc)
     assert first_code == 0, "".join(lines)
     assert done["steps"][0]["output"] == {"message": "hello world"}
     assert docs.status_code == 200
+    assert same_dir.returncode == 2 and "already serves the data directory" in same_dir.stderr
+    assert f"pid {proc.pid}" in same_dir.stderr
+    port_taken = f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert same_port.returncode == 2 and same_port.stderr.strip().splitlines()[-1].startswith(port_taken)
+    assert api_on_port.returncode == 2 and api_on_port.stderr.strip().splitlines()[-1].startswith(port_taken)
+    assert still_up == 200
 
     again, again_lines = _up(data_dir, port)
     try:
@@ -106,6 +118,12 @@ def test_ordo_up_serves_the_api_and_prints_an_admin_token_once(tmp_path: Path) -
     assert second_code == 0, "".join(again_lines)
     assert still_valid == 200
     assert not any("admin API token was created" in line for line in again_lines)
+
+
+def _second(data_dir: Path, port: int, command: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(ORDO_DATA_DIR=str(data_dir), ORDO_LOG_FORMAT="json")
+    return run_ordo(command, "--port", str(port), env=env, timeout=120)
 
 
 def _get(client: httpx.Client, path: str) -> int:

@@ -258,3 +258,84 @@ def test_a_listed_run_reads_exactly_as_its_detail(
     assert listed[done[1]]["state"] == "dead" and listed[done[1]]["error"]["message"]
     assert listed[queued]["state"] == "queued" and listed[queued]["steps"] == []
     assert all(datetime.fromisoformat(item["created_at"]).tzinfo is not None for item in listed.values())
+
+
+def _scheduler(db: Database):  # a SchedulerService
+    import structlog
+
+    from scheduler.service import SchedulerConfig, SchedulerService
+
+    return SchedulerService(db, SchedulerConfig(horizon_s=600), structlog.get_logger("test"), "api-test")
+
+
+def test_history_leaves_out_what_is_written_ahead_and_upcoming_lists_it(
+    client: httpx.Client, alice: dict[str, str], db: Database
+) -> None:
+    """GET /runs is what has run or is due; GET /runs/upcoming the occurrences written ahead, soonest
+    first, each a run that can be canceled before its time (then it is history, and does not run)."""
+    task = _task(client, alice, schedule_kind="cron", schedule_expr="* * * * *")
+    manual = client.post(f"/tasks/{task['id']}/run_now", headers=alice).json()
+    scheduler = _scheduler(db)
+    try:
+        scheduler.tick()
+        history = client.get("/runs", params={"task_id": task["id"]}, headers=alice).json()["items"]
+        upcoming = client.get("/runs/upcoming", params={"task_id": task["id"]}, headers=alice).json()["items"]
+        skipped = client.post(f"/runs/{upcoming[0]['id']}/cancel", headers=alice).json()
+        scheduler.tick()
+        after = client.get("/runs/upcoming", params={"task_id": task["id"]}, headers=alice).json()["items"]
+    finally:
+        scheduler.step_down()
+
+    assert [r["id"] for r in history] == [manual["id"]]
+    assert len(upcoming) >= 9 and {r["state"] for r in upcoming} == {"scheduled"}
+    times = [r["scheduled_for"] for r in upcoming]
+    assert times == sorted(times) and times[0] > manual["scheduled_for"]
+    assert skipped["state"] == "canceled"
+    assert upcoming[0]["id"] not in {r["id"] for r in after}
+    assert after[0]["scheduled_for"] == times[1]
+
+
+def test_retry_gives_a_dead_run_a_new_attempt_and_refuses_others(
+    client: httpx.Client, alice: dict[str, str], db: Database
+) -> None:
+    task = _task(
+        client,
+        alice,
+        max_retries=0,
+        payload={"pipeline": [{"id": "say", "uses": "echo.message", "with": {"message": "${params.m}"}}]},
+    )
+    run = client.post(f"/tasks/{task['id']}/run_now", headers=alice).json()
+    with running_worker(db):
+        wait_for(lambda: _run(client, alice, run["id"])["state"] == "dead", what="the run to die")
+        retried = client.post(f"/runs/{run['id']}/retry", headers=alice)
+        again = wait_for(
+            lambda: (r := _run(client, alice, run["id"]))["state"] == "dead" and r["attempt"] == 2 and r,
+            what="the second attempt to end",
+        )
+    queued = client.post(f"/tasks/{task['id']}/run_now", headers=alice).json()
+    refused = client.post(f"/runs/{queued['id']}/retry", headers=alice)
+
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["id"] == run["id"] and retried.json()["state"] in ("failed", "running", "dead")
+    assert [a["state"] for a in again["attempts"]] == ["failed", "dead"]
+    assert refused.status_code == 409 and refused.json()["code"] == "CONFLICT"
+
+
+def test_next_fire_at_is_the_next_occurrence_not_the_end_of_what_is_written_ahead(
+    client: httpx.Client, alice: dict[str, str], db: Database
+) -> None:
+    task = _task(client, alice, schedule_kind="cron", schedule_expr="* * * * *")
+    scheduler = _scheduler(db)
+    try:
+        scheduler.tick()
+    finally:
+        scheduler.step_down()
+    now = datetime.now(UTC)
+
+    shown = client.get(f"/tasks/{task['id']}", headers=alice).json()
+    listed = client.get("/tasks", headers=alice).json()["items"][0]
+
+    nxt = datetime.fromisoformat(shown["next_fire_at"])
+    assert now <= nxt <= now + timedelta(seconds=61), shown["next_fire_at"]
+    assert nxt.second == 0 and shown["next_fire_at"].endswith("+00:00")
+    assert listed["next_fire_at"] == shown["next_fire_at"]

@@ -350,14 +350,13 @@ def test_unparseable_bodies_are_400(client: httpx.Client, alice: dict[str, str],
         ("GET", "/runs/99999999999999999999999"),
         ("GET", "/runs?since=yesterday"),
         ("GET", "/runs?since=2026-01-01T00:00:00"),
-        ("GET", "/runs?cursor=-1"),
-        ("GET", "/runs?cursor=99999999999999999999"),
         ("GET", "/runs?state=lost"),
+        ("GET", "/runs?state=scheduled"),
         ("GET", "/tasks/{id}/preview?count=100000"),
     ],
 )
 def test_bad_parameters_are_422(client: httpx.Client, alice: dict[str, str], method: str, path: str) -> None:
-    """Malformed ids, numbers, enums, timestamps and cursors are 422 with the parameter named."""
+    """Malformed ids, numbers, enums and timestamps are 422 with the parameter named."""
     task = _create(client, alice)
 
     response = client.request(method, path.replace("{id}", task["id"]), json={}, headers=alice)
@@ -365,14 +364,6 @@ def test_bad_parameters_are_422(client: httpx.Client, alice: dict[str, str], met
     assert response.status_code == 422, response.text
     body = response.json()
     assert body["code"] == "INVALID_REQUEST" and body["details"]["in"] in ("path", "query")
-
-
-@pytest.mark.parametrize("cursor", ["garbage", "W10", "WyJ4IiwgInkiXQ", "e30", "8J-Yig"])
-def test_forged_task_cursors_are_422(client: httpx.Client, alice: dict[str, str], cursor: str) -> None:
-    """A cursor that is not one we issued is 422, not a crash."""
-    response = client.get("/tasks", params={"cursor": cursor}, headers=alice)
-
-    assert response.status_code == 422, response.text
 
 
 def test_unknown_task_is_404(client: httpx.Client, alice: dict[str, str]) -> None:

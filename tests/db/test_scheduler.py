@@ -48,7 +48,7 @@ def test_a_tick_writes_occurrences_inside_the_horizon_and_advances_the_task(db, 
         datetime(2026, 3, 20, 12, 5, tzinfo=UTC),
         datetime(2026, 3, 20, 12, 10, tzinfo=UTC),
     ]
-    assert scalar(db, "SELECT next_fire_at FROM task WHERE id = :id", id=task["id"]) == datetime(
+    assert scalar(db, "SELECT expand_from FROM task WHERE id = :id", id=task["id"]) == datetime(
         2026, 3, 20, 12, 15, tzinfo=UTC
     )
 
@@ -65,7 +65,7 @@ def test_expanding_the_same_window_twice_adds_nothing_twice(db, scheduler):
     scheduler.tick(now=NOW)
     # A second scheduler working from stale state re-expands the same window.
     with db.tx() as conn:
-        conn.execute(text("UPDATE task SET next_fire_at = :t WHERE id = :id"), {"t": NOW, "id": task["id"]})
+        conn.execute(text("UPDATE task SET expand_from = :t WHERE id = :id"), {"t": NOW, "id": task["id"]})
     result = scheduler.tick(now=NOW)
     assert result.queued == 0
     assert len(occurrences(db)) == 2

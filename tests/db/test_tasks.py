@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+from scheduler import task_document
 from store import runs as store_runs
 from store import tasks as store_tasks
 from store.errors import Conflict, InvalidPipeline, InvalidSchedule, InvalidTask, NotFound, UnknownTool
@@ -70,7 +71,8 @@ def test_an_rrule_task_gets_its_first_occurrence_in_its_zone(db):
         timezone="Europe/Chisinau",
     )
     # 2026-03-21 08:00 in Chisinau is still winter time (UTC+2).
-    assert task["next_fire_at"] == datetime(2026, 3, 21, 6, 0, tzinfo=UTC)
+    assert task_document.next_occurrence(task, now=NOW) == datetime(2026, 3, 21, 6, 0, tzinfo=UTC)
+    assert task_document.public(task, now=NOW)["next_fire_at"] == "2026-03-21T06:00:00.000000+00:00"
     assert task["schedule_expr"].startswith("DTSTART;TZID=Europe/Chisinau:")
 
 
@@ -86,14 +88,15 @@ def test_pause_withdraws_unstarted_occurrences_and_resume_starts_from_now(db):
         )
         manual = store_runs.enqueue(conn, task["id"])[0]
         paused = store_tasks.pause(conn, task["id"])
-    assert paused["status"] == "paused" and paused["next_fire_at"] is None
+    assert paused["status"] == "paused" and paused["expand_from"] is None
+    assert task_document.next_occurrence(paused, now=NOW) is None
     assert scalar(db, "SELECT count(*) FROM due_work WHERE origin = 'schedule'") == 0
     assert scalar(db, "SELECT state FROM due_work WHERE id = :id", id=manual) == "queued"
     later = NOW + timedelta(hours=1, minutes=2)
     with db.tx() as conn:
         resumed = store_tasks.resume(conn, task["id"], now=later)
-    assert resumed["status"] == "active"
-    assert resumed["next_fire_at"] == NOW + timedelta(hours=1, minutes=5)
+    assert resumed["status"] == "active" and resumed["expand_from"] == later
+    assert task_document.next_occurrence(resumed, now=later) == NOW + timedelta(hours=1, minutes=5)
 
 
 def test_cancel_is_final_and_cancels_waiting_runs(db):
@@ -112,18 +115,18 @@ def test_cancel_is_final_and_cancels_waiting_runs(db):
 def test_changing_the_schedule_replans_and_keeps_the_rest(db):
     task = add_task(db, now=NOW, schedule_kind="cron", schedule_expr="0 * * * *")
     with db.tx() as conn:
-        updated = store_tasks.update(
+        updated = task_document.edit(
             conn, task["id"], {"schedule_expr": "30 * * * *", "priority": 9}, REGISTRY, now=NOW
         )
     assert updated["version"] == task["version"] + 1
-    assert updated["next_fire_at"] == NOW + timedelta(minutes=30)
+    assert task_document.next_occurrence(updated, now=NOW) == NOW + timedelta(minutes=30)
     assert updated["priority"] == 9 and updated["payload"] == task["payload"]
 
 
 def test_an_invalid_change_leaves_the_task_untouched(db):
     task = add_task(db, now=NOW, schedule_kind="cron", schedule_expr="0 * * * *")
     with db.tx() as conn, pytest.raises(InvalidSchedule):
-        store_tasks.update(conn, task["id"], {"schedule_expr": "0 25 * * *"}, REGISTRY, now=NOW)
+        task_document.edit(conn, task["id"], {"schedule_expr": "0 25 * * *"}, REGISTRY, now=NOW)
     assert scalar(db, "SELECT version FROM task") == task["version"]
 
 

@@ -9,6 +9,7 @@ from jsonschema import Draft202012Validator
 from sqlalchemy import text
 
 from engine import Tool, ToolRegistry
+from scheduler import task_document
 from store import runs as store_runs
 from store import tasks as store_tasks
 from tests.helpers import REGISTRY, add_task, rows, running_worker, scalar, wait_for
@@ -132,7 +133,7 @@ def test_a_permanent_failure_is_dead_at_once(db):
 def test_a_running_run_is_canceled_at_the_next_step_boundary(db):
     GATE.clear()
     ENTERED.clear()
-    values = store_tasks.validate_task(
+    values = task_document.validate(
         {
             "title": "gated",
             "schedule_kind": "manual",
@@ -175,7 +176,7 @@ def test_notify_wakes_an_idle_worker_long_before_its_poll_interval(db):
 def test_stopping_lets_a_running_run_finish_within_the_grace_period(db):
     GATE.clear()
     ENTERED.clear()
-    values = store_tasks.validate_task(
+    values = task_document.validate(
         {
             "title": "gated",
             "schedule_kind": "manual",
@@ -223,7 +224,7 @@ OCCUPY = Tool(
 
 def test_a_concurrency_key_caps_runs_across_workers(db):
     registry = ToolRegistry([*REGISTRY.values(), OCCUPY])
-    values = store_tasks.validate_task(
+    values = task_document.validate(
         {
             "title": "press",
             "schedule_kind": "manual",

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from engine import ToolRegistry, compile_pipeline, run_pipeline
-from store.tasks import validate_task
+from scheduler.task_document import validate as validate_task
 
 REGISTRY = ToolRegistry.load()
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -1,0 +1,79 @@
+"""API details a client meets first: JSON bodies need their media type (415), errors never echo an
+unbounded piece of the request, and the documentation pages work offline (assets served by Ordo)."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from tests.api.conftest import echo_task
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x"],
+)
+def test_a_json_body_sent_as_another_media_type_is_415(
+    client: httpx.Client, alice: dict[str, str], content_type: str | None
+) -> None:
+    """`curl -d @task.json` sends application/x-www-form-urlencoded: the answer says what to send."""
+    headers = {**alice, **({"Content-Type": content_type} if content_type else {})}
+    body = httpx.Request("POST", "/", json=echo_task()).content  # the JSON, without its header
+
+    response = client.post("/tasks", content=body, headers=headers)
+
+    assert response.status_code == 415, response.text
+    error = response.json()
+    assert error["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert "Content-Type: application/json" in error["message"]
+    assert client.get("/tasks", headers=alice).json()["items"] == []
+
+
+def test_json_media_types_and_empty_bodies_pass(client: httpx.Client, alice: dict[str, str]) -> None:
+    task = client.post(
+        "/tasks",
+        content=httpx.Request("POST", "/", json=echo_task()).content,
+        headers={**alice, "Content-Type": "application/json; charset=utf-8"},
+    )
+    run = client.post(f"/tasks/{task.json()['id']}/run_now", headers=alice)  # no body at all
+
+    assert task.status_code == 201, task.text
+    assert run.status_code == 202, run.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/tasks", echo_task(title="x" * 500_000)),
+        ("POST", "/tasks", echo_task(schedule_kind="cron", schedule_expr="x" * 9_000)),
+        ("POST", "/tasks", {**echo_task(), "y" * 100_000: 1}),
+        ("POST", "/events", {"topic": "t" * 500_000}),
+        ("GET", "/tasks?" + "q" * 6_000 + "=1", None),
+        ("GET", "/" + "p" * 6_000, None),
+    ],
+    ids=["long title", "long schedule", "long field name", "long topic", "long parameter", "long path"],
+)
+def test_errors_never_echo_an_unbounded_piece_of_the_request(
+    client: httpx.Client, alice: dict[str, str], method: str, path: str, body: object
+) -> None:
+    response = client.request(method, path, json=body, headers=alice)
+
+    assert 400 <= response.status_code < 500, response.text[:300]
+    assert len(response.content) < 4_000, response.text[:300]
+    assert response.json()["message"]
+
+
+def test_the_docs_pages_load_their_assets_from_ordo_itself(client: httpx.Client) -> None:
+    """/docs and /redoc reference no other host, and every script, style and icon they name is served."""
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assert not re.search(r"(src|href)=[\"']?(https?:)?//", html), html
+        assets = re.findall(r"(?:src|href)=[\"']?(/[^\"' >]+)", html)
+        assert assets, html
+        for asset in assets:
+            response = client.get(asset)
+            assert response.status_code == 200 and len(response.content) > 100, asset
+    assert "swagger-ui-bundle.js" in client.get("/docs").text
+    assert "redoc.standalone.js" in client.get("/redoc").text

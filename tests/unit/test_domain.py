@@ -1,0 +1,55 @@
+"""Each closed set of names is defined once (store.domain) and the database's CHECKs say the same."""
+
+import re
+from importlib import resources
+
+import pytest
+
+from store import domain
+
+
+def _schema() -> str:
+    return "\n".join(
+        resources.files("migrations").joinpath(name).read_text() for name in ("0001_init.sql", "0002_api.sql")
+    )
+
+
+def _check_values(column: str) -> set[str]:
+    match = re.search(rf"{column}\s+text NOT NULL[^\n]*CHECK \({column} IN \(([^)]*)\)\)", _schema())
+    assert match, column
+    return set(re.findall(r"'([^']+)'", match[1]))
+
+
+@pytest.mark.parametrize(
+    ("column", "names"),
+    [
+        ("schedule_kind", domain.SCHEDULE_KINDS),
+        ("status", domain.TASK_STATUSES),
+        ("misfire_policy", domain.MISFIRE_POLICIES),
+        ("origin", domain.RUN_ORIGINS),
+    ],
+)
+def test_the_database_allows_exactly_the_names_defined(column: str, names: tuple[str, ...]) -> None:
+    assert _check_values(column) == set(names)
+
+
+def test_run_states_are_the_queue_states_and_the_history_states() -> None:
+    """`scheduled` is a queued row whose time has not come; every other state is stored as such."""
+    schema = _schema()
+    queue = set(re.findall(r"'([a-z]+)'", re.search(r"state IN \(('queued'[^)]*)\)\)", schema)[1]))
+    history = set(re.findall(r"'([a-z]+)'", re.search(r"state IN \(('succeeded'[^)]*)\)\)", schema)[1]))
+    assert queue | history == set(domain.HISTORY_STATES)
+    assert set(domain.RUN_STATES) == {"scheduled", *domain.HISTORY_STATES}
+
+
+def test_the_topic_pattern_is_the_event_tables() -> None:
+    assert f"topic ~ '{domain.TOPIC_PATTERN}'" in _schema()
+
+
+def test_task_defaults_match_the_retry_policy_and_the_json_schema() -> None:
+    from scheduler.task_document import TASK_SCHEMA
+    from workers.retry import RetryPolicy
+
+    assert RetryPolicy().__dict__ == domain.DEFAULT_BACKOFF
+    for name, default in domain.TASK_DEFAULTS.items():
+        assert TASK_SCHEMA["properties"][name]["default"] == default
