@@ -184,34 +184,53 @@ def _boolean(name: str, raw: str) -> bool:
     raise ConfigError(f"{_env_name(name)}={raw!r} must be true or false (1/0, yes/no, on/off)")
 
 
+# Every setting, for people: (variable, default, meaning), in Markdown. The README's configuration
+# table shows exactly these rows (tests/unit/test_settings.py checks both ways).
 SETTINGS_DOC: list[tuple[str, str, str]] = [
-    ("DATABASE_URL", "unset", "PostgreSQL URL. Unset: an embedded PostgreSQL runs in ORDO_DATA_DIR/pg."),
-    ("ORDO_DATA_DIR", ".ordo", "Embedded server data; every ordo process with the same dir shares it."),
-    ("ORDO_LOG_LEVEL", "info", "debug, info, warning or error."),
-    ("ORDO_LOG_FORMAT", "auto", "auto (JSON unless on a terminal), json or console."),
-    ("ORDO_API_HOST", "127.0.0.1", "Interface the API binds to."),
-    ("ORDO_API_PORT", "8080", "API port (also `ordo up --port`)."),
-    ("ORDO_API_MAX_BODY_BYTES", "1048576", "Request bodies above this get 413."),
+    ("DATABASE_URL", "unset", "PostgreSQL URL. Unset: an embedded PostgreSQL runs in `ORDO_DATA_DIR/pg`."),
+    (
+        "ORDO_DATA_DIR",
+        ".ordo",
+        "Embedded server data. Unset: the nearest `.ordo/` in the current directory or a parent, else a new "
+        "`./.ordo` (announced). Every `ordo` process with the same directory shares one server.",
+    ),
+    ("ORDO_LOG_LEVEL", "info", "`debug`, `info`, `warning` or `error`."),
+    ("ORDO_LOG_FORMAT", "auto", "`auto` (JSON unless on a terminal), `json` or `console`."),
+    ("ORDO_API_HOST", "127.0.0.1", "Interface the API binds to (`ordo api --host`)."),
+    ("ORDO_API_PORT", "8080", "API port (`ordo up --port`, `ordo api --port`); one Ordo instance per port."),
+    (
+        "ORDO_API_MAX_BODY_BYTES",
+        "1048576",
+        "Request bodies above this get 413; also the cap of each task document.",
+    ),
     ("ORDO_API_RATE_LIMIT_PER_MIN", "600", "Requests per agent per minute before 429."),
-    ("ORDO_API_WORKERS", "2", "API server processes (`ordo api`); rate limits are per process."),
+    ("ORDO_API_WORKERS", "2", "API server processes (`ordo api --workers`); rate limits are per process."),
     ("ORDO_WORKER_CONCURRENCY", "8", "Runs one worker process executes at once (`--concurrency`)."),
-    ("ORDO_LEASE_S", "30", "Lease length; heartbeats renew running leases every third of it."),
-    ("ORDO_POLL_S", "2", "Idle workers poll this often when no NOTIFY arrives."),
-    ("ORDO_SHUTDOWN_GRACE_S", "30", "On SIGTERM, how long in-flight runs may finish."),
-    ("ORDO_RESCUE_INTERVAL_S", "5", "How often workers return expired leases to the queue."),
-    ("ORDO_SCHEDULER_TICK_S", "1", "Scheduler tick interval."),
-    ("ORDO_SCHEDULER_HORIZON_S", "600", "How far ahead occurrences are written to due_work."),
-    ("ORDO_SCHEDULER_STANDBY_RETRY_S", "2", "How often a standby scheduler tries to become leader."),
-    ("ORDO_RUN_RETENTION_DAYS", "30", "Finished runs older than this are pruned."),
-    ("ORDO_TOOL_CATALOGS", "unset", "Extra tool catalogs (JSON files, separated by ':')."),
-    ("ORDO_HTTP_MAX_RESPONSE_BYTES", "10485760", "http.request refuses larger responses."),
+    ("ORDO_LEASE_S", "30", "Lease length in seconds; heartbeats renew running leases well before expiry."),
+    ("ORDO_POLL_S", "2", "Idle workers poll this often (seconds) when no NOTIFY arrives."),
+    ("ORDO_SHUTDOWN_GRACE_S", "30", "On SIGTERM, how long (seconds) in-flight runs may finish."),
+    ("ORDO_RESCUE_INTERVAL_S", "5", "How often (seconds) workers return expired leases to the queue."),
+    ("ORDO_SCHEDULER_TICK_S", "1", "Scheduler tick interval (seconds)."),
+    (
+        "ORDO_SCHEDULER_HORIZON_S",
+        "600",
+        "How far ahead (seconds) occurrences are written to the queue (`ordo runs --upcoming` lists them).",
+    ),
+    (
+        "ORDO_SCHEDULER_STANDBY_RETRY_S",
+        "2",
+        "How often (seconds) a standby scheduler tries to become leader.",
+    ),
+    ("ORDO_RUN_RETENTION_DAYS", "30", "Finished runs older than this (days) are pruned."),
+    ("ORDO_TOOL_CATALOGS", "unset", "Extra tool catalogs (JSON files, separated by `:`)."),
+    ("ORDO_HTTP_MAX_RESPONSE_BYTES", "10485760", "`http.request` refuses larger responses."),
     (
         "ORDO_METRICS_PORT",
         "0",
-        "Worker and scheduler processes serve /metrics, /health and /health/ready on this port (0: off); "
-        "one port per process (`--metrics-port`); `ordo up` gives its worker the port + 1.",
+        "Worker and scheduler processes serve `/metrics`, `/health` and `/health/ready` on this port "
+        "(0: off); one port per process (`--metrics-port`); `ordo up` gives its worker the port + 1.",
     ),
-    ("ORDO_METRICS_HOST", "127.0.0.1", "Interface those probe servers bind to (0.0.0.0 in containers)."),
+    ("ORDO_METRICS_HOST", "127.0.0.1", "Interface those probe servers bind to (`0.0.0.0` in containers)."),
     (
         "ORDO_WEBHOOK_RETRY_S",
         "5,30,120,600,1800,3600,7200,14400,28800,43200",
@@ -225,21 +244,21 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
         "30",
         "Open breaker waits this long before a probe; doubles per failed probe.",
     ),
-    ("ORDO_WEBHOOK_REQUIRE_HTTPS", "false", "Refuse webhook URLs that are not https://."),
+    ("ORDO_WEBHOOK_REQUIRE_HTTPS", "false", "Refuse webhook URLs that are not `https://`."),
     ("ORDO_WEBHOOK_SECRET_OVERLAP_S", "86400", "After a secret rotation, how long the old secret signs too."),
     (
         "ORDO_STEP_OUTPUT_MAX_BYTES",
         "10485760",
         "Largest output (and rendered input) of one pipeline step, as JSON; a run attempt's whole "
         "record (every step's output, the run's output, errors) may take 4 times this. Larger: the "
-        "run ends dead with OUTPUT_TOO_LARGE.",
+        "run ends `dead` with `OUTPUT_TOO_LARGE`.",
     ),
     (
         "ORDO_OUTBOUND_ALLOW",
         "unset",
-        "Non-public addresses that user-supplied URLs (http.request, webhooks) may reach: "
-        "comma-separated hosts, IPs or CIDRs, each optionally with :port ([IPv6]:port). Unset: "
+        "Non-public addresses that user-supplied URLs (`http.request`, webhooks) may reach: "
+        "comma-separated hosts, IPs or CIDRs, each optionally with `:port` (`[IPv6]:port`). Unset: "
         "loopback, private, link-local, multicast, unspecified, reserved and metadata addresses are "
-        "refused.",
+        "refused (see [Outbound calls](#outbound-calls)).",
     ),
 ]

@@ -48,3 +48,49 @@ def test_every_setting_is_documented():
         "ORDO_" + f.upper() for f in Settings.__dataclass_fields__ if f != "database_url"
     }
     assert fields == documented
+
+
+def test_each_documented_default_is_the_settings_default():
+    """The default column, read as the environment would be, is the field's default."""
+    defaults = Settings()
+    documented = {name: default for name, default, _ in SETTINGS_DOC}
+    for field in Settings.__dataclass_fields__:
+        name = "DATABASE_URL" if field == "database_url" else "ORDO_" + field.upper()
+        value = getattr(defaults, field)
+        if documented[name] == "unset":
+            assert value in (None, (), ""), name
+        else:
+            assert Settings.from_env({name: documented[name]}).__dict__[field] == value, name
+
+
+def _readme_table() -> dict[str, str]:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return {row.split("`")[1]: row for row in rows}
+
+
+def _cli_envvars() -> set[str]:
+    import typer.main
+
+    from cli.main import app
+
+    found: set[str] = set()
+    stack = [typer.main.get_command(app)]
+    while stack:
+        command = stack.pop()
+        stack.extend(getattr(command, "commands", {}).values())
+        for param in command.params:
+            envvar = getattr(param, "envvar", None)
+            found.update([envvar] if isinstance(envvar, str) else envvar or [])
+    return found
+
+
+def test_the_readme_configuration_table_is_complete():
+    """Every setting appears in the README exactly as SETTINGS_DOC describes it, and every environment
+    variable a command reads (such as ORDO_SOLVE_TIME_LIMIT) has its row."""
+    table = _readme_table()
+    for name, default, meaning in SETTINGS_DOC:
+        assert table.get(name) == f"| `{name}` | `{default}` | {meaning} |", name
+    missing = _cli_envvars() - set(table)
+    assert not missing, f"document these in the README's configuration table: {sorted(missing)}"
