@@ -140,6 +140,7 @@ def main() -> None:
 def _seed(db: Database, n_tasks: int, n_runs: int) -> dict[str, Any]:
     """Tasks through the store (validated like any task); history by one INSERT ... SELECT."""
     from engine import ToolRegistry
+    from scheduler import task_document
     from store import runs as store_runs
     from store import tasks as store_tasks
 
@@ -166,7 +167,7 @@ def _seed(db: Database, n_tasks: int, n_runs: int) -> dict[str, Any]:
                 "timezone": "Europe/Chisinau",
                 "payload": {"pipeline": [{"id": "say", "uses": "echo.message", "with": {"message": "hi"}}]},
             }
-            values = store_tasks.validate_task(doc, registry, now=now)
+            values = task_document.validate(doc, registry, now=now)
             ids.append(store_tasks.create(conn, values, agent["id"])["id"])
         plan_doc = {
             "title": "Solve la01",
@@ -184,7 +185,7 @@ def _seed(db: Database, n_tasks: int, n_runs: int) -> dict[str, Any]:
             },
         }
         plan_task = store_tasks.create(
-            conn, store_tasks.validate_task(plan_doc, registry, now=now), agent["id"]
+            conn, task_document.validate(plan_doc, registry, now=now), agent["id"]
         )
         # A month of finished history, oldest first, spread over the tasks; ids below the queue's.
         conn.execute(

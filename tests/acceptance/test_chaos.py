@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from scheduler import task_document
 from store import agents
 from store import runs as store_runs
 from store import tasks as store_tasks
@@ -24,7 +25,7 @@ def dbh(db_url):
 
 
 def task_of(db, agent_name, payload, **fields):
-    values = store_tasks.validate_task(
+    values = task_document.validate(
         {"title": f"{agent_name} task", "schedule_kind": "manual", "payload": payload, **fields},
         REGISTRY,
         now=datetime.now(UTC),

@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from scheduler import task_document
 from store import agents
 from store import runs as store_runs
 from store import tasks as store_tasks
@@ -57,7 +58,7 @@ SPELLINGS = ["127.0.0.1", "localhost", "0.0.0.0", "2130706433", "0x7f000001", "1
 
 
 def _probe(conn, agent_id, url):
-    values = store_tasks.validate_task(
+    values = task_document.validate(
         {
             "title": url,
             "schedule_kind": "manual",

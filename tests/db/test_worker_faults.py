@@ -9,6 +9,7 @@ import structlog
 from sqlalchemy import text
 
 from engine import Tool, ToolRegistry
+from scheduler import task_document
 from store import agents
 from store import runs as store_runs
 from store import tasks as store_tasks
@@ -23,7 +24,7 @@ from workers.worker import Worker
 
 
 def task_of(db, agent_name, payload, **fields):
-    values = store_tasks.validate_task(
+    values = task_document.validate(
         {"title": agent_name, "schedule_kind": "manual", "payload": payload, **fields},
         REGISTRY,
         now=datetime.now(UTC),
@@ -175,7 +176,7 @@ WITH_BLOCKING = ToolRegistry([*REGISTRY.values(), BLOCKING])
 
 
 def test_every_background_loop_survives_an_exception_logs_it_and_recovers(db, monkeypatch):
-    values = store_tasks.validate_task(
+    values = task_document.validate(
         {
             "title": "b",
             "schedule_kind": "manual",
