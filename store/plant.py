@@ -9,7 +9,6 @@ caller's own plant, ids in any plant the caller may see (every plant for admins)
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -20,7 +19,8 @@ from uuid import UUID
 
 from sqlalchemy import Connection
 
-from store.errors import Conflict, InvalidPlant, NotFound
+from store import keyset
+from store.errors import Conflict, NotFound
 from store.sql import load_queries
 
 __all__ = [
@@ -180,7 +180,7 @@ def list_resources(
     limit: int = 200,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page in tree order; `under` is a resource path (its subtree, itself included)."""
-    after_path, after_id = _decode_cursor(cursor) if cursor else (None, None)
+    after_path, after_id = keyset.decode(cursor, str, UUID) if cursor else (None, None)
     rows = [
         dict(r)
         for r in conn.execute(
@@ -195,9 +195,8 @@ def list_resources(
             },
         ).mappings()
     ]
-    page = rows[:limit]
-    next_cursor = _encode_cursor(page[-1]["path"], page[-1]["id"]) if len(rows) > limit else None
-    return page, next_cursor
+    page = keyset.page(rows, limit, lambda r: (r["path"], r["id"]))
+    return page.items, page.next_cursor
 
 
 def update_resource(conn: Connection, resource_id: UUID, changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -523,20 +522,3 @@ def _as_uuid(ref: str) -> UUID | None:
         return uuid.UUID(ref)
     except (ValueError, AttributeError, TypeError):
         return None
-
-
-def _encode_cursor(path: str, row_id: UUID) -> str:
-    raw = json.dumps([path, str(row_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[str, UUID]:
-    try:
-        path, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return str(path), UUID(row_id)
-    except (ValueError, TypeError, RecursionError) as e:
-        raise InvalidPlant(
-            "invalid cursor; pass the next_cursor value of a previous page",
-            details={"path": "cursor"},
-            code="INVALID_CURSOR",
-        ) from e

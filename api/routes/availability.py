@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 
-from api.deps import AvailabilityRead, AvailabilityWrite, Clock, Db, IdempotencyKey, Registry
+from api.deps import AvailabilityRead, AvailabilityWrite, Clock, Cursor, Db, IdempotencyKey, Registry
 from api.errors import responses
 from api.idempotent import remember, replayed
 from api.plant_schemas import (
@@ -34,6 +34,7 @@ from api.schemas import RunPublic
 from engine.tools import plant
 from engine.tools.availability import checked_preview
 from engine.tools.holiday_calendars import OBSERVED_SETTINGS
+from scheduler import task_document
 from store import audit
 from store import plant as store_plant
 from store import plant_availability as stored
@@ -175,14 +176,16 @@ def get_generation(generation_id: GenerationId, caller: AvailabilityRead, db: Db
         return json_body(plant.public_generation(conn, row))
 
 
-@router.get("/availability/generations/{generation_id}/changes", response_model=ChangePage, responses=_READ)
+@router.get(
+    "/availability/generations/{generation_id}/changes",
+    response_model=ChangePage,
+    responses=responses(400, 401, 403, 404, 422, 429, 503),
+)
 def generation_changes(
     generation_id: GenerationId,
     caller: AvailabilityRead,
     db: Db,
-    cursor: Annotated[
-        str | None, Query(max_length=200, description="next_cursor of the previous page.")
-    ] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> Any:
     """Every shift a generation added, removed or changed (old and new values), a page at a time in
@@ -283,7 +286,7 @@ def _generate_task(conn: Any, caller: Principal, registry: Any, now: datetime) -
         },
         "max_retries": 1,
     }
-    values = store_tasks.validate_task(document, registry, now=now, scopes=caller.tool_scopes)
+    values = task_document.validate(document, registry, now=now, scopes=caller.tool_scopes)
     row = store_tasks.create(conn, values, caller.agent_id)
     store_plant.set_generate_task(conn, caller.agent_id, row["id"])
     return row["id"]

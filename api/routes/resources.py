@@ -17,7 +17,7 @@ from uuid import UUID
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import AvailabilityRead, AvailabilityWrite, Db
+from api.deps import AvailabilityRead, AvailabilityWrite, Cursor, Db
 from api.errors import BadRequest, responses
 from api.plant_schemas import (
     AssignmentCreate,
@@ -132,7 +132,7 @@ def _import(db: Database, caller: Principal, args: dict[str, Any]) -> Response:
     return json_body(summary)
 
 
-@router.get("/resources", response_model=ResourcePage, responses=_READ)
+@router.get("/resources", response_model=ResourcePage, responses=responses(400, 401, 403, 404, 422, 429, 503))
 def list_resources(
     caller: AvailabilityRead,
     db: Db,
@@ -141,9 +141,7 @@ def list_resources(
         str | None,
         Query(min_length=1, max_length=100, description="Only this resource's subtree (id or code)."),
     ] = None,
-    cursor: Annotated[
-        str | None, Query(max_length=500, description="next_cursor of the previous page.")
-    ] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> Any:
     """Resources in tree order (by path): the caller's plant (every plant for admins)."""

@@ -35,6 +35,7 @@ from engine.tools.availability import (
 from engine.tools.holiday_calendars import HolidayCalendar, parse_calendar
 from engine.tools.plant_documents import check_csv, check_document
 from engine.tools.shift_patterns import BUILT_IN_NAMES, Pattern, built_in, built_in_definitions, parse_pattern
+from store import keyset
 from store import plant as store_plant
 from store import plant_availability as stored
 from store import webhooks
@@ -671,10 +672,10 @@ def change_page(
     conn: Connection, generation_id: int, owner: UUID | None, *, cursor: str | None, limit: int
 ) -> dict[str, Any]:
     """A page of one generation's shift-level changes: `{generation_id, items, next_cursor}`."""
+    after = keyset.decode(cursor, UUID, datetime) if cursor else None
     generation = stored.get_generation(conn, generation_id, owner)
     if generation is None:
         raise NotFound(f"no generation {generation_id}", details={"generation_id": generation_id})
-    after = _decode_change_cursor(cursor) if cursor else None
     rows = stored.change_page(conn, generation, after=after, limit=limit + 1)
     items = [
         {
@@ -688,31 +689,13 @@ def change_page(
         }
         for r in rows[:limit]
     ]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = f"{last['resource_id']}/{last['starts_at'].astimezone(UTC).isoformat()}"
+    next_cursor = keyset.page(rows, limit, lambda r: (r["resource_id"], r["starts_at"])).next_cursor
     return {
         "generation_id": generation_id,
         "fresh": generation["fresh"],
         "items": items,
         "next_cursor": next_cursor,
     }
-
-
-def _decode_change_cursor(cursor: str) -> tuple[UUID, datetime]:
-    resource, _, start = cursor.partition("/")
-    try:
-        instant = datetime.fromisoformat(start)
-        if instant.tzinfo is None:
-            raise ValueError(start)
-        return UUID(resource), instant
-    except ValueError:
-        raise InvalidPlant(
-            "invalid cursor; pass the next_cursor value of a previous page",
-            details={"path": "cursor"},
-            code="INVALID_CURSOR",
-        ) from None
 
 
 # -- views of the plant ---------------------------------------------------------------------------

@@ -3,6 +3,8 @@ is refused with 400 INVALID_CURSOR (store.keyset.decode, the one reader of curso
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -39,7 +41,8 @@ def test_a_cursor_no_listing_handed_out_is_400_on_every_listing(
     client: httpx.Client, admin_token: str, cursor: str
 ) -> None:
     for path in _listings(client):
-        response = client.get(path, params={"cursor": cursor}, headers=bearer(admin_token))
+        concrete = re.sub(r"\{[a-z_]*id\}", "1", path)  # the cursor is read before anything is looked up
+        response = client.get(concrete, params={"cursor": cursor}, headers=bearer(admin_token))
 
         assert response.status_code == 400, (path, response.text)
         assert response.json()["code"] == "INVALID_CURSOR", path
