@@ -184,9 +184,7 @@ def _seed(db: Database, n_tasks: int, n_runs: int) -> dict[str, Any]:
                 ],
             },
         }
-        plan_task = store_tasks.create(
-            conn, task_document.validate(plan_doc, registry, now=now), agent["id"]
-        )
+        plan_task = store_tasks.create(conn, task_document.validate(plan_doc, registry, now=now), agent["id"])
         # A month of finished history, oldest first, spread over the tasks; ids below the queue's.
         conn.execute(
             text(
