@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 from engine.tools.planning_model import Operation, OpKey, Problem
 
-__all__ = ["Bounds", "capacity_bound", "compute_bounds", "machine_groups", "open_minutes"]
+__all__ = ["Bounds", "capacity_bound", "compute_bounds", "machine_groups", "open_minutes", "sample"]
 
 _SHARED_SETS = 200  # machine sets operations share, each its own group up to this many
-_RELEASES_SAMPLED = (64, 8)  # release times tried for the shop and its parts, and for smaller groups
+_RELEASES_SAMPLED = (128, 8)  # release times tried for the shop and its parts, and for smaller groups
 
 
 @dataclass
@@ -173,12 +173,7 @@ def capacity_bound(problem: Problem, bounds: Bounds) -> int:
         if not items:
             continue
         sampled = _RELEASES_SAMPLED[0] if len(group) > 3 else _RELEASES_SAMPLED[1]
-        releases = sorted({r for r, _ in items}, reverse=True)
-        if len(releases) > sampled:
-            step = len(releases) / sampled
-            releases = sorted(
-                {releases[int(i * step)] for i in range(sampled)} | {releases[-1]}, reverse=True
-            )
+        releases = sorted(sample(sorted({r for r, _ in items}), sampled), reverse=True)
         work, i = 0, 0
         for r in releases:  # latest first: the work released at r or later grows as r goes back
             while i < len(items) and items[i][0] >= r:
@@ -201,3 +196,11 @@ def _open_until(problem: Problem, group: frozenset[str], start: int, work: int, 
         else:
             lo = mid + 1
     return lo
+
+
+def sample(values: list[int], most: int) -> list[int]:
+    """At most `most` of the sorted `values`, evenly spread, the first and the last always among them."""
+    if len(values) <= most:
+        return values
+    step = (len(values) - 1) / (most - 1)
+    return sorted({values[round(i * step)] for i in range(most)})

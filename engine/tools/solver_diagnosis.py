@@ -18,13 +18,13 @@ from ortools.sat.python import cp_model
 
 from engine.context import ToolContext
 from engine.tools.planning_model import Operation, OpKey, Problem, job_outcomes, label
-from engine.tools.solver_bounds import Bounds, compute_bounds, machine_groups, open_minutes
+from engine.tools.solver_bounds import Bounds, compute_bounds, machine_groups, open_minutes, sample
 from engine.tools.solver_model import search
 
 __all__ = ["infeasibility_reasons", "proven_infeasible_reasons", "reason"]
 
 _DIAGNOSIS_S = 5.0  # at most this long, after a proof of infeasibility, to find which deadlines cause it
-_WINDOWS_CHECKED = 32  # latest ends swept per machine group
+_WINDOWS_CHECKED = 32  # release times and latest ends swept per machine group (an even sample)
 _GROUP_REASONS = 5  # the largest shortfalls reported
 _NAMED = 20  # machines and operations named in a message
 
@@ -193,18 +193,16 @@ def _shortfall(
     if not ops:
         return None
     items = [(bounds.earliest[op.key], bounds.latest[op.key], op.min_duration, op.key) for op in ops]
-    ends = sorted({latest for _, latest, _, _ in items})
-    if len(ends) > _WINDOWS_CHECKED:  # an even sample of the deadlines, and the last end
-        step = len(ends) / _WINDOWS_CHECKED
-        ends = sorted({ends[int(i * step)] for i in range(_WINDOWS_CHECKED)} | {ends[-1]})
+    ends = sample(sorted({latest for _, latest, _, _ in items}), _WINDOWS_CHECKED)
+    releases = set(sample(sorted({r for r, _, _, _ in items}), _WINDOWS_CHECKED))
     worst: tuple[int, int, int, int, int, list[OpKey]] | None = None
     for d in ends:
         inside = sorted((item for item in items if item[1] <= d), key=lambda item: -item[0])
         work = 0
         for i, (r, _, minutes, _) in enumerate(inside):
             work += minutes
-            if i + 1 < len(inside) and inside[i + 1][0] == r:
-                continue  # take every operation released at r before comparing
+            if (i + 1 < len(inside) and inside[i + 1][0] == r) or r not in releases:
+                continue  # take every operation released at r before comparing, at the sampled r
             available = open_minutes(problem, group, r, d)
             if work > available and (worst is None or work - available > worst[0]):
                 worst = (work - available, r, d, work, available, [item[3] for item in inside[: i + 1]])

@@ -115,8 +115,10 @@ def _state(problem: Problem, plan: list[Placement]) -> _State:
 def _redispatch(
     problem: Problem, dispatcher: Dispatcher, state: _State, rng: random.Random, stop_at: float
 ) -> list[Placement] | None:
-    """Keep the plan up to a random moment and dispatch the rest again by a randomised rule."""
-    cut = rng.choice(state.plan).start
+    """Keep the plan up to a random moment in its second half (where the end is decided, and what is
+    dispatched again is small) and dispatch the rest again by a randomised rule."""
+    starts = sorted(p.start for p in state.plan)
+    cut = rng.choice(starts[len(starts) // 2 :])
     kept = {p.key: p for p in state.plan if p.start < cut}
     return dispatcher.run(Rule.random(problem, rng), stop_at, kept)
 

@@ -712,3 +712,36 @@ def test_a_run_canceled_during_the_search_ends_canceled_with_the_best_plan_so_fa
     plan = result.output["plan"]
     assert plan["assignments"]
     assert call_tool(REGISTRY["schedule.validate"], {"problem": problem, "plan": plan}, ctx())["valid"]
+
+
+def test_parts_of_a_large_plan_are_re_planned_with_operators_breaks_and_frozen_operations():
+    """A plan too large for one model, with welders on shifts, operations that pause over breaks and,
+    when re-planned at a cut, operations frozen where they run and `now`: every plan the part-by-part
+    search returns passes validation, and the frozen operations stay put."""
+    problem = _factory(45, 6, seed=3)
+    for j, job_ in enumerate(problem["jobs"]):
+        for o, operation in enumerate(job_["operations"]):
+            operation["skill"] = "weld" if (j + o) % 3 == 0 else None
+            operation["may_span_breaks"] = (j + o) % 4 == 0
+    problem["operators"] = [
+        {"id": f"W{i}", "skills": ["weld"], "calendar": problem["machines"][0]["calendar"]} for i in range(3)
+    ]
+    first = run({**problem, "time_limit_s": 4})
+    assert first["search"]["parts"] > 0
+    cut = sorted(a["start"] for a in first["assignments"])[len(first["assignments"]) // 3]
+    running = [a for a in first["assignments"] if a["start"] < cut]
+    replanned = {
+        **problem,
+        "now": cut,
+        "frozen": [
+            {k: a[k] for k in ("job", "operation", "machine", "operator", "start", "end")} for a in running
+        ],
+        "hint": first,
+    }
+
+    out = run({**replanned, "time_limit_s": 4})
+
+    assert out["search"]["parts"] > 0
+    assert [placed(out)[a["job"], a["operation"]] for a in running] == running
+    check = call_tool(REGISTRY["schedule.validate"], {"problem": replanned, "plan": out, "now": cut}, ctx())
+    assert check["valid"], check["violations"]
