@@ -114,6 +114,16 @@ def _print_summary(file: Path, args: dict[str, Any], out: dict[str, Any]) -> Non
             + (f" (search {search['wall_s']:.3f} s, {search['workers']} workers)" if search else ""),
         ),
     ]
+    progress = out.get("progress") or []
+    if progress:
+        first, last = progress[0], progress[-1]
+        rows.append(
+            (
+                "progress",
+                f"first plan {_show(first['objective'])} at {first['t_s']:.2f} s"
+                + (f", best {_show(last['objective'])} at {last['t_s']:.2f} s" if len(progress) > 1 else ""),
+            )
+        )
     if out.get("reason"):
         rows.append(("reason", out["reason"]))
     for label, value in rows:

@@ -7,7 +7,8 @@ earlier gap when both setups fit), qualified operators inside their shifts, rele
 deadlines, and frozen operations (already on their machines and operators before anything else).
 
 Each rule repeatedly looks at the next operation of every job, finds where it would finish earliest
-(machine, operator, start), and places one:
+(machine, operator, start; a *thrifty* rule counts each extra minute a slower machine needs as
+finishing later, since near capacity the minutes matter more than the moment), and places one:
 - `previous plan` (re-planning, when the input gives a hint): in the order of the previous plan, each
   on the machine it had there while that machine can still take it;
 - `earliest end`: the one that finishes first (ties: most work left in its job);

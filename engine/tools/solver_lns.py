@@ -10,8 +10,11 @@ whole plan is no worse:
   window decides the makespan, elsewhere it compacts the plan;
 - a *machine group*: the operations on a machine and on the machines that share operations with it,
   over a longer stretch, so work can move between alternatives;
+- the plan's *second half dispatched again* (solver_construct) by a randomised rule: a cheap,
+  coarse move where the makespan is decided;
 - after each accepted part the whole plan is shifted left (solver_shift): time gained anywhere
   travels down the jobs and machines.
+Each kind of move is drawn in proportion to how often it has paid off so far.
 
 A part's model is the whole problem's model restricted to it (solver_model.Neighbourhood): the
 problem's objective may not get worse, and below it the freed operations end as early as they can.

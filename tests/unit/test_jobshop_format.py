@@ -64,7 +64,7 @@ runner = CliRunner()
 
 
 def test_ordo_solve_prints_status_makespan_bound_and_wall_time():
-    """ft06 from a shell: optimal, makespan 55, bound 55."""
+    """ft06 from a shell: optimal, makespan 55, bound 55, and when the first plan came."""
     result = runner.invoke(app, ["solve", str(DATA / "ft06.txt"), "--workers", "2", "--time-limit", "30"])
 
     assert result.exit_code == 0, result.stderr
@@ -76,6 +76,7 @@ def test_ordo_solve_prints_status_makespan_bound_and_wall_time():
         "0.00%",
     )
     assert lines["wall"].startswith("time ")
+    assert lines["progress"].startswith("first plan ")
 
 
 def test_ordo_solve_json_is_only_json_with_the_plan():
