@@ -172,8 +172,7 @@ def timed(run: Any, *args: Any) -> tuple[float, str, int | None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--data", type=Path, default=DATA)
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--limit", type=float, default=120.0, help="seconds per solve")
     parser.add_argument("--repeats", type=int, default=3)
