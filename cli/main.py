@@ -86,6 +86,7 @@ def up(
         claim = datadir.claim(settings.data_dir) if settings.embedded else contextlib.nullcontext()
         with claim:
             url = runtime.database_url(settings)
+            runtime.supervise_embedded(settings)
             db = open_database(settings.with_overrides(database_url=url), application_name="ordo-up")
             if api:
                 from api.bootstrap import ensure_admin_token
@@ -185,7 +186,7 @@ def scheduler(
             scheduler_tick_s=tick_s, scheduler_horizon_s=horizon_s, metrics_port=metrics_port
         )
         runtime.service_logging(settings)
-        db = open_database(settings, application_name="ordo-scheduler", pool_size=2)
+        db = open_database(settings, application_name="ordo-scheduler", pool_size=2, service=True)
         _serve_probes(settings, SCHEDULER, db)
         cfg = SchedulerConfig(
             tick_s=settings.scheduler_tick_s,
@@ -226,7 +227,7 @@ def worker(
             metrics_port=metrics_port,
         )
         runtime.service_logging(settings)
-        db = open_database(settings, application_name="ordo-worker", pool_size=4)
+        db = open_database(settings, application_name="ordo-worker", pool_size=4, service=True)
         WORKER_SLOTS.set(settings.worker_concurrency)
         cfg = WorkerConfig(
             concurrency=settings.worker_concurrency,
@@ -267,6 +268,7 @@ def api(
         settings = load_settings(api_port=port, api_host=host, api_workers=workers)
         runtime.service_logging(settings)
         url = runtime.database_url(settings)
+        runtime.supervise_embedded(settings)
         open_database(settings.with_overrides(database_url=url), application_name="ordo-api").dispose()
         serve(settings.with_overrides(database_url=url))
 

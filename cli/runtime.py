@@ -20,7 +20,7 @@ import typer
 from cli import datadir
 from observability.logging import configure
 from store.db import Database
-from store.embedded import ensure_server
+from store.embedded import ensure_server, supervise
 from store.errors import MAX_MESSAGE_CHARS, OrdoError, clip
 from store.migrate import migrate
 from store.settings import Settings
@@ -36,6 +36,7 @@ __all__ = [
     "load_settings",
     "open_database",
     "stop_on_signals",
+    "supervise_embedded",
 ]
 
 
@@ -55,13 +56,33 @@ def database_url(settings: Settings) -> str:
     return ensure_server(settings.data_dir)
 
 
-def open_database(settings: Settings, *, application_name: str = "ordo", pool_size: int = 5) -> Database:
-    """The database, started if embedded, migrated to the current schema."""
+def open_database(
+    settings: Settings, *, application_name: str = "ordo", pool_size: int = 5, service: bool = False
+) -> Database:
+    """The database, started if embedded, migrated to the current schema. A service (a long-running
+    command) also keeps the embedded server running: see `supervise_embedded`."""
     db = Database(database_url(settings), application_name=application_name, pool_size=pool_size)
+    if service:
+        supervise_embedded(settings)
     applied = migrate(db)
     if applied:
         structlog.get_logger().info("migrations_applied", migrations=applied)
     return db
+
+
+def supervise_embedded(settings: Settings) -> None:
+    """With the embedded server: restart it whenever it dies, and end this process loudly if it cannot
+    be brought back (store.embedded.RESTART_WITHIN_S). No-op with DATABASE_URL."""
+    if settings.embedded:
+        supervise(settings.data_dir, structlog.get_logger(), _database_lost)
+
+
+def _database_lost(reason: str) -> None:
+    structlog.get_logger().critical("exiting_without_database", error=reason)
+    sys.stderr.write(f"error: the embedded PostgreSQL died and could not be restarted: {reason}\n")
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(1)  # from the watch thread: nothing this process does can work without its database
 
 
 def freeze_startup_heap() -> None:
@@ -120,8 +141,6 @@ def stop_on_signals(on_first: Callable[[], None] | None = None) -> threading.Eve
         if stop.is_set():
             structlog.get_logger().warning("forced_exit", signal=signal.Signals(signum).name)
             sys.stdout.flush()
-            import os
-
             os._exit(1)
         structlog.get_logger().info("stop_requested", signal=signal.Signals(signum).name)
         stop.set()

@@ -242,7 +242,17 @@ def _contains_unknown(value: Any) -> bool:
     return False
 
 
+_MAX_STEPS = PIPELINE_SCHEMA["properties"]["pipeline"]["maxItems"]
+
+
 def _schema_message(error: Any) -> str:
+    """The schema error in words, without echoing the (possibly huge) offending value."""
+    if error.validator == "maxItems" and list(error.absolute_path) == ["pipeline"]:
+        return f"a pipeline has at most {_MAX_STEPS} steps; this one has {len(error.instance)}"
+    if error.validator == "maxItems" and isinstance(error.instance, list):
+        return f"has {len(error.instance)} items; at most {error.validator_value} are allowed"
+    if error.validator == "maxLength" and isinstance(error.instance, str):
+        return f"is {len(error.instance)} characters long; at most {error.validator_value} are allowed"
     message: str = error.message
     if len(message) > 300:
         message = message[:297] + "..."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -73,8 +74,14 @@ def _diag(e: exc.DBAPIError) -> dict[str, Any]:
     return {"constraint": constraint} if constraint else {}
 
 
+# Where the server listens ("on socket "/path/.s.PGSQL.5432"", "at "db.internal" (10.0.0.5), port 5432")
+# is for the operator's log, not for API clients: messages say "its socket" / "its address".
+_LOCATION = re.compile(r'(on socket|at) "[^"]*"(?: \([^)]*\))?(?:, port \d+)?')
+
+
 def _first_line(e: object) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return _LOCATION.sub(lambda m: "on its socket" if m[1] == "on socket" else "at its address", text)
 
 
 def _sqlalchemy_url(url: str) -> str:

@@ -37,6 +37,9 @@ __all__ = [
 
 Q = load_queries("store", "runs.sql")
 
+# A run listing shows outputs up to this size as JSON; larger ones as {"truncated": true, "bytes": N}.
+LISTING_OUTPUT_MAX_BYTES = 16 * 1024
+
 
 def enqueue(
     conn: Connection,
@@ -108,6 +111,7 @@ def list_page_json(
             "after_id": after_id,
             "limit": limit + 1,
             "now": now,
+            "output_max": LISTING_OUTPUT_MAX_BYTES,
         },
     ).all()
     page = keyset.page(rows, limit, lambda row: (row.scheduled_for, row.run_id))

@@ -26,7 +26,9 @@ WITH pending AS (
            d.scheduled_for, d.run_at, d.created_at, d.started_at, CAST(NULL AS timestamptz) AS finished_at,
            d.worker_id, d.event_id, d.cancel_requested, d.last_error AS error,
            (SELECT a.steps FROM task_run a WHERE a.run_id = d.id AND a.attempt = d.attempt) AS steps,
-           (SELECT a.output FROM task_run a WHERE a.run_id = d.id AND a.attempt = d.attempt) AS output
+           (SELECT a.output FROM task_run a WHERE a.run_id = d.id AND a.attempt = d.attempt) AS output,
+           (SELECT a.record_bytes FROM task_run a WHERE a.run_id = d.id AND a.attempt = d.attempt)
+               AS record_bytes
       FROM due_work d
      WHERE NOT (d.state = 'queued' AND d.run_at > coalesce(CAST(:now AS timestamptz), now()))
        AND (CAST(:task_id AS uuid) IS NULL OR d.task_id = :task_id)
@@ -42,7 +44,7 @@ WITH pending AS (
 ended AS (
     SELECT r.run_id, r.task_id, r.state, r.attempt, r.max_attempts, r.origin, r.priority,
            r.scheduled_for, CAST(NULL AS timestamptz) AS run_at, r.created_at, r.started_at, r.finished_at,
-           r.worker_id, r.event_id, false AS cancel_requested, r.error, r.steps, r.output
+           r.worker_id, r.event_id, false AS cancel_requested, r.error, r.steps, r.output, r.record_bytes
       FROM task_run r
      WHERE r.final
        AND (CAST(:task_id AS uuid) IS NULL OR r.task_id = :task_id)
@@ -65,7 +67,9 @@ page AS (
     LIMIT :limit)
 -- Each run leaves as the JSON document the API sends (the shape of runs.public(), timestamps as
 -- store.domain.iso_utc writes them: UTC with microseconds): a page is then one text per run, with no
--- per-field work in Python.
+-- per-field work in Python. A page is bounded: an output (a step's or the run's) larger than
+-- :output_max bytes is listed as {"truncated": true, "bytes": N} (the run's detail has it whole);
+-- record_bytes lets attempts recorded smaller than that skip the check.
 SELECT p.run_id, p.scheduled_for,
        json_build_object(
            'id', p.run_id,
@@ -85,8 +89,10 @@ SELECT p.run_id, p.scheduled_for,
            'event_id', p.event_id,
            'cancel_requested', p.cancel_requested,
            'error', p.error,
-           'steps', coalesce(p.steps, '[]'::jsonb),
-           'output', p.output)::text AS doc
+           'steps', CASE WHEN p.record_bytes <= :output_max THEN coalesce(p.steps, '[]'::jsonb)
+                         ELSE ordo_listed_steps(coalesce(p.steps, '[]'::jsonb), :output_max) END,
+           'output', CASE WHEN p.record_bytes <= :output_max THEN p.output
+                          ELSE ordo_listed_value(p.output, :output_max) END)::text AS doc
   FROM page p
  ORDER BY p.scheduled_for DESC, p.run_id DESC;
 

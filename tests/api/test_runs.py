@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from store import runs as store_runs
 from store.db import Database
@@ -339,3 +340,39 @@ def test_next_fire_at_is_the_next_occurrence_not_the_end_of_what_is_written_ahea
     assert now <= nxt <= now + timedelta(seconds=61), shown["next_fire_at"]
     assert nxt.second == 0 and shown["next_fire_at"].endswith("+00:00")
     assert listed["next_fire_at"] == shown["next_fire_at"]
+
+
+def test_a_listing_leaves_large_outputs_out_and_the_detail_keeps_them(
+    client: httpx.Client, alice: dict[str, str], db: Database
+) -> None:
+    """GET /runs never returns an unbounded body: a step's or the run's output above the listing limit
+    is replaced by {"truncated": true, "bytes": N}; GET /runs/{id} shows it whole."""
+    doc = echo_task()
+    doc["payload"]["params"] = {"big": "x" * 40_000, "small": "y"}
+    doc["payload"]["pipeline"] = [
+        {"id": "large", "uses": "echo.message", "with": {"message": "${params.big}"}, "save_as": "kept"},
+        {"id": "small", "uses": "echo.message", "with": {"message": "${params.small}"}},
+    ]
+    task = client.post("/tasks", json=doc, headers=alice).json()
+    with running_worker(db):
+        run = client.post(f"/tasks/{task['id']}/run_now", headers=alice).json()
+        detail = wait_for(
+            lambda: (r := _run(client, alice, run["id"]))["state"] == "succeeded" and r, what="the run"
+        )
+
+    def listed() -> dict:
+        (item,) = client.get(f"/runs?task_id={task['id']}", headers=alice).json()["items"]
+        return item
+
+    item = listed()
+    large, small = item["steps"]
+    assert large["output"] == {"truncated": True, "bytes": large["output"]["bytes"]}
+    assert large["output"]["bytes"] > 40_000
+    assert item["output"] == {"truncated": True, "bytes": item["output"]["bytes"]}
+    assert small["output"] == {"message": "y"}
+    assert detail["steps"][0]["output"] == {"message": "x" * 40_000}
+    assert detail["output"] == {"kept": {"message": "x" * 40_000}}
+    # History recorded before attempts carried their size is checked output by output.
+    with db.tx() as conn:
+        conn.execute(text("UPDATE task_run SET record_bytes = NULL"))
+    assert listed() == item

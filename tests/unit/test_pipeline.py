@@ -115,3 +115,10 @@ def test_a_tool_needing_a_scope_the_owner_lacks_is_refused():
     assert info.value.details["missing_scopes"] == ["tools:http"]
     compile_pipeline(payload, REGISTRY, scopes={"tools:http"})
     compile_pipeline(payload, REGISTRY, scopes=None)
+
+
+def test_a_pipeline_over_the_step_limit_is_refused_by_naming_the_limit_not_by_echoing_it():
+    steps = [{"id": f"s{i}", "uses": "echo.message", "with": {"message": "x" * 50}} for i in range(150)]
+    with pytest.raises(InvalidPipeline) as raised:
+        compile_pipeline({"pipeline": steps}, REGISTRY)
+    assert raised.value.message == "payload.pipeline: a pipeline has at most 100 steps; this one has 150"
