@@ -65,7 +65,7 @@ def run_pipeline(
     records: list[dict[str, Any]] = []
     saved: dict[str, Any] = {}
     # The run's own containers: an output holding one of them would hold itself once stored.
-    own = frozenset((id(context), id(steps_out)))
+    own = (id(context), id(steps_out))
     recorded = 0  # bytes of outputs kept so far (a saved output counts twice: steps and run output)
     for step in pipeline.steps:
         if is_canceled():
@@ -136,7 +136,7 @@ def call_tool(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
     try:
         _check_input(tool, arguments, ctx.limits)
         output = _invoke(tool, arguments, ctx)
-        _check_output(tool, output, ctx.limits, frozenset())
+        _check_output(tool, output, ctx.limits, ())
         return output
     except _StepFailure as failure:
         e = failure.error
@@ -145,7 +145,9 @@ def call_tool(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
         ) from None
 
 
-def _call_step(step: Step, context: dict[str, Any], ctx: ToolContext, own: frozenset[int]) -> tuple[Any, int]:
+def _call_step(
+    step: Step, context: dict[str, Any], ctx: ToolContext, own: tuple[int, ...]
+) -> tuple[Any, int]:
     """The step's output and its size as JSON."""
     try:
         arguments = step.render_input(context)
@@ -187,7 +189,7 @@ def _check_input(tool: Tool, arguments: Any, limits: ToolLimits) -> None:
         ) from None
 
 
-def _check_output(tool: Tool, output: Any, limits: ToolLimits, own: frozenset[int]) -> int:
+def _check_output(tool: Tool, output: Any, limits: ToolLimits, own: tuple[int, ...]) -> int:
     """An output is kept only if it can be recorded: bounded in size and depth, and not containing
     the run's own context (`${steps}` or `${@}` passed through a tool), which would then contain it."""
     try:

@@ -17,7 +17,7 @@ from typing import Any
 __all__ = ["Held", "Lease"]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Lease:
     """A run this worker executes: leased (token set), or claimed inside an open transaction (None)."""
 

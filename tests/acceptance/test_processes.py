@@ -280,7 +280,15 @@ def test_processes_share_one_embedded_server_which_stops_with_the_last_and_keeps
         done = cli("task", "run", task_id, "--wait", "--timeout-s", "60", "--json")
         assert done.returncode == 0, done.stderr
         second = worker()
-        time.sleep(3)  # the second worker joins (registers with the server)
+        handles = data_dir / "pg" / ".handle_pids.json"
+
+        def joined() -> bool:
+            try:
+                return second.pid in json.loads(handles.read_text() or "[]")
+            except ValueError:  # being rewritten by a process joining or leaving
+                return False
+
+        wait_for(joined, timeout=60, what="the second worker to join the server")
         first.send_signal(signal.SIGTERM)
         assert first.wait(60) == 0
         assert pidfile.exists(), "the server stopped while another process still used it"

@@ -190,3 +190,20 @@ def test_ready_is_503_naming_a_workers_failing_background_loop(client: httpx.Cli
     workers = response.json()["checks"]["workers"]
     assert not workers["ok"]
     assert "rescuer" in workers["detail"] and "rescue is broken" in workers["detail"]
+
+
+def test_503_while_the_database_is_away_does_not_show_where_it_listens(tmp_path) -> None:
+    socket_dir = tmp_path / "no-server-here"
+    url = f"postgresql://postgres@/ordo?host={socket_dir}"
+    db = Database(url)
+    try:
+        with serving(create_app(Settings(database_url=url), db, registry=REGISTRY)) as base:
+            ready = httpx.get(f"{base}/health/ready", timeout=30)
+            tasks = httpx.get(f"{base}/tasks", headers=bearer("ordo_" + "a" * 12 + "_" + "b" * 43), timeout=30)
+    finally:
+        db.dispose()
+    assert ready.status_code == 503 and tasks.status_code == 503
+    assert tasks.json()["code"] == "STORE_ERROR"
+    for body in (ready.text, tasks.text):
+        assert str(socket_dir) not in body and ".s.PGSQL" not in body
+    assert "its socket" in ready.json()["checks"]["database"]["detail"]
