@@ -66,6 +66,7 @@ def serve(settings: Settings) -> None:
     program or another Ordo instance holds is refused before anything starts."""
     ensure_port_free(settings.api_host, settings.api_port)
     if settings.api_workers <= 1:
+        _keep_exit_code_on_signals()
         uvicorn.Server(uvicorn_config(settings)).run()
         return
     metrics_dir = tempfile.mkdtemp(prefix="ordo-api-metrics-")
@@ -118,6 +119,7 @@ def _serve_process(settings: Settings, config: uvicorn.Config, port: int) -> Non
     _stop_with_parent()
     sock = _reuseport_socket(config.host, port)
     sock.listen(config.backlog)
+    _keep_exit_code_on_signals()
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -156,6 +158,18 @@ def _cannot_listen(host: str, port: int, e: OSError) -> ConfigError:
     return ConfigError(
         f"cannot listen on {host}:{port}: {e.strerror}; set ORDO_API_PORT (or --port) to a free port"
     )
+
+
+def _keep_exit_code_on_signals() -> None:
+    """uvicorn re-raises the signal that stopped it once it has shut down gracefully, to whatever
+    handler was there before it: with the default one, a clean stop would end the process by SIGTERM
+    (exit -15). This one makes it a normal exit (also for a signal that comes before uvicorn runs)."""
+
+    def leave(*_: object) -> None:
+        raise SystemExit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, leave)
 
 
 def _reuseport_socket(host: str, port: int) -> socket.socket:

@@ -25,8 +25,10 @@ tools) are trusted and do not go through it.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -320,14 +322,29 @@ class _AsyncGuardedBackend(httpcore.AnyIOBackend):
         raise last
 
 
+@functools.cache
+def _default_ssl_context() -> ssl.SSLContext:
+    """The certificate-verifying context every policy-checked transport shares: building one loads the
+    CA bundle, which costs tens of milliseconds, far more than the request it serves."""
+    return httpx.create_ssl_context(verify=True, trust_env=False)
+
+
 def _pool_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The httpcore pool's options from httpx.HTTPTransport's arguments; `verify` in `kwargs` becomes
+    an SSL context, built once for the default."""
     if kwargs.get("proxy") is not None or kwargs.get("uds") is not None:
         raise ValueError("a policy-checked transport connects by itself: no proxy, no Unix socket")
     limits: httpx.Limits = kwargs.get(
         "limits", httpx.Limits(max_connections=100, max_keepalive_connections=20)
     )
+    verify = kwargs.get("verify", True)
+    if not isinstance(verify, ssl.SSLContext):
+        verify = (
+            _default_ssl_context() if verify is True else httpx.create_ssl_context(verify, trust_env=False)
+        )
+    kwargs["verify"] = verify  # the parent class builds its own pool with it, then ours replaces it
     return {
-        "ssl_context": httpx.create_ssl_context(verify=kwargs.get("verify", True), trust_env=False),
+        "ssl_context": verify,
         "max_connections": limits.max_connections,
         "max_keepalive_connections": limits.max_keepalive_connections,
         "keepalive_expiry": limits.keepalive_expiry,

@@ -199,7 +199,9 @@ def test_503_while_the_database_is_away_does_not_show_where_it_listens(tmp_path)
     try:
         with serving(create_app(Settings(database_url=url), db, registry=REGISTRY)) as base:
             ready = httpx.get(f"{base}/health/ready", timeout=30)
-            tasks = httpx.get(f"{base}/tasks", headers=bearer("ordo_" + "a" * 12 + "_" + "b" * 43), timeout=30)
+            tasks = httpx.get(
+                f"{base}/tasks", headers=bearer("ordo_" + "a" * 12 + "_" + "b" * 43), timeout=30
+            )
     finally:
         db.dispose()
     assert ready.status_code == 503 and tasks.status_code == 503
