@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,18 +29,22 @@ class ChildSpec:
     started_at: float = field(default=0.0)
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if `ordo up` dies (even by SIGKILL), so no orphan keeps running."""
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A function for the child (run between fork and exec) that asks Linux to send it SIGTERM when
+    `ordo up` dies, even by SIGKILL, so no orphan keeps running; None where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes
 
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    except OSError as e:
-        # Between fork and exec only a raw write is safe; the child still runs, unguarded.
-        os.write(
-            2, f"ordo: cannot tie this process to ordo up's life (prctl: {e}); stop it by hand\n".encode()
-        )
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    pr_set_pdeathsig = 1
+    return lambda: libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+_DIE_WITH_PARENT = _parent_death_signal()
 
 
 def _start(child: ChildSpec, env: dict[str, str], log: Any) -> None:
@@ -48,7 +53,7 @@ def _start(child: ChildSpec, env: dict[str, str], log: Any) -> None:
         [sys.executable, "-m", "cli.main", *child.args],
         env=env,
         start_new_session=True,
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        preexec_fn=_DIE_WITH_PARENT,
     )
     child.started_at = time.monotonic()
     log.info("child_started", child=child.name, pid=child.proc.pid)
@@ -58,6 +63,8 @@ def supervise(
     children: list[ChildSpec], env: dict[str, str], stop: threading.Event, log: Any, grace_s: float
 ) -> int:
     """Run children until `stop`; returns the exit code for `ordo up`."""
+    if _DIE_WITH_PARENT is None:
+        log.warning("children_may_outlive_ordo_up", reason="no parent-death signal on this platform")
     for child in children:
         _start(child, env, log)
     while not stop.wait(0.5):

@@ -160,33 +160,25 @@ def _call_step(
     return output, _check_output(step.tool, output, ctx.limits, own)
 
 
+# What each problem is called when measured on a rendered input and on a tool's output.
+_INPUT_CODES = {TooLarge: "INPUT_TOO_LARGE", TooDeep: "TEMPLATE_TOO_DEEP", SelfReference: "TEMPLATE_CYCLE"}
+_OUTPUT_CODES = {
+    TooLarge: "OUTPUT_TOO_LARGE",
+    TooDeep: "OUTPUT_TOO_DEEP",
+    SelfReference: "UNRECORDABLE_OUTPUT",
+}
+_CONTEXT_IN_OUTPUT = (
+    "contains the run's own context (a template such as ${steps} or ${@} passed it in), so it would "
+    "contain itself once recorded; pass the parts you need, e.g. ${steps.<id>.<field>}"
+)
+
+
 def _check_input(tool: Tool, arguments: Any, limits: ToolLimits) -> None:
     """A rendered input may be as large as a step output, and must be a tree of bounded depth."""
     try:
         measure(arguments, max_bytes=limits.step_output_max_bytes)
-    except TooLarge as e:
-        raise _StepFailure(
-            "failed",
-            _error(
-                "INPUT_TOO_LARGE",
-                f"the rendered input for {tool.address} {e} (ORDO_STEP_OUTPUT_MAX_BYTES)",
-                retryable=False,
-            ),
-        ) from None
-    except TooDeep as e:
-        raise _StepFailure(
-            "failed",
-            _error("TEMPLATE_TOO_DEEP", f"the rendered input for {tool.address} {e}", retryable=False),
-        ) from None
     except ValueProblem as e:
-        raise _StepFailure(
-            "failed",
-            _error(
-                "TEMPLATE_CYCLE" if isinstance(e, SelfReference) else "INPUT_INVALID",
-                f"the rendered input for {tool.address} {e}",
-                retryable=False,
-            ),
-        ) from None
+        raise _unusable(e, f"the rendered input for {tool.address}", _INPUT_CODES, "INPUT_INVALID") from None
 
 
 def _check_output(tool: Tool, output: Any, limits: ToolLimits, own: tuple[int, ...]) -> int:
@@ -195,35 +187,21 @@ def _check_output(tool: Tool, output: Any, limits: ToolLimits, own: tuple[int, .
     try:
         return measure(output, max_bytes=limits.step_output_max_bytes, forbidden=own)
     except SelfReference as e:
-        if e.own:
-            raise _StepFailure(
-                "failed",
-                _error(
-                    "TEMPLATE_CYCLE",
-                    f"the output of {tool.address} contains the run's own context (a template such as "
-                    "${steps} or ${@} passed it in), so it would contain itself once recorded; "
-                    "pass the parts you need, e.g. ${steps.<id>.<field>}",
-                    retryable=False,
-                ),
-            ) from None
-        raise _StepFailure(
-            "failed",
-            _error("UNRECORDABLE_OUTPUT", f"the output of {tool.address} {e}", retryable=False),
-        ) from None
-    except TooLarge as e:
-        raise _StepFailure(
-            "failed",
-            _error(
-                "OUTPUT_TOO_LARGE",
-                f"the output of {tool.address} {e} (ORDO_STEP_OUTPUT_MAX_BYTES)",
-                retryable=False,
-            ),
-        ) from None
+        if not e.own:
+            raise _unusable(e, f"the output of {tool.address}", _OUTPUT_CODES, "") from None
+        message = f"the output of {tool.address} {_CONTEXT_IN_OUTPUT}"
+        raise _StepFailure("failed", _error("TEMPLATE_CYCLE", message, retryable=False)) from None
     except ValueProblem as e:
-        code = "OUTPUT_TOO_DEEP" if isinstance(e, TooDeep) else "UNRECORDABLE_OUTPUT"
-        raise _StepFailure(
-            "failed", _error(code, f"the output of {tool.address} {e}", retryable=False)
-        ) from None
+        raise _unusable(e, f"the output of {tool.address}", _OUTPUT_CODES, "UNRECORDABLE_OUTPUT") from None
+
+
+def _unusable(
+    problem: ValueProblem, what: str, codes: dict[type[ValueProblem], str], otherwise: str
+) -> _StepFailure:
+    """The step's failure for a value that cannot be used: permanent, since it would be the same again."""
+    code = codes.get(type(problem), otherwise)
+    limit = " (ORDO_STEP_OUTPUT_MAX_BYTES)" if isinstance(problem, TooLarge) else ""
+    return _StepFailure("failed", _error(code, f"{what} {problem}{limit}", retryable=False))
 
 
 def _invoke(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:

@@ -68,7 +68,7 @@ def measure(
             try:
                 size = len(orjson.dumps(value))
             except (TypeError, orjson.JSONEncodeError):
-                pass
+                pass  # orjson declines it (a key that is not text, a huge integer): walk it below
             else:
                 if size > max_bytes:
                     raise TooLarge(max_bytes)

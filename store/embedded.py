@@ -121,7 +121,11 @@ def _bring_back(pgdata: Path, log: Any, *, deadline: float) -> str | None:
             with postgres_server._lock:
                 if _postmaster_pid(pgdata) is None and not _leaving.is_set():
                     _clear_stale_pidfile(pgdata)
-                    _servers[pgdata].ensure_postgres_running()
+                    server = _servers[pgdata]
+                    # Re-grants the server's own user (when Ordo runs as root) the access to the data
+                    # directory's path it had at first start, in case something tightened it since.
+                    server.ensure_pgdata_inited()
+                    server.ensure_postgres_running()
             if _postmaster_pid(pgdata) is not None:
                 return None
             reason = "the server did not come up"

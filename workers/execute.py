@@ -162,7 +162,8 @@ class Executor:
         return self._outcome(lease, state, result.steps, result.output, result.error, log, retry_in_s=delay)
 
     def _crashed(self, lease: Lease, task: TaskDef | None, exc: Exception) -> Outcome:
-        """The attempt failed inside the worker itself: record that, and retry like any failure."""
+        """The attempt failed inside the worker itself: record that, and retry like any failure.
+        Built here rather than by _outcome, which may be what failed."""
         self.log.exception("run_crashed", run_id=lease.id, task_id=str(lease.task_id))
         error = {
             "code": "WORKER_CRASH",

@@ -3,9 +3,11 @@ this process against a real database, fed poison runs, corrupt rows, database re
 loops."""
 
 import threading
+import uuid
 from datetime import UTC, datetime
 
 import structlog
+from prometheus_client import REGISTRY as REGISTRY_METRICS
 from sqlalchemy import text
 
 from engine import Tool, ToolRegistry
@@ -13,6 +15,7 @@ from scheduler import task_document
 from store import agents
 from store import runs as store_runs
 from store import tasks as store_tasks
+from store.db import Database
 from tests.helpers import REGISTRY, add_task, rows, running_worker, scalar, wait_for
 from workers import completer as completer_module
 from workers import execute
@@ -317,3 +320,77 @@ def test_an_inline_batch_the_database_refuses_is_retried_run_by_run(db, monkeypa
         db, "SELECT run_id, count(*) AS n FROM task_run WHERE state = 'succeeded' GROUP BY run_id"
     )
     assert len(succeeded) == 19 and {r["n"] for r in succeeded} == {1}
+
+
+def test_completions_lost_to_a_database_outage_at_shutdown_are_reported_as_lost(tmp_path, log):
+    db = Database(f"postgresql://postgres@/ordo?host={tmp_path / 'gone'}")
+    flushed = []
+    completer = Completer(
+        db,
+        CompleterConfig(retry_backoff_s=0.05),
+        log,
+        "w",
+        lambda batch, recorded, lost: flushed.append((batch, recorded, lost)),
+        LoopHealth("completer", 10),
+    )
+    outcome = Outcome(9, uuid.UUID(int=9), 1, "succeeded", None, 0.01, [], None, None)
+    completer.add(serialise(outcome, 1 << 20))
+    stop = threading.Event()
+    stop.set()  # shutting down: the writer tries a few times, then gives up
+    with structlog.testing.capture_logs() as logs:
+        completer.run(stop)
+    db.dispose()
+    ((batch, recorded, lost),) = flushed
+    assert [f.id for f in batch] == [9] and recorded == set() and lost is True
+    assert "completions_lost_on_shutdown" in {e["event"] for e in logs}
+
+
+_HOLD = threading.Event()
+
+
+def _holding(args, ctx):
+    _HOLD.wait(20)
+    return {}
+
+
+HOLDING = Tool(
+    address="test.holding",
+    description="holds its slot until the test lets go",
+    input_schema={"type": "object"},
+    output_schema={"type": "object"},
+    timeout_s=30,
+    scopes=(),
+    runs={"kind": "python", "callable": "tests:none"},
+    func=_holding,
+    inline=False,
+)
+
+
+def test_the_busy_slots_gauge_counts_every_worker_of_the_process(db):
+    """Two workers in one process: the gauge is their sum, not the slots of the last one built."""
+    registry = ToolRegistry([*REGISTRY.values(), HOLDING])
+    values = store_tasks.validate_task(
+        {
+            "title": "h",
+            "schedule_kind": "manual",
+            "payload": {"pipeline": [{"id": "h", "uses": "test.holding"}]},
+        },
+        registry,
+        now=datetime.now(UTC),
+    )
+    with db.tx() as conn:
+        task = store_tasks.create(conn, values, store_tasks.LOCAL_AGENT_ID)
+    _HOLD.clear()
+    try:
+        with (
+            running_worker(db, registry=registry, concurrency=2) as first,
+            running_worker(db, registry=registry, concurrency=2) as second,
+        ):
+            enqueue(db, task, n=3)
+            wait_for(lambda: first.held.executing + second.held.executing == 3, what="three runs in flight")
+            assert REGISTRY_METRICS.get_sample_value("ordo_worker_busy_slots") == 3
+            _HOLD.set()
+            wait_for(lambda: first.held.executing + second.held.executing == 0, what="the slots to free")
+            assert REGISTRY_METRICS.get_sample_value("ordo_worker_busy_slots") == 0
+    finally:
+        _HOLD.set()
