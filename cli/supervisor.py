@@ -4,7 +4,6 @@ stopped together (SIGTERM, then SIGKILL after their grace period) when `ordo up`
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

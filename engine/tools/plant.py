@@ -35,10 +35,9 @@ from engine.tools.availability import (
 from engine.tools.holiday_calendars import HolidayCalendar, parse_calendar
 from engine.tools.plant_documents import check_csv, check_document
 from engine.tools.shift_patterns import BUILT_IN_NAMES, Pattern, built_in, built_in_definitions, parse_pattern
-from store import keyset
+from store import keyset, webhooks
 from store import plant as store_plant
 from store import plant_availability as stored
-from store import webhooks
 from store.db import Database
 from store.errors import InvalidPlant, NotFound, Permanent, ToolError
 from store.problems import Problems
