@@ -260,11 +260,11 @@ def _wait(s: Session, run_id: int, timeout_s: float) -> dict[str, Any]:
 def _why_waiting(s: Session, run: dict[str, Any]) -> str:
     """Why a run has not ended: what a person would look at next."""
     with s.db.tx() as conn:
-        live = store_status.liveness(conn, worker_fresh_s=max(15.0, s.settings.lease_s))
+        live = store_status.system(conn, store_status.Freshness.from_settings(s.settings))
     later = f"; `ordo run {run['id']}` shows it later"
     if run["state"] == "running":
         return f"it is still running (attempt {run['attempt']} on worker {run['worker_id']}){later}"
-    if live.workers_fresh == 0:
+    if live.workers_alive == 0:
         last = "never" if live.worker_age_s is None else f"{live.worker_age_s:.0f} s ago"
         return (
             f"it is still {run['state']} and no worker is running (last heartbeat: {last}); "
@@ -273,7 +273,7 @@ def _why_waiting(s: Session, run: dict[str, Any]) -> str:
     if run["state"] == "failed":
         return f"attempt {run['attempt']} failed and the next one is due at {run['run_at']}{later}"
     return (
-        f"it is still queued: {live.workers_fresh} worker(s) with {live.worker_slots} slot(s) are busy "
+        f"it is still queued: {live.workers_alive} worker(s) with {live.worker_slots} slot(s) are busy "
         f"with other runs, or its concurrency key is at its limit{later}"
     )
 
