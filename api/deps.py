@@ -26,7 +26,7 @@ from engine.webhook_endpoint import EndpointRules
 from store import agents
 from store.agents import Principal
 from store.db import Database
-from store.domain import ADMIN
+from store.domain import ADMIN, ROUTE_SCOPES
 from store.errors import Forbidden, InvalidInput, Unauthorized
 from store.settings import Settings
 from store.status import Freshness
@@ -202,7 +202,10 @@ async def require_json_body(request: Request) -> None:
 
 def require(scope: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
     """A dependency that lets the caller through only with `scope` (or admin). The OpenAPI document
-    names the scope of every operation from it (api/docs.py reads `required_scope`)."""
+    names the scope of every operation from it (api/docs.py reads `required_scope`). Only a scope of
+    the vocabulary (store.domain.ROUTE_SCOPES): tokens are checked against that list when issued."""
+    if scope not in ROUTE_SCOPES:
+        raise ValueError(f"{scope!r} is not in store.domain.ROUTE_SCOPES")
 
     async def check(caller: Caller) -> Principal:
         if not caller.has(scope):

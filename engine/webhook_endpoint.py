@@ -15,8 +15,8 @@ from typing import Any, Protocol
 import httpx
 
 from engine.webhook_signing import InvalidSecret, secret_key
+from store.domain import TOPIC_PATTERN
 from store.errors import InvalidWebhook
-from store.events import TOPIC_PATTERN
 
 __all__ = ["AddressPolicy", "EndpointRules", "check_changes", "check_events", "check_new", "check_secret"]
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from store.domain import iso_utc
 from store.settings import Settings
 from store.sql import load_queries
 
@@ -128,8 +129,8 @@ def overview(conn: Connection, fresh: Freshness) -> dict[str, Any]:
             "busy": int(w.busy),
             "state": w.state,
             "alive": w.state == "running" and float(w.last_seen_s) <= fresh.worker_s,
-            "started_at": _iso(w.started_at),
-            "last_seen_at": _iso(w.heartbeat_at),
+            "started_at": iso_utc(w.started_at),
+            "last_seen_at": iso_utc(w.heartbeat_at),
             "last_seen_s": round(float(w.last_seen_s), 3),
         }
         for w in conn.execute(Q["workers"])
@@ -137,7 +138,7 @@ def overview(conn: Connection, fresh: Freshness) -> dict[str, Any]:
     breakers_open = [str(r.id) for r in conn.execute(Q["webhook_breakers_open"])]
     leader_ok = s.leader_age_s is not None and s.leader_age_s <= fresh.leader_s
     return {
-        "at": _iso(s.db_now),
+        "at": iso_utc(s.db_now),
         "queue": {
             "due": s.due_total,
             "due_by_priority_band": s.due,
@@ -155,8 +156,8 @@ def overview(conn: Connection, fresh: Freshness) -> dict[str, Any]:
         },
         "scheduler": {
             "leader": s.leader_id,
-            "leader_since": _iso(s.leader_since),
-            "last_tick_at": _iso(s.leader_heartbeat_at),
+            "leader_since": iso_utc(s.leader_since),
+            "last_tick_at": iso_utc(s.leader_heartbeat_at),
             "last_tick_age_s": None if s.leader_age_s is None else round(s.leader_age_s, 3),
             "ok": leader_ok,
         },
@@ -170,7 +171,3 @@ def ping(conn: Connection) -> None:
 
 def prune_workers(conn: Connection, cutoff: datetime) -> int:
     return conn.execute(Q["prune_workers"], {"cutoff": cutoff}).rowcount
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()

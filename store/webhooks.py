@@ -17,6 +17,7 @@ from uuid import UUID
 from sqlalchemy import Connection
 
 from store import keyset
+from store.domain import iso_utc
 from store.errors import Conflict, InvalidWebhook, NotFound
 from store.keyset import Page
 from store.sql import load_queries
@@ -169,14 +170,14 @@ def public(row: Mapping[str, Any], *, with_secret: bool = False) -> dict[str, An
         "breaker": {
             "state": breaker,
             "consecutive_failures": row["consecutive_failures"],
-            "opened_at": _iso(row["breaker_opened_at"]),
-            "next_probe_at": _iso(row["breaker_probe_at"]),
+            "opened_at": iso_utc(row["breaker_opened_at"]),
+            "next_probe_at": iso_utc(row["breaker_probe_at"]),
         },
         "previous_secret_expires_at": (
-            _iso(row["previous_until"]) if row["previous_until"] and row["previous_until"] > now else None
+            iso_utc(row["previous_until"]) if row["previous_until"] and row["previous_until"] > now else None
         ),
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
+        "created_at": iso_utc(row["created_at"]),
+        "updated_at": iso_utc(row["updated_at"]),
     }
     if with_secret:
         out["secret"] = row["secret"]
@@ -289,11 +290,13 @@ def public_delivery(row: Mapping[str, Any]) -> dict[str, Any]:
         "data": row["data"],
         "state": row["state"],
         "attempts": row["attempts"],
-        "next_attempt_at": (_iso(row["next_attempt_at"]) if row["state"] in ("pending", "failed") else None),
+        "next_attempt_at": (
+            iso_utc(row["next_attempt_at"]) if row["state"] in ("pending", "failed") else None
+        ),
         "last_status": row["last_status"],
         "last_error": row["last_error"],
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
+        "created_at": iso_utc(row["created_at"]),
+        "updated_at": iso_utc(row["updated_at"]),
         "attempt_log": row["attempt_log"],
     }
 
@@ -327,7 +330,3 @@ def _uuid(value: UUID | str) -> UUID | None:
         return UUID(str(value))
     except ValueError:
         return None
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
