@@ -81,10 +81,12 @@ def up(
         settings = load_settings(api_port=port, worker_concurrency=concurrency)
         runtime.service_logging(settings)
         log = structlog.get_logger().bind(process="up")
-        if api:
-            ensure_port_free(settings.api_host, settings.api_port)
         claim = datadir.claim(settings.data_dir) if settings.embedded else contextlib.nullcontext()
+        # The directory first: a second `ordo up` in the same clone is told that one already serves
+        # it, not that its port is taken (which would send it looking for another port).
         with claim:
+            if api:
+                ensure_port_free(settings.api_host, settings.api_port)
             url = runtime.database_url(settings)
             runtime.supervise_embedded(settings)
             db = open_database(settings.with_overrides(database_url=url), application_name="ordo-up")

@@ -13,8 +13,9 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+import yaml
 
-__all__ = ["JsonFlag", "RunRef", "TaskRef", "emit_json", "print_run", "run_line", "table"]
+__all__ = ["JsonFlag", "RunRef", "TaskRef", "emit_json", "emit_yaml", "print_run", "run_line", "table"]
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON only (for scripts).")]
 TaskRef = Annotated[
@@ -25,6 +26,22 @@ RunRef = Annotated[int, typer.Argument(metavar="RUN", help="Run id (a number).",
 
 def emit_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+class _Dumper(yaml.SafeDumper):
+    """YAML for people: a text of several lines (an RFC 5545 block) as a literal block, as written."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
+def emit_yaml(value: Any) -> None:
+    typer.echo(yaml.dump(value, Dumper=_Dumper, sort_keys=False, allow_unicode=True).rstrip())
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], *, empty: str = "(none)") -> None:

@@ -59,8 +59,14 @@ def runs_command(
         if as_json:
             emit_json(page.items)
             return
-        if not page.items:
-            typer.echo("nothing scheduled ahead" if upcoming else "no runs")
+        if not page.items and upcoming:
+            # A newcomer's daily task shows nothing here: say how far ahead the scheduler writes.
+            typer.echo(
+                f"nothing scheduled in the next {s.settings.scheduler_horizon_s / 60:g} minutes (the "
+                "scheduler writes runs that far ahead); `ordo task show TASK` lists a task's next occurrences"
+            )
+        elif not page.items:
+            typer.echo("no runs")
         for run in page.items:
             run_line(run)
 

@@ -12,11 +12,10 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import typer
-import yaml
 from sqlalchemy import Connection
 
 from cli import documents
-from cli.output import JsonFlag, TaskRef, emit_json, print_run, table
+from cli.output import JsonFlag, TaskRef, emit_json, emit_yaml, print_run, table
 from cli.runtime import EXIT_FAILED, EXIT_STILL_WAITING, fail
 from cli.session import Session, session
 from scheduler import task_document
@@ -127,7 +126,7 @@ def task_show(task: TaskRef, as_json: JsonFlag = False) -> None:
         if as_json:
             emit_json(shown)
             return
-        typer.echo(yaml.safe_dump(shown, sort_keys=False, allow_unicode=True).rstrip())
+        emit_yaml(shown)
         if row["status"] != "active":
             typer.echo(f"# {row['status']}: nothing is scheduled until it is resumed")
 

@@ -1,6 +1,7 @@
 """structlog configuration, once per process: JSON lines when stdout is not a terminal, readable
-console output on one. Context is bound through contextvars: run_id, task_id, worker_id and step on a
-run's lines; request_id on the API's (api.middleware.RequestId).
+console output on one. A run's lines carry worker_id, run_id, task_id and attempt, bound to the
+worker's logger (`log.bind`, workers/execute.py); an API request's carry request_id, bound through
+contextvars (api.middleware.RequestId) and merged in by `merge_contextvars` below.
 
 No secret reaches a line. The last processor before rendering (`redact_secrets`) replaces values
 under secret-looking keys, and masks what looks like a secret anywhere in a value, tracebacks

@@ -6,6 +6,7 @@ import textwrap
 from datetime import datetime
 
 import pytest
+import yaml
 from sqlalchemy import text
 
 from store.db import Database
@@ -216,8 +217,12 @@ def test_task_show_lists_the_next_five_occurrences_in_the_tasks_zone(ordo, tmp_p
     task = _add(ordo, tmp_path, NIGHTLY)
 
     shown = _json(ordo.run("task", "show", task["id"], "--json"))
+    readable = ordo.run("task", "show", task["id"][:8]).stdout
 
     assert len(shown["next_occurrences"]) == 5
+    # What people read is the same document as YAML (a stored RFC 5545 block as a literal block).
+    assert yaml.safe_load(readable) == shown
+    assert "schedule_expr: |-\n  DTSTART;TZID=" in readable
     assert all(o.endswith(("+02:00", "+03:00")) and "T02:30:00" in o for o in shown["next_occurrences"])
     # next_fire_at is that first occurrence, written as every stored time is: UTC with microseconds.
     assert shown["next_fire_at"].endswith(".000000+00:00")
@@ -313,6 +318,7 @@ def test_runs_shows_history_and_upcoming_shows_what_is_written_ahead(ordo, tmp_p
     task = _add(
         ordo, tmp_path, "title: every minute\nschedule_kind: cron\nschedule_expr: '* * * * *'\n" + PIPELINE
     )
+    before = ordo.run("runs", "--upcoming").stdout  # no scheduler has run yet
     scheduler = ordo.spawn("scheduler", name="scheduler")
     upcoming = wait_for(
         lambda: len(u := _json(ordo.run("runs", "--upcoming", "--limit", "5", "--json"))) == 5 and u,
@@ -331,6 +337,7 @@ def test_runs_shows_history_and_upcoming_shows_what_is_written_ahead(ordo, tmp_p
     assert times == sorted(times)
     assert all(r["state"] != "scheduled" for r in history)
     assert human.stdout.count("scheduled") >= 5
+    assert "nothing scheduled in the next" in before and "ordo task show TASK" in before
 
 
 BAD_COMMANDS = {

@@ -93,6 +93,7 @@ def test_ordo_up_serves_the_api_and_prints_an_admin_token_once(tmp_path: Path) -
             # One instance per data directory and per port: a second `ordo up` on either, or an
             # `ordo api` on the port, says so in one line; the first keeps answering alone.
             same_dir = _second(data_dir, _free_port(), "up")
+            twice = _second(data_dir, port, "up")  # `./ops/up` again in the same clone
             same_port = _second(tmp_path / "other", port, "up")
             api_on_port = _second(data_dir, port, "api")
             still_up = client.get("/health").status_code
@@ -103,6 +104,7 @@ def test_ordo_up_serves_the_api_and_prints_an_admin_token_once(tmp_path: Path) -
     assert docs.status_code == 200
     assert same_dir.returncode == 2 and "already serves the data directory" in same_dir.stderr
     assert f"pid {proc.pid}" in same_dir.stderr
+    assert twice.returncode == 2 and "already serves the data directory" in twice.stderr
     port_taken = f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
     assert same_port.returncode == 2 and same_port.stderr.strip().splitlines()[-1].startswith(port_taken)
     assert api_on_port.returncode == 2 and api_on_port.stderr.strip().splitlines()[-1].startswith(port_taken)
