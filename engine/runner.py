@@ -21,6 +21,7 @@ from engine.pipeline import Pipeline, Step, format_path
 from engine.registry import Tool
 from engine.templates import evaluate, truthy
 from engine.values import SelfReference, TooDeep, TooLarge, ValueProblem, measure
+from store.domain import iso_utc
 from store.errors import OrdoError, RetryLater, ToolError
 
 __all__ = ["RunResult", "call_tool", "run_pipeline"]
@@ -76,7 +77,7 @@ def run_pipeline(
         record: dict[str, Any] = {
             "id": step.id,
             "uses": step.uses,
-            "started_at": (now + timedelta(seconds=step_start - started)).isoformat(),
+            "started_at": iso_utc(now + timedelta(seconds=step_start - started)),
         }
         records.append(record)
         try:

@@ -20,6 +20,7 @@ from uuid import UUID
 from sqlalchemy import Connection
 
 from store import keyset
+from store.domain import iso_utc
 from store.errors import Conflict, NotFound
 from store.sql import load_queries
 
@@ -479,8 +480,8 @@ def public_resource(row: Mapping[str, Any], *, timezone: str | None = None) -> d
         "holiday_calendar": row["holiday_calendar"],
         "metadata": row["metadata"],
         "agent_id": str(row["agent_id"]),
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
+        "created_at": iso_utc(row["created_at"]),
+        "updated_at": iso_utc(row["updated_at"]),
     }
 
 
@@ -493,7 +494,7 @@ def public_assignment(row: Mapping[str, Any]) -> dict[str, Any]:
         "effective_from": row["effective_from"].isoformat(),
         "effective_to": _iso(row["effective_to"]),
         "anchor": _iso(row["anchor"]),
-        "created_at": row["created_at"].isoformat(),
+        "created_at": iso_utc(row["created_at"]),
     }
 
 
@@ -509,7 +510,7 @@ def public_exception(row: Mapping[str, Any]) -> dict[str, Any]:
         "end": row["ends_at"].isoformat(),
         "rrule": row["rrule"],
         "description": row["description"],
-        "created_at": row["created_at"].isoformat(),
+        "created_at": iso_utc(row["created_at"]),
     }
 
 

@@ -29,6 +29,7 @@ from sqlalchemy import Connection
 from engine.webhook_signing import secret_key, signed_headers
 from observability import metrics
 from store.db import Database, translate_errors
+from store.domain import iso_utc
 from store.errors import OrdoError
 from store.listen import listen
 from store.settings import Settings
@@ -262,7 +263,7 @@ class Deliverer:
         body = orjson.dumps(
             {
                 "type": lease.type,
-                "timestamp": lease.message_created_at.astimezone(UTC).isoformat(),
+                "timestamp": iso_utc(lease.message_created_at),
                 "data": lease.data,
             }
         )

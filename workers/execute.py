@@ -18,6 +18,7 @@ from typing import Any
 from engine import ToolLimits, run_pipeline
 from observability import metrics
 from store.db import Database
+from store.domain import iso_utc
 from workers.inputs import TaskDef
 from workers.leases import Lease
 from workers.outcomes import Finished, Outcome, serialise, unrecordable
@@ -34,13 +35,14 @@ _ISO_CACHE: dict[datetime, str] = {}
 
 
 def _iso(value: datetime) -> str:
-    """isoformat(), remembered: runs of one lease batch share their lease time (and bulk-queued runs
-    their creation time), and formatting costs more than a dictionary lookup."""
+    """store.domain.iso_utc (the one way Ordo writes an instant), remembered: runs of one lease batch
+    share their lease time (and bulk-queued runs their creation time), and formatting costs more than
+    a dictionary lookup."""
     text = _ISO_CACHE.get(value)
     if text is None:
         if len(_ISO_CACHE) >= 4096:
             _ISO_CACHE.clear()
-        text = _ISO_CACHE[value] = value.isoformat()
+        text = _ISO_CACHE[value] = iso_utc(value)
     return text
 
 

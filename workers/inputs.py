@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from engine import Pipeline, ToolRegistry, compile_pipeline
+from store.domain import iso_utc
 from store.errors import OrdoError
 from store.sql import load_queries
 from workers.retry import RetryPolicy
@@ -115,7 +116,7 @@ def fetch_events(conn: Connection, ids: Iterable[uuid.UUID | None]) -> dict[uuid
             "id": str(r["id"]),
             "topic": r["topic"],
             "payload": r["payload"],
-            "created_at": r["created_at"].isoformat(),
+            "created_at": iso_utc(r["created_at"]),
         }
         for r in rows
     }

@@ -39,6 +39,7 @@ from store import keyset, webhooks
 from store import plant as store_plant
 from store import plant_availability as stored
 from store.db import Database
+from store.domain import iso_utc
 from store.errors import InvalidPlant, NotFound, Permanent, ToolError
 from store.problems import Problems
 
@@ -634,7 +635,7 @@ def public_generation(
     return {
         "generation_id": row["id"],
         "agent_id": str(row["agent_id"]),
-        "created_at": row["created_at"].isoformat(),
+        "created_at": iso_utc(row["created_at"]),
         "start": row["start_date"].isoformat(),
         "end": row["end_date"].isoformat(),
         "requested": row["requested"],
@@ -770,5 +771,5 @@ def calendar_view(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         **row["definition"],
         "agent_id": str(row["agent_id"]),
-        "updated_at": row["updated_at"].isoformat(),
+        "updated_at": iso_utc(row["updated_at"]),
     }
