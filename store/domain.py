@@ -42,7 +42,11 @@ def iso_utc(value: datetime | None) -> str | None:
     """The one way Ordo writes an instant it stores: ISO 8601 in UTC with microseconds
     (2026-03-27T04:00:00.000000+00:00). store/runs.sql builds the same text in SQL. Occurrences listed
     by a preview are the exception: they are shown in the schedule's own zone, so DST is visible."""
-    return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:  # most values are UTC already (the database session's zone)
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")
 
 
 # -- tasks ----------------------------------------------------------------------------------------
