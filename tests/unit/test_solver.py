@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks import plan_scale
 from engine.context import ToolContext, ToolLimits
 from engine.pipeline import compile_pipeline
 from engine.registry import ToolRegistry
@@ -627,33 +628,12 @@ def test_an_operation_allowed_to_span_many_breaks_holds_its_machine_through_them
 
 
 def _factory(jobs: int, machines: int, seed: int = 1) -> dict[str, Any]:
-    """A flexible job shop of the shape planners run: 5 operations a job on 2-3 of the machines,
-    two shifts on weekdays, setups between four families on a quarter of the machines, releases
-    in the first week (minute 0 is a Monday 00:00)."""
-    rng = random.Random(seed)
-    names = [f"M{m}" for m in range(machines)]
-    shifts = [{"start": d * 1440 + 360, "end": d * 1440 + 1320} for d in range(42) if d % 7 < 5]
-    families = "ABCD"
-    setups = [
-        {"machine": m, "from": a, "to": b, "duration": rng.randint(15, 60)}
-        for m in names[: max(1, machines // 4)]
-        for a in families
-        for b in families
-        if a != b
-    ]
-    jobs_list = []
-    for j in range(jobs):
-        family = rng.choice(families)
-        operations = []
-        for o in range(5):
-            base = rng.randint(20, 240)
-            options = [
-                (m, max(1, round(base * rng.uniform(0.7, 1.3))))
-                for m in rng.sample(names, rng.choice((2, 3)))
-            ]
-            operations.append(op(f"o{o}", *options, family=family))
-        jobs_list.append(job(f"J{j}", *operations, release=rng.randrange(0, 7 * 1440)))
-    return {"jobs": jobs_list, "machines": [{"id": m, "calendar": shifts} for m in names], "setups": setups}
+    """The factory shape benchmarks/plan_scale.py plans (5 operations a job on 2-3 of the machines,
+    two shifts on weekdays, setups between four families on a quarter of the machines, releases in
+    the first week), at a test's size and in plain minutes (minute 0 is a Monday 00:00)."""
+    problem = plan_scale.instance(jobs, machines, family=f"test-{seed}")
+    del problem["horizon_start"]
+    return problem
 
 
 def test_a_factory_plan_comes_at_once_improves_and_honours_the_time_limit():
