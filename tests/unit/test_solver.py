@@ -20,7 +20,9 @@ from engine.pipeline import compile_pipeline
 from engine.registry import ToolRegistry
 from engine.runner import call_tool, run_pipeline
 from engine.tools.jobshop_format import parse_jobshop
+from engine.tools.planning_model import parse_problem
 from engine.tools.solver import solve
+from engine.tools.solver_bounds import capacity_bound, compute_bounds
 from store.errors import Permanent, ToolError
 
 REGISTRY = ToolRegistry.load()
@@ -654,6 +656,23 @@ def test_a_factory_plan_comes_at_once_improves_and_honours_the_time_limit():
     assert 0 < out["bound"] <= out["objective"] and out["gap"] == pytest.approx(
         (out["objective"] - out["bound"]) / out["objective"], abs=1e-6
     )
+
+
+def test_the_bound_counts_the_open_minutes_of_machines_that_share_operations():
+    """Three 50-minute operations, each on M1 or M2, both open [0, 60) and [100, 160): the longest job
+    and the busiest single machine say 50, but 150 minutes of work need the 120 open minutes before the
+    break and 15 more minutes on each machine after it: no plan ends before 115. (Each operation needs
+    one unbroken window, so the best plan ends at 150.)"""
+    shifts = [{"start": 0, "end": 60}, {"start": 100, "end": 160}]
+    problem = {
+        "jobs": [job(f"J{i}", op("a", ("M1", 50), ("M2", 50))) for i in range(3)],
+        "machines": [{"id": "M1", "calendar": shifts}, {"id": "M2", "calendar": shifts}],
+    }
+    parsed = parse_problem(problem)
+
+    assert capacity_bound(parsed, compute_bounds(parsed)) == 115
+    out = run(problem)
+    assert (out["status"], out["makespan"], out["bound"]) == ("optimal", 150, 150)
 
 
 def test_work_that_cannot_fit_the_shifts_is_reported_at_once_as_capacity_short():

@@ -1,6 +1,7 @@
 """solver.solve's constructive phase: the dispatching rules alone return plans that schedule.validate
 accepts, on random instances with calendars, operations that may span breaks, milestones, setups,
-operators with skills and shifts, releases, `now` and frozen operations."""
+operators with skills and shifts, releases, `now` and frozen operations; and no such plan ends before
+the capacity bound, which the solver reports as proven."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from engine.tools.planning_model import parse_problem
 from engine.tools.schedule_check import violations
-from engine.tools.solver_bounds import compute_bounds
+from engine.tools.solver_bounds import capacity_bound, compute_bounds
 from engine.tools.solver_construct import Dispatcher, Rule, construct
 from engine.tools.solver_diagnosis import infeasibility_reasons
 
@@ -153,3 +154,15 @@ def test_dispatching_the_rest_of_a_plan_again_keeps_it_valid(args, seed):
     assert again is not None
     assert {p.key: p for p in again if p.key in kept} == kept
     assert violations(problem, again, problem.now) == []
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems())
+def test_no_valid_plan_ends_before_the_capacity_bound(args):
+    """The capacity bound (machine groups against their open minutes after each release time) is
+    reported as a proven bound, and a plan meeting it is called optimal: it must never exceed the end
+    of a plan that schedule.validate accepts."""
+    problem, bounds, plan = _plan_or_skip(args)
+    assert plan is not None and not violations(problem, plan, problem.now)
+
+    assert capacity_bound(problem, bounds) <= max(p.end for p in plan)
