@@ -15,14 +15,6 @@ DASHBOARD = OPS / "grafana" / "dashboards" / "ordo.json"
 ALERTS = OPS / "prometheus" / "alerts.yml"
 ALERT_TESTS = OPS / "prometheus" / "alerts_test.yml"
 
-# Dashboard panels whose queries return no series until workers deliver webhooks (the deliverer,
-# issue #10, is not yet started by `ordo worker`; ops/README.md, "Dashboard"). Every metric they
-# name is defined and in the live output; it has no samples to rate yet.
-PANELS_EMPTY_UNTIL_DELIVERIES = {
-    "Webhook deliveries per second, by outcome",
-    "Webhook delivery latency p50 / p95",
-}
-
 _METRIC = re.compile(r"\bordo_[a-z_]+\b")
 
 

@@ -100,8 +100,8 @@ class Receiver:
 
 
 @contextmanager
-def receiving(secrets: list[str] | None = None, host: str = "127.0.0.1") -> Iterator[Receiver]:
-    """A receiver serving on a free port of `host` until the block ends."""
+def receiving(secrets: list[str] | None = None, host: str = "127.0.0.1", port: int = 0) -> Iterator[Receiver]:
+    """A receiver serving on `port` of `host` (0: a free one) until the block ends."""
     receiver = Receiver(secrets)
 
     class Handler(BaseHTTPRequestHandler):
@@ -113,7 +113,7 @@ def receiving(secrets: list[str] | None = None, host: str = "127.0.0.1") -> Iter
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer((host, 0), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

@@ -1,6 +1,7 @@
 """A running Ordo for monitoring tests: `ordo api` (two server processes), `ordo scheduler` and
 `ordo worker` as real processes, each with its own metrics port, and a workload that provokes what
-the dashboard shows: successes, a failing run that retries and then dies, a 5xx, a busy worker.
+the dashboard shows: successes, a failing run that retries and then dies, a 5xx, a busy worker,
+webhook deliveries.
 """
 
 from __future__ import annotations
@@ -17,10 +18,6 @@ from typing import Any
 
 import httpx
 
-from engine.webhook_signing import new_secret
-from store import webhooks
-from store.db import Database
-from store.tasks import LOCAL_AGENT_ID
 from tests.acceptance.conftest import Ordo
 from tests.helpers import wait_for
 
@@ -69,17 +66,18 @@ class LiveOrdo:
         assert response.status_code == 200, response.text
         return response.json()
 
-    def add_webhook_endpoint(self, url: str) -> None:
-        """An endpoint of the local agent, straight into the store (the API's webhook routes are not
-        served yet)."""
-        db = Database(self.ordo.env["DATABASE_URL"], pool_size=1)
-        try:
-            with db.tx() as conn:
-                webhooks.create(
-                    conn, LOCAL_AGENT_ID, url=url, events=["plan.ready"], description="", secret=new_secret()
-                )
-        finally:
-            db.dispose()
+    def add_webhook(self, url: str, events: list[str]) -> dict[str, Any]:
+        """Register an endpoint of the caller through the API; the response carries its secret."""
+        body = {"url": url, "events": events}
+        response = httpx.post(f"{self.api}/webhooks", json=body, headers=self.headers, timeout=10)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def publish(self, topic: str, payload: Any) -> None:
+        response = httpx.post(
+            f"{self.api}/events", json={"topic": topic, "payload": payload}, headers=self.headers, timeout=10
+        )
+        assert response.status_code == 202, response.text
 
     def wait_run(self, run_id: int, states: tuple[str, ...], timeout: float = 60) -> dict[str, Any]:
         return wait_for(

@@ -3,6 +3,7 @@ receiver on 127.0.0.1 that verifies every request with the reference `standardwe
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -194,36 +195,69 @@ def test_without_overlap_the_old_secret_stops_signing_at_once(db: Database, rece
 def test_the_breaker_opens_holds_deliveries_and_recovers_without_losing_any(
     db: Database, receiver: Receiver
 ) -> None:
-    """Three failures in a row open the breaker: the other deliveries wait (no request, no attempt
-    spent) until a half-open probe after the cool-down succeeds; then every message arrives once."""
+    """The receiver answers 500 until the breaker is open, 200 after. Three failures in a row open
+    it: no delivery is leased during the cool-down (attempts in flight when it opened may still end);
+    then a half-open probe succeeds, the breaker closes, and every message arrives once. Read from
+    the attempt log's database clock, which a loaded machine cannot make lie."""
     policy = DeliveryPolicy(retry_delays_s=(0.05,) * 6, breaker_failures=3, breaker_cooldown_s=1.0)
     ep = endpoint(db, receiver)
-    receiver.answer(500, 500, 500)
+    receiver.default = Answer(500)
     queued = [announce(db, {"i": i})[0] for i in range(5)]
-    with delivering(db, policy, concurrency=1):
-        wait_for(
-            lambda: scalar(db, "SELECT state FROM webhook_endpoint") == "breaker_open", what="breaker open"
-        )
-        opened_at = time.time()
+
+    def shown() -> dict[str, Any]:
         with db.tx() as conn:
-            shown = webhooks.public(webhooks.get(conn, ep["id"]))
-        assert shown["state"] == "breaker_open" and shown["breaker"]["state"] == "open"
-        held = len(receiver.received)
-        time.sleep(0.5)
-        assert len(receiver.received) == held, "requests went out while the breaker was open"
+            return webhooks.public(webhooks.get(conn, ep["id"]))
+
+    with delivering(db, policy, concurrency=1):
+        opened = wait_for(lambda: (v := shown())["state"] == "breaker_open" and v, what="breaker open")
+        receiver.default = Answer()
+        assert opened["breaker"]["state"] in ("open", "half_open") and opened["breaker"]["opened_at"]
         receiver.wait_for(lambda r: len(r.accepted()) == 5, timeout=15)
-        wait_for(lambda: scalar(db, "SELECT state FROM webhook_endpoint") == "active", what="breaker closed")
-    assert receiver.received[held].at - opened_at >= 0.4  # the probe waited for the cool-down
+        wait_for(lambda: shown()["state"] == "active", what="breaker closed")
+    during_cooldown = scalar(
+        db,
+        "SELECT count(*) FROM webhook_attempt WHERE started_at >= CAST(:at AS timestamptz) "
+        "AND started_at < CAST(:at AS timestamptz) + interval '1 s'",
+        at=opened["breaker"]["opened_at"],
+    )
+    assert during_cooldown == 0, "deliveries were attempted while the breaker was open"
     assert sorted(r.webhook_id for r in receiver.accepted()) == sorted(q["webhook_id"] for q in queued)
     assert scalar(db, "SELECT count(*) FROM webhook_delivery WHERE state = 'succeeded'") == 5
-    with db.tx() as conn:
-        shown = webhooks.public(webhooks.get(conn, ep["id"]))
-    assert shown["breaker"] == {
+    assert scalar(db, "SELECT count(*) FROM webhook_attempt") == len(receiver.received)
+    assert shown()["breaker"] == {
         "state": "closed",
         "consecutive_failures": 0,
         "opened_at": None,
         "next_probe_at": None,
     }
+
+
+def test_a_receiver_down_for_a_while_gets_every_delivery_once_it_is_up(db: Database) -> None:
+    """Nothing listens at the endpoint's address: attempts fail unreachable, the breaker opens and holds
+    the rest (no attempt spent), probes keep failing. Then a receiver starts on that port: a probe
+    closes the breaker and every message arrives, each taken in once, none dead."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    secret = new_secret()
+    ep = endpoint(db, f"http://127.0.0.1:{port}/hook", secret=secret)
+    queued = [announce(db, {"i": i})[0] for i in range(8)]
+    policy = DeliveryPolicy(retry_delays_s=(0.05,) * 8, breaker_failures=3, breaker_cooldown_s=0.5)
+    with delivering(db, policy, concurrency=2):
+        wait_for(lambda: scalar(db, "SELECT breaker_trips FROM webhook_endpoint") >= 2, what="a failed probe")
+        spent = scalar(db, "SELECT sum(attempts) FROM webhook_delivery")
+        assert spent < 8 + 3, "held deliveries were attempted while the breaker was open"
+        with receiving([secret], port=port) as receiver:
+            receiver.wait_for(lambda r: len(r.accepted()) == 8, timeout=20)
+            wait_for(
+                lambda: scalar(db, "SELECT count(*) FROM webhook_delivery WHERE state = 'succeeded'") == 8,
+                what="every delivery recorded",
+            )
+    assert sorted(r.webhook_id for r in receiver.received) == sorted(q["webhook_id"] for q in queued)
+    assert scalar(db, "SELECT state FROM webhook_endpoint") == "active"
+    failures = rows(db, "SELECT DISTINCT error ->> 'code' AS code FROM webhook_attempt WHERE outcome <> 'succeeded'")
+    assert [r["code"] for r in failures] == ["WEBHOOK_UNREACHABLE"]
+    assert all(d["state"] == "succeeded" for d in log_of(db, ep["id"]))
 
 
 def test_410_gone_pauses_the_endpoint_and_holds_the_rest(db: Database, receiver: Receiver) -> None:
