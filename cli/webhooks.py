@@ -11,7 +11,8 @@ import typer
 
 from cli import runtime
 from cli.output import emit_json, table
-from cli.runtime import guarded, load_settings, open_database
+from cli.runtime import guarded, load_settings
+from cli.session import session
 from engine.outbound import OutboundPolicy
 from engine.webhook_endpoint import EndpointRules, check_changes, check_new, check_secret
 from engine.webhook_signing import new_secret
@@ -67,14 +68,12 @@ def add(
     as_json: JsonFlag = False,
 ) -> None:
     """Register an endpoint for the local agent's events. Prints its signing secret, once."""
-    with guarded():
-        settings = load_settings()
-        runtime.quiet_logging(settings)
+    with session() as s:
         doc: dict[str, Any] = {"url": url, "events": event, "description": description}
         if secret is not None:
             doc["secret"] = secret
-        values = check_new(doc, rules(settings))
-        with open_database(settings).tx() as conn:
+        values = check_new(doc, rules(s.settings))
+        with s.db.tx() as conn:
             row = webhooks.create(
                 conn,
                 LOCAL_AGENT_ID,
@@ -96,10 +95,8 @@ def add(
 @webhook_app.command("list")
 def list_(as_json: JsonFlag = False) -> None:
     """Every agent's endpoints, newest first, with state and breaker."""
-    with guarded():
-        settings = load_settings()
-        runtime.quiet_logging(settings)
-        with open_database(settings).tx() as conn:
+    with session() as s:
+        with s.db.tx() as conn:
             items = [webhooks.public(r) for r in webhooks.list_page(conn, limit=200).items]
         if as_json:
             emit_json(items)
@@ -114,20 +111,16 @@ def list_(as_json: JsonFlag = False) -> None:
 @webhook_app.command("show")
 def show(webhook_id: str, as_json: JsonFlag = False) -> None:
     """One endpoint."""
-    with guarded():
-        settings = load_settings()
-        runtime.quiet_logging(settings)
-        with open_database(settings).tx() as conn:
+    with session() as s:
+        with s.db.tx() as conn:
             shown = webhooks.public(webhooks.get(conn, webhook_id))
         _print(shown, as_json)
 
 
 def _change(webhook_id: str, doc: dict[str, Any], as_json: bool) -> None:
-    with guarded():
-        settings = load_settings()
-        runtime.quiet_logging(settings)
-        changes = check_changes(doc, rules(settings))
-        with open_database(settings).tx() as conn:
+    with session() as s:
+        changes = check_changes(doc, rules(s.settings))
+        with s.db.tx() as conn:
             shown = webhooks.public(webhooks.update(conn, webhook_id, changes))
         _print(shown, as_json)
 
@@ -157,12 +150,10 @@ def rotate(
     as_json: JsonFlag = False,
 ) -> None:
     """Replace the signing secret; prints the new one, once."""
-    with guarded():
-        settings = load_settings()
-        runtime.quiet_logging(settings)
+    with session() as s:
         new = new_secret() if secret is None else check_secret(secret)
-        overlap = settings.webhook_secret_overlap_s if overlap_s is None else max(0.0, overlap_s)
-        with open_database(settings).tx() as conn:
+        overlap = s.settings.webhook_secret_overlap_s if overlap_s is None else max(0.0, overlap_s)
+        with s.db.tx() as conn:
             shown = webhooks.public(
                 webhooks.rotate(conn, webhook_id, secret=new, overlap_s=overlap), with_secret=True
             )
@@ -177,10 +168,8 @@ def rotate(
 @webhook_app.command("delete")
 def delete(webhook_id: str) -> None:
     """Delete an endpoint with its deliveries and their log."""
-    with guarded():
-        settings = load_settings()
-        runtime.quiet_logging(settings)
-        with open_database(settings).tx() as conn:
+    with session() as s:
+        with s.db.tx() as conn:
             webhooks.delete(conn, webhook_id)
         typer.echo(f"webhook {webhook_id} deleted")
 
@@ -195,10 +184,8 @@ def deliveries(
     as_json: JsonFlag = False,
 ) -> None:
     """The delivery log, newest first: every attempt with status, latency and error."""
-    with guarded():
-        settings = load_settings()
-        runtime.quiet_logging(settings)
-        with open_database(settings).tx() as conn:
+    with session() as s:
+        with s.db.tx() as conn:
             page = webhooks.deliveries(conn, webhook_id, state=state, limit=limit)
         items = [webhooks.public_delivery(r) for r in page.items]
         if as_json:
@@ -223,10 +210,8 @@ def deliveries(
 @webhook_app.command("redeliver")
 def redeliver(webhook_id: str, delivery_id: int, as_json: JsonFlag = False) -> None:
     """Send a dead (or succeeded) delivery again now, with the same webhook-id."""
-    with guarded():
-        settings = load_settings()
-        runtime.quiet_logging(settings)
-        with open_database(settings).tx() as conn:
+    with session() as s:
+        with s.db.tx() as conn:
             shown = webhooks.public_delivery(webhooks.redeliver(conn, webhook_id, delivery_id))
         if as_json:
             emit_json(shown)

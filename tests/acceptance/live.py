@@ -66,9 +66,9 @@ class LiveOrdo:
         assert response.status_code == 200, response.text
         return response.json()
 
-    def add_webhook(self, url: str, events: list[str]) -> dict[str, Any]:
+    def add_webhook(self, url: str, events: list[str], secret: str | None = None) -> dict[str, Any]:
         """Register an endpoint of the caller through the API; the response carries its secret."""
-        body = {"url": url, "events": events}
+        body = {"url": url, "events": events, **({"secret": secret} if secret else {})}
         response = httpx.post(f"{self.api}/webhooks", json=body, headers=self.headers, timeout=10)
         assert response.status_code == 201, response.text
         return response.json()

@@ -1,6 +1,7 @@
 """Logs of a running Ordo: JSON lines, a run's lines name the run, its task and the worker; and no
 secret reaches any line of any process — not the database password, not an API token (valid or
-not), not a password in a URL, not a webhook secret — even when an error message quotes them."""
+not), not a password in a URL, not a webhook secret (in a step's input, or an endpoint's while its
+deliveries fail and succeed) — even when an error message quotes them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from tests.acceptance import live as L
+from tests.webhook_receiver import receiving
 
 
 def _lines(tmp: Path) -> list[tuple[str, str]]:
@@ -66,6 +68,11 @@ def test_no_secret_reaches_any_log_line_and_run_lines_name_their_run(ordo, tmp_p
         assert httpx.get(f"{live.api}/tasks", headers={"Authorization": f"Bearer {token}"}).status_code == 401
     echo_run = live.run_now(live.add_task(L.echo_task()))
     live.wait_run(echo_run, ("succeeded",))
+    with receiving([webhook_secret]) as receiver:
+        receiver.answer(500)  # a failed attempt is logged; the retry (5 s later) succeeds
+        live.add_webhook(receiver.url, ["plant.tick"], secret=webhook_secret)
+        live.publish("plant.tick", {"signing": "see the headers"})
+        receiver.wait_for(lambda r: len(r.accepted()) == 1, timeout=60)
     assert httpx.get(f"{live.api}/status", headers=live.headers).status_code == 200
     live.ordo.stop_all()  # flush and close every process's log
 
