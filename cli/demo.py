@@ -25,6 +25,7 @@ from engine.outbound import OutboundPolicy
 from engine.tools import plant
 from engine.webhook_endpoint import EndpointRules, check_changes, check_new
 from engine.webhook_signing import new_secret
+from scheduler import task_document
 from store import runs as store_runs
 from store import tasks as store_tasks
 from store import webhooks
@@ -90,8 +91,8 @@ def _task(conn: Any, doc: dict[str, Any], registry: ToolRegistry, now: datetime)
     page = store_tasks.list_page(conn, agent_id=LOCAL_AGENT_ID, text=doc["title"], limit=200)
     for row in page.items:
         if row["title"] == doc["title"] and row["status"] != "canceled":
-            return store_tasks.update(conn, row["id"], doc, registry, now=now, agent_id=LOCAL_AGENT_ID)
-    return store_tasks.create(conn, store_tasks.validate_task(doc, registry, now=now), LOCAL_AGENT_ID)
+            return task_document.edit(conn, row["id"], doc, registry, now=now, agent_id=LOCAL_AGENT_ID)
+    return store_tasks.create(conn, task_document.validate(doc, registry, now=now), LOCAL_AGENT_ID)
 
 
 def _receiver_endpoint(conn: Any, url: str, rules: EndpointRules) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from scheduler import task_document
 from store import agents
 from store import tasks as store_tasks
 from store.db import Database
@@ -39,7 +40,7 @@ def mes_url():
 
 
 def _poll_task(conn, agent_id, url, title):
-    values = store_tasks.validate_task(
+    values = task_document.validate(
         {
             "title": title,
             "schedule_kind": "rrule",

@@ -12,6 +12,7 @@ import yaml
 
 from engine.tools import plant
 from engine.webhook_signing import new_secret
+from scheduler import task_document
 from store import runs as store_runs
 from store import tasks as store_tasks
 from store import webhooks
@@ -30,7 +31,7 @@ def test_the_nightly_plan_generates_plans_validates_analyses_and_notifies(db: Da
     operations = sum(len(order["operations"]) for order in doc["payload"]["params"]["work_orders"])
     with db.tx() as conn:
         plant.apply_document(conn, LOCAL_AGENT_ID, document=_example("plant", "press_shop.yaml"))
-        values = store_tasks.validate_task(doc, REGISTRY, now=datetime.now(UTC))
+        values = task_document.validate(doc, REGISTRY, now=datetime.now(UTC))
         task = store_tasks.create(conn, values, LOCAL_AGENT_ID)
     with receiving() as receiver:
         secret = new_secret()

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from structlog.testing import capture_logs
 
 from engine import Tool, ToolRegistry
+from scheduler import task_document
 from store import runs as store_runs
 from store import tasks as store_tasks
 from tests.helpers import REGISTRY, running_worker, scalar, wait_for
@@ -69,7 +70,7 @@ def _task(db: Any, uses: str) -> dict[str, Any]:
         "max_retries": 0,
         "payload": {"pipeline": [{"id": "only", "uses": uses, "with": {}}]},
     }
-    values = store_tasks.validate_task(doc, TOOLS, now=datetime.now(UTC))
+    values = task_document.validate(doc, TOOLS, now=datetime.now(UTC))
     with db.tx() as conn:
         return store_tasks.create(conn, values, store_tasks.LOCAL_AGENT_ID)
 

@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 from engine import Tool, ToolRegistry
 from engine.tools import plant
 from engine.webhook_signing import new_secret
+from scheduler import task_document
 from store import agents, webhooks
 from store import runs as store_runs
 from store import tasks as store_tasks
@@ -70,7 +71,7 @@ def run(
     }
     with db.tx() as conn:
         task = store_tasks.create(
-            conn, store_tasks.validate_task(doc, registry, now=datetime.now(UTC)), LOCAL_AGENT_ID
+            conn, task_document.validate(doc, registry, now=datetime.now(UTC)), LOCAL_AGENT_ID
         )
     with db.tx() as conn:
         (run_id,) = store_runs.enqueue(conn, task["id"])

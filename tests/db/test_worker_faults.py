@@ -369,7 +369,7 @@ HOLDING = Tool(
 def test_the_busy_slots_gauge_counts_every_worker_of_the_process(db):
     """Two workers in one process: the gauge is their sum, not the slots of the last one built."""
     registry = ToolRegistry([*REGISTRY.values(), HOLDING])
-    values = store_tasks.validate_task(
+    values = task_document.validate(
         {
             "title": "h",
             "schedule_kind": "manual",
