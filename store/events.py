@@ -32,9 +32,11 @@ def publish(
     payload: Any,
     *,
     subscribers_of: UUID | None,
+    system: bool = False,
 ) -> dict[str, Any]:
     """Record the event, queue runs of the subscribed tasks owned by `subscribers_of` (None: anyone's),
-    and deliveries to the publisher's webhook endpoints subscribed to the topic.
+    and deliveries to the publisher's webhook endpoints subscribed to the topic. Agents may not publish
+    a system topic (store.webhooks.SYSTEM_EVENTS); Ordo announcing one of its own passes `system`.
 
     Returns the event with `runs`: [{run_id, task_id}, ...] and `webhook_deliveries` (a count)."""
     if not isinstance(topic, str) or not _TOPIC.match(topic):
@@ -44,7 +46,8 @@ def publish(
             details={"path": "topic"},
             code="INVALID_EVENT",
         )
-    webhooks.check_publishable(topic)
+    if not system:
+        webhooks.check_publishable(topic)
     row = (
         conn.execute(
             Q["publish"],

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from sqlalchemy import Connection
 
-from store import keyset, webhooks
+from store import events, keyset, webhooks
 from store.domain import TASK_DEFAULTS, TIME_BASED_KINDS, iso_utc
 from store.errors import Conflict, InvalidInput, NotFound
 from store.keyset import Page
@@ -139,8 +139,19 @@ def _schedule_changed(current: Mapping[str, Any], values: Mapping[str, Any]) -> 
     return any(current[k] != values[k] for k in ("schedule_kind", "schedule_expr", "timezone"))
 
 
-def pause(conn: Connection, task_id: UUID | str, *, agent_id: UUID | None = None) -> dict[str, Any]:
-    """Stop expansion and withdraw occurrences not yet started; runs already running finish."""
+def pause(
+    conn: Connection,
+    task_id: UUID | str,
+    *,
+    agent_id: UUID | None = None,
+    reason: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Stop expansion and withdraw occurrences not yet started; runs already running finish.
+
+    The owner hears of it as `task.paused` ({task_id, title, paused_at} and the `reason` fields). Paused
+    by its owner (no `reason`), only the owner's webhooks subscribed to it are told (nothing is written
+    otherwise). Paused by Ordo (a `reason`, e.g. a scope revoked), it is also recorded as an event, so
+    the owner's tasks subscribed to task.paused run and the event log shows why."""
     current = get(conn, task_id, agent_id, lock=True)
     if current["status"] == "canceled":
         raise Conflict(f"task {task_id} is canceled; it cannot be paused")
@@ -148,13 +159,17 @@ def pause(conn: Connection, task_id: UUID | str, *, agent_id: UUID | None = None
         return current
     conn.execute(Q["withdraw_scheduled"], {"task_id": current["id"]})
     row = _set_status(conn, current["id"], "paused", None)
-    # The owner's webhooks subscribed to task.paused hear of it (nothing is written otherwise).
-    webhooks.announce(
-        conn,
-        row["agent_id"],
-        "task.paused",
-        {"task_id": str(row["id"]), "title": row["title"], "paused_at": iso_utc(row["updated_at"])},
-    )
+    owner = row["agent_id"]
+    payload = {
+        "task_id": str(row["id"]),
+        "title": row["title"],
+        "paused_at": iso_utc(row["updated_at"]),
+        **(reason or {}),
+    }
+    if reason is None:
+        webhooks.announce(conn, owner, "task.paused", payload)
+    else:
+        events.publish(conn, owner, "task.paused", payload, subscribers_of=owner, system=True)
     return row
 
 

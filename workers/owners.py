@@ -26,7 +26,6 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from store import events as store_events
 from store import tasks as store_tasks
 from store.agents import ADMIN
 from store.db import Database
@@ -34,11 +33,10 @@ from store.errors import OrdoError
 from store.sql import load_queries
 from workers.inputs import TaskDef
 
-__all__ = ["PAUSED_TOPIC", "Owners"]
+__all__ = ["Owners"]
 
 Q = load_queries("workers", "queries.sql")
 
-PAUSED_TOPIC = "task.paused"
 _TTL_S = 10.0
 
 
@@ -113,20 +111,16 @@ class Owners:
                     before = store_tasks.get(conn, task_id)
                     if before["status"] != "active":
                         continue
-                    store_tasks.pause(conn, task_id)
-                    store_events.publish(
+                    store_tasks.pause(
                         conn,
-                        agent_id,
-                        PAUSED_TOPIC,
-                        {
-                            "task_id": str(task_id),
+                        task_id,
+                        reason={
                             "reason": "SCOPE_REVOKED",
                             "missing_scopes": missing,
                             "message": "the task's owner no longer holds "
                             + ", ".join(missing)
                             + "; grant it again and resume the task",
                         },
-                        subscribers_of=agent_id,
                     )
                 log.warning(
                     "task_paused", task_id=str(task_id), reason="SCOPE_REVOKED", missing_scopes=missing

@@ -14,10 +14,11 @@ from engine.tools import plant
 from engine.webhook_signing import new_secret
 from scheduler import task_document
 from store import agents, webhooks
+from store import events as store_events
 from store import runs as store_runs
 from store import tasks as store_tasks
 from store.db import Database
-from store.errors import ToolError
+from store.errors import InvalidWebhook, ToolError
 from store.tasks import LOCAL_AGENT_ID
 from tests.helpers import REGISTRY, add_task, running_worker, scalar, wait_for
 from tests.webhook_receiver import Receiver, receiving
@@ -243,6 +244,28 @@ def test_pausing_a_task_announces_task_paused(db: Database, receiver: Receiver) 
     payload = receiver.accepted()[0].payload
     assert payload["type"] == "task.paused" and payload["data"]["task_id"] == str(task["id"])
     assert scalar(db, "SELECT count(*) FROM webhook_message") == 1
+
+
+def test_a_task_ordo_pauses_is_announced_once_with_the_reason_and_recorded_as_an_event(
+    db: Database, receiver: Receiver
+) -> None:
+    """Paused by Ordo (a scope revoked): one task.paused message with the reason reaches the owner's
+    endpoint, and the same event is in the event log, though agents may not publish that topic."""
+    hook(db, receiver, ["task.paused"])
+    task = add_task(db, schedule_kind="cron", schedule_expr="0 6 * * *")
+    reason = {"reason": "SCOPE_REVOKED", "missing_scopes": ["tools:http"]}
+    with db.tx() as conn:
+        store_tasks.pause(conn, task["id"], reason=reason)
+    with running_worker(db):
+        receiver.wait_for(lambda r: len(r.accepted()) == 1)
+        wait_for(lambda: not _waiting_deliveries(db), what="delivery recorded")
+    data = receiver.accepted()[0].payload["data"]
+    assert data["task_id"] == str(task["id"]) and data["title"] == task["title"]
+    assert {k: data[k] for k in reason} == reason
+    assert scalar(db, "SELECT count(*) FROM webhook_message") == 1
+    assert scalar(db, "SELECT payload ->> 'reason' FROM event WHERE topic = 'task.paused'") == "SCOPE_REVOKED"
+    with db.tx() as conn, pytest.raises(InvalidWebhook, match="system event"):
+        store_events.publish(conn, LOCAL_AGENT_ID, "task.paused", {}, subscribers_of=None)
 
 
 def test_a_generation_that_changes_availability_announces_it(db: Database, receiver: Receiver) -> None:

@@ -7,10 +7,10 @@ import uuid
 from datetime import UTC, datetime
 
 import structlog
-from prometheus_client import REGISTRY as REGISTRY_METRICS
 from sqlalchemy import text
 
 from engine import Tool, ToolRegistry
+from observability.metrics import WORKER as REGISTRY_METRICS
 from scheduler import task_document
 from store import agents
 from store import runs as store_runs
