@@ -195,6 +195,7 @@ def scheduler(
             horizon_s=settings.scheduler_horizon_s,
             standby_retry_s=settings.scheduler_standby_retry_s,
             retention_days=settings.run_retention_days,
+            availability_history_days=settings.availability_history_days,
         )
         service = SchedulerService(db, cfg, structlog.get_logger(), f"{socket.gethostname()}:{os.getpid()}")
         runtime.freeze_startup_heap()

@@ -26,8 +26,8 @@ from sqlalchemy import Connection, text
 
 from observability import metrics
 from scheduler.expand import Schedule, parse_schedule
+from store import plant_availability, status
 from store import runs as store_runs
-from store import status
 from store.db import Database
 from store.errors import InvalidSchedule, OrdoError
 from store.settings import Settings
@@ -53,12 +53,23 @@ class SchedulerConfig:
     misfire_threshold_s: float = 60.0
     batch: int = 5000
     retention_days: float = Settings.run_retention_days
+    availability_history_days: float = Settings.availability_history_days
     prune_every_s: float = 300.0
     # Rows of workers silent this long go: nothing reads them (status lists the last hour's).
     worker_rows_kept_s: float = 86400.0
 
     def __post_init__(self) -> None:
-        if min(self.tick_s, self.horizon_s, self.standby_retry_s, self.batch, self.retention_days) <= 0:
+        if (
+            min(
+                self.tick_s,
+                self.horizon_s,
+                self.standby_retry_s,
+                self.batch,
+                self.retention_days,
+                self.availability_history_days,
+            )
+            <= 0
+        ):
             raise ValueError(f"invalid scheduler config {self}")
 
 
@@ -280,20 +291,23 @@ class SchedulerService:
             return
         self._last_prune = time.monotonic()
         assert self._conn is not None
-        cutoff = (now or datetime.now(UTC)) - timedelta(days=self.cfg.retention_days)
-        pruned = 0
-        while True:
-            with self._conn.begin():
-                n = store_runs.prune(self._conn, cutoff)
-            pruned += n
-            if n == 0:
-                break
-        if pruned:
-            self.log.info("runs_pruned", count=pruned, cutoff=cutoff.isoformat())
+        now = now or datetime.now(UTC)
+        for event, prune, days in (
+            ("runs_pruned", store_runs.prune, self.cfg.retention_days),
+            ("generations_pruned", plant_availability.prune_generations, self.cfg.availability_history_days),
+        ):
+            cutoff = now - timedelta(days=days)
+            pruned = 0
+            while True:
+                with self._conn.begin():
+                    n = prune(self._conn, cutoff)
+                pruned += n
+                if n == 0:
+                    break
+            if pruned:
+                self.log.info(event, count=pruned, cutoff=cutoff.isoformat())
         with self._conn.begin():
-            status.prune_workers(
-                self._conn, (now or datetime.now(UTC)) - timedelta(seconds=self.cfg.worker_rows_kept_s)
-            )
+            status.prune_workers(self._conn, now - timedelta(seconds=self.cfg.worker_rows_kept_s))
 
     # -- the service loop ------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ __all__ = [
     "get_generation",
     "latest_generation",
     "list_generations",
+    "prune_generations",
     "range_has_rows",
     "record_fresh_summary",
     "shift_rows",
@@ -258,6 +259,12 @@ def latest_generation(conn: Connection, owner: UUID | None) -> dict[str, Any] | 
 def get_generation(conn: Connection, generation_id: int, owner: UUID | None) -> dict[str, Any] | None:
     row = conn.execute(Q["get_generation"], {"id": generation_id, "owner": owner}).mappings().one_or_none()
     return dict(row) if row else None
+
+
+def prune_generations(conn: Connection, cutoff: datetime, batch: int = 20) -> int:
+    """Delete up to `batch` generations recorded before `cutoff` with their change logs (each plant's
+    latest stays); returns how many went. Callers loop, one transaction per batch."""
+    return len(conn.execute(Q["prune_generations"], {"cutoff": cutoff, "n": batch}).all())
 
 
 def change_page(

@@ -181,6 +181,22 @@ COPY availability (resource_id, shift_date, starts_at, ends_at, shift_code, crew
 COPY availability_stage (resource_id, shift_date, starts_at, ends_at, shift_code, crew, status,
                          capacity_pct, exception_id, note, generation_id) FROM STDIN (FORMAT BINARY);
 
+-- prune_generations --
+-- Retention: generations recorded before the cutoff go, with their change logs and summaries (ON
+-- DELETE CASCADE), oldest first and a few per statement (one generation's log may hold a row per
+-- shift it changed). Each plant keeps its latest generation whatever its age, so "what did the last
+-- generation change" always has an answer. The generated rows stay: they are the availability.
+-- Ids rise with time, so the scan in id order (primary key) stops at the first young generation.
+WITH old AS (
+    SELECT g.id
+      FROM availability_generation g
+     WHERE g.created_at < :cutoff
+       AND g.id < (SELECT max(l.id) FROM availability_generation l WHERE l.agent_id = g.agent_id)
+     ORDER BY g.id
+     LIMIT :n)
+DELETE FROM availability_generation g USING old WHERE g.id = old.id
+RETURNING g.id;
+
 -- latest_generation --
 SELECT * FROM availability_generation
  WHERE (CAST(:owner AS uuid) IS NULL OR agent_id = :owner)

@@ -42,6 +42,9 @@ class Settings:
     scheduler_horizon_s: float = 600.0
     scheduler_standby_retry_s: float = 2.0
     run_retention_days: float = 30.0
+    # schedule.generate's history (each generation's record and change log); each plant keeps its
+    # latest generation whatever its age.
+    availability_history_days: float = 90.0
     # Tools.
     tool_catalogs: tuple[Path, ...] = field(default_factory=tuple)
     http_max_response_bytes: int = 10 * 1024 * 1024
@@ -83,6 +86,7 @@ class Settings:
             "scheduler_horizon_s",
             "scheduler_standby_retry_s",
             "run_retention_days",
+            "availability_history_days",
             "http_max_response_bytes",
             "webhook_timeout_s",
             "webhook_concurrency",
@@ -222,6 +226,12 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
         "How often (seconds) a standby scheduler tries to become leader.",
     ),
     ("ORDO_RUN_RETENTION_DAYS", "30", "Finished runs older than this (days) are pruned."),
+    (
+        "ORDO_AVAILABILITY_HISTORY_DAYS",
+        "90",
+        "`schedule.generate`'s generations (and their change logs) older than this (days) are pruned; "
+        "each plant keeps its latest. The generated availability itself stays.",
+    ),
     ("ORDO_TOOL_CATALOGS", "unset", "Extra tool catalogs (JSON files, separated by `:`)."),
     ("ORDO_HTTP_MAX_RESPONSE_BYTES", "10485760", "`http.request` refuses larger responses."),
     (

@@ -158,7 +158,9 @@ def availability_changes(
 ) -> Any:
     """What generations changed, oldest first: per generation the range, rows, totals added, removed
     and changed, and the resources that changed most. Poll with `since=<next_since>`; the shift-level
-    change set of a generation is at /availability/generations/{id}/changes."""
+    change set of a generation is at /availability/generations/{id}/changes. Generations older than
+    ORDO_AVAILABILITY_HISTORY_DAYS (90) are pruned with their change sets; each plant keeps its
+    latest."""
     after = _since(since)
     with db.tx() as conn:
         return json_body(plant.changes_since(conn, caller.owner, after, limit=limit))

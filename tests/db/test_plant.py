@@ -12,9 +12,11 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+import structlog
 
 from engine import ToolContext, ToolRegistry, call_tool
 from engine.tools import plant
+from scheduler.service import SchedulerConfig, SchedulerService
 from store import plant as store_plant
 from store import runs as store_runs
 from store.db import Database
@@ -369,6 +371,63 @@ def test_regenerate_false_only_fills_dates_without_availability(db: Database) ->
     assert out["changes"]["added"] == 1  # only 4 March, under the new pattern
     hours = day_hours(report(db, date(2026, 3, 2), date(2026, 3, 4))["M000"])
     assert hours == {"2026-03-02": 16.0, "2026-03-03": 16.0, "2026-03-04": 24.0}
+
+
+def test_generations_past_the_history_retention_are_pruned_but_each_plants_latest_stays(
+    db: Database,
+) -> None:
+    """The scheduler's retention removes old generations with their change logs, keeps each plant's
+    latest whatever its age, and leaves the generated availability alone."""
+    two_shift_plant(db, 2)
+    first = generate(db, date(2026, 3, 2), date(2026, 3, 6))
+    breakdown = {
+        "resource": "M000",
+        "kind": "breakdown",
+        "start": "2026-03-04T12:00",
+        "end": "2026-03-04T16:00",
+    }
+    apply(db, {"exceptions": [breakdown]})
+    second = generate(db, date(2026, 3, 2), date(2026, 3, 6))  # logs its changes shift by shift
+    third = generate(db, date(2026, 3, 9), date(2026, 3, 9))
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    ages = {first["generation_id"]: 91, second["generation_id"]: 91, third["generation_id"]: 89}
+    for generation_id, days in ages.items():
+        scalar(
+            db,
+            "UPDATE availability_generation SET created_at = :at WHERE id = :id RETURNING id",
+            at=now - timedelta(days=days),
+            id=generation_id,
+        )
+    stored_rows = scalar(db, "SELECT count(*) FROM availability")
+    assert scalar(
+        db, "SELECT count(*) FROM availability_change WHERE generation_id = :g", g=second["generation_id"]
+    )
+
+    scheduler = SchedulerService(
+        db,
+        SchedulerConfig(availability_history_days=90, prune_every_s=0),
+        structlog.get_logger("test"),
+        "retention",
+    )
+    try:
+        scheduler.tick(now=now)
+        assert generation_ids(db) == [third["generation_id"]]
+        assert scalar(db, "SELECT count(*) FROM availability_change") == 0
+        assert (
+            scalar(db, "SELECT DISTINCT generation_id FROM availability_change_summary")
+            == third["generation_id"]
+        )
+        assert scalar(db, "SELECT count(*) FROM availability") == stored_rows
+
+        # Past the retention too, the plant's latest generation still answers "what changed last".
+        scheduler.tick(now=now + timedelta(days=30))
+        assert generation_ids(db) == [third["generation_id"]]
+    finally:
+        scheduler.step_down()
+
+
+def generation_ids(db: Database) -> list[int]:
+    return [r["id"] for r in rows(db, "SELECT id FROM availability_generation ORDER BY id")]
 
 
 def test_a_generation_abandoned_midway_stores_nothing(db: Database) -> None:
