@@ -9,9 +9,9 @@ or the new one and never a mix):
   `render` stamps them with each resource's id (and its exceptions' ids) in C-level joins, so the
   cost per resource is a few byte joins whatever its number of shifts.
 * A fresh range (`range_has_rows` false) is copied straight into availability. Otherwise rows are
-  copied to a temporary stage and `apply_stage` diffs them against the stored range: rows the new
-  generation reproduces exactly stay untouched; others are removed, added or changed, and logged
-  shift by shift in availability_change.
+  copied to a temporary stage and `apply_stage` diffs them against the stored range in one pass (a
+  full join into a temporary diff table): rows the new generation reproduces exactly stay untouched;
+  the diff's rows are removed, added or changed, and logged shift by shift in availability_change.
 * `finish_generation` writes the per-resource summary and the totals.
 """
 
@@ -173,12 +173,16 @@ def apply_stage(
 ) -> None:
     """Replace the stored range by the staged rows (regenerate), or only fill its days that hold no
     row yet (not regenerate); log what changed and summarise it per resource."""
-    conn.execute(Q["analyze_stage"])
-    params = {"generation_id": generation_id, "resource_ids": list(resource_ids), "start": start, "end": end}
+    generation = {"generation_id": generation_id}
     if regenerate:
-        conn.execute(Q["remove_stale"], params)
-    conn.execute(Q["add_new"], {"generation_id": generation_id, "keep_days": not regenerate})
-    conn.execute(Q["summarise_changes"], {"generation_id": generation_id})
+        conn.execute(Q["diff_memory"])
+        conn.execute(Q["diff_stage"], {"resource_ids": list(resource_ids), "start": start, "end": end})
+        conn.execute(Q["analyze_diff"])
+        conn.execute(Q["remove_stale"], generation)
+        conn.execute(Q["add_changed"], generation)
+    else:
+        conn.execute(Q["fill_empty_days"], generation)
+    conn.execute(Q["summarise_changes"], generation)
 
 
 def record_fresh_summary(conn: Connection, generation_id: int, added: Mapping[UUID, int]) -> None:

@@ -16,28 +16,49 @@ SELECT EXISTS (
      WHERE resource_id = ANY(CAST(:resource_ids AS uuid[])) AND shift_date BETWEEN :start AND :end);
 
 -- create_stage --
--- A regeneration first COPYs its rows here (no WAL, gone at commit), then diffs them against the
--- stored range in two statements.
+-- A regeneration first COPYs its rows here (no WAL, no index, gone at commit), then compares them
+-- with the stored range.
 CREATE TEMP TABLE availability_stage (LIKE availability) ON COMMIT DROP;
 
--- analyze_stage --
--- Statistics for the diff's plan (a temporary table has none until analysed).
-ANALYZE availability_stage;
+-- diff_memory --
+-- The diff hashes one side of the comparison: 64 MB keeps a year of a thousand machines in memory
+-- (the default 4 MB spills it to disk in batches, about twice as slow); larger ranges still spill,
+-- so the backend's memory stays bounded. Ends with the transaction.
+SET LOCAL work_mem = '64MB';
+
+-- diff_stage --
+-- One pass over the staged rows and the stored range (a full join on the primary key's columns):
+-- starts only the stage has (added), only the store has (removed), or both with other values
+-- (changed). Rows the new generation reproduces exactly are left out, so this is usually small.
+CREATE TEMP TABLE availability_diff ON COMMIT DROP AS
+SELECT coalesce(s.resource_id, a.resource_id) AS resource_id,
+       coalesce(s.shift_date, a.shift_date) AS shift_date,
+       coalesce(s.starts_at, a.starts_at) AS starts_at,
+       CASE WHEN a.resource_id IS NULL THEN 'added'
+            WHEN s.resource_id IS NULL THEN 'removed'
+            ELSE 'changed' END AS change
+  FROM availability_stage s
+  FULL JOIN (SELECT * FROM availability
+              WHERE resource_id = ANY(CAST(:resource_ids AS uuid[])) AND shift_date BETWEEN :start AND :end) a
+    ON a.resource_id = s.resource_id AND a.shift_date = s.shift_date AND a.starts_at = s.starts_at
+ WHERE a.resource_id IS NULL OR s.resource_id IS NULL
+    OR (s.ends_at, s.shift_code, s.crew, s.status, s.capacity_pct, s.exception_id, s.note)
+       IS DISTINCT FROM (a.ends_at, a.shift_code, a.crew, a.status, a.capacity_pct, a.exception_id, a.note);
+
+-- analyze_diff --
+-- Statistics for the two statements that apply the diff (a temporary table has none until
+-- analysed): a few probes of the primary key when it is small, a hash join when it is not.
+ANALYZE availability_diff;
 
 -- remove_stale --
--- Stored rows of the range that the new generation does not reproduce exactly (removed, or changed:
--- the new version follows in add_new) leave availability; their old values go to the change log.
--- Unchanged rows stay as they are, with the generation that wrote them.
+-- Stored rows the new generation does not reproduce exactly (removed, or changed: the new version
+-- follows in add_changed) leave availability; their old values go to the change log. Unchanged rows
+-- stay as they are, with the generation that wrote them.
 WITH gone AS (
     DELETE FROM availability a
-     WHERE a.resource_id = ANY(CAST(:resource_ids AS uuid[]))
-       AND a.shift_date BETWEEN :start AND :end
-       AND NOT EXISTS (
-           SELECT 1 FROM availability_stage s
-            WHERE s.resource_id = a.resource_id AND s.shift_date = a.shift_date AND s.starts_at = a.starts_at
-              AND (s.ends_at, s.shift_code, s.crew, s.status, s.capacity_pct, s.exception_id, s.note)
-                  IS NOT DISTINCT FROM
-                  (a.ends_at, a.shift_code, a.crew, a.status, a.capacity_pct, a.exception_id, a.note))
+     USING availability_diff d
+     WHERE d.change <> 'added'
+       AND a.resource_id = d.resource_id AND a.shift_date = d.shift_date AND a.starts_at = d.starts_at
     RETURNING a.*)
 INSERT INTO availability_change (generation_id, resource_id, starts_at, shift_date, change, old)
 SELECT :generation_id, resource_id, starts_at, shift_date, 'removed',
@@ -45,19 +66,17 @@ SELECT :generation_id, resource_id, starts_at, shift_date, 'removed',
                         exception_id, note)
   FROM gone;
 
--- add_new --
--- Staged rows not already stored go in (with regenerate off, only on days that hold no row yet);
--- a start that remove_stale logged as removed becomes a change.
+-- add_changed --
+-- The staged rows of the diff go in; a start that remove_stale logged as removed becomes a change.
 WITH born AS (
     INSERT INTO availability (resource_id, shift_date, starts_at, ends_at, shift_code, crew, status,
                               capacity_pct, exception_id, note, generation_id)
     SELECT s.resource_id, s.shift_date, s.starts_at, s.ends_at, s.shift_code, s.crew, s.status,
            s.capacity_pct, s.exception_id, s.note, :generation_id
       FROM availability_stage s
-     WHERE NOT EXISTS (
-           SELECT 1 FROM availability a
-            WHERE a.resource_id = s.resource_id AND a.shift_date = s.shift_date
-              AND (a.starts_at = s.starts_at OR CAST(:keep_days AS boolean)))
+      JOIN availability_diff d
+        ON d.resource_id = s.resource_id AND d.shift_date = s.shift_date AND d.starts_at = s.starts_at
+     WHERE d.change <> 'removed'
     RETURNING *)
 INSERT INTO availability_change AS c (generation_id, resource_id, starts_at, shift_date, change, new)
 SELECT :generation_id, resource_id, starts_at, shift_date, 'added',
@@ -65,6 +84,24 @@ SELECT :generation_id, resource_id, starts_at, shift_date, 'added',
                         exception_id, note)
   FROM born
 ON CONFLICT (generation_id, resource_id, starts_at) DO UPDATE SET change = 'changed', new = EXCLUDED.new;
+
+-- fill_empty_days --
+-- regenerate off: staged rows go in only on the days that hold no stored row yet; nothing stored
+-- changes.
+WITH born AS (
+    INSERT INTO availability (resource_id, shift_date, starts_at, ends_at, shift_code, crew, status,
+                              capacity_pct, exception_id, note, generation_id)
+    SELECT s.resource_id, s.shift_date, s.starts_at, s.ends_at, s.shift_code, s.crew, s.status,
+           s.capacity_pct, s.exception_id, s.note, :generation_id
+      FROM availability_stage s
+     WHERE NOT EXISTS (
+           SELECT 1 FROM availability a WHERE a.resource_id = s.resource_id AND a.shift_date = s.shift_date)
+    RETURNING *)
+INSERT INTO availability_change (generation_id, resource_id, starts_at, shift_date, change, new)
+SELECT :generation_id, resource_id, starts_at, shift_date, 'added',
+       plant_shift_json(shift_date, starts_at, ends_at, shift_code, crew, status, capacity_pct,
+                        exception_id, note)
+  FROM born;
 
 -- summarise_changes --
 -- Per resource, what the regeneration changed.
