@@ -20,12 +20,13 @@ from api.schemas import (
 )
 from engine.tools.availability import EXCEPTION_KINDS, IMPACTS, LEVELS, STATUSES
 from engine.tools.holiday_calendars import OBSERVED_SETTINGS
-from engine.tools.plant import DAY_CSV_COLUMNS, SHIFT_CSV_COLUMNS
+from engine.tools.plant import DAY_CSV_COLUMNS, PATCHABLE, SHIFT_CSV_COLUMNS
 
 __all__ = [
     "DAY_CSV",
     "SHIFT_CSV",
     "AssignmentCreate",
+    "AssignmentPatch",
     "AssignmentPublic",
     "AvailabilityReport",
     "CalendarPublic",
@@ -33,6 +34,7 @@ __all__ = [
     "ChangePage",
     "ChangesSince",
     "ExceptionCreate",
+    "ExceptionPatch",
     "ExceptionPublic",
     "GenerateRequest",
     "Generation",
@@ -174,8 +176,24 @@ class AssignmentCreate(_Document):
     document_schema = _ASSIGNMENT
 
 
+class AssignmentPatch(_Document):
+    document_schema = {
+        "type": "object",
+        "description": "Fields to change; resource and effective_from identify the assignment and stay.",
+        "properties": {k: _ASSIGNMENT["properties"][k] for k in PATCHABLE["assignments"]},
+    }
+
+
 class ExceptionCreate(_Document):
     document_schema = _EXCEPTION
+
+
+class ExceptionPatch(_Document):
+    document_schema = {
+        "type": "object",
+        "description": "Fields to change; resource, kind, start and rrule identify the exception and stay.",
+        "properties": {k: _EXCEPTION["properties"][k] for k in PATCHABLE["exceptions"]},
+    }
 
 
 class GenerateRequest(_Document):

@@ -36,8 +36,10 @@ __all__ = [
     "delete_pattern",
     "delete_resource",
     "generate_task",
+    "get_assignment",
     "get_assignment_by_key",
     "get_calendar",
+    "get_exception",
     "get_exception_by_key",
     "get_pattern",
     "list_assignments",
@@ -414,6 +416,13 @@ def list_assignments(
     return [dict(r) for r in conn.execute(Q["assignments_of_agent"], params).mappings()]
 
 
+def get_assignment(conn: Connection, assignment_id: UUID, owner: UUID | None) -> dict[str, Any]:
+    row = conn.execute(Q["get_assignment"], {"id": assignment_id, "owner": owner}).mappings().one_or_none()
+    if row is None:
+        raise NotFound(f"no assignment {assignment_id}", details={"assignment_id": str(assignment_id)})
+    return dict(row)
+
+
 def get_assignment_by_key(conn: Connection, agent_id: UUID, values: AssignmentValues) -> dict[str, Any]:
     params = {"agent_id": agent_id, "code": values.resource, "effective_from": values.effective_from}
     return dict(conn.execute(Q["assignment_by_key"], params).mappings().one())
@@ -429,6 +438,13 @@ def list_exceptions(
 ) -> list[dict[str, Any]]:
     params = {"owner": owner, "resource_id": resource_id}
     return [dict(r) for r in conn.execute(Q["exceptions_of_agent"], params).mappings()]
+
+
+def get_exception(conn: Connection, exception_id: UUID, owner: UUID | None) -> dict[str, Any]:
+    row = conn.execute(Q["get_exception"], {"id": exception_id, "owner": owner}).mappings().one_or_none()
+    if row is None:
+        raise NotFound(f"no exception {exception_id}", details={"exception_id": str(exception_id)})
+    return dict(row)
 
 
 def get_exception_by_key(conn: Connection, agent_id: UUID, values: ExceptionValues) -> dict[str, Any]:

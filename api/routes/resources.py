@@ -21,10 +21,12 @@ from api.deps import AvailabilityRead, AvailabilityWrite, Cursor, Db
 from api.errors import BadRequest, responses
 from api.plant_schemas import (
     AssignmentCreate,
+    AssignmentPatch,
     AssignmentPublic,
     CalendarPublic,
     CalendarPut,
     ExceptionCreate,
+    ExceptionPatch,
     ExceptionPublic,
     HolidayList,
     ImportSummary,
@@ -339,6 +341,19 @@ def create_assignment(body: AssignmentCreate, caller: AvailabilityWrite, db: Db)
         return json_body(store_plant.public_assignment(row), 201)
 
 
+@router.patch("/assignments/{assignment_id}", response_model=AssignmentPublic, responses=_WRITE)
+def update_assignment(assignment_id: UUID, body: AssignmentPatch, caller: AvailabilityWrite, db: Db) -> Any:
+    """Change an assignment's pattern, effective_to (null: open ended) or anchor, e.g. end it on a
+    date; checked like a new one. Its resource and effective_from identify it: to move them, delete
+    it and assign again."""
+    with db.tx() as conn:
+        row = plant.patch_assignment(conn, caller.agent_id, assignment_id, body.root)
+        audit.record(
+            conn, caller, "assignment.update", "assignment", row["id"], {"fields": sorted(body.root)}
+        )
+        return json_body(store_plant.public_assignment(row))
+
+
 @router.delete("/assignments/{assignment_id}", status_code=204, response_class=Response, responses=_WRITE)
 def delete_assignment(assignment_id: UUID, caller: AvailabilityWrite, db: Db) -> Response:
     with db.tx() as conn:
@@ -369,6 +384,16 @@ def create_exception(body: ExceptionCreate, caller: AvailabilityWrite, db: Db) -
         row = store_plant.get_exception_by_key(conn, caller.agent_id, changes.exceptions[0])
         audit.record(conn, caller, "exception.create", "exception", row["id"], {"kind": row["kind"]})
         return json_body(store_plant.public_exception(row), 201)
+
+
+@router.patch("/exceptions/{exception_id}", response_model=ExceptionPublic, responses=_WRITE)
+def update_exception(exception_id: UUID, body: ExceptionPatch, caller: AvailabilityWrite, db: Db) -> Any:
+    """Change an exception's impact, capacity_pct, end or description, e.g. end a breakdown when the
+    machine runs again; checked like a new one. Its resource, kind, start and rrule identify it."""
+    with db.tx() as conn:
+        row = plant.patch_exception(conn, caller.agent_id, exception_id, body.root)
+        audit.record(conn, caller, "exception.update", "exception", row["id"], {"fields": sorted(body.root)})
+        return json_body(store_plant.public_exception(row))
 
 
 @router.delete("/exceptions/{exception_id}", status_code=204, response_class=Response, responses=_WRITE)

@@ -45,10 +45,13 @@ from store.problems import Problems
 
 __all__ = [
     "MAX_DAYS",
+    "PATCHABLE",
     "apply_document",
     "generate",
     "generation_range",
     "load_plant",
+    "patch_assignment",
+    "patch_exception",
     "read_calendars",
     "run_generation",
     "stored_calendars",
@@ -123,6 +126,60 @@ def apply_document(
     else:
         changes = check_document(document, existing, single=single)
     return store_plant.write_plant(conn, agent_id, changes), changes
+
+
+# An assignment is identified by its resource and effective_from, an exception by its resource, kind,
+# start and rule (an import listing them again updates them): a patch changes the other fields.
+PATCHABLE = {
+    "assignments": ("pattern", "effective_to", "anchor"),
+    "exceptions": ("impact", "capacity_pct", "end", "description"),
+}
+
+
+def patch_assignment(
+    conn: Connection, agent_id: UUID, assignment_id: UUID, changes: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Change an assignment's pattern, effective_to or anchor, checked like a new one; the row."""
+    shown = store_plant.public_assignment(store_plant.get_assignment(conn, assignment_id, agent_id))
+    stored_doc = {
+        "resource": shown["resource_id"],
+        **{k: shown[k] for k in ("effective_from", *PATCHABLE["assignments"])},
+    }
+    document = _patched("assignments", stored_doc, changes)
+    _, checked = apply_document(conn, agent_id, document={"assignments": [document]}, single="assignments")
+    return store_plant.get_assignment_by_key(conn, agent_id, checked.assignments[0])
+
+
+def patch_exception(
+    conn: Connection, agent_id: UUID, exception_id: UUID, changes: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Change an exception's impact, capacity_pct, end or description (e.g. end a breakdown when the
+    machine runs again), checked like a new one; the row."""
+    shown = store_plant.public_exception(store_plant.get_exception(conn, exception_id, agent_id))
+    keys = ("kind", "start", "rrule", *PATCHABLE["exceptions"])
+    stored_doc = {"resource": shown["resource_id"], **{k: shown[k] for k in keys}}
+    if shown["impact"] == "no_operation":
+        stored_doc["capacity_pct"] = None  # stored as 0; a document leaves it out
+    if changes.get("impact") == "no_operation" and "capacity_pct" not in changes:
+        stored_doc["capacity_pct"] = None  # the reduced capacity goes with the reduced impact
+    document = _patched("exceptions", stored_doc, changes)
+    _, checked = apply_document(conn, agent_id, document={"exceptions": [document]}, single="exceptions")
+    return store_plant.get_exception_by_key(conn, agent_id, checked.exceptions[0])
+
+
+def _patched(section: str, stored_doc: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored item as a document with `changes` applied; identifying fields cannot change."""
+    problems = Problems()
+    for name in changes:
+        if name not in PATCHABLE[section]:
+            what = section[:-1]
+            if name in stored_doc:
+                message = f"identifies the {what} and cannot change: delete it and create another"
+            else:
+                message = f"unknown field; a {what} patch may change {', '.join(PATCHABLE[section])}"
+            problems.add("body", name, message)
+    problems.raise_if_any("the request")
+    return {**stored_doc, **changes}
 
 
 # -- generating -----------------------------------------------------------------------------------

@@ -232,6 +232,80 @@ def test_patterns_calendars_assignments_and_exceptions_have_their_own_routes(
     assert client.delete("/resources/L1", headers=planner).status_code == 409
 
 
+def test_assignments_and_exceptions_are_patched_in_place_and_checked_like_new_ones(
+    client: httpx.Client, planner: dict
+) -> None:
+    """A patch keeps the item's id, changes only the fields it names, refuses to change what
+    identifies the item, and a bad value stores nothing."""
+    imported(client, planner)
+    assignment = client.post(
+        "/assignments",
+        json={"resource": "P-02", "pattern": "24x7", "effective_from": "2026-03-02"},
+        headers=planner,
+    ).json()
+    ended = client.patch(
+        f"/assignments/{assignment['id']}", json={"effective_to": "2026-03-31"}, headers=planner
+    )
+    assert ended.status_code == 200, ended.text
+    assert {k: ended.json()[k] for k in ("id", "pattern", "effective_from", "effective_to")} == {
+        "id": assignment["id"],
+        "pattern": "24x7",
+        "effective_from": "2026-03-02",
+        "effective_to": "2026-03-31",
+    }
+    too_early = client.patch(
+        f"/assignments/{assignment['id']}", json={"effective_to": "2026-03-01"}, headers=planner
+    )
+    assert (too_early.status_code, too_early.json()["code"]) == (422, "INVALID_PLANT")
+    moved = client.patch(
+        f"/assignments/{assignment['id']}", json={"effective_from": "2026-04-01"}, headers=planner
+    )
+    assert moved.status_code == 422
+    assert [(e["path"], e["field"]) for e in moved.json()["details"]["errors"]] == [
+        ("body", "effective_from")
+    ]
+    listed = client.get("/assignments", params={"resource": "P-02"}, headers=planner).json()
+    assert [(a["id"], a["effective_to"]) for a in listed] == [(assignment["id"], "2026-03-31")]
+
+    breakdown = client.post(
+        "/exceptions",
+        json={
+            "resource": "P-01",
+            "kind": "breakdown",
+            "start": "2026-03-02T07:00",
+            "end": "2026-03-09T07:00",
+        },
+        headers=planner,
+    ).json()
+    repaired = client.patch(
+        f"/exceptions/{breakdown['id']}",
+        json={"end": "2026-03-03T15:30", "impact": "reduced", "capacity_pct": 50},
+        headers=planner,
+    )
+    assert repaired.status_code == 200, repaired.text
+    assert {k: repaired.json()[k] for k in ("id", "start", "end", "impact", "capacity_pct")} == {
+        "id": breakdown["id"],
+        "start": "2026-03-02T05:00:00+00:00",
+        "end": "2026-03-03T13:30:00+00:00",  # read in the resource's zone, like a new exception
+        "impact": "reduced",
+        "capacity_pct": 50,
+    }
+    stopped = client.patch(f"/exceptions/{breakdown['id']}", json={"impact": "no_operation"}, headers=planner)
+    assert (stopped.status_code, stopped.json()["capacity_pct"]) == (200, 0)
+    backwards = client.patch(
+        f"/exceptions/{breakdown['id']}", json={"end": "2026-03-01T00:00"}, headers=planner
+    )
+    assert (backwards.status_code, backwards.json()["details"]["errors"][0]["field"]) == (422, "end")
+    assert client.get("/exceptions", params={"resource": "P-01"}, headers=planner).json()[0]["end"] == (
+        "2026-03-03T13:30:00+00:00"
+    )
+    missing = "00000000-0000-4000-8000-000000000000"
+    assert (
+        client.patch(f"/exceptions/{missing}", json={"end": "2026-03-04T00:00"}, headers=planner).status_code
+        == 404
+    )
+
+
 def test_generate_queues_a_run_whose_availability_is_served_as_json_and_csv(
     client: httpx.Client, planner: dict, db: Database
 ) -> None:
