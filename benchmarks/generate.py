@@ -10,8 +10,11 @@ maintenance window (first Monday, 06:00-10:00) on every tenth unit. Stages, per 
 * generate: schedule.generate's work end to end: plant loaded, shifts computed, binary COPY, change
   summary, commit (the figure the goals are about);
 * bare COPY: the same rows copied into an empty copy of the table with no generation logic at all,
-  the floor PostgreSQL sets on this machine (generate / bare COPY is the overhead of Ordo);
-* regenerate: the same range again, unchanged (the diff path: stage, compare, keep): 1,000 only.
+  the floor PostgreSQL sets on this machine (generate / bare COPY is the overhead of Ordo); and
+  again into a copy without the primary key (what maintaining the index costs of that floor);
+* regenerate: the same range again, unchanged (the diff path: stage, compare, keep), then again
+  after a week-long breakdown was added to every seventh unit (the nightly case: a few machines
+  changed): 1,000 only.
 
 Peak memory: the Ordo process's peak RSS (getrusage) and the PostgreSQL backend serving it (RSS and
 USS, sampled every 50 ms). The machine is shared: the load average is printed with the figures.
@@ -93,6 +96,21 @@ def plant_document(units: int) -> dict[str, Any]:
     }
 
 
+def breakdowns(units: int) -> dict[str, Any]:
+    """A week-long breakdown on every seventh unit, in March."""
+    return {
+        "exceptions": [
+            {
+                "resource": f"U{i:05d}",
+                "kind": "breakdown",
+                "start": "2026-03-03T07:00",
+                "end": "2026-03-10T07:00",
+            }
+            for i in range(0, units, 7)
+        ]
+    }
+
+
 class BackendSampler:
     """Peak RSS and USS of the PostgreSQL backends of this process's connections, sampled."""
 
@@ -143,10 +161,13 @@ def compute_only(db: Database, end: date) -> tuple[float, int]:
     return time.perf_counter() - started, rows
 
 
-def bare_copy(db: Database, end: date) -> float:
-    """The same rows COPYed into an empty copy of the table: no plant, no plans, no summary."""
+def bare_copy(db: Database, end: date, *, index: bool = True) -> float:
+    """The same rows COPYed into an empty copy of the table: no plant, no plans, no summary (without
+    its primary key when `index` is false: what maintaining the index costs)."""
+    like = "INCLUDING ALL" if index else "INCLUDING DEFAULTS"
     with db.tx() as conn:
-        conn.execute(text("CREATE TABLE availability_bare (LIKE availability INCLUDING ALL)"))
+        conn.execute(text("DROP TABLE IF EXISTS availability_bare"))
+        conn.execute(text(f"CREATE TABLE availability_bare (LIKE availability {like})"))
         loaded, _ = plant.load_plant(conn, LOCAL_AGENT_ID)
         encoded = []
         templates: dict[Any, stored.RowTemplate] = {}
@@ -211,12 +232,21 @@ def run_scale(units: int, days: int, regenerate: bool, out: Any) -> None:
         }
         assert rows == generated["rows"]
         figures["bare_copy_s"] = round(bare_copy(db, end), 3)
+        figures["bare_copy_no_index_s"] = round(bare_copy(db, end, index=False), 3)
         if regenerate:
             again = plant.run_generation(db, LOCAL_AGENT_ID, START, end)
             assert (
                 again["changes"]["added"] == again["changes"]["removed"] == again["changes"]["changed"] == 0
             )
             figures["regenerate_unchanged_s"] = again["duration_s"]
+            with db.tx() as conn:
+                plant.apply_document(conn, LOCAL_AGENT_ID, document=breakdowns(units))
+            changed = plant.run_generation(db, LOCAL_AGENT_ID, START, end)
+            assert changed["changes"]["resources_changed"] == len(range(0, units, 7))
+            figures["regenerate_changed_s"] = changed["duration_s"]
+            figures["regenerate_changed_rows"] = sum(
+                changed["changes"][k] for k in ("added", "removed", "changed")
+            )
         out.put(figures)
     finally:
         db.dispose()
@@ -258,10 +288,21 @@ def main() -> None:
             f"{rows / f['bare_copy_s']:>11,.0f} generate / bare COPY = "
             f"{f['generate_s'] / f['bare_copy_s']:.2f}"
         )
+        print(
+            f"{units:>7} {'bare COPY, no index':<22} {f['bare_copy_no_index_s']:>8.2f} "
+            f"{rows / f['bare_copy_no_index_s']:>11,.0f} the primary key's share of the COPY: "
+            f"{1 - f['bare_copy_no_index_s'] / f['bare_copy_s']:.0%}"
+        )
         if "regenerate_unchanged_s" in f:
             print(
                 f"{units:>7} {'regenerate, unchanged':<22} {f['regenerate_unchanged_s']:>8.2f} "
                 f"{rows / f['regenerate_unchanged_s']:>11,.0f} diff path: stage, compare, keep"
+            )
+        if "regenerate_changed_s" in f:
+            print(
+                f"{units:>7} {'regenerate, 1/7 changed':<22} {f['regenerate_changed_s']:>8.2f} "
+                f"{rows / f['regenerate_changed_s']:>11,.0f} {f['regenerate_changed_rows']:,} shifts added, "
+                "removed or changed"
             )
         print(f"{'':>7} load average {f['load_before']} before, {f['load_after']} after")
         key = f"{units}x{args.days}"
@@ -272,9 +313,11 @@ def main() -> None:
         results[f"pg_backend_peak_uss_mb_{key}"] = f["pg_backend_peak_uss_mb"]
         results[f"compute_seconds_{key}"] = f["compute_s"]
         results[f"bare_copy_seconds_{key}"] = f["bare_copy_s"]
+        results[f"bare_copy_no_index_seconds_{key}"] = f["bare_copy_no_index_s"]
         results[f"ratio_generate_to_bare_copy_{key}"] = round(f["generate_s"] / f["bare_copy_s"], 3)
         if "regenerate_unchanged_s" in f:
             results[f"regenerate_unchanged_seconds_{key}"] = f["regenerate_unchanged_s"]
+            results[f"regenerate_changed_seconds_{key}"] = f["regenerate_changed_s"]
         results[f"load_{key}"] = f["load_after"]
     print(json.dumps(results))
 
