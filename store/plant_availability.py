@@ -177,11 +177,11 @@ def apply_stage(
     if regenerate:
         conn.execute(Q["diff_memory"])
         conn.execute(Q["diff_stage"], {"resource_ids": list(resource_ids), "start": start, "end": end})
-        conn.execute(Q["analyze_diff"])
-        conn.execute(Q["remove_stale"], generation)
-        conn.execute(Q["add_changed"], generation)
     else:
-        conn.execute(Q["fill_empty_days"], generation)
+        conn.execute(Q["diff_empty_days"])
+    conn.execute(Q["analyze_diff"])
+    conn.execute(Q["remove_stale"], generation)
+    conn.execute(Q["add_changed"], generation)
     conn.execute(Q["summarise_changes"], generation)
 
 

@@ -45,6 +45,15 @@ SELECT coalesce(s.resource_id, a.resource_id) AS resource_id,
     OR (s.ends_at, s.shift_code, s.crew, s.status, s.capacity_pct, s.exception_id, s.note)
        IS DISTINCT FROM (a.ends_at, a.shift_code, a.crew, a.status, a.capacity_pct, a.exception_id, a.note);
 
+-- diff_empty_days --
+-- regenerate off: the diff is the staged rows on days that hold no stored row yet (all added);
+-- nothing stored changes.
+CREATE TEMP TABLE availability_diff ON COMMIT DROP AS
+SELECT s.resource_id, s.shift_date, s.starts_at, 'added' AS change
+  FROM availability_stage s
+ WHERE NOT EXISTS (
+       SELECT 1 FROM availability a WHERE a.resource_id = s.resource_id AND a.shift_date = s.shift_date);
+
 -- analyze_diff --
 -- Statistics for the two statements that apply the diff (a temporary table has none until
 -- analysed): a few probes of the primary key when it is small, a hash join when it is not.
@@ -84,24 +93,6 @@ SELECT :generation_id, resource_id, starts_at, shift_date, 'added',
                         exception_id, note)
   FROM born
 ON CONFLICT (generation_id, resource_id, starts_at) DO UPDATE SET change = 'changed', new = EXCLUDED.new;
-
--- fill_empty_days --
--- regenerate off: staged rows go in only on the days that hold no stored row yet; nothing stored
--- changes.
-WITH born AS (
-    INSERT INTO availability (resource_id, shift_date, starts_at, ends_at, shift_code, crew, status,
-                              capacity_pct, exception_id, note, generation_id)
-    SELECT s.resource_id, s.shift_date, s.starts_at, s.ends_at, s.shift_code, s.crew, s.status,
-           s.capacity_pct, s.exception_id, s.note, :generation_id
-      FROM availability_stage s
-     WHERE NOT EXISTS (
-           SELECT 1 FROM availability a WHERE a.resource_id = s.resource_id AND a.shift_date = s.shift_date)
-    RETURNING *)
-INSERT INTO availability_change (generation_id, resource_id, starts_at, shift_date, change, new)
-SELECT :generation_id, resource_id, starts_at, shift_date, 'added',
-       plant_shift_json(shift_date, starts_at, ends_at, shift_code, crew, status, capacity_pct,
-                        exception_id, note)
-  FROM born;
 
 -- summarise_changes --
 -- Per resource, what the regeneration changed.
