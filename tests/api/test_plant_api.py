@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -403,6 +404,11 @@ def test_generate_queues_a_run_whose_availability_is_served_as_json_and_csv(
         ]
         == []
     )
+    # `since` may be an instant too: the generations recorded after it.
+    created = datetime.fromisoformat(generation["created_at"])
+    for since, expected in ((created - timedelta(seconds=1), [output["generation_id"]]), (created, [])):
+        after = client.get("/availability/changes", params={"since": since.isoformat()}, headers=planner)
+        assert [g["generation_id"] for g in after.json()["generations"]] == expected
     page = client.get(
         f"/availability/generations/{generation['generation_id']}/changes",
         params={"limit": 3},
