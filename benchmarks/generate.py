@@ -112,18 +112,21 @@ def breakdowns(units: int) -> dict[str, Any]:
 
 
 class BackendSampler:
-    """Peak RSS and USS of the PostgreSQL backends of this process's connections, sampled."""
+    """Peak RSS and USS of the PostgreSQL backends serving this benchmark's database (every backend
+    whose process title names it, whichever pooled connection is in use), sampled."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.pids: set[int] = set()
+        self.database = db.engine.url.database or ""
+        self.postmaster: psutil.Process | None = None
         self.rss = self.uss = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> BackendSampler:
         with self.db.engine.connect() as conn:
-            self.pids.add(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            backend = psutil.Process(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        self.postmaster = backend.parent()
         self.thread.start()
         return self
 
@@ -132,10 +135,13 @@ class BackendSampler:
         self.thread.join()
 
     def _run(self) -> None:
+        assert self.postmaster is not None
         while not self.stop.wait(0.05):
-            for pid in list(self.pids):
+            for backend in self.postmaster.children():
                 try:
-                    info = psutil.Process(pid).memory_full_info()
+                    if self.database not in " ".join(backend.cmdline()):
+                        continue
+                    info = backend.memory_full_info()
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
                 self.rss, self.uss = max(self.rss, info.rss), max(self.uss, info.uss)
@@ -234,7 +240,9 @@ def run_scale(units: int, days: int, regenerate: bool, out: Any) -> None:
         figures["bare_copy_s"] = round(bare_copy(db, end), 3)
         figures["bare_copy_no_index_s"] = round(bare_copy(db, end, index=False), 3)
         if regenerate:
-            again = plant.run_generation(db, LOCAL_AGENT_ID, START, end)
+            with BackendSampler(db) as diff_backend:
+                again = plant.run_generation(db, LOCAL_AGENT_ID, START, end)
+            figures["pg_backend_peak_rss_mb_regenerate"] = round(diff_backend.rss / 2**20, 1)
             assert (
                 again["changes"]["added"] == again["changes"]["removed"] == again["changes"]["changed"] == 0
             )
@@ -296,7 +304,8 @@ def main() -> None:
         if "regenerate_unchanged_s" in f:
             print(
                 f"{units:>7} {'regenerate, unchanged':<22} {f['regenerate_unchanged_s']:>8.2f} "
-                f"{rows / f['regenerate_unchanged_s']:>11,.0f} diff path: stage, compare, keep"
+                f"{rows / f['regenerate_unchanged_s']:>11,.0f} diff path: stage, compare, keep; PostgreSQL "
+                f"backend peak RSS {f['pg_backend_peak_rss_mb_regenerate']:.0f} MB"
             )
         if "regenerate_changed_s" in f:
             print(
@@ -318,6 +327,7 @@ def main() -> None:
         if "regenerate_unchanged_s" in f:
             results[f"regenerate_unchanged_seconds_{key}"] = f["regenerate_unchanged_s"]
             results[f"regenerate_changed_seconds_{key}"] = f["regenerate_changed_s"]
+            results[f"pg_backend_peak_rss_mb_regenerate_{key}"] = f["pg_backend_peak_rss_mb_regenerate"]
         results[f"load_{key}"] = f["load_after"]
     print(json.dumps(results))
 
