@@ -13,8 +13,8 @@ maintenance window (first Monday, 06:00-10:00) on every tenth unit. Stages, per 
   the floor PostgreSQL sets on this machine (generate / bare COPY is the overhead of Ordo); and
   again into a copy without the primary key (what maintaining the index costs of that floor);
 * regenerate: the same range again, unchanged (the diff path: stage, compare, keep), then again
-  after a week-long breakdown was added to every seventh unit (the nightly case: a few machines
-  changed): 1,000 only.
+  after a week-long breakdown was added to every seventh unit mid-range (the nightly case: a few
+  machines changed): 1,000 only.
 
 Peak memory: the Ordo process's peak RSS (getrusage) and the PostgreSQL backend serving it (RSS and
 USS, sampled every 50 ms). The machine is shared: the load average is printed with the figures.
@@ -96,16 +96,13 @@ def plant_document(units: int) -> dict[str, Any]:
     }
 
 
-def breakdowns(units: int) -> dict[str, Any]:
-    """A week-long breakdown on every seventh unit, in March."""
+def breakdowns(units: int, first_day: date) -> dict[str, Any]:
+    """A week-long breakdown on every seventh unit from 07:00 on `first_day`."""
+    start = f"{first_day.isoformat()}T07:00"
+    end = f"{(first_day + timedelta(days=7)).isoformat()}T07:00"
     return {
         "exceptions": [
-            {
-                "resource": f"U{i:05d}",
-                "kind": "breakdown",
-                "start": "2026-03-03T07:00",
-                "end": "2026-03-10T07:00",
-            }
+            {"resource": f"U{i:05d}", "kind": "breakdown", "start": start, "end": end}
             for i in range(0, units, 7)
         ]
     }
@@ -248,7 +245,9 @@ def run_scale(units: int, days: int, regenerate: bool, out: Any) -> None:
             )
             figures["regenerate_unchanged_s"] = again["duration_s"]
             with db.tx() as conn:
-                plant.apply_document(conn, LOCAL_AGENT_ID, document=breakdowns(units))
+                plant.apply_document(
+                    conn, LOCAL_AGENT_ID, document=breakdowns(units, START + timedelta(days=days // 2))
+                )
             changed = plant.run_generation(db, LOCAL_AGENT_ID, START, end)
             assert changed["changes"]["resources_changed"] == len(range(0, units, 7))
             figures["regenerate_changed_s"] = changed["duration_s"]
