@@ -20,7 +20,7 @@ from store.errors import Conflict
 from store.tasks import LOCAL_AGENT_ID
 from tests.helpers import FAST_DELIVERY, LOCAL_LIMITS, delivering, rows, scalar, wait_for
 from tests.webhook_receiver import Answer, Receiver, receiving
-from workers.deliverer import Deliverer, DelivererConfig
+from workers.deliverer import EXCERPT_BYTES, Deliverer, DelivererConfig
 from workers.delivery_policy import DeliveryPolicy
 
 FAST = FAST_DELIVERY
@@ -134,6 +134,23 @@ def test_400_is_not_retried(db: Database, receiver: Receiver) -> None:
     [d] = log_of(db, ep["id"])
     assert d["attempts"] == 1 and d["last_status"] == 400
     assert d["attempt_log"][0]["response_excerpt"] == '{"error": "unknown type"}'
+
+
+def test_a_slow_answer_times_out_and_is_retried_and_a_long_one_is_cut_in_the_log(
+    db: Database, receiver: Receiver
+) -> None:
+    """The first answer comes after the read timeout: WEBHOOK_TIMEOUT, retried. The second is 5,000
+    bytes: the log keeps the first 1,024."""
+    ep = endpoint(db, receiver)
+    receiver.answer(Answer(200, delay_s=1.5), Answer(200, body=b"x" * 5000))
+    announce(db)
+    with delivering(db, timeout_s=0.3):
+        wait_for(lambda: log_of(db, ep["id"])[0]["state"] == "succeeded", timeout=15, what="delivered")
+    [d] = log_of(db, ep["id"])
+    first, second = d["attempt_log"]
+    assert (first["outcome"], first["status_code"]) == ("failed", None)
+    assert first["error"]["code"] == "WEBHOOK_TIMEOUT"
+    assert second["outcome"] == "succeeded" and second["response_excerpt"] == "x" * EXCERPT_BYTES
 
 
 def test_retries_end_dead_and_a_redelivery_sends_the_same_webhook_id(
