@@ -228,7 +228,17 @@ class TaskPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
-class TaskPreview(BaseModel):
+class _PreviewBudget(BaseModel):
+    complete: bool = Field(
+        description="false: computing the occurrences asked for took longer than a preview may "
+        "(see `cut_short`); `occurrences` are those found first."
+    )
+    cut_short: ErrorBody | None = Field(
+        description="Why the preview stopped early (code SCHEDULE_TOO_COSTLY), or null."
+    )
+
+
+class TaskPreview(_PreviewBudget):
     task_id: str
     occurrences: list[Timestamp] = Field(
         description="Next occurrences, ISO 8601 with the UTC offset of the task's zone."
@@ -537,7 +547,7 @@ class ScheduleDraft(_Strict):
     count: int = Field(default=10, ge=1, le=PREVIEW_MAX_COUNT)
 
 
-class Preview(BaseModel):
+class Preview(_PreviewBudget):
     occurrences: list[Timestamp] = Field(description="ISO 8601 with the UTC offset of the schedule's zone.")
 
 

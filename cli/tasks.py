@@ -19,7 +19,7 @@ from cli.output import JsonFlag, TaskRef, emit_json, emit_yaml, print_run, table
 from cli.runtime import EXIT_FAILED, EXIT_STILL_WAITING, fail
 from cli.session import Session, session
 from scheduler import task_document
-from scheduler.expand import preview as expand_preview
+from scheduler.expand import ScheduleTooCostly, preview_within_budget
 from store import runs as store_runs
 from store import status as store_status
 from store import tasks as store_tasks
@@ -115,13 +115,16 @@ def task_show(task: TaskRef, as_json: JsonFlag = False) -> None:
         with s.db.tx() as conn:
             row = store_tasks.get(conn, task_id)
         shown = task_document.public(row, now=s.now)
-        upcoming = (
-            expand_preview(
-                row["schedule_kind"], row["schedule_expr"], row["timezone"], count=NEXT_SHOWN, now=s.now
-            )
-            if row["status"] == "active"
-            else []
-        )
+        upcoming: list[datetime] = []
+        cut_short: OrdoError | None = None
+        if row["status"] == "active":
+            try:
+                result = preview_within_budget(
+                    row["schedule_kind"], row["schedule_expr"], row["timezone"], count=NEXT_SHOWN, now=s.now
+                )
+                upcoming, cut_short = result.occurrences, result.cut_short
+            except ScheduleTooCostly as e:  # the task is still shown, with why its occurrences are not
+                cut_short = e
         shown["next_occurrences"] = [o.isoformat() for o in upcoming]
         if as_json:
             emit_json(shown)
@@ -129,6 +132,8 @@ def task_show(task: TaskRef, as_json: JsonFlag = False) -> None:
         emit_yaml(shown)
         if row["status"] != "active":
             typer.echo(f"# {row['status']}: nothing is scheduled until it is resumed")
+        if cut_short is not None:
+            typer.echo(f"# next_occurrences incomplete ({cut_short.code}): {cut_short.message}")
 
 
 @task_app.command("edit")

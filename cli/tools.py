@@ -13,7 +13,7 @@ from cli.output import JsonFlag, emit_json, table
 from cli.runtime import fail
 from cli.session import session
 from engine import ToolContext, call_tool
-from scheduler.expand import preview as expand_preview
+from scheduler.expand import preview_within_budget
 from scheduler.expand import zone
 from store.domain import PREVIEW_MAX_COUNT
 
@@ -86,12 +86,13 @@ def preview_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Print the next occurrences of a schedule, one per line, in its zone with the UTC offset (so DST
-    changes show). Times without an offset are read in --tz."""
+    changes show). Times without an offset are read in --tz. A rule too costly to expand within about
+    a second prints those found by then and says why on stderr (exit 2, SCHEDULE_TOO_COSTLY, if none)."""
     with session() as s:
         if (rrule is None) == (cron is None):
             fail("give exactly one of --rrule or --cron")
         kind, expr = ("rrule", rrule) if rrule is not None else ("cron", cron)
-        occurrences = expand_preview(
+        result = preview_within_budget(
             kind,
             expr or "",
             tz,
@@ -100,12 +101,21 @@ def preview_command(
             dtstart=_parse_time(dtstart, "--dtstart", tz),
             after=_parse_time(after, "--after", tz),
         )
-        lines = [o.isoformat() for o in occurrences]
+        lines = [o.isoformat() for o in result.occurrences]
+        cut_short = result.cut_short
         if as_json:
-            emit_json({"occurrences": lines})
+            emit_json(
+                {
+                    "occurrences": lines,
+                    "complete": cut_short is None,
+                    "cut_short": None if cut_short is None else cut_short.to_dict(),
+                }
+            )
             return
         for line in lines:
             typer.echo(line)
+        if cut_short is not None:
+            typer.echo(f"incomplete ({cut_short.code}): {cut_short.message}", err=True)
 
 
 def _parse_time(value: str | None, option: str, tz: str) -> datetime | None:

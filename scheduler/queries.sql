@@ -23,13 +23,14 @@ ON CONFLICT (singleton) DO UPDATE
 UPDATE scheduler_leader SET heartbeat_at = now() WHERE scheduler_id = :scheduler_id;
 
 -- due_tasks --
--- Active time-based tasks whose expansion point falls before the horizon end (task_expand_from_idx).
--- Locked so that an edit (which locks the row too) and the tick never interleave; rows being edited
--- are skipped and picked up by the next tick.
+-- Active time-based tasks whose expansion point falls before the horizon end (task_expand_from_idx),
+-- but for :later (slow tasks this tick has no time left for). Locked so that an edit (which locks the
+-- row too) and the tick never interleave; rows being edited are skipped and picked up by the next tick.
 SELECT id, version, schedule_kind, schedule_expr, timezone, expand_from, misfire_policy, misfire_grace_s
   FROM task
  WHERE expand_from IS NOT NULL
    AND expand_from < :horizon_end
+   AND id <> ALL(CAST(:later AS uuid[]))
  ORDER BY expand_from
  LIMIT :n
    FOR NO KEY UPDATE SKIP LOCKED;

@@ -9,6 +9,12 @@ the horizon, expand [expand_from, now + horizon) with scheduler.expand, apply th
 occurrences that should already have run, insert them (ON CONFLICT DO NOTHING), and move each task's
 expand_from to its first occurrence after the horizon. A steady tick with nothing new is one index
 probe.
+
+One task cannot hold the tick back: each expansion has a time budget (`expand_budget_s`). A rule
+that costs more (an EXRULE that removes almost every occurrence, a COUNT with a long history to
+count) writes what it found, its expand_from becomes the point the expansion reached (nothing
+before it was missed), and it goes on from there in later ticks. Such tasks are remembered as slow:
+a tick expands them after all the others, and gives them `slow_budget_s` in all.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Connection, text
 
 from observability import metrics
-from scheduler.expand import Schedule, parse_schedule
+from scheduler.expand import Budget, Schedule, ScheduleTooCostly, parse_schedule
 from store import plant_availability, status
 from store import runs as store_runs
 from store.db import Database
@@ -33,7 +39,7 @@ from store.errors import InvalidSchedule, OrdoError
 from store.settings import Settings
 from store.sql import load_queries
 
-__all__ = ["SchedulerConfig", "SchedulerService", "TickResult", "plan_occurrences"]
+__all__ = ["Plan", "SchedulerConfig", "SchedulerService", "TickResult", "plan_occurrences"]
 
 Q = load_queries("scheduler", "queries.sql")
 
@@ -57,6 +63,11 @@ class SchedulerConfig:
     prune_every_s: float = 300.0
     # Rows of workers silent this long go: nothing reads them (status lists the last hour's).
     worker_rows_kept_s: float = 86400.0
+    # The most one task's expansion may take in a tick (a 10-minute window of an ordinary rule takes
+    # well under a millisecond); a costlier one goes on in later ticks from where it stopped.
+    expand_budget_s: float = 0.02
+    # What one tick gives, in all, to tasks whose expansion ran out of budget before (after the others).
+    slow_budget_s: float = 0.25
 
     def __post_init__(self) -> None:
         if (
@@ -67,6 +78,8 @@ class SchedulerConfig:
                 self.batch,
                 self.retention_days,
                 self.availability_history_days,
+                self.expand_budget_s,
+                self.slow_budget_s,
             )
             <= 0
         ):
@@ -79,7 +92,19 @@ class TickResult:
     queued: int = 0
     skipped: int = 0
     errors: int = 0
+    deferred: int = 0  # tasks whose expansion ran out of budget and goes on in a later tick
     duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one task's turn in a tick writes: occurrences as (instant, 'queued' | 'skipped'), the
+    task's new expand_from, and whether the expansion stopped early (budget spent: expand_from is
+    where it stopped, and every occurrence before it is in `occurrences`)."""
+
+    occurrences: list[tuple[datetime, str]]
+    expand_from: datetime | None
+    deferred: bool = False
 
 
 def plan_occurrences(
@@ -91,15 +116,28 @@ def plan_occurrences(
     policy: str,
     grace_s: float,
     misfire_threshold_s: float,
-) -> tuple[list[tuple[datetime, str]], datetime | None]:
-    """Occurrences to write as (instant, 'queued' | 'skipped'), and the task's new expand_from.
+    budget: Budget | None = None,
+) -> Plan:
+    """The occurrences to write and the task's new expand_from.
 
     Occurrences earlier than now - threshold were missed. Policy run_once queues the latest missed
     one, skip queues none, run_all queues those within the grace window; the rest are skipped.
+    With a budget, an expansion that runs out of it plans what it found so far (a run_once task
+    catching up through a costly rule then queues the latest missed occurrence of each part).
     """
     missed_before = now - timedelta(seconds=misfire_threshold_s)
     start = max(expand_from, now - max(_MAX_MISSED_LOOKBACK, timedelta(seconds=grace_s)))
-    occurrences = schedule.between(start, horizon_end)
+    occurrences: list[datetime] | None = None
+    deferred = False
+    try:
+        occurrences = schedule.between(start, horizon_end, budget)
+        resume_at = schedule.next_at_or_after(horizon_end, budget)
+    except ScheduleTooCostly as e:
+        # Stopped by between (e.found: what came before e.resume) or after it, looking for the next
+        # occurrence past the window. Either way nothing before e.resume is missing.
+        if occurrences is None:
+            occurrences = e.found
+        resume_at, deferred = e.resume, True
     missed = [at for at in occurrences if at < missed_before]
     upcoming = [at for at in occurrences if at >= missed_before]
     if policy == "run_all":
@@ -114,7 +152,7 @@ def plan_occurrences(
         keep = set(skipped[-_MAX_SKIPPED_RECORDED:])
         planned = [p for p in planned if p[1] == "queued" or p in keep]
     planned += [(at, "queued") for at in upcoming]
-    return planned, schedule.next_at_or_after(horizon_end)
+    return Plan(planned, resume_at, deferred)
 
 
 class SchedulerService:
@@ -125,6 +163,8 @@ class SchedulerService:
         self.log = log.bind(scheduler_id=scheduler_id)
         self._conn: Connection | None = None
         self._schedules: dict[UUID, tuple[int, Schedule | None]] = {}
+        # Tasks whose last expansion ran out of budget: expanded after the others, within slow_budget_s.
+        self._slow: set[UUID] = set()
         self._last_prune = 0.0
         self._last_attempt = 0.0
         self._lock = threading.Lock()
@@ -211,6 +251,7 @@ class SchedulerService:
                     queued=result.queued,
                     skipped=result.skipped,
                     errors=result.errors,
+                    deferred=result.deferred,
                     duration_ms=round(result.duration_s * 1000, 2),
                 )
             return result
@@ -219,12 +260,17 @@ class SchedulerService:
         assert self._conn is not None
         conn = self._conn
         result = TickResult()
+        # Slow tasks this tick has no time left for: not fetched again until the next tick.
+        later: list[UUID] = []
+        slow_left = self.cfg.slow_budget_s
         while True:
             with conn.begin():
                 clock = now or conn.execute(text("SELECT now()")).scalar_one()
                 horizon_end = clock + timedelta(seconds=self.cfg.horizon_s)
                 rows = (
-                    conn.execute(Q["due_tasks"], {"horizon_end": horizon_end, "n": self.cfg.batch})
+                    conn.execute(
+                        Q["due_tasks"], {"horizon_end": horizon_end, "n": self.cfg.batch, "later": later}
+                    )
                     .mappings()
                     .all()
                 )
@@ -234,27 +280,37 @@ class SchedulerService:
                 queued: tuple[list[UUID], list[datetime]] = ([], [])
                 skipped: tuple[list[UUID], list[datetime]] = ([], [])
                 advance_ids, advance_to = [], []
-                for row in rows:
-                    schedule = self._schedule(row, clock)
-                    if schedule is None:
-                        planned, expand_from = [], None
+                # Slow tasks last (a stable sort keeps expand_from order within each group).
+                for row in sorted(rows, key=lambda r: r["id"] in self._slow):
+                    slow = row["id"] in self._slow
+                    if slow and slow_left <= 0:
+                        later.append(row["id"])
+                        continue
+                    started = time.monotonic()
+                    plan = self._plan(row, clock, horizon_end)
+                    if slow:
+                        slow_left -= time.monotonic() - started
+                    if plan is None:
+                        plan = Plan([], None)
                         result.errors += 1
+                    elif plan.deferred:
+                        result.deferred += 1
+                        if row["id"] not in self._slow:
+                            self._slow.add(row["id"])
+                            self.log.warning(
+                                "schedule_expansion_deferred",
+                                task_id=str(row["id"]),
+                                budget_s=self.cfg.expand_budget_s,
+                                resume=plan.expand_from.isoformat() if plan.expand_from else None,
+                            )
                     else:
-                        planned, expand_from = plan_occurrences(
-                            schedule,
-                            row["expand_from"],
-                            now=clock,
-                            horizon_end=horizon_end,
-                            policy=row["misfire_policy"],
-                            grace_s=row["misfire_grace_s"],
-                            misfire_threshold_s=self.cfg.misfire_threshold_s,
-                        )
-                    for at, state in planned:
+                        self._slow.discard(row["id"])
+                    for at, state in plan.occurrences:
                         target = queued if state == "queued" else skipped
                         target[0].append(row["id"])
                         target[1].append(at)
                     advance_ids.append(row["id"])
-                    advance_to.append(expand_from)
+                    advance_to.append(plan.expand_from)
                 if queued[0]:
                     written = conn.execute(
                         Q["insert_occurrences"], {"task_ids": queued[0], "ats": queued[1]}
@@ -267,10 +323,27 @@ class SchedulerService:
                     ).all()
                     result.skipped += len(written)
                     metrics.SCHEDULER_OCCURRENCES.labels("skipped").inc(len(written))
-                conn.execute(Q["advance_tasks"], {"ids": advance_ids, "expand_from": advance_to})
-                result.tasks += len(rows)
+                if advance_ids:
+                    conn.execute(Q["advance_tasks"], {"ids": advance_ids, "expand_from": advance_to})
+                result.tasks += len(advance_ids)
             if len(rows) < self.cfg.batch:
                 return result
+
+    def _plan(self, row: Any, clock: datetime, horizon_end: datetime) -> Plan | None:
+        """One task's turn, within its budget; None: its schedule cannot be read."""
+        schedule = self._schedule(row, clock)
+        if schedule is None:
+            return None
+        return plan_occurrences(
+            schedule,
+            row["expand_from"],
+            now=clock,
+            horizon_end=horizon_end,
+            policy=row["misfire_policy"],
+            grace_s=row["misfire_grace_s"],
+            misfire_threshold_s=self.cfg.misfire_threshold_s,
+            budget=Budget(self.cfg.expand_budget_s),
+        )
 
     def _schedule(self, row: Any, now: datetime) -> Schedule | None:
         """The parsed schedule, cached by (task, version) so steady ticks never re-parse."""

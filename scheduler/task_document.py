@@ -26,7 +26,15 @@ from sqlalchemy import Connection
 from engine import ToolRegistry, compile_pipeline
 from engine.pipeline import format_path
 from scheduler.describe import describe
-from scheduler.expand import Schedule, normalize_expr, parse_schedule
+from scheduler.expand import (
+    PREVIEW_BUDGET_S,
+    Budget,
+    Schedule,
+    ScheduleTooCostly,
+    normalize_expr,
+    parse_schedule,
+)
+from scheduler.expand.budget import COSTLY_BECAUSE
 from store import tasks as store_tasks
 from store.domain import (
     DEFAULT_BACKOFF,
@@ -114,9 +122,27 @@ def validate(
     values["timeout_s"] = float(values["timeout_s"])
     if values["concurrency_key"] is None:
         values["concurrency_limit"] = 1
+    _check_affordable(kind, values["schedule_expr"], values["timezone"], now)
     # Where the scheduler starts expanding: now, for an active task with a calendar.
     values["expand_from"] = now if values["status"] == "active" and kind in TIME_BASED_KINDS else None
     return values
+
+
+def _check_affordable(kind: str, expr: str, timezone: str, now: datetime) -> None:
+    """A rule whose next occurrence is not found within a preview's budget is refused (422
+    SCHEDULE_TOO_COSTLY): every reader of the task (its next_fire_at, its preview) and the scheduler
+    would pay that cost again and again."""
+    schedule = parse_schedule(kind, expr, timezone, now=now)
+    if schedule is None:
+        return
+    try:
+        schedule.next_at_or_after(now, Budget(PREVIEW_BUDGET_S))
+    except ScheduleTooCostly:
+        raise ScheduleTooCostly(
+            f"the schedule's next occurrence was not found within {PREVIEW_BUDGET_S:g} s: {COSTLY_BECAUSE}",
+            resume=None,
+            details={"path": "schedule_expr", "budget_s": PREVIEW_BUDGET_S},
+        ) from None
 
 
 def _schema_message(error: Any) -> str:
@@ -189,11 +215,21 @@ def public(row: Mapping[str, Any], *, now: datetime) -> dict[str, Any]:
 
 def next_occurrence(row: Mapping[str, Any], *, now: datetime) -> datetime | None:
     """The first occurrence at or after `now` of an active task with a calendar; None otherwise
-    (paused, canceled, event or manual, or a schedule with nothing left)."""
+    (paused, canceled, event or manual, a schedule with nothing left, or one too costly to work it out
+    within a read's budget: creation refuses those, see `_check_affordable`)."""
     if row["status"] != "active" or row["schedule_kind"] not in TIME_BASED_KINDS:
         return None
     schedule = _stored_schedule(row["schedule_kind"], row["schedule_expr"], row["timezone"])
-    return None if schedule is None else schedule.next_at_or_after(now)
+    if schedule is None:
+        return None
+    try:
+        return schedule.next_at_or_after(now, Budget(_NEXT_BUDGET_S))
+    except ScheduleTooCostly:  # a list of tasks must not wait on one costly rule: not known in time
+        return None
+
+
+# What working out one task's next occurrence for a read may cost (a page lists up to 100 tasks).
+_NEXT_BUDGET_S = 0.05
 
 
 # A stored expression carries its own anchor (normalize_expr writes an RRULE's DTSTART), so the `now`

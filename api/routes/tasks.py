@@ -13,9 +13,10 @@ from api.deps import Clock, Cursor, Db, IdempotencyKey, Limit, Reads, Registry, 
 from api.errors import responses
 from api.idempotent import remember, replayed
 from api.responses import json_body
+from api.routes.schedules import preview_json
 from api.schemas import RunNow, RunPublic, TaskCreate, TaskPage, TaskPatch, TaskPreview, TaskPublic, Text
 from scheduler import task_document
-from scheduler.expand import preview as expand_preview
+from scheduler.expand import preview_within_budget
 from store import audit
 from store import runs as store_runs
 from store import tasks as store_tasks
@@ -171,10 +172,16 @@ async def preview_task(
     count: Annotated[int, Query(ge=1, le=PREVIEW_MAX_COUNT, description="How many occurrences.")] = 10,
 ) -> Any:
     """The task's next occurrences from now, in the task's zone with its offset (event and manual
-    tasks have none)."""
+    tasks have none); `complete: false` with the reason in `cut_short` when its rule is too costly to
+    expand them all within about a second."""
     task = await reads.run(store_tasks.get, task_id, caller.owner)
-    # Up to 1,000 occurrences of a rule can take a while to compute: off the event loop.
-    occurrences = await run_in_threadpool(
-        expand_preview, task["schedule_kind"], task["schedule_expr"], task["timezone"], count=count, now=now
+    # Up to 1,000 occurrences of a rule can take a while (up to the preview budget): off the event loop.
+    result = await run_in_threadpool(
+        preview_within_budget,
+        task["schedule_kind"],
+        task["schedule_expr"],
+        task["timezone"],
+        count=count,
+        now=now,
     )
-    return json_body({"task_id": str(task["id"]), "occurrences": [o.isoformat() for o in occurrences]})
+    return json_body({"task_id": str(task["id"]), **preview_json(result)})

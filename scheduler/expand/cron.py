@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
+from scheduler.expand.budget import Budget, metered
 from scheduler.expand.errors import expr_error
 from scheduler.expand.expansion import CACHE_SIZE, Expansion
 from scheduler.expand.walltime import instants, wall_floor
@@ -72,7 +73,7 @@ class CronSchedule(Expansion):
         self.zone = tz
         self._lower = lower  # preview's dtstart: a lower bound only
 
-    def stream(self, t: datetime) -> Iterator[datetime]:
+    def stream(self, t: datetime, budget: Budget | None = None) -> Iterator[datetime]:
         if self._lower is not None and t < self._lower:
             t = self._lower
         w_lo = wall_floor(self.zone, t, self.rule.every_hour)
@@ -81,7 +82,8 @@ class CronSchedule(Expansion):
             walls: Iterable[datetime] = _cron_walls(triggers[0], w_lo)
         else:
             walls = heapq.merge(*(_cron_walls(tr, w_lo) for tr in triggers))
-        return instants(walls, self.zone, t, None, self.rule.every_hour)
+        found = instants(walls, self.zone, t, None, self.rule.every_hour)
+        return found if budget is None else metered(found, budget)
 
     def first_instant(self) -> datetime | None:
         return self._lower

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from scheduler.expand.budget import Budget, ScheduleTooCostly
 from scheduler.expand.walltime import TINY, utc_naive
 
 __all__ = ["CACHE_SIZE", "Expansion", "Schedule"]
@@ -29,12 +30,15 @@ class Schedule(Protocol):
     kind: str
     zone: ZoneInfo  # the zone wall times are read in (an RRULE's DTSTART TZID wins over the task's)
 
-    def between(self, start: datetime, end: datetime) -> list[datetime]:
-        """Occurrences in [start, end) as aware UTC datetimes, ascending. start/end are aware."""
+    def between(self, start: datetime, end: datetime, budget: Budget | None = None) -> list[datetime]:
+        """Occurrences in [start, end) as aware UTC datetimes, ascending. start/end are aware.
+        With a budget: ScheduleTooCostly once it is spent, with the occurrences `found` before its
+        `resume` point."""
         ...
 
-    def next_at_or_after(self, t: datetime) -> datetime | None:
-        """First occurrence >= t (aware UTC), or None when the rule is exhausted (COUNT/UNTIL/once passed)."""
+    def next_at_or_after(self, t: datetime, budget: Budget | None = None) -> datetime | None:
+        """First occurrence >= t (aware UTC), or None when the rule is exhausted (COUNT/UNTIL/once
+        passed). With a budget: ScheduleTooCostly once it is spent (none before its `resume` point)."""
         ...
 
 
@@ -50,15 +54,16 @@ class Expansion:
         # the last window and its answer: tasks sharing a schedule ask the same window in one tick
         self._last: tuple[datetime, datetime, list[datetime]] | None = None
 
-    def stream(self, t: datetime) -> Iterator[datetime]:
-        """Ascending instants (naive UTC) >= t, t a naive UTC instant."""
+    def stream(self, t: datetime, budget: Budget | None = None) -> Iterator[datetime]:
+        """Ascending instants (naive UTC) >= t, t a naive UTC instant; with a budget, metered
+        (budget.metered: ScheduleTooCostly once it is spent)."""
         raise NotImplementedError
 
     def first_instant(self) -> datetime | None:
         """Where the set begins, for a preview "from DTSTART on" (None: no lower bound of its own)."""
         return None
 
-    def between(self, start: datetime, end: datetime) -> list[datetime]:
+    def between(self, start: datetime, end: datetime, budget: Budget | None = None) -> list[datetime]:
         s, e = utc_naive(start, "start"), utc_naive(end, "end")
         if e <= s:
             return []
@@ -70,22 +75,26 @@ class Expansion:
             return list(last[2])
         out: list[datetime] = []
         after = None
-        for i in self.stream(s):
-            if i >= e:
-                after = i
-                break
-            out.append(i)
+        try:
+            for i in self.stream(s, budget):
+                if i >= e:
+                    after = i
+                    break
+                out.append(i)
+        except ScheduleTooCostly as exc:
+            exc.found = [i.replace(tzinfo=UTC) for i in out]
+            raise
         self._memo = (out[-1] + TINY if out else s, after)
         result = [i.replace(tzinfo=UTC) for i in out]
         self._last = (s, e, result)
         return list(result)
 
-    def next_at_or_after(self, t: datetime) -> datetime | None:
+    def next_at_or_after(self, t: datetime, budget: Budget | None = None) -> datetime | None:
         s = utc_naive(t, "t")
         memo = self._memo
         if memo is not None and memo[0] <= s and (memo[1] is None or s <= memo[1]):
             found = memo[1]
         else:
-            found = next(self.stream(s), None)
+            found = next(self.stream(s, budget), None)
             self._memo = (s, found)
         return None if found is None else found.replace(tzinfo=UTC)

@@ -1,6 +1,6 @@
 """The five schedule kinds and the package's entry points: validate and compile a task's schedule
 (`parse_schedule`), the form stored in its row (`normalize_expr`) and the next occurrences of a draft
-or a task (`preview`, for the API and `ordo preview`).
+or a task (`preview`; `preview_within_budget` for the API, `ordo preview` and the console).
 
 cron, rrule and once compile to a `Schedule`; event (a topic) and manual (no expression) have no
 occurrences. Compiled schedules without a `now`-dependent anchor are cached by expression, so tasks
@@ -10,10 +10,12 @@ with the same schedule share one object.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
 from zoneinfo import ZoneInfo
 
+from scheduler.expand.budget import COSTLY_BECAUSE, Budget, ScheduleTooCostly
 from scheduler.expand.cron import CronSchedule, compile_cron, cron_schedule
 from scheduler.expand.errors import expr_error
 from scheduler.expand.expansion import Expansion, Schedule
@@ -24,10 +26,26 @@ from scheduler.expand.walltime import as_instant, local_midnight, utc_naive, zon
 from store.domain import PREVIEW_MAX_COUNT, SCHEDULE_KINDS, TOPIC_PATTERN
 from store.errors import InvalidSchedule
 
-__all__ = ["PREVIEW_MAX_COUNT", "SCHEDULE_KINDS", "normalize_expr", "parse_schedule", "preview"]
+__all__ = [
+    "PREVIEW_BUDGET_S",
+    "PREVIEW_MAX_COUNT",
+    "SCHEDULE_KINDS",
+    "Preview",
+    "normalize_expr",
+    "parse_schedule",
+    "preview",
+    "preview_within_budget",
+]
 
 # The kinds, the preview limit and the topic rule are defined once, in store.domain.
 _TOPIC_RE = re.compile(TOPIC_PATTERN)
+# The most time one preview may compute for (wall clock, so a request answers in about that). The
+# count (PREVIEW_MAX_COUNT) bounds what a preview returns, not what it costs: an EXRULE equal to its
+# RRULE is walked to the year 9999 for nothing, and an RRULE whose few occurrences hide among many
+# examined instants (a SECONDLY rule with an INTERVAL, narrowed by BYHOUR) costs tens of ms per
+# occurrence. A daily cron line or RRULE needs well under 0.1 s for 1,000 occurrences on a busy
+# 2-core machine.
+PREVIEW_BUDGET_S = 1.0
 
 
 def _check_kind(kind: str, expr: str | None) -> str:
@@ -116,12 +134,15 @@ def preview(
     now: datetime,
     dtstart: datetime | None = None,
     after: datetime | None = None,
+    budget_s: float = PREVIEW_BUDGET_S,
 ) -> list[datetime]:
     """Next `count` (1..PREVIEW_MAX_COUNT) occurrences as aware datetimes in the schedule's zone (so
     isoformat() gives e.g. 2026-03-29T08:00:00+03:00). `after` given: occurrences >= after. `dtstart`
     given and no `after`: from DTSTART on, as RFC 5545 defines the set. Neither: from now. `dtstart`
     overrides/sets the DTSTART of an rrule (and for cron/once it is only a lower bound). Naive
-    `dtstart`/`after` are read in the schedule's zone. event and manual schedules have no occurrences: []."""
+    `dtstart`/`after` are read in the schedule's zone. event and manual schedules have no occurrences: [].
+    A preview that needs more than `budget_s` of computation stops: ScheduleTooCostly (422
+    SCHEDULE_TOO_COSTLY) carrying the occurrences `found` before it stopped (see `preview_within_budget`)."""
     expr = _check_kind(kind, expr)
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= PREVIEW_MAX_COUNT:
         raise InvalidSchedule(
@@ -143,4 +164,51 @@ def preview(
     else:
         t = now_utc
     out_zone = sched.zone
-    return [i.replace(tzinfo=UTC).astimezone(out_zone) for i in islice(sched.stream(t), count)]
+    found: list[datetime] = []
+    try:
+        for i in islice(sched.stream(t, Budget(budget_s)), count):
+            found.append(i.replace(tzinfo=UTC).astimezone(out_zone))
+    except ScheduleTooCostly as e:
+        raise ScheduleTooCostly(
+            f"the schedule took more than {budget_s:g} s to preview and gave {len(found)} of the {count} "
+            f"occurrences asked for: {COSTLY_BECAUSE}",
+            resume=e.resume,
+            found=found,
+            details={"field": "expr", "found": len(found), "count": count, "budget_s": budget_s},
+        ) from None
+    return found
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a person asking for a preview is shown: the occurrences, and `cut_short` when the budget
+    ran out before `count` were found (its message says why; `occurrences` are those found first)."""
+
+    occurrences: list[datetime]
+    cut_short: ScheduleTooCostly | None = None
+
+
+def preview_within_budget(
+    kind: str,
+    expr: str,
+    timezone: str,
+    *,
+    count: int,
+    now: datetime,
+    dtstart: datetime | None = None,
+    after: datetime | None = None,
+    budget_s: float = PREVIEW_BUDGET_S,
+) -> Preview:
+    """`preview` as the API, the CLI and the console show it: a preview that runs out of budget gives
+    the occurrences found so far with the reason, and is refused (ScheduleTooCostly, 422) only when it
+    found none."""
+    try:
+        return Preview(
+            preview(
+                kind, expr, timezone, count=count, now=now, dtstart=dtstart, after=after, budget_s=budget_s
+            )
+        )
+    except ScheduleTooCostly as e:
+        if not e.found:
+            raise
+        return Preview(e.found, e)

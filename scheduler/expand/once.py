@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from scheduler.expand.budget import Budget
 from scheduler.expand.errors import expr_error
 from scheduler.expand.expansion import Expansion
 from scheduler.expand.walltime import instant, utc_naive
@@ -27,7 +28,8 @@ class OnceSchedule(Expansion):
         self.zone = tz
         self.at_utc = utc_naive(at, "once")
 
-    def stream(self, t: datetime) -> Iterator[datetime]:
+    def stream(self, t: datetime, budget: Budget | None = None) -> Iterator[datetime]:
+        # One instant: nothing to meter.
         if self.at_utc >= t:
             yield self.at_utc
 

@@ -24,6 +24,7 @@ from datetime import datetime, time, timedelta
 
 from dateutil.rrule import DAILY, HOURLY, MINUTELY, MONTHLY, SECONDLY, WEEKLY, YEARLY, rrule
 
+from scheduler.expand.budget import Budget
 from scheduler.expand.recur import Recur
 
 __all__ = ["RebasingRule", "walls_before"]
@@ -136,9 +137,11 @@ class RebasingRule:
         self._per_period = _per_period(recur) if recur.count else None
         self._first: int | None = None  # occurrences in DTSTART's own period, counted once
 
-    def walls_from(self, w_lo: datetime) -> Iterator[datetime]:
+    def walls_from(self, w_lo: datetime, budget: Budget | None = None) -> Iterator[datetime]:
         """Ascending wall times of the rule, from a point at or before w_lo (never from further back
-        than one period of the rule, whatever the age of DTSTART)."""
+        than one period of the rule, whatever the age of DTSTART). With a budget, counting a COUNT
+        rule's history stops once it is spent (ScheduleTooCostly), keeping the count so far in the
+        checkpoint: the next call goes on from there."""
         r = self.recur
         found = _period_start(r, w_lo)
         if found is None:
@@ -155,13 +158,17 @@ class RebasingRule:
             ck_k, ck_start, ck_rule, ck_left = 0, r.dtstart, self.rule, r.count
         if k <= ck_k or ck_rule is None:
             return iter(ck_rule) if ck_rule is not None else iter(())
-        left = ck_left - self._used(ck_k, ck_rule, k, start)
+        left = ck_left - self._used(ck_k, ck_rule, ck_left, k, start, budget)
         restarted = self.recur.restarted(start, left) if left > 0 else None
         self._checkpoint = (k, start, restarted, left)
         return iter(restarted) if restarted is not None else iter(())
 
-    def _used(self, ck_k: int, ck_rule: rrule, k: int, start: datetime) -> int:
-        """Occurrences between the checkpoint (period ck_k) and period k: they use up the COUNT."""
+    def _used(
+        self, ck_k: int, ck_rule: rrule, ck_left: int, k: int, start: datetime, budget: Budget | None
+    ) -> int:
+        """Occurrences between the checkpoint (period ck_k) and period k: they use up the COUNT. A
+        budget spent while iterating them: the count goes on to the end of the current period, the
+        checkpoint moves to the next one, and ScheduleTooCostly is raised."""
         m = self._per_period
         if m is not None:  # every period alike: arithmetic instead of O(history) iteration
             if ck_k > 0:
@@ -170,4 +177,19 @@ class RebasingRule:
                 first_end = _boundary(self.recur, 1)
                 self._first = sum(1 for _ in walls_before(self.rule, first_end))
             return self._first + (k - 1) * m
-        return sum(1 for _ in walls_before(ck_rule, start))
+        used = 0
+        finishing: int | None = None  # once the budget is spent: the period being counted to its end
+        for w in walls_before(ck_rule, start):
+            if finishing is None and budget is not None and budget.spent():
+                here = _period_start(self.recur, w)
+                finishing = here[0] if here is not None else 0
+            if finishing is not None:
+                here = _period_start(self.recur, w)
+                if here is not None and here[0] > finishing:
+                    left = ck_left - used  # every wall counted so far is before this period
+                    restarted = self.recur.restarted(here[1], left) if left > 0 else None
+                    self._checkpoint = (here[0], here[1], restarted, left)
+                    assert budget is not None
+                    raise budget.exceeded(None)
+            used += 1
+        return used

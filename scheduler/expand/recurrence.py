@@ -24,6 +24,7 @@ from functools import lru_cache
 from itertools import islice
 from zoneinfo import ZoneInfo
 
+from scheduler.expand.budget import Budget, ScheduleTooCostly, metered
 from scheduler.expand.errors import rrule_error
 from scheduler.expand.expansion import CACHE_SIZE, Expansion
 from scheduler.expand.feasibility import check_feasible
@@ -64,25 +65,39 @@ class RecurrenceSchedule(Expansion):
         first = instant(self.zone, self.dtstart) - DAY
         return min(first, self._rdates[0]) if self._rdates else first
 
-    def stream(self, t: datetime) -> Iterator[datetime]:
+    def stream(self, t: datetime, budget: Budget | None = None) -> Iterator[datetime]:
         tz = self.zone
         w_lo = wall_floor(tz, t)
-        streams: list[Iterator[datetime]] = [
-            instants(rule.walls_from(w_lo), tz, t, rule.until) for rule in self._rules
-        ]
+        try:  # a COUNT rule may count its history here first
+            streams: list[Iterator[datetime]] = [
+                instants(rule.walls_from(w_lo, budget), tz, t, rule.until) for rule in self._rules
+            ]
+        except ScheduleTooCostly:
+            assert budget is not None
+            raise budget.exceeded(t) from None
         if self._rdates:
             streams.append(islice(self._rdates, bisect_left(self._rdates, t), None))
         merged = streams[0] if len(streams) == 1 else heapq.merge(*streams)
+        if budget is not None:  # metered before EXRULE/EXDATE: what they drop is work too
+            merged = metered(merged, budget)
         if not (self._exrules or self._exdates or self._exdays or len(streams) > 1):
             return merged
-        return self._filtered(merged, t, w_lo)
+        return self._filtered(merged, t, w_lo, budget)
 
-    def _filtered(self, merged: Iterator[datetime], t: datetime, w_lo: datetime) -> Iterator[datetime]:
+    def _filtered(
+        self, merged: Iterator[datetime], t: datetime, w_lo: datetime, budget: Budget | None
+    ) -> Iterator[datetime]:
         tz = self.zone
         ex: Iterator[datetime] | None = None
         next_ex = None
         if self._exrules:
-            ex = heapq.merge(*(instants(r.walls_from(w_lo), tz, t, r.until) for r in self._exrules))
+            try:  # before the first instant is yielded
+                ex = heapq.merge(
+                    *(instants(r.walls_from(w_lo, budget), tz, t, r.until) for r in self._exrules)
+                )
+            except ScheduleTooCostly:
+                assert budget is not None
+                raise budget.exceeded(t) from None
             next_ex = next(ex, None)
         last = None
         for i in merged:

@@ -190,7 +190,13 @@ def test_schedule_preview_of_a_draft(client: httpx.Client, alice: dict[str, str]
 
     assert response.status_code == 200, response.text
     assert response.json() == {
-        "occurrences": ["2026-03-28T08:00:00+02:00", "2026-03-29T08:00:00+03:00", "2026-03-30T08:00:00+03:00"]
+        "occurrences": [
+            "2026-03-28T08:00:00+02:00",
+            "2026-03-29T08:00:00+03:00",
+            "2026-03-30T08:00:00+03:00",
+        ],
+        "complete": True,
+        "cut_short": None,
     }
 
 

@@ -45,6 +45,41 @@ def test_explicit_parts_mean_what_dateutil_derives_from_dtstart(value: str, dtst
     assert list(islice(ours, 40)) == list(islice(case.reference(), 40))
 
 
+# Sub-daily rules with INTERVAL=1 and a time filter are iterated as the DAILY rule they equal.
+AS_DAILY = [  # (rule, occurrences compared: dateutil's own reading of the sparse ones is slow)
+    ("FREQ=SECONDLY;BYHOUR=3;BYMINUTE=0;BYSECOND=0", 40),
+    ("FREQ=SECONDLY;BYHOUR=3;BYMINUTE=0;BYSECOND=0;BYMONTH=2,3;BYMONTHDAY=1", 2),
+    ("FREQ=SECONDLY;BYMINUTE=59;BYSECOND=58,59;BYDAY=MO;BYMONTHDAY=13", 50),  # each hour of such days
+    ("FREQ=SECONDLY;BYHOUR=23;BYSECOND=30;BYWEEKNO=1;WKST=SU", 20),
+    ("FREQ=SECONDLY;BYHOUR=9;COUNT=70", 80),  # every second of 09:00-09:59, COUNT across days
+    ("FREQ=MINUTELY;BYHOUR=3;BYMONTH=2;BYMONTHDAY=-1", 80),
+    ("FREQ=MINUTELY;BYMINUTE=0,30;BYYEARDAY=1,-1;UNTIL=20300101T000000", 80),
+    ("FREQ=HOURLY;BYHOUR=0,12;BYDAY=SA;BYEASTER=-1", 3),
+]
+
+
+@pytest.mark.parametrize("dtstart", [datetime(2016, 2, 29, 10, 30, 15), datetime(2026, 1, 31, 0, 0, 0)])
+@pytest.mark.parametrize(("value", "n"), AS_DAILY)
+def test_sub_daily_rule_with_time_filters_is_its_daily_equivalent(
+    value: str, n: int, dtstart: datetime
+) -> None:
+    """A SECONDLY/MINUTELY/HOURLY rule narrowed by BYHOUR/BYMINUTE/BYSECOND yields exactly what dateutil
+    yields for it (DTSTART's own day, its time of day, COUNT and UNTIL included), iterated as DAILY
+    (dateutil would walk every second or minute in between: ~20 s to find 03:00:00 on 29 February)."""
+    case = RuleCase(value, dtstart)
+    recur = parse_recur(value).at(dtstart, None)
+    assert recur.freq == DAILY
+    assert list(islice(recur.rrule(), n)) == list(islice(case.reference(), n))
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["FREQ=SECONDLY;INTERVAL=2;BYHOUR=3", "FREQ=MINUTELY;BYSETPOS=1;BYHOUR=3", "FREQ=SECONDLY;BYHOUR=1,2"],
+)
+def test_sub_daily_rule_kept_when_not_a_daily_rule_or_too_dense(value: str) -> None:
+    assert parse_recur(value).at(datetime(2026, 1, 1), None).freq != DAILY
+
+
 @FAST
 @given(rule=rules())
 def test_random_rules_mean_what_dateutil_derives_from_dtstart(rule: RuleCase) -> None:

@@ -24,11 +24,15 @@ export default async function task(view) {
   }
   view.title(t.title);
   let upcoming = [];
+  let upcomingNote = null; // why the list is short or missing: a rule too costly to preview, an error
   if (TIMED.has(t.schedule_kind)) {
     try {
-      upcoming = (await api(`/tasks/${id}/preview`, { query: { count: 10 }, signal: view.signal })).occurrences;
+      const out = await api(`/tasks/${id}/preview`, { query: { count: 10 }, signal: view.signal });
+      upcoming = out.occurrences;
+      if (out.cut_short) upcomingNote = `Only the first ${upcoming.length} shown: ${out.cut_short.message}`;
     } catch (e) {
       passOn(e);
+      upcomingNote = `Next occurrences unavailable: ${e.message}`;
     }
   }
 
@@ -59,7 +63,8 @@ export default async function task(view) {
         h("h2", { id: "next-h" }, "Next occurrences"),
         upcoming.length ? h("ol", { class: "next next-wide" }, upcoming.map((o) => h("li", {},
           h("time", { datetime: o }, inZone(o, t.timezone)), h("span", { class: "muted" }, ` ${relative(o)}`))))
-          : h("p", { class: "muted" }, "None: the schedule has no further occurrences.")) : null,
+          : upcomingNote ? null : h("p", { class: "muted" }, "None: the schedule has no further occurrences."),
+        upcomingNote ? h("p", { class: "muted", role: "note" }, upcomingNote) : null) : null,
       h("section", { "aria-labelledby": "pipeline-h" },
         h("h2", { id: "pipeline-h" }, "Pipeline"),
         h("ol", { class: "steps" }, (t.payload.pipeline || []).map((st) => h("li", { class: "step" },

@@ -58,7 +58,7 @@ export default async function tasks(view) {
     if (known && known.version === task.version && (!known.first || Date.parse(known.first) > Date.now())) return;
     try {
       const out = await api(`/tasks/${id}/preview`, { query: { count: 5 }, signal: view.signal });
-      previews.set(id, { version: task.version, occurrences: out.occurrences, first: out.occurrences[0] });
+      previews.set(id, { version: task.version, occurrences: out.occurrences, first: out.occurrences[0], cutShort: out.cut_short });
       const cell = body.querySelector(`[data-next-for="${id}"]`);
       if (cell) swap(cell, nextList(task, previews.get(id)));
     } catch (e) {
@@ -74,9 +74,11 @@ export default async function tasks(view) {
     if (!preview) return h("span", { class: "muted" }, "…");
     if (!preview.occurrences.length) return h("span", { class: "muted" }, "no further occurrences");
     const label = `Next ${preview.occurrences.length} occurrences${task.status === "paused" ? " if resumed" : ""}`;
-    return h("ol", { class: "next", "aria-label": label, title: label },
+    const list = h("ol", { class: "next", "aria-label": label, title: label },
       preview.occurrences.map((o) => h("li", {},
         h("time", { datetime: o, title: relative(o) }, inZone(o, task.timezone, true)))));
+    if (!preview.cutShort) return list;
+    return h("div", {}, list, h("span", { class: "muted", title: preview.cutShort.message }, "only these: the rule is too costly to preview further"));
   }
 
 
