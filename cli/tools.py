@@ -13,8 +13,7 @@ from cli.output import JsonFlag, emit_json, table
 from cli.runtime import fail
 from cli.session import session
 from engine import ToolContext, call_tool
-from scheduler.expand import preview_within_budget
-from scheduler.expand import zone
+from scheduler.expand import preview_within_budget, zone
 from store.domain import PREVIEW_MAX_COUNT
 
 __all__ = ["preview_command", "tool_app"]
@@ -101,21 +100,13 @@ def preview_command(
             dtstart=_parse_time(dtstart, "--dtstart", tz),
             after=_parse_time(after, "--after", tz),
         )
-        lines = [o.isoformat() for o in result.occurrences]
-        cut_short = result.cut_short
         if as_json:
-            emit_json(
-                {
-                    "occurrences": lines,
-                    "complete": cut_short is None,
-                    "cut_short": None if cut_short is None else cut_short.to_dict(),
-                }
-            )
+            emit_json(result.as_json())
             return
-        for line in lines:
-            typer.echo(line)
-        if cut_short is not None:
-            typer.echo(f"incomplete ({cut_short.code}): {cut_short.message}", err=True)
+        for o in result.occurrences:
+            typer.echo(o.isoformat())
+        if result.cut_short is not None:
+            typer.echo(f"incomplete ({result.cut_short.code}): {result.cut_short.message}", err=True)
 
 
 def _parse_time(value: str | None, option: str, tz: str) -> datetime | None:

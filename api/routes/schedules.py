@@ -9,10 +9,9 @@ from fastapi import APIRouter
 from api.deps import Clock, TasksRead
 from api.errors import responses
 from api.schemas import Preview, ScheduleDraft
-from scheduler.expand import Preview as Occurrences
 from scheduler.expand import preview_within_budget
 
-__all__ = ["preview_json", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
 
@@ -27,13 +26,4 @@ def preview_schedule(body: ScheduleDraft, caller: TasksRead, now: Clock) -> Any:
     result = preview_within_budget(
         body.kind, body.expr, body.timezone, count=body.count, now=now, dtstart=body.dtstart
     )
-    return preview_json(result)
-
-
-def preview_json(result: Occurrences) -> dict[str, Any]:
-    """The fields every preview answer has (POST /schedules/preview, GET /tasks/{id}/preview)."""
-    return {
-        "occurrences": [o.isoformat() for o in result.occurrences],
-        "complete": result.cut_short is None,
-        "cut_short": None if result.cut_short is None else result.cut_short.to_dict(),
-    }
+    return result.as_json()

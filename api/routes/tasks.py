@@ -13,7 +13,6 @@ from api.deps import Clock, Cursor, Db, IdempotencyKey, Limit, Reads, Registry, 
 from api.errors import responses
 from api.idempotent import remember, replayed
 from api.responses import json_body
-from api.routes.schedules import preview_json
 from api.schemas import RunNow, RunPublic, TaskCreate, TaskPage, TaskPatch, TaskPreview, TaskPublic, Text
 from scheduler import task_document
 from scheduler.expand import preview_within_budget
@@ -184,4 +183,4 @@ async def preview_task(
         count=count,
         now=now,
     )
-    return json_body({"task_id": str(task["id"]), **preview_json(result)})
+    return json_body({"task_id": str(task["id"]), **result.as_json()})

@@ -187,6 +187,18 @@ class Preview:
     occurrences: list[datetime]
     cut_short: ScheduleTooCostly | None = None
 
+    def as_json(self) -> dict[str, object]:
+        """What every preview answers (the API's, `ordo preview --json`): ISO 8601 with offsets,
+        `complete`, and `cut_short` as an error body ({code, message, details}) or None."""
+        cut = self.cut_short
+        return {
+            "occurrences": [o.isoformat() for o in self.occurrences],
+            "complete": cut is None,
+            "cut_short": None
+            if cut is None
+            else {"code": cut.code, "message": cut.message, "details": cut.details},
+        }
+
 
 def preview_within_budget(
     kind: str,

@@ -129,10 +129,24 @@ def test_preview_prints_occurrences_with_offsets(ordo):
         "--json",
     )
     assert json.loads(cron.stdout) == {
-        "occurrences": ["2026-11-20T06:30:00+00:00", "2026-11-23T06:30:00+00:00"]
+        "occurrences": ["2026-11-20T06:30:00+00:00", "2026-11-23T06:30:00+00:00"],
+        "complete": True,
+        "cut_short": None,
     }
     bad = ordo.run("preview", "--cron", "* * *", "--count", "2")
     assert bad.returncode == 2 and bad.stderr.startswith("error: ")
+    # A rule too costly to preview in about a second: what was found, and why it stopped, on stderr.
+    every_but = ",".join(str(n) for n in range(1, 60))
+    hourly_the_hard_way = (
+        f"RRULE:FREQ=SECONDLY\nEXRULE:FREQ=SECONDLY;BYSECOND={every_but}\n"
+        f"EXRULE:FREQ=SECONDLY;BYMINUTE={every_but}"
+    )
+    costly = ordo.run("preview", "--rrule", hourly_the_hard_way, "--count", "1000")
+    assert costly.returncode == 0, costly.stderr
+    assert 1 <= len(costly.stdout.splitlines()) < 1000
+    assert "incomplete (SCHEDULE_TOO_COSTLY)" in costly.stderr
+    nothing = ordo.run("preview", "--rrule", "RRULE:FREQ=MINUTELY\nEXRULE:FREQ=MINUTELY", "--count", "3")
+    assert nothing.returncode == 2 and "0 of the 3" in nothing.stderr
 
 
 def test_tool_list_and_tool_run(ordo):

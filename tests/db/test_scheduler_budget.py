@@ -57,7 +57,7 @@ def test_a_costly_task_is_expanded_over_several_ticks_without_holding_back_the_o
             datetime(2026, 3, 20, 13 + h, tzinfo=UTC) for h in range(5)
         ] + [datetime(2026, 3, 20, 18, tzinfo=UTC)]
         # Its place: the next occurrence, or a point on the way to it past the horizon (nothing missed).
-        place = scalar(db, "SELECT next_fire_at FROM task WHERE id = :id", id=costly["id"])
+        place = scalar(db, "SELECT expand_from FROM task WHERE id = :id", id=costly["id"])
         assert NOW + timedelta(hours=6) <= place <= datetime(2026, 3, 20, 19, tzinfo=UTC)
         assert s.tick(now=NOW + timedelta(seconds=1)).tasks == 0
     finally:
@@ -73,7 +73,7 @@ def test_a_rule_that_never_yields_cannot_stall_the_tick(db):
         conn.execute(
             text(
                 "UPDATE task SET schedule_kind = 'rrule', timezone = 'UTC', version = version + 1,"
-                " next_fire_at = :now, schedule_expr = :e WHERE id = :id"
+                " expand_from = :now, schedule_expr = :e WHERE id = :id"
             ),
             {
                 "e": "DTSTART:20260101T000000Z\nRRULE:FREQ=MINUTELY\nEXRULE:FREQ=MINUTELY",
@@ -89,10 +89,10 @@ def test_a_rule_that_never_yields_cannot_stall_the_tick(db):
         assert scheduled(db, empty["id"]) == []
         # Its place moved on past the horizon (nothing before it exists); when the clock gets there it
         # costs one more budget, and moves on again.
-        moved = scalar(db, "SELECT next_fire_at FROM task WHERE id = :id", id=empty["id"])
+        moved = scalar(db, "SELECT expand_from FROM task WHERE id = :id", id=empty["id"])
         assert moved >= NOW + timedelta(seconds=600)
         again = s.tick(now=moved)
         assert (again.tasks, again.deferred) == (2, 1)
-        assert scalar(db, "SELECT next_fire_at FROM task WHERE id = :id", id=empty["id"]) > moved
+        assert scalar(db, "SELECT expand_from FROM task WHERE id = :id", id=empty["id"]) > moved
     finally:
         s.step_down()
