@@ -424,3 +424,26 @@ def test_admins_see_the_system_from_status(console: Console, ordo: Ordo) -> None
     )
     console.shot("overview-admin")
     console.assert_accessible()
+
+
+def test_a_task_whose_rule_is_too_costly_to_preview_says_so(console: Console, ordo: Ordo) -> None:
+    """A rule that costs far more to expand than it yields: the task's page lists the occurrences found
+    within the preview budget and says why the list stops there (not "no further occurrences")."""
+    every_but = ",".join(str(n) for n in range(1, 60))
+    task = _create_task(
+        ordo,
+        title="Hourly, the hard way",
+        schedule_kind="rrule",
+        schedule_expr=(
+            f"RRULE:FREQ=SECONDLY\nEXRULE:FREQ=SECONDLY;BYSECOND={every_but}\n"
+            f"EXRULE:FREQ=SECONDLY;BYMINUTE={every_but}"
+        ),
+        payload={"pipeline": [{"id": "say", "uses": "echo.message", "with": {"message": "tick"}}]},
+    )
+    console.sign_in(ordo.admin_token, f"/tasks/{task['id']}")
+
+    note = console.page.locator("section[aria-labelledby=next-h] p[role=note]")
+    note.wait_for()
+    assert "Only the first" in note.inner_text() and "took more than 1 s to preview" in note.inner_text()
+    assert console.page.locator("section[aria-labelledby=next-h] ol.next li").count() >= 1
+    console.assert_accessible()
