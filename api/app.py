@@ -18,7 +18,7 @@ from api import docs, errors
 from api.auth import AuthListener, TokenCache
 from api.console import mount_console
 from api.deps import ApiState, reject_unknown_query, require_json_body
-from api.metrics import Exposition
+from api.metrics import Exposition, keep_process_figures
 from api.middleware import BodyLimit, Liveness, RequestId, RequestMetrics
 from api.pool import ReadPool
 from api.ratelimit import RateLimiter
@@ -139,6 +139,12 @@ def create_app(
                 daemon=True,
             ),
         ]
+        if metrics_dir is not None:  # several server processes: each keeps its figures current
+            threads.append(
+                threading.Thread(
+                    target=keep_process_figures, args=(stop, log), name="process-figures", daemon=True
+                )
+            )
         for thread in threads:
             thread.start()
         # What exists now (the app, the tool catalog and its schemas, imported libraries) lives as

@@ -10,13 +10,16 @@ A scrape of /metrics reaches one of the processes, so they keep their figures in
 their own (prometheus-client's multiprocess mode) and each serves the sum: created fresh for this
 `ordo api`, named to the processes through PROMETHEUS_MULTIPROC_DIR before they start (the library
 picks its storage on import), a dead process's files kept (its counts stay in the sums, so counters
-never go back) and the directory removed when the API stops."""
+never go back) and the directory removed when the API stops, or, when its supervisor was killed
+outright, by the next `ordo api` on the machine. Each process also keeps its memory and CPU there
+(api.metrics.keep_process_figures), so the API exports `ordo_process_*` like workers and schedulers."""
 
 from __future__ import annotations
 
 import functools
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,7 +27,9 @@ import tempfile
 import threading
 import time
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
+import psutil
 import structlog
 import uvicorn
 from prometheus_client import multiprocess
@@ -37,6 +42,7 @@ from store.settings import Settings
 __all__ = ["ensure_port_free", "serve", "uvicorn_config"]
 
 _RESTART_EVERY_S = 1.0  # at most one restart per process slot per second
+_METRICS_DIR_PREFIX = "ordo-api-metrics-"  # then the supervisor's pid: see _fresh_metrics_dir
 
 
 def uvicorn_config(settings: Settings, metrics_dir: str | None = None) -> uvicorn.Config:
@@ -69,7 +75,7 @@ def serve(settings: Settings) -> None:
         _keep_exit_code_on_signals()
         uvicorn.Server(uvicorn_config(settings)).run()
         return
-    metrics_dir = tempfile.mkdtemp(prefix="ordo-api-metrics-")
+    metrics_dir = _fresh_metrics_dir()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by the server processes
     config = uvicorn_config(settings, metrics_dir)
     try:
@@ -80,6 +86,27 @@ def serve(settings: Settings) -> None:
             _supervise(settings, config, port, metrics_dir)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _fresh_metrics_dir() -> str:
+    """A new multiprocess directory, named after this supervisor's pid. The directories of supervisors
+    that are gone are removed first: one killed by SIGKILL (or the machine's OOM killer) ran no
+    `finally`, and its server processes stop with it (`_stop_with_parent`) leaving their files."""
+    for path in Path(tempfile.gettempdir()).glob(f"{_METRICS_DIR_PREFIX}*"):
+        owner = re.match(rf"{_METRICS_DIR_PREFIX}(\d+)-", path.name)
+        if owner is not None and _gone(int(owner.group(1))) and path.stat().st_uid == os.getuid():
+            shutil.rmtree(path, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{_METRICS_DIR_PREFIX}{os.getpid()}-")
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or only its zombie (killed, not yet reaped by its parent)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.AccessDenied:  # another user's process
+        return False
 
 
 def _supervise(settings: Settings, config: uvicorn.Config, port: int, metrics_dir: str) -> None:

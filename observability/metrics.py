@@ -20,6 +20,7 @@ Several processes of one kind on a host (see ops/README.md, "Metrics"):
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -39,12 +40,15 @@ from store.status import System
 
 __all__ = [
     "API",
+    "API_PROCESS_CPU",
+    "API_PROCESS_GAUGES",
     "API_REQUESTS",
     "API_REQUEST_SECONDS",
     "COMPLETIONS_FENCED",
     "COMPLETIONS_LOST",
     "DURATION_BUCKETS",
     "LEASES_RESCUED",
+    "PROCESS_FIGURES",
     "RUNS_FINISHED",
     "RUNS_LEASED",
     "RUNS_UNRECORDABLE",
@@ -63,6 +67,7 @@ __all__ = [
     "WORKER_LOOP_FAILURES",
     "WORKER_LOOP_HEALTHY",
     "WORKER_SLOTS",
+    "ProcessFigures",
     "SystemGauges",
     "multiprocess_registry",
     "observe_steps",
@@ -218,6 +223,55 @@ def observe_steps(steps: Iterable[dict]) -> None:
 for _registry in (WORKER, SCHEDULER):
     # Memory and CPU of workers and schedulers (one process each), in Ordo's namespace.
     ProcessCollector(namespace="ordo", registry=_registry)
+
+# The API's server processes share one port (see the module docstring), so their memory and CPU are
+# figures of the multiprocess store like the rest of the API's: each process copies what
+# prometheus-client's ProcessCollector reads of it into these (`ProcessFigures`). CPU seconds add up
+# over every server process that ever ran under this `ordo api` (a counter never goes back), memory
+# and open files over the live ones; the start time is the oldest live process's. The names are the
+# ones workers and schedulers export.
+API_PROCESS_CPU = Counter(
+    "ordo_process_cpu_seconds", "Total user and system CPU time spent in seconds.", registry=API
+)
+API_PROCESS_GAUGES = {
+    name: Gauge(name, help, registry=API, multiprocess_mode=mode)
+    for name, help, mode in (
+        ("ordo_process_resident_memory_bytes", "Resident memory size in bytes.", "livesum"),
+        ("ordo_process_virtual_memory_bytes", "Virtual memory size in bytes.", "livesum"),
+        ("ordo_process_open_fds", "Number of open file descriptors.", "livesum"),
+        ("ordo_process_max_fds", "Maximum number of open file descriptors.", "livemin"),
+        (
+            "ordo_process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            "livemin",
+        ),
+    )
+}
+
+
+class ProcessFigures:
+    """Copies this process's memory, CPU and file descriptors into the API's process metrics (one per
+    process: `PROCESS_FIGURES`). Called at each scrape, and every few seconds in every server process
+    when there are several (a scrape reaches only one of them)."""
+
+    def __init__(self) -> None:
+        self._reader = ProcessCollector(namespace="ordo", registry=None)
+        self._cpu_counted = 0.0
+        self._lock = threading.Lock()
+
+    def sample(self) -> None:
+        values = {s.name: s.value for family in self._reader.collect() for s in family.samples}
+        with self._lock:
+            cpu = values.get("ordo_process_cpu_seconds_total", 0.0)
+            if cpu > self._cpu_counted:
+                API_PROCESS_CPU.inc(cpu - self._cpu_counted)
+                self._cpu_counted = cpu
+            for name, gauge in API_PROCESS_GAUGES.items():
+                if name in values:
+                    gauge.set(values[name])
+
+
+PROCESS_FIGURES = ProcessFigures()
 
 # -- system gauges: read from PostgreSQL once per scrape of the API --------------------------------
 

@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.acceptance import live as L
+from tests.helpers import wait_for
 from tests.opsfiles import used_metric_names
 
 PROMTOOL = shutil.which("promtool")
@@ -98,6 +99,13 @@ def test_live_metrics_pass_promtool_name_what_dashboard_and_alerts_use_and_count
         assert moved == 11
     ready_503 = {"method": "GET", "route": "/health/ready", "status": "503"}
     assert value(api_after, "ordo_api_requests_total", **ready_503) >= 1
+    # Memory and CPU of both API server processes, whichever answers (each copies its own figures).
+    servers = [
+        c for c in psutil.Process(live.processes["api"].pid).children() if "spawn_main" in " ".join(c.cmdline())
+    ]
+    assert len(servers) == 2
+    assert value(api_after, "ordo_process_resident_memory_bytes") > max(s.memory_info().rss for s in servers)
+    assert value(api_after, "ordo_process_cpu_seconds_total") > 0
 
     live_names: set[str] = set()
     for kind, base in live.targets().items():
@@ -154,12 +162,25 @@ def test_status_probes_and_one_metrics_port_per_process(live):
     assert f"cannot serve metrics on 127.0.0.1:{port}" in second.stderr and "its own port" in second.stderr
 
 
-def test_api_server_processes_stop_when_their_supervisor_is_killed(ordo):
-    """SIGKILL to `ordo api` leaves no server process behind holding the port and the database."""
+def test_api_server_processes_stop_when_their_supervisor_is_killed(ordo, tmp_path):
+    """SIGKILL to `ordo api` leaves no server process behind holding the port and the database; the
+    metrics directory it could not remove is removed by the next `ordo api` (not another's, alive)."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    ordo.env["TMPDIR"] = str(tmp)
     live = L.start(ordo)
     supervisor = psutil.Process(live.processes["api"].pid)
     servers = [c for c in supervisor.children() if "spawn_main" in " ".join(c.cmdline())]
     assert len(servers) == 2
+    (stale,) = tmp.glob(f"ordo-api-metrics-{supervisor.pid}-*")
     supervisor.send_signal(signal.SIGKILL)
     gone, alive = psutil.wait_procs(servers, timeout=20)
     assert alive == [] and len(gone) == 2
+    assert stale.is_dir()  # nobody was left to remove it
+
+    other = L.start(ordo)  # a new `ordo api` on the same machine
+    (fresh,) = tmp.glob(f"ordo-api-metrics-{other.processes['api'].pid}-*")
+    assert not stale.exists()
+    third = L.start(ordo)  # and one beside it: the live one's directory stays
+    wait_for(lambda: list(tmp.glob(f"ordo-api-metrics-{third.processes['api'].pid}-*")), what="its directory")
+    assert fresh.is_dir()

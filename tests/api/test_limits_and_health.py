@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 import pytest
 import structlog
 
@@ -163,6 +164,13 @@ def test_metrics_expose_requests_and_the_queue(client: httpx.Client, alice: dict
     assert "ordo_api_request_duration_seconds_bucket{" in text
     assert 'ordo_queue_due{priority_band="normal"} 2.0' in text
     assert "ordo_workers_alive 0.0" in text and "ordo_database_up 1.0" in text
+    # The API process's own memory and CPU, named as workers and schedulers name theirs.
+    figures = {
+        s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples
+    }
+    assert figures["ordo_process_resident_memory_bytes"] > 10_000_000
+    assert figures["ordo_process_cpu_seconds_total"] > 0
+    assert figures["ordo_process_open_fds"] >= 3 and figures["ordo_process_start_time_seconds"] > 1.7e9
 
 
 def test_ready_is_503_naming_a_workers_failing_background_loop(client: httpx.Client, db: Database) -> None:
