@@ -101,7 +101,9 @@ def test_live_metrics_pass_promtool_name_what_dashboard_and_alerts_use_and_count
     assert value(api_after, "ordo_api_requests_total", **ready_503) >= 1
     # Memory and CPU of both API server processes, whichever answers (each copies its own figures).
     servers = [
-        c for c in psutil.Process(live.processes["api"].pid).children() if "spawn_main" in " ".join(c.cmdline())
+        c
+        for c in psutil.Process(live.processes["api"].pid).children()
+        if "spawn_main" in " ".join(c.cmdline())
     ]
     assert len(servers) == 2
     assert value(api_after, "ordo_process_resident_memory_bytes") > max(s.memory_info().rss for s in servers)

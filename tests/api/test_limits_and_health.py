@@ -165,9 +165,7 @@ def test_metrics_expose_requests_and_the_queue(client: httpx.Client, alice: dict
     assert 'ordo_queue_due{priority_band="normal"} 2.0' in text
     assert "ordo_workers_alive 0.0" in text and "ordo_database_up 1.0" in text
     # The API process's own memory and CPU, named as workers and schedulers name theirs.
-    figures = {
-        s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples
-    }
+    figures = {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}
     assert figures["ordo_process_resident_memory_bytes"] > 10_000_000
     assert figures["ordo_process_cpu_seconds_total"] > 0
     assert figures["ordo_process_open_fds"] >= 3 and figures["ordo_process_start_time_seconds"] > 1.7e9
