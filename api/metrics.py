@@ -1,6 +1,7 @@
-"""/metrics of the API: its request metrics and its processes' memory and CPU (`ordo_process_*`; summed
-over its server processes when there are several) and the system gauges PostgreSQL computes at scrape time, so any API process reports the state of the
-whole system (queue, workers, scheduler leader, webhook breakers)."""
+"""/metrics of the API: its request metrics and its processes' memory and CPU (`ordo_process_*`;
+summed over its server processes when there are several), and the system gauges PostgreSQL computes
+at scrape time, so any API process reports the state of the whole system (queue, workers, scheduler
+leader, webhook breakers)."""
 
 from __future__ import annotations
 

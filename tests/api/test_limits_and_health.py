@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 import pytest
 import structlog
+from prometheus_client.parser import text_string_to_metric_families
 
 from api import create_app
 from scheduler.service import SchedulerConfig, SchedulerService
