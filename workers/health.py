@@ -68,10 +68,16 @@ class WorkerHealth:
             "deliverer": 15.0,  # webhook deliveries: it passes at least every poll interval
         }
         self.loops = {name: LoopHealth(name, stale[name]) for name in LOOPS}
-        _LIVE.add(self)
+        with _LIVE_LOCK:
+            _LIVE.add(self)
 
     def __getitem__(self, name: str) -> LoopHealth:
         return self.loops[name]
+
+    def retire(self) -> None:
+        """The worker stopped: its loops no longer count in the process-wide gauges."""
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
 
     def report(self) -> dict[str, dict[str, Any]]:
         """Every loop's state, for the worker row."""

@@ -232,6 +232,7 @@ class Worker:
         self.dispatcher.close()
         self._try("worker_state_failed", self._mark_stopped)
         _LIVE.discard(self)
+        self.health.retire()
         self.log.info("worker_stopped", abandoned=len(overdue))
 
     def _try(self, event: str, step: Any) -> None:

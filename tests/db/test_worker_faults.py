@@ -208,12 +208,14 @@ def test_every_background_loop_survives_an_exception_logs_it_and_recovers(db, mo
     ):
         worker.heartbeat.beat_once = _FailsFirst(worker.heartbeat.beat_once)
         worker.heartbeat.rescuer.run_once = _FailsFirst(worker.heartbeat.rescuer.run_once)
+        worker.deliverer.run_once = _FailsFirst(worker.deliverer.run_once)
         wait_for(lambda: worker.health["listener"].last_ok > 0 and scalar(db, "SELECT 1"), what="startup")
         first = enqueue(db, task, n=5)
         wait_for(lambda: all_final(db, first), timeout=20, what="the first runs")
         wait_for(
             lambda: all(
-                worker.health[n].failures >= 1 for n in ("heartbeat", "rescuer", "listener", "completer")
+                worker.health[n].failures >= 1
+                for n in ("heartbeat", "rescuer", "listener", "completer", "deliverer")
             ),
             timeout=10,
             what="every loop to have failed once",
@@ -224,7 +226,13 @@ def test_every_background_loop_survives_an_exception_logs_it_and_recovers(db, mo
             lambda: all(loop["ok"] for loop in worker.health.report().values()), timeout=10, what="health"
         )
     events = {entry["event"] for entry in logs}
-    assert {"heartbeat_failed", "rescue_failed", "listener_disconnected", "completer_failed"} <= events
+    assert {
+        "heartbeat_failed",
+        "rescue_failed",
+        "listener_disconnected",
+        "completer_failed",
+        "delivery_pass_failed",
+    } <= events
     assert scalar(db, "SELECT count(*) FROM task_run WHERE state = 'succeeded'") == 8
 
 
@@ -250,6 +258,43 @@ def test_a_loop_that_keeps_failing_is_reported_in_the_worker_row(db):
         )
     assert "rescue is broken" in loops["rescuer"]["error"]
     assert loops["heartbeat"]["ok"] and loops["completer"]["ok"] and loops["listener"]["ok"]
+
+
+def _loop_healthy_gauge(loop):
+    return REGISTRY_METRICS.get_sample_value("ordo_worker_loop_healthy", {"loop": loop})
+
+
+def test_a_loop_that_stops_is_reported_in_the_worker_row_and_the_gauge(db, monkeypatch):
+    """A loop thread that ends without a word (no exception to catch) is caught by its silence: its
+    last pass grows old, and the worker row and ordo_worker_loop_healthy say so."""
+    listening = threading.Event()
+    run = Listener.run
+
+    def stops_when_told(self, stop):
+        ended = threading.Event()  # the listener's own stop, set below: its thread returns
+        threading.Thread(target=lambda: (listening.wait(), ended.set()), daemon=True).start()
+        run(self, ended)
+
+    monkeypatch.setattr(Listener, "run", stops_when_told)
+    with running_worker(db, lease_s=3) as worker:
+        worker.health["listener"].stale_after_s = 2.0
+
+        def listener_ok():
+            loops = scalar(db, "SELECT loops FROM worker WHERE id = :id", id=worker.id) or {}
+            return loops.get("listener", {}).get("ok"), loops
+
+        wait_for(lambda: listener_ok()[0], what="the listener to report itself")
+        assert _loop_healthy_gauge("listener") == 1
+        listening.set()
+        loops = wait_for(
+            lambda: (state := listener_ok())[0] is False and state[1],
+            timeout=15,
+            what="the worker row to report the silent listener",
+        )
+        assert "no pass for" in loops["listener"]["error"]
+        assert _loop_healthy_gauge("listener") == 0
+        assert all(loops[name]["ok"] for name in ("heartbeat", "rescuer", "completer", "deliverer"))
+    assert _loop_healthy_gauge("listener") == 1  # a stopped worker's loops no longer count
 
 
 def test_a_batch_the_database_refuses_is_split_and_only_the_culprit_ends_dead(db, log):
