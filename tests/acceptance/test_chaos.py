@@ -10,9 +10,11 @@ import itertools
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -29,6 +31,8 @@ from store import runs as store_runs
 from store import tasks as store_tasks
 from store.db import Database
 from store.embedded import RESTART_WITHIN_S
+from store.migrate import migrate
+from tests.acceptance.conftest import Ordo
 from tests.helpers import REGISTRY, REPO_ROOT, rows, scalar, wait_for
 
 FULL = pytest.mark.slow
@@ -203,10 +207,6 @@ def test_survivors_rescue_and_finish_everything_when_two_of_four_workers_are_kil
 
 # -- poison among good runs ---------------------------------------------------------------------
 
-ECHO = {
-    "pipeline": [{"id": "say", "uses": "echo.message", "with": {"message": "hello ${params.n}"}}],
-    "params": {"n": 1},
-}
 SELF_REFERENCE = {
     "pipeline": [
         {"id": "a", "uses": "echo.message", "with": {"message": "hi"}},
@@ -412,6 +412,173 @@ def test_the_embedded_database_killed_mid_load_is_back_within_30_s_and_nothing_i
         pid = _postmaster(pgdata)
         if pid is not None:
             psutil.Process(pid).terminate()
+
+
+# -- an external database (DATABASE_URL) killed under load -----------------------------------------
+
+
+class ExternalServer:
+    """A PostgreSQL that no `ordo` process supervises, as with DATABASE_URL in production: held up by
+    helper processes of the test (the embedded server's machinery, without supervision), killed
+    with SIGKILL, and started again by a fresh helper when the test says so."""
+
+    HOLD = (
+        "import sys; from pathlib import Path; from store.embedded import ensure_server; "
+        "print(ensure_server(Path(sys.argv[1])), flush=True); sys.stdin.read()"
+    )
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.pgdata = data / "pg"
+        self.holders: list[subprocess.Popen[str]] = []
+
+    def start(self) -> str:
+        holder = subprocess.Popen(
+            [sys.executable, "-c", self.HOLD, str(self.data)],
+            cwd=REPO_ROOT,
+            env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.holders.append(holder)
+        url = holder.stdout.readline().strip()
+        assert url.startswith("postgresql://"), "the helper could not start the server"
+        return url
+
+    def kill(self) -> int:
+        pid = _postmaster(self.pgdata)
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: _postmaster(self.pgdata) is None, timeout=10, what="the server to die")
+        return pid
+
+    def close(self) -> None:
+        for holder in self.holders:  # the last to leave stops the server
+            holder.stdin.close()
+            holder.wait(60)
+            holder.stdout.close()
+        pid = _postmaster(self.pgdata)
+        if pid is not None:
+            psutil.Process(pid).terminate()
+
+
+@pytest.fixture
+def external():
+    # Not under pytest's tmp_path: other pytest sessions on the machine tighten its parent to 0700,
+    # which the server's own user (when tests run as root) needs to pass through at every start.
+    data = Path(tempfile.mkdtemp(prefix="ordo-external-"))
+    server = ExternalServer(data)
+    try:
+        yield server
+    finally:
+        server.close()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    "runs", [pytest.param(1_000, id="bounded"), pytest.param(5_000, id="full", marks=FULL)]
+)
+def test_with_database_url_every_process_rides_out_a_killed_database_without_being_replaced(
+    external, tmp_path, slow_url, runs
+):
+    """Worker, scheduler and API on DATABASE_URL; the server is SIGKILLed under load and comes back
+    (by hand, as an operator's service manager would) after a few seconds. None of the three is
+    restarted: they reconnect with backoff, the API answers 503 (never 500) meanwhile, every run
+    succeeds exactly once, and the schedule goes on."""
+    url = external.start()
+    db = Database(url)
+    migrate(db)
+    with db.tx() as conn:
+        admin = agents.ensure_agent(conn, "admin")
+        _, token = agents.create_token(conn, admin["id"], ["admin"])
+    inline = task_of(db, "local", ECHO, max_retries=20)
+    blocking = task_of(db, "local", http_payload(slow_url), max_retries=20)
+    ticking = task_of(
+        db, "local", ECHO, schedule_kind="rrule", schedule_expr="FREQ=SECONDLY;INTERVAL=1", max_retries=0
+    )
+    port = _free_port()
+    ordo = Ordo(url, tmp_path)
+    env = {"ORDO_API_PORT": str(port), "ORDO_API_WORKERS": "1", "ORDO_SCHEDULER_HORIZON_S": "2"}
+    procs = [
+        ordo.spawn("worker", "--concurrency", "16", env=env, name="worker"),
+        ordo.spawn("scheduler", env=env, name="scheduler"),
+        ordo.spawn("api", env=env, name="api"),
+    ]
+    api = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {token}"}
+    statuses: list[int] = []
+    stop = threading.Event()
+    try:
+        wait_for(lambda: _get(f"{api}/health/ready") == 200, timeout=120, what="everything to be ready")
+        run_ids = []
+        for _ in range(10):
+            run_ids += enqueue(db, blocking, n=runs // 20) + enqueue(db, inline, n=runs // 10 - runs // 20)
+        wait_for(
+            lambda: (
+                scalar(db, "SELECT count(*) FROM task_run WHERE final AND run_id = ANY(:i)", i=run_ids)
+                >= runs // 5
+            ),
+            timeout=300,
+            what="the load to be under way",
+        )
+        db.dispose()
+
+        def probe():
+            while not stop.is_set():
+                for path in ("/health/ready", "/runs?limit=1"):
+                    code = _get(f"{api}{path}", headers)
+                    if code is not None:
+                        statuses.append(code)
+                time.sleep(0.05)
+
+        prober = threading.Thread(target=probe, daemon=True)
+        prober.start()
+        external.kill()
+        time.sleep(4)  # down long enough for every process to notice and back off
+        assert all(alive(p) for p in procs), "a process gave up while the database was away"
+        assert external.start() == url
+        back_at = datetime.now(UTC)
+        wait_for(lambda: _get(f"{api}/health/ready") == 200, timeout=60, what="readiness after the restart")
+        stop.set()
+        prober.join(10)
+
+        db = Database(url)
+        wait_for(
+            lambda: (
+                scalar(db, "SELECT count(*) FROM task_run WHERE final AND run_id = ANY(:i)", i=run_ids)
+                == runs
+            ),
+            timeout=600,
+            interval=0.5,
+            what="every run to end",
+        )
+        assert succeeded_once(db, run_ids)
+        wait_for(
+            lambda: (
+                scalar(
+                    db,
+                    "SELECT count(*) FROM task_run WHERE task_id = :t AND state = 'succeeded' "
+                    "AND scheduled_for > :after",
+                    t=ticking["id"],
+                    after=back_at,
+                )
+                >= 3
+            ),
+            timeout=60,
+            what="the schedule to go on after the restart",
+        )
+        worker = procs[0]
+        wait_for(lambda: heartbeats_fresh(db, [worker], within_s=5), timeout=30, what="a fresh heartbeat")
+        wait_for(lambda: loops_healthy(db) == [], timeout=30, what="the worker's loops to recover")
+        assert 503 in statuses and set(statuses) <= {200, 503}, sorted(set(statuses))
+        assert all(alive(p) for p in procs), "a process died"
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        assert [p.wait(60) for p in procs] == [0, 0, 0]
+    finally:
+        stop.set()
+        ordo.stop_all()
+        db.dispose()
 
 
 def _get(url, headers=None):
