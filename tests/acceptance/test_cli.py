@@ -89,6 +89,27 @@ def test_bad_tasks_exit_non_zero_with_one_line_and_store_nothing(ordo, db_url, t
     assert count_tasks(db_url) == 0
 
 
+def _alias_chain(levels: int, width: int) -> str:
+    """A task whose description is `levels` nested lists of `width` aliases of the one before."""
+    lines = ["x0: &x0 [lol]"] + [
+        f"x{i}: &x{i} [{', '.join(f'*x{i - 1}' for _ in range(width))}]" for i in range(1, levels)
+    ]
+    return "\n".join(lines) + f"\ntitle: bomb\nschedule_kind: manual\ndescription: *x{levels - 1}\n{PIPELINE}"
+
+
+@pytest.mark.parametrize(
+    "levels, width",
+    [pytest.param(20, 2, id="20 lines doubling (33 MB once)"), pytest.param(10, 9, id="billion laughs")],
+)
+def test_an_alias_bomb_is_refused_unexpanded_and_nothing_is_stored(ordo, db_url, tmp_path, levels, width):
+    (tmp_path / "bomb.yaml").write_text(_alias_chain(levels, width))
+    result = ordo.run("task", "add", str(tmp_path / "bomb.yaml"), timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert "alias" in result.stderr or "larger than" in result.stderr, result.stderr
+    assert count_tasks(db_url) == 0
+
+
 def test_unreadable_files_are_reported_plainly(ordo, tmp_path):
     missing = ordo.run("task", "add", str(tmp_path / "nope.yaml"))
     assert missing.returncode != 0 and missing.stderr.startswith("error: cannot read")
