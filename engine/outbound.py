@@ -200,13 +200,6 @@ class OutboundPolicy:
         settings in the environment are ignored for the same reason."""
         return httpx.Client(transport=self.transport(), trust_env=False, **kwargs)
 
-    def async_transport(self, **kwargs: Any) -> httpx.AsyncHTTPTransport:
-        return _AsyncGuardedTransport(self, **kwargs)
-
-    def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
-        """The asyncio flavour of `client`."""
-        return httpx.AsyncClient(transport=self.async_transport(), trust_env=False, **kwargs)
-
 
 def redact_url(url: str | httpx.URL) -> str:
     """The URL without user name and password: what may be recorded in outputs, errors and logs."""
@@ -298,30 +291,6 @@ class _GuardedBackend(httpcore.SyncBackend):
         raise last
 
 
-class _AsyncGuardedBackend(httpcore.AnyIOBackend):
-    def __init__(self, policy: OutboundPolicy) -> None:
-        self.policy = policy
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        import anyio.to_thread
-
-        last: Exception | None = None
-        for ip in await anyio.to_thread.run_sync(self.policy.resolve, host, port):
-            try:
-                return await super().connect_tcp(ip, port, timeout, local_address, socket_options)
-            except httpcore.ConnectError as e:
-                last = e
-        assert last is not None
-        raise last
-
-
 @functools.cache
 def _default_ssl_context() -> ssl.SSLContext:
     """The certificate-verifying context every policy-checked transport shares: building one loads the
@@ -361,10 +330,3 @@ class _GuardedTransport(httpx.HTTPTransport):
         options = _pool_options(kwargs)
         super().__init__(trust_env=False, **{k: v for k, v in kwargs.items() if k not in ("trust_env",)})
         self._pool = httpcore.ConnectionPool(network_backend=_GuardedBackend(policy), **options)
-
-
-class _AsyncGuardedTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, policy: OutboundPolicy, **kwargs: Any) -> None:
-        options = _pool_options(kwargs)
-        super().__init__(trust_env=False, **{k: v for k, v in kwargs.items() if k not in ("trust_env",)})
-        self._pool = httpcore.AsyncConnectionPool(network_backend=_AsyncGuardedBackend(policy), **options)

@@ -201,21 +201,6 @@ def test_the_connection_goes_to_the_address_that_was_checked(target, monkeypatch
     assert asked == ["rebind.test"] and handler.hits == ["/ok"]
 
 
-async def _fetch(policy: OutboundPolicy, url: str) -> str:
-    async with policy.async_client(timeout=5) as client:
-        return (await client.get(url)).text
-
-
-def test_the_async_client_obeys_the_same_policy(target):
-    import asyncio
-
-    port, handler = target
-    assert asyncio.run(_fetch(OutboundPolicy.parse("127.0.0.1"), f"http://127.0.0.1:{port}/a")) == "secret"
-    with pytest.raises(OutboundRefused):
-        asyncio.run(_fetch(DEFAULT, f"http://localhost:{port}/b"))
-    assert handler.hits == ["/a"]
-
-
 def test_httpx_still_lets_the_policy_build_its_connection_pool():
     """The transport replaces httpx's connection pool with one using the policy's network backend: if
     a new httpx changes how its transport is built, this fails before any request slips through."""
