@@ -299,8 +299,14 @@ class RunPublic(_Open):
     event_id: str | None
     cancel_requested: bool
     error: AnyJson
-    steps: list[StepRecord]
-    output: AnyJson
+    steps: list[StepRecord] = Field(
+        description="In listings (GET /runs), a step output larger than 16 KiB as JSON is shown as "
+        '{"truncated": true, "bytes": N}; GET /runs/{id} has it whole.'
+    )
+    output: AnyJson = Field(
+        description="In listings (GET /runs), an output larger than 16 KiB as JSON is shown as "
+        '{"truncated": true, "bytes": N}; GET /runs/{id} has it whole.'
+    )
 
 
 class RunDetail(RunPublic):
