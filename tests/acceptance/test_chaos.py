@@ -102,6 +102,41 @@ def succeeded_once(db, run_ids):
     return len(counts) == len(run_ids) and all(c["ok"] == 1 and c["ended"] for c in counts)
 
 
+def ended(db, run_ids):
+    """How many of these runs have ended (their final attempt is recorded)."""
+    return scalar(db, "SELECT count(*) FROM task_run WHERE final AND run_id = ANY(:ids)", ids=run_ids)
+
+
+class Prober:
+    """Asks the API for readiness and a run page every 50 ms from a thread; keeps every status it
+    chose to answer with (a refused connection is no status)."""
+
+    def __init__(self, api, headers):
+        self.api, self.headers = api, headers
+        self.statuses: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._probe, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(10)
+
+    def _probe(self):
+        while not self._stop.is_set():
+            for path in ("/health/ready", "/runs?limit=1"):
+                code = _get(f"{self.api}{path}", self.headers)
+                if code is not None:
+                    self.statuses.append(code)
+            time.sleep(0.05)
+
+    def saw_503_and_never_500(self):
+        return 503 in self.statuses and set(self.statuses) <= {200, 503}
+
+
 class Slow(BaseHTTPRequestHandler):
     """A system the tasks call, answering after a short delay (so that runs hold leases)."""
 
@@ -170,7 +205,7 @@ def test_survivors_rescue_and_finish_everything_when_two_of_four_workers_are_kil
     kill_at = sorted(rng.uniform(0.1, 0.75) for _ in range(2))
 
     def done():
-        return scalar(dbh, "SELECT count(*) FROM task_run WHERE final AND run_id = ANY(:ids)", ids=run_ids)
+        return ended(dbh, run_ids)
 
     killed = []
     for share in kill_at:
@@ -257,10 +292,7 @@ def test_poison_runs_among_a_thousand_good_ones_end_dead_alone_and_no_worker_res
             wait_for(lambda: heartbeats_fresh(dbh, workers), timeout=60, what="the workers to start")
     everything = good_runs + list(poison_runs)
     wait_for(
-        lambda: (
-            scalar(dbh, "SELECT count(*) FROM task_run WHERE final AND run_id = ANY(:ids)", ids=everything)
-            == len(everything)
-        ),
+        lambda: ended(dbh, everything) == len(everything),
         timeout=120,
         interval=0.2,
         what="every run to end",
@@ -360,32 +392,20 @@ def test_the_embedded_database_killed_mid_load_is_back_within_30_s_and_nothing_i
         finally:
             db.dispose()
 
-        statuses: list[int] = []
-        stop = threading.Event()
-
-        def probe():
-            while not stop.is_set():
-                for path in ("/health/ready", "/runs?limit=1"):
-                    code = _get(f"{api}{path}", headers)
-                    if code is not None:
-                        statuses.append(code)
-                time.sleep(0.05)
-
-        prober = threading.Thread(target=probe, daemon=True)
-        prober.start()
-        victim = _postmaster(pgdata)
-        os.kill(victim, signal.SIGKILL)
-        killed_at = time.monotonic()
-        back = wait_for(
-            lambda: (pid := _postmaster(pgdata)) not in (None, victim) and pid,
-            timeout=RESTART_WITHIN_S,
-            interval=0.1,
-            what="the server to be back within 30 s",
-        )
-        back_after_s = time.monotonic() - killed_at
-        wait_for(lambda: _get(f"{api}/health/ready") == 200, timeout=60, what="readiness after the restart")
-        stop.set()
-        prober.join(10)
+        with Prober(api, headers) as prober:
+            victim = _postmaster(pgdata)
+            os.kill(victim, signal.SIGKILL)
+            killed_at = time.monotonic()
+            back = wait_for(
+                lambda: (pid := _postmaster(pgdata)) not in (None, victim) and pid,
+                timeout=RESTART_WITHIN_S,
+                interval=0.1,
+                what="the server to be back within 30 s",
+            )
+            back_after_s = time.monotonic() - killed_at
+            wait_for(
+                lambda: _get(f"{api}/health/ready") == 200, timeout=60, what="readiness after the restart"
+            )
         db = Database(url)
         try:
             wait_for(
@@ -399,7 +419,7 @@ def test_the_embedded_database_killed_mid_load_is_back_within_30_s_and_nothing_i
         finally:
             db.dispose()
         assert back and back_after_s < RESTART_WITHIN_S
-        assert 503 in statuses and set(statuses) <= {200, 503}, sorted(set(statuses))
+        assert prober.saw_503_and_never_500(), sorted(set(prober.statuses))
         assert "embedded_postgres_restarted" in log_path.read_text()
         assert alive(up)
         up.send_signal(signal.SIGTERM)
@@ -505,49 +525,32 @@ def test_with_database_url_every_process_rides_out_a_killed_database_without_bei
         ordo.spawn("api", env=env, name="api"),
     ]
     api = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": f"Bearer {token}"}
-    statuses: list[int] = []
-    stop = threading.Event()
+    prober = Prober(api, {"Authorization": f"Bearer {token}"})
     try:
         wait_for(lambda: _get(f"{api}/health/ready") == 200, timeout=120, what="everything to be ready")
         run_ids = []
         for _ in range(10):
             run_ids += enqueue(db, blocking, n=runs // 20) + enqueue(db, inline, n=runs // 10 - runs // 20)
         wait_for(
-            lambda: (
-                scalar(db, "SELECT count(*) FROM task_run WHERE final AND run_id = ANY(:i)", i=run_ids)
-                >= runs // 5
-            ),
+            lambda: ended(db, run_ids) >= runs // 5,
             timeout=300,
             what="the load to be under way",
         )
         db.dispose()
 
-        def probe():
-            while not stop.is_set():
-                for path in ("/health/ready", "/runs?limit=1"):
-                    code = _get(f"{api}{path}", headers)
-                    if code is not None:
-                        statuses.append(code)
-                time.sleep(0.05)
-
-        prober = threading.Thread(target=probe, daemon=True)
-        prober.start()
-        external.kill()
-        time.sleep(4)  # down long enough for every process to notice and back off
-        assert all(alive(p) for p in procs), "a process gave up while the database was away"
-        assert external.start() == url
-        back_at = datetime.now(UTC)
-        wait_for(lambda: _get(f"{api}/health/ready") == 200, timeout=60, what="readiness after the restart")
-        stop.set()
-        prober.join(10)
+        with prober:
+            external.kill()
+            time.sleep(4)  # down long enough for every process to notice and back off
+            assert all(alive(p) for p in procs), "a process gave up while the database was away"
+            assert external.start() == url
+            back_at = datetime.now(UTC)
+            wait_for(
+                lambda: _get(f"{api}/health/ready") == 200, timeout=60, what="readiness after the restart"
+            )
 
         db = Database(url)
         wait_for(
-            lambda: (
-                scalar(db, "SELECT count(*) FROM task_run WHERE final AND run_id = ANY(:i)", i=run_ids)
-                == runs
-            ),
+            lambda: ended(db, run_ids) == runs,
             timeout=600,
             interval=0.5,
             what="every run to end",
@@ -570,13 +573,12 @@ def test_with_database_url_every_process_rides_out_a_killed_database_without_bei
         worker = procs[0]
         wait_for(lambda: heartbeats_fresh(db, [worker], within_s=5), timeout=30, what="a fresh heartbeat")
         wait_for(lambda: loops_healthy(db) == [], timeout=30, what="the worker's loops to recover")
-        assert 503 in statuses and set(statuses) <= {200, 503}, sorted(set(statuses))
+        assert prober.saw_503_and_never_500(), sorted(set(prober.statuses))
         assert all(alive(p) for p in procs), "a process died"
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         assert [p.wait(60) for p in procs] == [0, 0, 0]
     finally:
-        stop.set()
         ordo.stop_all()
         db.dispose()
 
@@ -700,10 +702,7 @@ def test_sigterm_to_every_process_under_load_finishes_in_flight_runs_and_leaves_
 
         ordo.spawn("worker", "--concurrency", "16", name="after")
         wait_for(
-            lambda: (
-                scalar(dbh, "SELECT count(*) FROM task_run WHERE final AND run_id = ANY(:ids)", ids=run_ids)
-                == runs
-            ),
+            lambda: ended(dbh, run_ids) == runs,
             timeout=600,
             interval=0.5,
             what="a fresh worker to finish the rest",

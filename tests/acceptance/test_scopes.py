@@ -2,9 +2,7 @@
 tools need fails its next run with SCOPE_REVOKED and is paused with a task.paused event; revoking one
 of several tokens that grant the scope changes nothing; the local CLI owner needs no token."""
 
-import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -12,31 +10,13 @@ from scheduler import task_document
 from store import agents
 from store import tasks as store_tasks
 from store.db import Database
-from tests.helpers import REGISTRY, rows, scalar, wait_for
-
-
-class Mes(BaseHTTPRequestHandler):
-    hits = 0
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        type(self).hits += 1
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
+from tests.helpers import REGISTRY, JsonTarget, rows, scalar, wait_for
 
 
 @pytest.fixture
 def mes_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Mes)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/status"
-    server.shutdown()
-    server.server_close()
+    with JsonTarget() as mes:
+        yield mes.url
 
 
 def _poll_task(conn, agent_id, url, title):

@@ -8,10 +8,8 @@ in a thread of this process against a real database, calling a real HTTP server 
   fails with SCOPE_REVOKED rather than calling out on the agent's behalf.
 """
 
-import threading
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -19,32 +17,13 @@ from scheduler import task_document
 from store import agents
 from store import runs as store_runs
 from store import tasks as store_tasks
-from tests.helpers import REGISTRY, rows, running_worker, scalar, wait_for
-
-
-class _Target(BaseHTTPRequestHandler):
-    hits = 0
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        type(self).hits += 1
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
+from tests.helpers import REGISTRY, JsonTarget, rows, running_worker, scalar, wait_for
 
 
 @pytest.fixture
-def target_url():
-    _Target.hits = 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Target)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/poll"
-    server.shutdown()
-    server.server_close()
+def target():
+    with JsonTarget() as server:
+        yield server
 
 
 def _http_task(conn, agent_id, url):
@@ -82,17 +61,17 @@ def _paused_events(db, task_id):
     )
 
 
-def test_a_task_whose_only_http_token_expires_fails_its_next_run_with_scope_revoked(db, target_url):
+def test_a_task_whose_only_http_token_expires_fails_its_next_run_with_scope_revoked(db, target):
     db_now = scalar(db, "SELECT now()")
     with db.tx() as conn:
         owner = agents.ensure_agent(conn, "expiring")
         agents.create_token(conn, owner["id"], ["tools:http"], expires_at=db_now + timedelta(seconds=4))
         agents.create_token(conn, owner["id"], ["runs:read"])  # alive, but grants no tool scope
-        task = _http_task(conn, owner["id"], target_url)
+        task = _http_task(conn, owner["id"], target.url)
     with running_worker(db) as worker:
         worker.owners.ttl_s = 3600.0  # only the token's expiry may end the cached grant
         assert _run(db, task["id"]) == ("succeeded", None, 1)
-        hits = _Target.hits
+        hits = target.hits
         wait_for(
             lambda: scalar(db, "SELECT now()") > db_now + timedelta(seconds=4.2),
             timeout=15,
@@ -104,23 +83,23 @@ def test_a_task_whose_only_http_token_expires_fails_its_next_run_with_scope_revo
             timeout=10,
             what="the task to be paused",
         )
-    assert _Target.hits == hits  # the expired grant called nobody
+    assert target.hits == hits  # the expired grant called nobody
     (event,) = _paused_events(db, task["id"])
     assert event["agent_id"] == owner["id"]
     assert event["payload"]["reason"] == "SCOPE_REVOKED"
     assert event["payload"]["missing_scopes"] == ["tools:http"]
 
 
-def test_a_run_of_a_deleted_agents_task_fails_with_scope_revoked_and_calls_nobody(db, target_url):
+def test_a_run_of_a_deleted_agents_task_fails_with_scope_revoked_and_calls_nobody(db, target):
     with db.tx() as conn:
         owner = agents.ensure_agent(conn, "leaving")
         admin = agents.ensure_agent(conn, "admin")
         agents.create_token(conn, owner["id"], ["tools:http", "tasks:write"])
-        task = _http_task(conn, owner["id"], target_url)
+        task = _http_task(conn, owner["id"], target.url)
     with running_worker(db) as worker:
         worker.owners.ttl_s = 3600.0  # the deletion's NOTIFY must empty the cache, not its age
         assert _run(db, task["id"]) == ("succeeded", None, 1)
-        hits = _Target.hits
+        hits = target.hits
         with db.tx() as conn:
             agents.disable_agent(conn, owner["id"], by=admin["id"])
         assert scalar(db, "SELECT status FROM task WHERE id = :t", t=task["id"]) == "paused"
@@ -130,9 +109,9 @@ def test_a_run_of_a_deleted_agents_task_fails_with_scope_revoked_and_calls_nobod
         while outcome[0] == "succeeded" and time.monotonic() < deadline:  # NOTIFY not heard yet
             outcome = _run(db, task["id"])
         assert outcome == ("dead", "SCOPE_REVOKED", 1)
-        hits_after = _Target.hits
+        hits_after = target.hits
         assert _run(db, task["id"]) == ("dead", "SCOPE_REVOKED", 1)
-    assert _Target.hits == hits_after
+    assert target.hits == hits_after
     # Paused by the deletion itself; the failed runs do not pause it a second time.
     assert _paused_events(db, task["id"]) == []
     assert hits_after - hits <= 1
