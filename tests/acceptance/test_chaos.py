@@ -203,6 +203,7 @@ def test_survivors_rescue_and_finish_everything_when_two_of_four_workers_are_kil
     for _ in range(10):  # blocking runs (which hold leases) spread through the queue
         run_ids += enqueue(dbh, blocking, n=runs * 3 // 100) + enqueue(dbh, inline, n=runs * 7 // 100)
     kill_at = sorted(rng.uniform(0.1, 0.75) for _ in range(2))
+    started = time.monotonic()
 
     def done():
         return ended(dbh, run_ids)
@@ -235,6 +236,10 @@ def test_survivors_rescue_and_finish_everything_when_two_of_four_workers_are_kil
         w=dead_ids,
     )
     assert abandoned >= 1
+    print(  # the figures of the closing note (pytest -s)
+        f"\nchaos: {runs} runs, 2 of 4 workers SIGKILLed at {kill_at[0]:.0%} and {kill_at[1]:.0%}: "
+        f"{abandoned} abandoned attempts rescued, all ended in {time.monotonic() - started:.1f} s"
+    )
     for w in workers:
         w.send_signal(signal.SIGTERM)
     assert [w.wait(60) for w in workers] == [0, 0]
@@ -419,6 +424,7 @@ def test_the_embedded_database_killed_mid_load_is_back_within_30_s_and_nothing_i
         finally:
             db.dispose()
         assert back and back_after_s < RESTART_WITHIN_S
+        print(f"\nchaos: embedded PostgreSQL SIGKILLed under load, back after {back_after_s:.1f} s")
         assert prober.saw_503_and_never_500(), sorted(set(prober.statuses))
         assert "embedded_postgres_restarted" in log_path.read_text()
         assert alive(up)
@@ -658,6 +664,7 @@ def test_the_standby_leads_within_10_s_of_the_leaders_death_and_no_occurrence_is
         assert instants[-1] >= end - timedelta(seconds=1)
     assert "skipped" not in {o["state"] for o in occurrences}
     assert took_over_s < 10
+    print(f"\nchaos: scheduler leader SIGKILLed, the standby led after {took_over_s:.1f} s")
 
 
 # -- SIGTERM to everything under load -----------------------------------------------------------------
