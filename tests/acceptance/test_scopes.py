@@ -86,12 +86,18 @@ def test_revoking_an_agents_last_http_token_fails_its_next_scheduled_run_and_pau
         assert event["payload"]["task_id"] == str(revoked_task["id"])
         assert event["payload"]["reason"] == "SCOPE_REVOKED"
         assert event["payload"]["missing_scopes"] == ["tools:http"]
-        (failed,) = rows(
+        # Occurrences already due together (a loaded machine) may each fail so before the pause.
+        failed = rows(
             db,
             "SELECT error FROM task_run WHERE task_id = :t AND state = 'dead'",
             t=revoked_task["id"],
         )
-        assert failed["error"]["retryable"] is False and "tools:http" in failed["error"]["message"]
+        assert failed and all(
+            f["error"]["code"] == "SCOPE_REVOKED"
+            and f["error"]["retryable"] is False
+            and "tools:http" in f["error"]["message"]
+            for f in failed
+        )
 
         # Nothing more of it runs; the other agent (another token left) and the CLI's task go on.
         count = len(_states(db, revoked_task["id"]))
