@@ -26,7 +26,10 @@ from store.domain import (
     PREVIEW_MAX_COUNT,
     ROUTE_SCOPES,
     TOPIC_PATTERN,
+    DeliveryState,
+    EndpointState,
     MisfirePolicy,
+    RecordedState,
     RunOrigin,
     RunState,
     ScheduleKind,
@@ -408,7 +411,7 @@ class WebhookPublic(BaseModel):
     url: str
     events: list[str]
     description: str
-    state: Literal["active", "paused", "breaker_open"]
+    state: EndpointState
     paused_reason: Literal["owner", "gone"] | None = Field(
         description="owner: paused by its owner; gone: the receiver answered 410 Gone."
     )
@@ -446,7 +449,7 @@ class DeliveryPublic(BaseModel):
     webhook_id: str = Field(description="The webhook-id header: the same on every attempt and redelivery.")
     type: str
     data: AnyJson
-    state: Literal["pending", "delivering", "succeeded", "failed", "dead"]
+    state: DeliveryState
     attempts: int
     next_attempt_at: OptionalTimestamp
     last_status: int | None
@@ -630,14 +633,14 @@ class StatusScheduler(BaseModel):
 
 
 class StatusWebhooks(BaseModel):
-    endpoints_by_state: dict[Literal["active", "paused", "breaker_open"], int]
+    endpoints_by_state: dict[EndpointState, int]
     breakers_open: list[str] = Field(description="Ids of endpoints whose circuit breaker is open.")
 
 
 class Status(BaseModel):
     at: str = Field(description="The database's clock when this was read.")
     queue: StatusQueue
-    runs_last_hour: dict[Literal["succeeded", "failed", "dead", "canceled", "skipped"], int] = Field(
+    runs_last_hour: dict[RecordedState, int] = Field(
         description="Attempts finished in the last hour, by outcome (failed: will be retried)."
     )
     workers: StatusWorkers

@@ -23,7 +23,7 @@ from scheduler.expand import ScheduleTooCostly, preview_within_budget
 from store import runs as store_runs
 from store import status as store_status
 from store import tasks as store_tasks
-from store.domain import SCHEDULE_KINDS, TASK_STATUSES
+from store.domain import ENDED_STATES, SCHEDULE_KINDS, TASK_STATUSES
 from store.errors import OrdoError
 
 __all__ = ["task_app"]
@@ -33,7 +33,6 @@ task_app = typer.Typer(
 )
 
 NEXT_SHOWN = 5  # occurrences `ordo task show` lists
-_ENDED = ("succeeded", "dead", "canceled", "skipped")
 
 
 @task_app.command("add")
@@ -242,7 +241,7 @@ def task_run(
             return
         run = _wait(s, run_id, timeout_s)
         print_run(run, as_json)
-        if run["state"] not in _ENDED:
+        if run["state"] not in ENDED_STATES:
             fail(
                 f"run {run_id} has not ended after {timeout_s:g} s: {_why_waiting(s, run)}",
                 EXIT_STILL_WAITING,
@@ -256,7 +255,7 @@ def _wait(s: Session, run_id: int, timeout_s: float) -> dict[str, Any]:
     while True:
         with s.db.tx() as conn:
             run = store_runs.get(conn, run_id)
-        if run["state"] in _ENDED or time.monotonic() > deadline:
+        if run["state"] in ENDED_STATES or time.monotonic() > deadline:
             return run
         time.sleep(0.1)
 

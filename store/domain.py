@@ -15,9 +15,13 @@ from typing import Literal, get_args
 __all__ = [
     "ADMIN",
     "DEFAULT_BACKOFF",
+    "DELIVERY_STATES",
+    "ENDED_STATES",
+    "ENDPOINT_STATES",
     "HISTORY_STATES",
     "MISFIRE_POLICIES",
     "PREVIEW_MAX_COUNT",
+    "RECORDED_STATES",
     "ROUTE_SCOPES",
     "RUN_ORIGINS",
     "RUN_STATES",
@@ -26,8 +30,12 @@ __all__ = [
     "TASK_STATUSES",
     "TIME_BASED_KINDS",
     "TOPIC_PATTERN",
+    "DeliveryState",
+    "EndedState",
+    "EndpointState",
     "HistoryState",
     "MisfirePolicy",
+    "RecordedState",
     "RunOrigin",
     "RunState",
     "ScheduleKind",
@@ -100,8 +108,25 @@ HISTORY_STATES: tuple[HistoryState, ...] = get_args(HistoryState)
 RunState = Literal["scheduled", HistoryState]
 RUN_STATES: tuple[RunState, ...] = ("scheduled", *HISTORY_STATES)
 
+# The state of an attempt's record (a task_run row): how the attempt went, `failed` meaning it will be
+# retried. A run's final row holds one of the ended states; a worker never records `skipped` (the
+# scheduler records missed occurrences).
+RecordedState = Literal["succeeded", "failed", "dead", "canceled", "skipped"]
+RECORDED_STATES: tuple[RecordedState, ...] = get_args(RecordedState)
+EndedState = Literal["succeeded", "dead", "canceled", "skipped"]
+ENDED_STATES: tuple[EndedState, ...] = get_args(EndedState)
+
 RunOrigin = Literal["schedule", "manual", "event"]
 RUN_ORIGINS: tuple[RunOrigin, ...] = get_args(RunOrigin)
+
+# -- webhooks -------------------------------------------------------------------------------------
+
+# An endpoint's state (`breaker_open`: its circuit breaker holds deliveries until a probe succeeds).
+EndpointState = Literal["active", "paused", "breaker_open"]
+ENDPOINT_STATES: tuple[EndpointState, ...] = get_args(EndpointState)
+# A delivery's state: `failed` waits for its next attempt, `dead` gave up.
+DeliveryState = Literal["pending", "delivering", "succeeded", "failed", "dead"]
+DELIVERY_STATES: tuple[DeliveryState, ...] = get_args(DeliveryState)
 
 # -- tokens ---------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from store.domain import iso_utc
+from store.domain import ENDPOINT_STATES, RECORDED_STATES, iso_utc
 from store.settings import Settings
 from store.sql import load_queries
 
@@ -33,8 +33,7 @@ __all__ = [
 Q = load_queries("store", "status.sql")
 
 PRIORITY_BANDS = ("low", "normal", "high")  # priorities 1-3, 4-6, 7-9
-WEBHOOK_ENDPOINT_STATES = ("active", "paused", "breaker_open")  # migrations/0005_webhooks.sql
-_OUTCOMES = ("succeeded", "failed", "dead", "canceled", "skipped")
+WEBHOOK_ENDPOINT_STATES = ENDPOINT_STATES
 
 
 def priority_band(priority: int) -> str:
@@ -117,7 +116,7 @@ def system(conn: Connection, fresh: Freshness) -> System:
 def overview(conn: Connection, fresh: Freshness) -> dict[str, Any]:
     """GET /status and `ordo status`: queue, last hour's runs, workers, scheduler, webhook breakers."""
     s = system(conn, fresh)
-    finished = dict.fromkeys(_OUTCOMES, 0)
+    finished = dict.fromkeys(RECORDED_STATES, 0)
     for r in conn.execute(Q["runs_last_hour"]):
         finished[r.state] = int(r.n)
     workers = [

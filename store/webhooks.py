@@ -17,7 +17,7 @@ from uuid import UUID
 from sqlalchemy import Connection
 
 from store import keyset
-from store.domain import iso_utc
+from store.domain import DELIVERY_STATES, iso_utc
 from store.errors import Conflict, InvalidWebhook, NotFound
 from store.keyset import Page
 from store.sql import load_queries
@@ -43,7 +43,6 @@ __all__ = [
 
 Q = load_queries("store", "webhooks.sql")
 
-DELIVERY_STATES = ("pending", "delivering", "succeeded", "failed", "dead")
 # Topics Ordo itself announces about an agent's runs, tasks and plant. Agents cannot publish them
 # (POST /events, event.publish, webhook.notify), so a receiver can trust that a run.dead is Ordo's.
 SYSTEM_EVENTS = ("run.succeeded", "run.failed", "run.dead", "task.paused", "availability.changed")

@@ -4,7 +4,7 @@ unless it is an admin. A secret is shown only in the response that made it."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Path, Query, Response
@@ -25,6 +25,7 @@ from api.schemas import (
 from engine.webhook_endpoint import check_changes, check_new, check_secret
 from engine.webhook_signing import new_secret
 from store import audit, webhooks
+from store.domain import DeliveryState
 
 __all__ = ["router"]
 
@@ -36,7 +37,6 @@ _WRITE = responses(400, 401, 403, 404, 409, 413, 422, 429, 503)
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 Cursor = Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page.")]
 DeliveryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Delivery id.")]
-DeliveryState = Literal["pending", "delivering", "succeeded", "failed", "dead"]
 
 
 @router.post("", status_code=201, response_model=WebhookCreated, responses=_WRITE)

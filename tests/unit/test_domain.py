@@ -10,8 +10,18 @@ from store import domain
 
 def _schema() -> str:
     return "\n".join(
-        resources.files("migrations").joinpath(name).read_text() for name in ("0001_init.sql", "0002_api.sql")
+        resources.files("migrations").joinpath(name).read_text()
+        for name in ("0001_init.sql", "0002_api.sql", "0005_webhooks.sql")
     )
+
+
+def _table_states(table: str) -> set[str]:
+    """The values the CHECK on `table`'s state column allows."""
+    body = re.search(rf"CREATE TABLE {table} \((.*?)\n\);", _schema(), re.DOTALL)
+    assert body, table
+    check = re.search(r"\bstate\s+text NOT NULL[^,]*?CHECK \(state IN \(([^)]*)\)\)", body[1])
+    assert check, table
+    return set(re.findall(r"'([^']+)'", check[1]))
 
 
 def _check_values(column: str) -> set[str]:
@@ -53,3 +63,21 @@ def test_task_defaults_match_the_retry_policy_and_the_json_schema() -> None:
     assert RetryPolicy().__dict__ == domain.DEFAULT_BACKOFF
     for name, default in domain.TASK_DEFAULTS.items():
         assert TASK_SCHEMA["properties"][name]["default"] == default
+
+
+@pytest.mark.parametrize(
+    ("table", "names"),
+    [
+        ("task_run", domain.RECORDED_STATES),
+        ("webhook_endpoint", domain.ENDPOINT_STATES),
+        ("webhook_delivery", domain.DELIVERY_STATES),
+    ],
+)
+def test_each_tables_states_are_the_vocabularys(table: str, names: tuple[str, ...]) -> None:
+    assert _table_states(table) == set(names)
+
+
+def test_a_run_ends_in_any_recorded_state_but_failed() -> None:
+    """`failed` is recorded for an attempt that will be retried; it never ends a run."""
+    assert set(domain.ENDED_STATES) == set(domain.RECORDED_STATES) - {"failed"}
+    assert set(domain.RECORDED_STATES) < set(domain.HISTORY_STATES)
