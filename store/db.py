@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from store.errors import AlreadyExists, OrdoError, StoreError
 
-__all__ = ["Database", "translate_errors"]
+__all__ = ["Database", "discard", "translate_errors"]
 
 _UNIQUE_VIOLATION = "23505"
 
@@ -50,6 +50,17 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def discard(conn: Connection, log: Any) -> None:
+    """Throw away a connection a loop held when a statement on it failed: invalidated, so the pool
+    never hands it out again, and closed; the loop opens a fresh one on its next pass. Closing a
+    broken connection may fail too, which is logged and changes nothing."""
+    try:
+        conn.invalidate()
+        conn.close()
+    except Exception as e:
+        log.debug("connection_discard_failed", error=str(e))
 
 
 @contextmanager

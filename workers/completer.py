@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from observability import metrics
-from store.db import Database, translate_errors
+from store.db import Database, discard, translate_errors
 from store.errors import StoreError
 from workers.health import LoopHealth
 from workers.outcomes import Finished, is_refusal, record, refused
@@ -201,11 +201,7 @@ class Completer:
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
-            try:
-                self._conn.invalidate()
-                self._conn.close()
-            except Exception as e:  # the connection is already broken; nothing more to do with it
-                self.log.debug("completer_connection_close_failed", error=str(e))
+            discard(self._conn, self.log)
             self._conn = None
 
     def close(self) -> None:

@@ -28,7 +28,7 @@ from sqlalchemy import Connection
 
 from engine.webhook_signing import secret_key, signed_headers
 from observability import metrics
-from store.db import Database, translate_errors
+from store.db import Database, discard, translate_errors
 from store.domain import iso_utc
 from store.errors import OrdoError
 from store.listen import listen
@@ -501,11 +501,7 @@ class Deliverer:
 
     def _drop_conn(self) -> None:
         if self._conn is not None:
-            try:
-                self._conn.invalidate()
-                self._conn.close()
-            except Exception:  # already broken
-                pass
+            discard(self._conn, self.log)
             self._conn = None
 
 

@@ -14,7 +14,6 @@ find the culprit and record the others.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 import uuid
@@ -24,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from observability import metrics
-from store.db import Database, translate_errors
+from store.db import Database, discard, translate_errors
 from store.errors import OrdoError
 from store.sql import load_queries
 from workers.completer import Completer
@@ -134,9 +133,7 @@ class Dispatcher:
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
-            with contextlib.suppress(Exception):  # the connection is broken; closing may fail too
-                self._conn.invalidate()
-                self._conn.close()
+            discard(self._conn, self.log)
             self._conn = None
 
     def _lease_keyed(self, n: int) -> tuple[list[Lease], dict[uuid.UUID, dict[str, Any]]]:
