@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from store.errors import AlreadyExists, OrdoError, StoreError
 
-__all__ = ["Database", "discard", "translate_errors"]
+__all__ = ["Database", "HeldConnection", "discard", "translate_errors"]
 
 _UNIQUE_VIOLATION = "23505"
 
@@ -50,6 +50,35 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class HeldConnection:
+    """The one connection a background loop keeps between its passes (a worker's dispatcher, group
+    commit and deliverer): opened on first use, thrown away when a statement on it failed, so the
+    next pass opens a fresh one instead of retrying on a broken one."""
+
+    def __init__(self, db: Database, log: Any, *, autocommit: bool = False) -> None:
+        self._db = db
+        self._log = log
+        self._autocommit = autocommit
+        self._conn: Connection | None = None
+
+    def get(self) -> Connection:
+        if self._conn is None:
+            conn = self._db.engine.connect()
+            self._conn = conn.execution_options(isolation_level="AUTOCOMMIT") if self._autocommit else conn
+        return self._conn
+
+    def discard(self) -> None:
+        """After a failure: see `discard` below."""
+        if self._conn is not None:
+            discard(self._conn, self._log)
+            self._conn = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def discard(conn: Connection, log: Any) -> None:

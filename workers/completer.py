@@ -17,10 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection
-
 from observability import metrics
-from store.db import Database, discard, translate_errors
+from store.db import Database, HeldConnection, translate_errors
 from store.errors import StoreError
 from workers.health import LoopHealth
 from workers.outcomes import Finished, is_refusal, record, refused
@@ -63,7 +61,8 @@ class Completer:
         self._pending: list[Finished] = []
         self._cond = threading.Condition()
         self._first_at: float | None = None
-        self._conn: Connection | None = None
+        # Autocommit: record_outcomes is one statement, so it needs no BEGIN/COMMIT round trips.
+        self._held = HeldConnection(db, log, autocommit=True)
 
     def add(self, finished: Finished) -> None:
         with self._cond:
@@ -138,7 +137,7 @@ class Completer:
             try:
                 recorded = self._record(batch)
             except StoreError as e:
-                self._drop_connection()
+                self._held.discard()
                 self.health.failed(e)
                 # The database is away; outcomes stay in memory and leases keep being renewed.
                 self.log.warning(
@@ -168,7 +167,7 @@ class Completer:
         """Write the batch; on a refusal caused by its data, halve it until the culprit is alone."""
         try:
             with translate_errors():
-                return record(self._connection(), batch, self.worker_id)
+                return record(self._held.get(), batch, self.worker_id)
         except StoreError as e:
             reason = is_refusal(e)
             if reason is None:
@@ -182,7 +181,7 @@ class Completer:
         replacement = refused(culprit, reason)
         try:
             with translate_errors():
-                return record(self._connection(), [replacement], self.worker_id)
+                return record(self._held.get(), [replacement], self.worker_id)
         except StoreError as e:
             if is_refusal(e) is None:
                 raise
@@ -193,21 +192,8 @@ class Completer:
             )
             return set()
 
-    def _connection(self) -> Connection:
-        # Autocommit: record_outcomes is one statement, so it needs no BEGIN/COMMIT round trips.
-        if self._conn is None:
-            self._conn = self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        return self._conn
-
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            discard(self._conn, self.log)
-            self._conn = None
-
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._held.close()
 
     def wake(self) -> None:
         with self._cond:

@@ -28,7 +28,7 @@ from sqlalchemy import Connection
 
 from engine.webhook_signing import secret_key, signed_headers
 from observability import metrics
-from store.db import Database, discard, translate_errors
+from store.db import Database, HeldConnection, translate_errors
 from store.domain import iso_utc
 from store.errors import OrdoError
 from store.listen import listen
@@ -134,7 +134,7 @@ class Deliverer:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._senders = ThreadPoolExecutor(cfg.concurrency, thread_name_prefix="webhook-send")
-        self._conn: Connection | None = None
+        self._held = HeldConnection(db, log)
         self._next_rescue = 0.0
         self._next_prune = time.monotonic() + cfg.prune_every_s * random.random()  # spread the fleet
 
@@ -159,7 +159,7 @@ class Deliverer:
                 if self.health is not None:
                     self.health.failed(e)
                 self.log.warning("delivery_pass_failed", error=str(e).strip()[:300], exc_info=True)
-                self._drop_conn()
+                self._held.discard()
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
@@ -192,7 +192,7 @@ class Deliverer:
         if free <= 0:
             return []
         with translate_errors():
-            conn = self._connection()
+            conn = self._held.get()
             with conn.begin():
                 probes = (
                     conn.execute(
@@ -479,7 +479,7 @@ class Deliverer:
         except OrdoError as e:  # their leases expire and a rescuer retries them
             self.log.warning("delivery_shutdown_write_failed", error=e.message)
         self._senders.shutdown(wait=False, cancel_futures=True)
-        self._drop_conn()
+        self._held.discard()
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -493,16 +493,6 @@ class Deliverer:
             on_connect=self._wake.set,  # anything queued while nobody listened went unheard
             name="webhook_listener",
         )
-
-    def _connection(self) -> Connection:
-        if self._conn is None:
-            self._conn = self.db.engine.connect()
-        return self._conn
-
-    def _drop_conn(self) -> None:
-        if self._conn is not None:
-            discard(self._conn, self.log)
-            self._conn = None
 
 
 def _may_move(lease: Lease, verdict: Verdict) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from observability import metrics
-from store.db import Database, discard, translate_errors
+from store.db import Database, HeldConnection, translate_errors
 from store.errors import OrdoError
 from store.sql import load_queries
 from workers.completer import Completer
@@ -78,7 +78,7 @@ class Dispatcher:
         self.worker_id = worker_id
         self.wake = wake
         self.stopping = stopping
-        self._conn: Connection | None = None
+        self._held = HeldConnection(db, log)
         self._keys_seen = True
         self._next_key_check = 0.0
         self._suspects: set[int] = set()
@@ -103,7 +103,7 @@ class Dispatcher:
                     self.log.warning("lease_failed", error=e.message, retry_in_s=backoff)
                 else:
                     self.log.exception("dispatch_failed", retry_in_s=backoff)
-                self._drop_connection()
+                self._held.discard()
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
@@ -111,9 +111,7 @@ class Dispatcher:
                 self.wake.wait(self._idle_wait())
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._held.close()
 
     def _cycle(self, free: int) -> int:
         leases, events = self._lease_keyed(free)
@@ -126,16 +124,6 @@ class Dispatcher:
 
     # -- leasing ----------------------------------------------------------------------------------
 
-    def _connection(self) -> Connection:
-        if self._conn is None:
-            self._conn = self.db.engine.connect()
-        return self._conn
-
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            discard(self._conn, self.log)
-            self._conn = None
-
     def _lease_keyed(self, n: int) -> tuple[list[Lease], dict[uuid.UUID, dict[str, Any]]]:
         """Leases of due runs under concurrency keys, within each key's limit, with their events."""
         if not (self._keys_seen or time.monotonic() >= self._next_key_check):
@@ -143,7 +131,7 @@ class Dispatcher:
         params = {"now": None, "lease_s": self.cfg.lease_s, "worker_id": self.worker_id}
         rows: list[Any] = []
         with translate_errors():
-            conn = self._connection()
+            conn = self._held.get()
             with conn.begin():  # the key locks must hold until the keyed leases commit
                 keys = (
                     conn.execute(Q["keys_ready"], {"now": None, "m": self.cfg.max_keys_per_lease})
@@ -169,7 +157,7 @@ class Dispatcher:
         """Claim up to `n` due unkeyed runs in one transaction: run the inline ones and record them
         before committing; lease the others and start them on their own threads after it."""
         with translate_errors():
-            conn = self._connection()
+            conn = self._held.get()
             with conn.begin():
                 rows = conn.execute(Q["claim_batch"], {"now": None, "n": n}).mappings().all()
                 if not rows:
