@@ -13,6 +13,7 @@ from typing import Any
 
 from observability import metrics
 from store.db import Database
+from store.settings import Settings
 from store.sql import load_queries
 from workers.outcomes import Outcome, record, serialise
 
@@ -26,7 +27,7 @@ _RECORD_MAX_BYTES = 64 * 1024
 
 @dataclass(frozen=True)
 class RescuerConfig:
-    interval_s: float = 5.0
+    interval_s: float = Settings.rescue_interval_s  # ORDO_RESCUE_INTERVAL_S, defined there once
     batch: int = 1000
 
     def __post_init__(self) -> None:
