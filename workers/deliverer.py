@@ -49,13 +49,14 @@ _USER_AGENT = "Ordo-Webhooks/1"
 @dataclass(frozen=True)
 class DelivererConfig:
     policy: DeliveryPolicy = field(default_factory=lambda: DeliveryPolicy(Settings().webhook_retry_delays))
-    concurrency: int = 16  # requests in flight
-    timeout_s: float = 15.0  # connect, write and read timeouts of a request
-    poll_s: float = 2.0
-    rescue_interval_s: float = 5.0
-    shutdown_grace_s: float = 30.0
+    # Defaults are the settings' (store.settings.Settings, ORDO_*), defined there once.
+    concurrency: int = Settings.webhook_concurrency  # requests in flight
+    timeout_s: float = Settings.webhook_timeout_s  # connect, write and read timeouts of a request
+    poll_s: float = Settings.poll_s
+    rescue_interval_s: float = Settings.rescue_interval_s
+    shutdown_grace_s: float = Settings.shutdown_grace_s
     max_probes: int = 16  # breaker probes claimed per pass
-    retention_days: float = 30.0  # ended deliveries older than this are pruned (ORDO_RUN_RETENTION_DAYS)
+    retention_days: float = Settings.run_retention_days  # ended deliveries older than this are pruned
     prune_every_s: float = 3600.0
 
     def __post_init__(self) -> None:

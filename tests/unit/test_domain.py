@@ -81,3 +81,22 @@ def test_a_run_ends_in_any_recorded_state_but_failed() -> None:
     """`failed` is recorded for an attempt that will be retried; it never ends a run."""
     assert set(domain.ENDED_STATES) == set(domain.RECORDED_STATES) - {"failed"}
     assert set(domain.RECORDED_STATES) < set(domain.HISTORY_STATES)
+
+
+def test_the_workers_configs_default_to_the_settings() -> None:
+    """A default of a worker loop is its setting's (ORDO_*), not a second number beside it."""
+    from store.settings import Settings
+    from workers.deliverer import DelivererConfig
+    from workers.rescuer import RescuerConfig
+    from workers.worker import WorkerConfig
+
+    s = Settings  # the class: its defaults, whatever the environment says
+    worker, deliverer = WorkerConfig(), DelivererConfig()
+    assert (worker.concurrency, worker.lease_s, worker.poll_s) == (s.worker_concurrency, s.lease_s, s.poll_s)
+    assert (worker.shutdown_grace_s, worker.rescue_interval_s) == (s.shutdown_grace_s, s.rescue_interval_s)
+    assert RescuerConfig().interval_s == s.rescue_interval_s
+    assert (deliverer.concurrency, deliverer.timeout_s) == (s.webhook_concurrency, s.webhook_timeout_s)
+    assert (deliverer.poll_s, deliverer.rescue_interval_s) == (s.poll_s, s.rescue_interval_s)
+    assert deliverer.shutdown_grace_s == s.shutdown_grace_s
+    assert deliverer.retention_days == s.run_retention_days
+    assert deliverer.policy.retry_delays_s == Settings().webhook_retry_delays
