@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,7 +25,7 @@ from cli import runtime
 from cli.output import emit_json, table
 from cli.runtime import fail, guarded, load_settings, open_database
 from engine.tools import plant
-from engine.tools.availability import checked_preview
+from engine.tools.availability import checked_preview, range_problem
 from engine.tools.holiday_calendars import OBSERVED_SETTINGS
 from engine.tools.shift_patterns import BUILT_IN_NAMES, built_in, parse_pattern
 from store import plant as store_plant
@@ -309,12 +309,11 @@ def generate(
         first = _date(start, "--start") or datetime.now(UTC).date()
         if (end is None) == (days is None):
             fail("give exactly one of --end or --days", 2)
-        last = (
-            _date(end, "--end") if end is not None else date.fromordinal(first.toordinal() + (days or 1) - 1)
-        )
-        assert last is not None
-        if last < first or (last - first).days + 1 > plant.MAX_DAYS:
-            fail(f"the range must run forwards and cover at most {plant.MAX_DAYS} days", 2)
+        last = _date(end, "--end") if end is not None else None
+        why = range_problem(first, last) if last is not None else range_problem(first, days=days)
+        if why is not None:
+            fail(why, 2)
+        last = last or first + timedelta(days=(days or 1) - 1)
         db = open_database(settings)
         out = plant.run_generation(
             db, LOCAL_AGENT_ID, first, last, resources=resource, regenerate=not keep_existing

@@ -89,6 +89,8 @@ def check_url(url: Any, rules: EndpointRules) -> str:
         raise _bad_url(url, "https:// (ORDO_WEBHOOK_REQUIRE_HTTPS is on)")
     if parsed.fragment:
         raise _bad_url(url, "a URL without a #fragment (it is never sent)")
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:  # httpx parses 99999 and fails later
+        raise _bad_url(url, "a URL with a port from 1 to 65535")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     ip = _ip_literal(parsed.host)
     if ip is not None:

@@ -32,7 +32,7 @@ from api.plant_schemas import (
 from api.responses import json_body
 from api.schemas import RunPublic
 from engine.tools import plant
-from engine.tools.availability import checked_preview
+from engine.tools.availability import checked_preview, range_problem
 from engine.tools.holiday_calendars import OBSERVED_SETTINGS
 from scheduler import task_document
 from store import audit
@@ -295,16 +295,10 @@ def _generate_task(conn: Any, caller: Principal, registry: Any, now: datetime) -
 
 
 def _check_range(start: date, end: date) -> None:
-    if end < start:
+    if why := range_problem(start, end):
         raise InvalidPlant(
-            f"end ({end}) is before start ({start})",
-            details={"errors": [{"path": "query", "field": "end", "message": "before start"}]},
-            code="INVALID_RANGE",
-        )
-    if (end - start).days + 1 > plant.MAX_DAYS:
-        raise InvalidPlant(
-            f"at most {plant.MAX_DAYS} days at once",
-            details={"errors": [{"path": "query", "field": "end", "message": "range too long"}]},
+            why,
+            details={"errors": [{"path": "query", "field": "end", "message": why}]},
             code="INVALID_RANGE",
         )
 

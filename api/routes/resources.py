@@ -41,7 +41,7 @@ from api.plant_schemas import (
 from api.responses import json_body
 from api.schemas import ErrorBody, safe_json
 from engine.tools import plant
-from engine.tools.availability import LEVELS
+from engine.tools.availability import LEVELS, range_problem
 from store import audit
 from store import plant as store_plant
 from store.agents import Principal
@@ -296,12 +296,8 @@ def calendar_holidays(
     end: Annotated[date, Query(description="Last date (included; at most 10 years after start).")],
 ) -> Any:
     """The dates the calendar stops the plant on, with the holidays' names."""
-    if end < start or (end - start).days > plant.MAX_DAYS:
-        raise InvalidPlant(
-            f"end must be on or after start and at most {plant.MAX_DAYS} days later",
-            details={"errors": [{"path": "query", "field": "end"}]},
-            code="INVALID_RANGE",
-        )
+    if why := range_problem(start, end):
+        raise InvalidPlant(why, details={"errors": [{"path": "query", "field": "end"}]}, code="INVALID_RANGE")
     with db.tx() as conn:
         calendar = plant.find_calendar(conn, caller.agent_id, name)
     holidays = [{"date": d.isoformat(), "name": n} for d, n in calendar.dates(start, end).items()]

@@ -40,7 +40,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.tools.holiday_calendars import OBSERVED_SETTINGS, HolidayCalendar, parse_region, region_error
 from engine.tools.shift_patterns import Pattern, built_in
-from scheduler.expand import parse_schedule
+from scheduler.expand import PREVIEW_BUDGET_S, Budget, ScheduleTooCostly, parse_schedule
+from scheduler.expand.budget import COSTLY_BECAUSE
 from store.errors import InvalidPlant, InvalidSchedule
 from store.problems import Problems
 
@@ -49,6 +50,7 @@ __all__ = [
     "EXCEPTION_KINDS",
     "IMPACTS",
     "LEVELS",
+    "MAX_DAYS",
     "STATUSES",
     "Assignment",
     "ExceptionRule",
@@ -63,6 +65,7 @@ __all__ = [
     "compute_shifts",
     "parse_exception",
     "preview",
+    "range_problem",
 ]
 
 LEVELS = ("enterprise", "site", "area", "work_center", "work_unit")  # ISA-95, top down
@@ -72,7 +75,12 @@ EXCEPTION_KINDS = ("maintenance", "breakdown", "shutdown", "other")
 STATUSES = (AVAILABLE, HOLIDAY, *EXCEPTION_KINDS)
 IMPACTS = ("no_operation", "reduced")
 DEFAULT_ZONE = "UTC"
+MAX_DAYS = 3660  # ten years at once (a generation, a query, a preview)
+# The dates availability may cover: any plant's history or plan, and far enough from the calendar's
+# ends (years 1 and 9999) that a range's shifts, zones and surrounding days stay computable.
+FIRST_DATE, LAST_DATE = date(1900, 1, 1), date(2999, 12, 31)
 _MAX_EXCEPTION = timedelta(days=366)
+_MAX_EXCEPTION_WINDOWS = 366 * 24  # occurrences of a recurring exception in a year: hourly at most
 _LOCAL = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2})?$")
 _ZONED = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$")
 
@@ -164,15 +172,35 @@ def parse_exception(doc: Mapping[str, Any], zone: str, problems: Problems, path:
             rule = None
         elif start is not None:
             try:
-                _recurrence(_block(rule, start, zone), zone)
+                why = _too_dense(_recurrence(_block(rule, start, zone), zone), start)
             except InvalidSchedule as e:
-                problems.add(path, "rrule", e.message)
+                why = e.message
+            if why is not None:
+                problems.add(path, "rrule", why)
     if problems.count > before:
         return None
     assert start is not None and end is not None and isinstance(capacity, int) and isinstance(kind, str)
     return ExceptionRule(
         kind, impact, capacity, start, end, rule.strip() if rule else None, zone, description
     )
+
+
+def _too_dense(schedule: Any, start: datetime) -> str | None:
+    """Why an exception's rule is refused, or None. Every occurrence is a window each generation cuts
+    shifts with: a rule recurring every second or minute would make millions of them (and hold the
+    worker's memory, not just fail its run). At most hourly on average over its first year, and
+    expandable within a preview's budget."""
+    first = start.astimezone(UTC).replace(tzinfo=None)  # the expansion's instants are naive UTC
+    year_end = first + timedelta(days=366)
+    try:
+        for n, instant in enumerate(schedule.stream(first, Budget(PREVIEW_BUDGET_S)), 1):
+            if instant >= year_end:
+                return None
+            if n > _MAX_EXCEPTION_WINDOWS:
+                return f"an exception recurs at most {_MAX_EXCEPTION_WINDOWS} times a year (hourly)"
+    except ScheduleTooCostly:
+        return f"the rule is too costly to expand: {COSTLY_BECAUSE}"
+    return None
 
 
 def _instant(value: Any, zone: str, problems: Problems, path: str, name: str) -> datetime | None:
@@ -468,6 +496,25 @@ def check_zone(value: Any) -> str | None:
     return None
 
 
+def range_problem(start: date, end: date | None = None, *, days: int | None = None) -> str | None:
+    """What is wrong with a range of dates (`end` or a number of `days`, both included), or None: the
+    one rule for generations, queries, previews and holiday lists."""
+    if not FIRST_DATE <= start <= LAST_DATE:
+        return f"dates are from {FIRST_DATE} to {LAST_DATE}, not {start}"
+    if days is not None:
+        if not 1 <= days <= MAX_DAYS:
+            return f"days is from 1 to {MAX_DAYS}"
+        end = start + timedelta(days=days - 1)
+    assert end is not None
+    if end < start:
+        return f"end ({end}) is before start ({start})"
+    if end > LAST_DATE:
+        return f"dates are from {FIRST_DATE} to {LAST_DATE}, not {end}"
+    if (end - start).days + 1 > MAX_DAYS:
+        return f"at most {MAX_DAYS} days at once"
+    return None
+
+
 def checked_preview(
     pattern: Pattern,
     timezone: str,
@@ -498,8 +545,8 @@ def checked_preview(
     if crew is not None and crew not in pattern.crews:
         known = ", ".join(pattern.crews) or "none"
         problems.add("arguments", "crew", f"pattern {pattern.name!r} has no crew {crew!r} (crews: {known})")
-    if not 1 <= days <= 3660:
-        problems.add("arguments", "days", "days is from 1 to 3660")
+    if why := range_problem(start, days=days):
+        problems.add("arguments", "days" if "days" in why else "start", why)
     problems.raise_if_any("the preview", storing=False)
     return preview(pattern, timezone, start, days, calendar=calendar, anchor=anchor, crew=crew)
 

@@ -24,6 +24,7 @@ from sqlalchemy import Connection
 
 from engine.context import ToolContext
 from engine.tools.availability import (
+    MAX_DAYS,
     Assignment,
     ExceptionRule,
     Node,
@@ -31,6 +32,7 @@ from engine.tools.availability import (
     ResourcePlan,
     calendars_from_rows,
     compute_shifts,
+    range_problem,
 )
 from engine.tools.holiday_calendars import HolidayCalendar, parse_calendar
 from engine.tools.plant_documents import check_csv, check_document
@@ -58,7 +60,6 @@ __all__ = [
     "with_stored_calendars",
 ]
 
-MAX_DAYS = 3660  # ten years in one generation
 CHANGE_DETAIL_LIMIT = 50  # resources listed in the tool's output; the rest stay queryable by id
 _TEMPLATES_KEPT = 256  # distinct plans whose encoded rows are kept while generating
 _FLUSH_BYTES = 1 << 20  # COPY data handed to the connection in chunks of about this size
@@ -192,15 +193,14 @@ def generation_range(args: Mapping[str, Any], ctx: ToolContext) -> tuple[date, d
     if "end" in args and "days" in args:
         raise Permanent("give end or days, not both", code="INVALID_RANGE")
     if "end" in args:
-        end = _date_arg(args["end"], "end")
+        why = range_problem(start, _date_arg(args["end"], "end"))
     elif "days" in args:
-        end = start + timedelta(days=int(args["days"]) - 1)
+        why = range_problem(start, days=int(args["days"]))
     else:
         raise Permanent("give {start, end}, {start, days} or {days}", code="INVALID_RANGE")
-    if end < start:
-        raise Permanent(f"end ({end}) is before start ({start})", code="INVALID_RANGE")
-    if (end - start).days + 1 > MAX_DAYS:
-        raise Permanent(f"a generation covers at most {MAX_DAYS} days", code="INVALID_RANGE")
+    if why is not None:
+        raise Permanent(why, code="INVALID_RANGE")
+    end = _date_arg(args["end"], "end") if "end" in args else start + timedelta(days=int(args["days"]) - 1)
     return start, end
 
 
@@ -423,10 +423,8 @@ def stored_calendars(spec: Mapping[str, Any], ctx: ToolContext) -> dict[str, lis
     db, agent = _plant_of(ctx, '"availability" reads the stored shifts (calendars can also be inline)')
     start = _date_arg(spec.get("start"), "availability.start")
     end = _date_arg(spec.get("end"), "availability.end")
-    if end < start:
-        raise Permanent(
-            f"availability.end ({end}) is before availability.start ({start})", code="INVALID_RANGE"
-        )
+    if why := range_problem(start, end):
+        raise Permanent(f"availability: {why}", code="INVALID_RANGE")
     try:
         with db.tx() as conn:
             return read_calendars(

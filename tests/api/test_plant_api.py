@@ -467,3 +467,57 @@ def test_a_pattern_preview_over_the_api_matches_the_cli_shape(client: httpx.Clie
         headers=planner,
     )
     assert [e["field"] for e in bad.json()["details"]["errors"]] == ["holidays", "crew"]
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/patterns/two_shift/preview", {"timezone": "UTC", "start": "0001-01-01", "days": 3}),
+        ("/patterns/two_shift/preview", {"timezone": "UTC", "start": "9999-12-30", "days": 5}),
+        ("/availability", {"start": "9999-12-25", "end": "9999-12-31"}),
+        ("/availability", {"start": "9999-12-25", "end": "9999-12-31", "format": "csv"}),
+        ("/holiday-calendars/za/holidays", {"start": "9999-12-25", "end": "9999-12-31"}),
+    ],
+)
+def test_dates_at_the_ends_of_the_calendar_are_a_422_not_a_crash(
+    client: httpx.Client, planner: dict, path: str, params: dict[str, Any]
+) -> None:
+    """Years 1 and 9999 once overflowed while shifts and zones were worked out around the range
+    (500, or a CSV stream cut off): the range rule refuses dates outside 1900-2999 first."""
+    imported(client, planner)
+    response = client.get(path, params=params, headers=planner)
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] in ("INVALID_RANGE", "INVALID_PLANT")
+    assert "dates are from 1900-01-01 to 2999-12-31" in response.text
+
+
+@pytest.mark.parametrize(
+    ("rule", "says"),
+    [
+        ("FREQ=SECONDLY", "at most 8784 times a year"),
+        ("FREQ=MINUTELY;BYHOUR=6,7,8", "at most 8784 times a year"),
+        ("RRULE:FREQ=MINUTELY\nEXRULE:FREQ=MINUTELY", "too costly to expand"),
+    ],
+)
+def test_an_exception_recurring_more_than_hourly_is_refused_and_nothing_is_stored(
+    client: httpx.Client, planner: dict, rule: str, says: str
+) -> None:
+    """Each occurrence is a window every generation cuts shifts with: a rule recurring every second
+    would make millions in a worker's memory. Refused with the reason, by route and by import."""
+    imported(client, planner)
+    exception = {
+        "resource": "P-01",
+        "kind": "maintenance",
+        "start": "2026-03-02T06:00",
+        "end": "2026-03-02T06:01",
+    }
+    by_route = client.post("/exceptions", json={**exception, "rrule": rule}, headers=planner)
+    by_import = client.post(
+        "/resources/import", json={"exceptions": [{**exception, "rrule": rule}]}, headers=planner
+    )
+    for response in (by_route, by_import):
+        assert response.status_code == 422, response.text
+        assert says in response.text and "rrule" in response.text
+    assert client.get("/exceptions", headers=planner).json() == []
+    hourly = client.post("/exceptions", json={**exception, "rrule": "FREQ=HOURLY"}, headers=planner)
+    assert hourly.status_code == 201, hourly.text

@@ -80,6 +80,8 @@ def test_a_given_secret_is_kept(client: httpx.Client, carol: dict[str, str]) -> 
     [
         ({"url": "ftp://mes.example.com/x"}, "url", "INVALID_WEBHOOK"),
         ({"url": "mes.example.com/x"}, "url", "INVALID_WEBHOOK"),
+        ({"url": "https://mes.example.com:99999/x"}, "url", "INVALID_WEBHOOK"),  # accepted once, failed later
+        ({"url": "https://mes.example.com:0/x"}, "url", "INVALID_WEBHOOK"),
         ({"url": "http://127.0.0.1:9000/hook"}, "url", "WEBHOOK_URL_REFUSED"),
         ({"url": "http://2130706433/hook"}, "url", "WEBHOOK_URL_REFUSED"),
         ({"url": "http://0x7f000001/hook"}, "url", "WEBHOOK_URL_REFUSED"),
