@@ -42,7 +42,7 @@ from store import runs as store_runs
 from store import tasks as store_tasks
 from store.agents import Principal
 from store.db import Database
-from store.errors import InvalidPlant, NotFound
+from store.errors import InvalidPlant, NotFound, Permanent
 
 __all__ = ["router"]
 
@@ -257,6 +257,15 @@ def generate_schedules(
             details={"errors": [{"path": "body", "field": where, "message": errors[0].message}]},
             code="INVALID_REQUEST",
         )
+    if "start" in body.root:  # a range of fixed dates is checked now, as the tool will check it
+        try:
+            plant.dated_range(body.root)
+        except Permanent as e:
+            raise InvalidPlant(
+                e.message,
+                details={"errors": [{"path": "body", "field": "end", "message": e.message}]},
+                code="INVALID_RANGE",
+            ) from None
     with db.tx() as conn:
         if replay := replayed(
             conn, caller, idempotency_key, "POST /schedules/generate", body.root, location="/runs"

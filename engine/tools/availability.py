@@ -204,17 +204,19 @@ def _too_dense(schedule: Any, start: datetime) -> str | None:
 
 
 def _instant(value: Any, zone: str, problems: Problems, path: str, name: str) -> datetime | None:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
+    parsed: datetime | None = value if isinstance(value, datetime) else None
     if isinstance(value, str) and (_LOCAL.match(value) or _ZONED.match(value)):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             parsed = None
-        if parsed is not None:
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=ZoneInfo(zone))
-            return parsed.astimezone(UTC)
+    if parsed is not None:
+        if not FIRST_DATE <= parsed.date() <= LAST_DATE:  # (year 1 in UTC+2 is before year 1 in UTC)
+            problems.add(path, name, f"dates are from {FIRST_DATE} to {LAST_DATE}, not {parsed.date()}")
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=ZoneInfo(zone))
+        return parsed.astimezone(UTC)
     problems.add(
         path, name, f"expected a date-time such as 2026-03-02T06:00 (local) or with an offset, got {value!r}"
     )

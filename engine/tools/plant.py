@@ -49,6 +49,7 @@ __all__ = [
     "MAX_DAYS",
     "PATCHABLE",
     "apply_document",
+    "dated_range",
     "generate",
     "generation_range",
     "load_plant",
@@ -189,18 +190,30 @@ def _patched(section: str, stored_doc: dict[str, Any], changes: Mapping[str, Any
 def generation_range(args: Mapping[str, Any], ctx: ToolContext) -> tuple[date, date]:
     """`{start, end}`, `{start, days}` or `{days}` counted from the run's scheduled date (in the
     task's zone) -> the first and last date, both included."""
-    start = _date_arg(args.get("start"), "start") if "start" in args else _scheduled_date(ctx)
+    if "start" in args:
+        return dated_range(args)
+    return _range_from(_scheduled_date(ctx), args)
+
+
+def dated_range(args: Mapping[str, Any]) -> tuple[date, date]:
+    """The range of `{start, end}` or `{start, days}` (POST /schedules/generate checks it before it
+    queues the run)."""
+    return _range_from(_date_arg(args.get("start"), "start"), args)
+
+
+def _range_from(start: date, args: Mapping[str, Any]) -> tuple[date, date]:
     if "end" in args and "days" in args:
         raise Permanent("give end or days, not both", code="INVALID_RANGE")
     if "end" in args:
-        why = range_problem(start, _date_arg(args["end"], "end"))
+        end = _date_arg(args["end"], "end")
+        why = range_problem(start, end)
     elif "days" in args:
         why = range_problem(start, days=int(args["days"]))
+        end = start + timedelta(days=int(args["days"]) - 1) if why is None else start
     else:
         raise Permanent("give {start, end}, {start, days} or {days}", code="INVALID_RANGE")
     if why is not None:
         raise Permanent(why, code="INVALID_RANGE")
-    end = _date_arg(args["end"], "end") if "end" in args else start + timedelta(days=int(args["days"]) - 1)
     return start, end
 
 

@@ -427,6 +427,15 @@ def test_generate_checks_its_input_like_the_tool(client: httpx.Client, planner: 
     response = client.post("/schedules/generate", json={"start": "2026-01-01"}, headers=planner)
     assert response.status_code == 422
     assert client.post("/schedules/generate", json={"days": 0}, headers=planner).status_code == 422
+    # A range of dates that can only fail is refused before a run is queued for it.
+    for body in (
+        {"start": "2026-03-10", "end": "2026-03-01"},
+        {"start": "9999-12-25", "end": "9999-12-31"},
+        {"start": "9999-12-30", "days": 5},
+    ):
+        refused = client.post("/schedules/generate", json=body, headers=planner)
+        assert (refused.status_code, refused.json()["code"]) == (422, "INVALID_RANGE"), refused.text
+    assert client.get("/runs", headers=planner).json()["items"] == []
 
 
 def test_availability_reads_refuse_bad_ranges_and_unknown_resources(
@@ -521,3 +530,17 @@ def test_an_exception_recurring_more_than_hourly_is_refused_and_nothing_is_store
     assert client.get("/exceptions", headers=planner).json() == []
     hourly = client.post("/exceptions", json={**exception, "rrule": "FREQ=HOURLY"}, headers=planner)
     assert hourly.status_code == 201, hourly.text
+
+
+def test_an_exception_in_year_1_is_a_422_naming_the_field(client: httpx.Client, planner: dict) -> None:
+    """Year 1 in Johannesburg (UTC+2) is before year 1 in UTC: converting it once crashed (500)."""
+    imported(client, planner)
+    exception = {
+        "resource": "P-01",
+        "kind": "maintenance",
+        "start": "0001-01-01T00:00",
+        "end": "0001-01-01T01:00",
+    }
+    response = client.post("/exceptions", json=exception, headers=planner)
+    assert response.status_code == 422, response.text
+    assert {e["field"] for e in response.json()["details"]["errors"]} == {"start", "end"}
