@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from scheduler.expand.budget import Budget
 from scheduler.expand.errors import expr_error
 from scheduler.expand.expansion import Expansion
-from scheduler.expand.walltime import instant, utc_naive
+from scheduler.expand.walltime import YEARS, instant, utc_naive
 
 __all__ = ["OnceSchedule", "parse_once"]
 
@@ -44,6 +44,8 @@ def parse_once(expr: str, tz: ZoneInfo) -> datetime:
             f"invalid once timestamp {text!r}: use ISO 8601 such as 2026-03-29T08:00:00+03:00 "
             "(without an offset it is read in the task's time zone)"
         ) from None
+    if not YEARS[0] <= at.year <= YEARS[1]:  # (9999-12-31T23:59-14:00 is past the end of datetime in UTC)
+        raise expr_error(f"once timestamp {text!r} is outside the years {YEARS[0]}..{YEARS[1]}")
     if at.tzinfo is None:
         at = instant(tz, at).replace(tzinfo=UTC).astimezone(tz)
     return at

@@ -31,11 +31,9 @@ from scheduler.expand.feasibility import check_feasible
 from scheduler.expand.icalendar import Block, DateValue, date_values, parse_block, parse_date_value
 from scheduler.expand.rebase import RebasingRule
 from scheduler.expand.recur import parse_recur
-from scheduler.expand.walltime import DAY, MAX_AHEAD, TINY, instant, instants, wall_floor
+from scheduler.expand.walltime import DAY, MAX_AHEAD, TINY, YEARS, instant, instants, wall_floor
 
 __all__ = ["RecurrenceSchedule", "compile_anchored", "compile_recurrence"]
-
-_YEARS = (1800, 9000)  # DTSTART range: keeps every window computation clear of datetime's limits
 
 
 class RecurrenceSchedule(Expansion):
@@ -164,8 +162,8 @@ def compile_recurrence(
         else:
             start = override
     start = start.replace(microsecond=0)
-    if not _YEARS[0] <= start.year <= _YEARS[1]:
-        raise rrule_error(f"DTSTART {start:%Y-%m-%dT%H:%M:%S} is outside the years {_YEARS[0]}..{_YEARS[1]}")
+    if not YEARS[0] <= start.year <= YEARS[1]:
+        raise rrule_error(f"DTSTART {start:%Y-%m-%dT%H:%M:%S} is outside the years {YEARS[0]}..{YEARS[1]}")
     rules = [_compile_rule(v, start, exp_zone) for v in block.rrules]
     exrules = [_compile_rule(v, start, exp_zone) for v in block.exrules]
     rdates: list[datetime] = []

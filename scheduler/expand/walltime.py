@@ -29,6 +29,7 @@ __all__ = [
     "DAY",
     "MAX_AHEAD",
     "TINY",
+    "YEARS",
     "as_instant",
     "instant",
     "instants",
@@ -44,6 +45,9 @@ DAY = timedelta(days=1)
 TINY = timedelta(microseconds=1)
 # No zone is more than 14 h ahead of UTC; a wall time is at most this far after its instant.
 MAX_AHEAD = timedelta(hours=15)
+# The years a schedule may start in (an RRULE's DTSTART, a once timestamp): every window computation
+# around them stays clear of datetime's limits (years 1 and 9999).
+YEARS = (1800, 9000)
 
 
 def zone(name: str) -> ZoneInfo:

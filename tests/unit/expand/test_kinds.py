@@ -51,6 +51,9 @@ BAD = [
     ("rrule", "FREQ=HOURLY;INTERVAL=2;BYHOUR=3", CHI, "invalid RRULE", "schedule_expr"),
     ("rrule", "", CHI, "the rule is empty", "schedule_expr"),
     ("rrule", "DTSTART:00010101T000000\nRRULE:FREQ=DAILY", CHI, "outside the years", "schedule_expr"),
+    # past the end of datetime in UTC: once a 500 from preview and from task creation
+    ("once", "9999-12-31T23:59:59-14:00", CHI, "outside the years 1800..9000", "schedule_expr"),
+    ("once", "0001-01-01T00:00:00+14:00", CHI, "outside the years 1800..9000", "schedule_expr"),
     ("rrule", "DURATION:PT1H", CHI, "is not one of DTSTART, RRULE, EXRULE, RDATE, EXDATE", "schedule_expr"),
     (
         "rrule",
