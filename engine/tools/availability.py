@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.tools.holiday_calendars import OBSERVED_SETTINGS, HolidayCalendar, parse_region, region_error
 from engine.tools.shift_patterns import Pattern, built_in
-from scheduler.expand import PREVIEW_BUDGET_S, Budget, ScheduleTooCostly, parse_schedule
+from scheduler.expand import ScheduleTooCostly, parse_schedule, recurs_more_than
 from scheduler.expand.budget import COSTLY_BECAUSE
 from store.errors import InvalidPlant, InvalidSchedule
 from store.problems import Problems
@@ -190,14 +190,9 @@ def _too_dense(schedule: Any, start: datetime) -> str | None:
     shifts with: a rule recurring every second or minute would make millions of them (and hold the
     worker's memory, not just fail its run). At most hourly on average over its first year, and
     expandable within a preview's budget."""
-    first = start.astimezone(UTC).replace(tzinfo=None)  # the expansion's instants are naive UTC
-    year_end = first + timedelta(days=366)
     try:
-        for n, instant in enumerate(schedule.stream(first, Budget(PREVIEW_BUDGET_S)), 1):
-            if instant >= year_end:
-                return None
-            if n > _MAX_EXCEPTION_WINDOWS:
-                return f"an exception recurs at most {_MAX_EXCEPTION_WINDOWS} times a year (hourly)"
+        if recurs_more_than(schedule, _MAX_EXCEPTION_WINDOWS, start, start + timedelta(days=366)):
+            return f"an exception recurs at most {_MAX_EXCEPTION_WINDOWS} times a year (hourly)"
     except ScheduleTooCostly:
         return f"the rule is too costly to expand: {COSTLY_BECAUSE}"
     return None

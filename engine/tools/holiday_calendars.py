@@ -23,7 +23,8 @@ from typing import Any
 
 import holidays
 
-from scheduler.expand import parse_schedule
+from scheduler.expand import ScheduleTooCostly, parse_schedule, recurs_more_than
+from scheduler.expand.budget import COSTLY_BECAUSE
 from store.errors import InvalidSchedule
 from store.problems import Problems
 
@@ -228,10 +229,19 @@ def rrule_block(rule: Any, start: Any, problems: Problems, path: str, where: str
     if not any(":" in line for line in lines):
         lines = [f"RRULE:{lines[0]}", *lines[1:]]
     block = "\n".join([f"DTSTART;VALUE=DATE:{first:%Y%m%d}", *lines])
+    begin = datetime.combine(first, time(), UTC)
     try:
-        parse_schedule("rrule", block, "UTC", now=datetime.combine(first, time(), UTC))
+        schedule = parse_schedule("rrule", block, "UTC", now=begin)
+        # A holiday is a date: a rule naming several times a day (every second, every minute) would
+        # have every read and generation walk them all.
+        if schedule is not None and recurs_more_than(schedule, 366, begin, begin + timedelta(days=366)):
+            problems.add(path, f"{where}.rrule", "a holiday rule names dates: at most one a day")
+            return None
     except InvalidSchedule as e:
         problems.add(path, f"{where}.rrule", e.message)
+        return None
+    except ScheduleTooCostly:
+        problems.add(path, f"{where}.rrule", f"the rule is too costly to expand: {COSTLY_BECAUSE}")
         return None
     return block
 

@@ -39,6 +39,7 @@ from scheduler.expand.kinds import (
     parse_schedule,
     preview,
     preview_within_budget,
+    recurs_more_than,
 )
 from scheduler.expand.walltime import zone
 
@@ -54,5 +55,6 @@ __all__ = [
     "parse_schedule",
     "preview",
     "preview_within_budget",
+    "recurs_more_than",
     "zone",
 ]

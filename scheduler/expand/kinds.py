@@ -35,6 +35,7 @@ __all__ = [
     "parse_schedule",
     "preview",
     "preview_within_budget",
+    "recurs_more_than",
 ]
 
 # The kinds, the preview limit and the topic rule are defined once, in store.domain.
@@ -224,3 +225,17 @@ def preview_within_budget(
         if not e.found:
             raise
         return Preview(e.found, e)
+
+
+def recurs_more_than(schedule: Schedule, limit: int, start: datetime, end: datetime) -> bool:
+    """Whether `schedule` has more than `limit` occurrences in [start, end) (aware), counting no
+    further than limit + 1; ScheduleTooCostly if counting takes more than a preview's budget. For
+    rules whose every occurrence becomes work elsewhere (a plant's exception windows, holidays)."""
+    assert isinstance(schedule, Expansion)
+    s, e = utc_naive(start, "start"), utc_naive(end, "end")
+    for n, i in enumerate(schedule.stream(s, Budget(PREVIEW_BUDGET_S)), 1):
+        if i >= e:
+            return False
+        if n > limit:
+            return True
+    return False

@@ -544,3 +544,26 @@ def test_an_exception_in_year_1_is_a_422_naming_the_field(client: httpx.Client, 
     response = client.post("/exceptions", json=exception, headers=planner)
     assert response.status_code == 422, response.text
     assert {e["field"] for e in response.json()["details"]["errors"]} == {"start", "end"}
+
+
+@pytest.mark.parametrize(
+    ("rule", "says"),
+    [
+        ("FREQ=SECONDLY", "at most one a day"),
+        ("FREQ=MINUTELY", "at most one a day"),
+        ("RRULE:FREQ=DAILY\nEXRULE:FREQ=DAILY", "too costly to expand"),
+    ],
+)
+def test_a_holiday_rule_naming_more_than_a_date_a_day_is_refused(
+    client: httpx.Client, planner: dict, rule: str, says: str
+) -> None:
+    """A calendar rule recurring every second was accepted, and reading two days of its holidays
+    took seconds in an API thread (a year, minutes; a generation, a worker's memory)."""
+    calendar = {"country": "ZA", "rules": [{"name": "often", "start": "2026-01-01", "rrule": rule}]}
+    response = client.put("/holiday-calendars/often", json=calendar, headers=planner)
+    assert response.status_code == 422, response.text
+    assert says in response.text and "rules[0].rrule" in response.text
+    assert client.get("/holiday-calendars/often", headers=planner).status_code == 404
+    yearly = {"name": "Christmas Eve", "start": "2026-12-24", "rrule": "FREQ=YEARLY"}
+    ok = client.put("/holiday-calendars/often", json={"country": "ZA", "rules": [yearly]}, headers=planner)
+    assert ok.status_code == 200, ok.text
