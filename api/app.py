@@ -1,9 +1,10 @@
 """The FastAPI application: `create_app(settings)` wires the routers, the error handlers, the body cap,
-request metrics and the rate limiter; its lifespan opens the database pool and prunes expired
-idempotency keys in the background."""
+request metrics and the rate limiter; its lifespan opens the database pool, prunes expired
+idempotency keys and gives back idle rate-limit grants in the background."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import threading
 from collections.abc import AsyncIterator
@@ -113,12 +114,13 @@ def create_app(
         reads = ReadPool(database.url, size=cfg.read_pool)
         anyio.to_thread.current_default_thread_limiter().total_tokens = cfg.threads
         tokens = TokenCache(ttl_s=cfg.token_cache_ttl_s)
+        limiter = RateLimiter(settings.api_rate_limit_per_min, reads)
         app.state.ordo = ApiState(
             settings=settings,
             db=database,
             reads=reads,
             registry=registry,
-            limiter=RateLimiter(settings.api_rate_limit_per_min),
+            limiter=limiter,
             tokens=tokens,
             known_scopes=frozenset(ROUTE_SCOPES) | tool_scopes,
             freshness=Freshness.from_settings(settings),
@@ -147,6 +149,8 @@ def create_app(
             )
         for thread in threads:
             thread.start()
+        stop_giving_back = asyncio.Event()
+        giving_back = asyncio.create_task(limiter.run(stop_giving_back, log), name="rate-limit-give-back")
         # What exists now (the app, the tool catalog and its schemas, imported libraries) lives as
         # long as the process: keep it out of the collector's full passes, each of which would
         # otherwise stall every request in flight for tens of milliseconds.
@@ -154,6 +158,8 @@ def create_app(
         try:
             yield
         finally:
+            stop_giving_back.set()  # hands back what this process holds of every agent's allowance
+            await giving_back
             stop.set()
             for thread in threads:
                 thread.join(timeout=5)

@@ -129,7 +129,7 @@ async def _authenticate(
         generation = state.tokens.generation
         principal = await state.reads.run(agents.authenticate, token)
         state.tokens.put(key, principal, generation)
-    state.limiter.check(principal.agent_id)
+    await state.limiter.check(principal.agent_id)
     request.state.principal = principal
     return principal
 

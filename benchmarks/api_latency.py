@@ -9,6 +9,12 @@ seconds per endpoint: GET /health, GET /tasks/{id}, GET /runs?limit=50, POST /ta
 system idle, how long a run queued by POST /tasks/{id}/run_now waits before a worker starts it
 (started_at - created_at, both on the database clock).
 
+The bare baseline (benchmarks/_bare_api.py) runs beside it: a minimal FastAPI app served the same way
+(same uvicorn settings, same number of processes) that reads the task row by primary key with the
+same driver and returns it. Right after each level of Ordo's GET /tasks/{id}, the same requests go to
+the baseline for the same time; `get_task_vs_bare_N` is Ordo's throughput over the baseline's at N
+clients, which is what authentication, the rate limit, scopes, validation and Ordo's response cost.
+
 The only setting changed from production defaults is ORDO_API_RATE_LIMIT_PER_MIN (raised so the
 load generator is not answered 429). Prints a table, then one JSON object with every figure as the
 last line. Goals (16 clients, 2 cores): /health p99 < 5 ms, reads p99 < 25 ms, writes p99 < 50 ms.
@@ -48,8 +54,10 @@ from store import runs as store_runs  # noqa: E402
 from store import tasks as store_tasks  # noqa: E402
 from store.db import Database  # noqa: E402
 from store.migrate import migrate  # noqa: E402
+from store.settings import Settings  # noqa: E402
 
 GOALS_MS = {"health": 5.0, "get_task": 25.0, "list_runs": 25.0, "create_task": 50.0}
+GOAL_VS_BARE = 0.7
 WARMUP_S = 1.0
 
 
@@ -284,6 +292,7 @@ def main() -> None:
         default=None,
         help="Comma-separated scenarios to run (health,get_task,list_runs,create_task).",
     )
+    parser.add_argument("--no-bare", action="store_true", help="Skip the bare FastAPI baseline.")
     args = parser.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
 
@@ -325,9 +334,25 @@ def _bench(args: argparse.Namespace, levels: list[int], workdir: Path) -> None:
                 raise SystemExit("the worker did not drain the seeded runs within 300 s")
             time.sleep(0.5)
         api_log = workdir / "api.log"
-        with process(ordo_command("api"), env, api_log) as api:
+        bare_port = free_port()
+        bare_log = workdir / "bare.log"
+        processes = args.api_workers or Settings().api_workers
+        bare_args = [
+            sys.executable,
+            str(REPO / "benchmarks" / "_bare_api.py"),
+            url,
+            str(bare_port),
+            str(processes),
+        ]
+        with (
+            process(ordo_command("api"), env, api_log) as api,
+            process(bare_args, env, bare_log) as bare,
+        ):
             _wait_http(port, "/health", 60, api, api_log)
-            results = asyncio.run(_load(port, token, task_ids, levels, args))
+            _wait_http(bare_port, "/health", 60, bare, bare_log)
+            results = asyncio.run(
+                _load(port, token, task_ids, levels, args, None if args.no_bare else bare_port)
+            )
             run_now = asyncio.run(_run_now_start(port, token, probe_task, 40))
     db.dispose()
 
@@ -343,18 +368,34 @@ def _bench(args: argparse.Namespace, levels: list[int], workdir: Path) -> None:
     }
     at16 = {r.scenario: r.figures()["p99_ms"] for r in results if r.clients == 16}
     figures["goals_met_at_16"] = {name: at16[name] < goal for name, goal in GOALS_MS.items() if name in at16}
+    rps = {(r.scenario, r.clients): r.figures()["rps"] for r in results}
+    for clients in levels:
+        ordo, bare = rps.get(("get_task", clients)), rps.get(("bare_get_task", clients))
+        if ordo and bare:
+            figures[f"get_task_vs_bare_{clients}"] = round(ordo / bare, 3)
+            figures["goals_met_at_16"][f"get_task_vs_bare_{clients}"] = ordo / bare >= GOAL_VS_BARE
+    for name in ("get_task", "list_runs", "create_task"):
+        if name in at16:
+            figures[f"{name}_p99_ms_16"] = at16[name]
     print(json.dumps(figures))
 
 
 async def _load(
-    port: int, token: str, task_ids: list[str], levels: list[int], args: argparse.Namespace
+    port: int,
+    token: str,
+    task_ids: list[str],
+    levels: list[int],
+    args: argparse.Namespace,
+    bare_port: int | None,
 ) -> list[Result]:
     rng = random.Random(0)
+
+    def get_task(n: int) -> bytes:
+        return _raw("GET", f"/tasks/{rng.choice(task_ids)}", token)
+
     scenarios = [
         Scenario("health", "GET /health", lambda n: _raw("GET", "/health", token), 200),
-        Scenario(
-            "get_task", "GET /tasks/{id}", lambda n: _raw("GET", f"/tasks/{rng.choice(task_ids)}", token), 200
-        ),
+        Scenario("get_task", "GET /tasks/{id}", get_task, 200),
         Scenario("list_runs", "GET /runs?limit=50", lambda n: _raw("GET", "/runs?limit=50", token), 200),
         Scenario(
             "create_task",
@@ -366,18 +407,24 @@ async def _load(
     if args.only:
         wanted = set(args.only.split(","))
         scenarios = [s for s in scenarios if s.name in wanted]
+    # The bare baseline answers the very requests Ordo's GET /tasks/{id} gets (it ignores the token).
+    bare = Scenario("bare_get_task", "bare GET /tasks/{id}", get_task, 200)
     results = []
     for scenario in scenarios:
         for clients in levels:
-            result = await _measure(port, scenario, clients, args.duration)
-            f = result.figures()
-            print(
-                f"{scenario.label:<22} {clients:>3} clients: {f['rps']:>8.1f} req/s  p50 {f['p50_ms']:.2f}  "
-                f"p99 {f['p99_ms']:.2f} ms  errors {f['errors']}",
-                file=sys.stderr,
-                flush=True,
-            )
-            results.append(result)
+            runs = [(port, scenario)]
+            if scenario.name == "get_task" and bare_port is not None:
+                runs.append((bare_port, bare))  # measured right after, so both see the same machine
+            for target, measured in runs:
+                result = await _measure(target, measured, clients, args.duration)
+                f = result.figures()
+                print(
+                    f"{measured.label:<22} {clients:>3} clients: {f['rps']:>8.1f} req/s  "
+                    f"p50 {f['p50_ms']:.2f}  p99 {f['p99_ms']:.2f} ms  errors {f['errors']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                results.append(result)
     return results
 
 

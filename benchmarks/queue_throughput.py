@@ -51,8 +51,16 @@ TASK = {
 }
 
 
-def _workers(url: str, count: int, concurrency: int, poll_s: float = 2.0) -> list[subprocess.Popen[bytes]]:
-    env = {**os.environ, "DATABASE_URL": url, "ORDO_LOG_LEVEL": "warning", "ORDO_POLL_S": str(poll_s)}
+def _workers(
+    url: str, count: int, concurrency: int, poll_s: float = 2.0, extra_env: dict[str, str] | None = None
+) -> list[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "ORDO_LOG_LEVEL": "warning",
+        "ORDO_POLL_S": str(poll_s),
+        **(extra_env or {}),
+    }
     return [
         subprocess.Popen(
             [sys.executable, "-m", "cli.main", "worker", "--concurrency", str(concurrency)],
@@ -89,11 +97,19 @@ def _wait_registered(db: Database, count: int) -> None:
         time.sleep(0.1)
 
 
-def drain(db: Database, url: str, task_id: object, jobs: int, processes: int, concurrency: int) -> dict:
+def drain(
+    db: Database,
+    url: str,
+    task_id: object,
+    jobs: int,
+    processes: int,
+    concurrency: int,
+    extra_env: dict[str, str] | None = None,
+) -> dict:
     """Start `processes` workers, enqueue `jobs` runs, time until the queue is empty."""
     with db.tx() as conn:
         conn.execute(text("TRUNCATE task_run; UPDATE worker SET state = 'stopped'"))
-    procs = _workers(url, processes, concurrency)
+    procs = _workers(url, processes, concurrency, extra_env=extra_env)
     try:
         _wait_registered(db, processes)
         time.sleep(0.5)

@@ -6,24 +6,53 @@ Failures steer retries: a timeout, a refused connection or a 5xx may succeed lat
 429/503 honour Retry-After; other 4xx are permanent unless `fail_on_status` is false, in which case
 the status is returned as output for a later step to inspect. A URL the policy refuses fails
 permanently (OUTBOUND_REFUSED). Recorded URLs never carry credentials.
+
+Requests go through one client per outbound policy for the whole process, whose pool keeps
+connections alive between runs: a new client per request would cost a TLS context and a TCP (and TLS)
+handshake each time, more than a quick request itself. Every connection it opens is still checked by
+the policy, and it keeps no cookies, so no run sees what a server set for another.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
 
 from engine.context import ToolContext
-from engine.outbound import OutboundRefused, redact_url
+from engine.outbound import OutboundPolicy, OutboundRefused, redact_url
 from store.errors import Permanent, RetryLater, ToolError
 
 __all__ = ["read_capped", "request"]
 
 _TEXT_LIMIT = 1024 * 1024  # returned text is capped separately from the byte cap on what is read
+# Idle connections kept per process: enough for a busy worker's runs to find one open.
+_KEEPALIVE_CONNECTIONS = 256
+_CLIENTS: dict[OutboundPolicy, httpx.Client] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _client(policy: OutboundPolicy) -> httpx.Client:
+    """The process's client for `policy`: thread-safe, pooled, cookie-free. Created on first use."""
+    client = _CLIENTS.get(policy)
+    if client is None:
+        with _CLIENTS_LOCK:
+            client = _CLIENTS.get(policy)
+            if client is None:
+                # No cap on connections: the worker's concurrency bounds requests in flight.
+                limits = httpx.Limits(max_connections=None, max_keepalive_connections=_KEEPALIVE_CONNECTIONS)
+                client = httpx.Client(
+                    transport=policy.transport(limits=limits),
+                    trust_env=False,
+                    cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),  # accepts none
+                )
+                _CLIENTS[policy] = client
+    return client
 
 
 def request(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
@@ -42,14 +71,15 @@ def request(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         content["content"] = args["body"].encode()
     started = time.monotonic()
     try:
-        with (
-            ctx.limits.outbound.client(
-                timeout=timeout, follow_redirects=bool(args.get("follow_redirects", False))
-            ) as client,
-            client.stream(
-                method, args["url"], headers=args.get("headers"), params=args.get("query"), **content
-            ) as response,
-        ):
+        with _client(ctx.limits.outbound).stream(
+            method,
+            args["url"],
+            headers=args.get("headers"),
+            params=args.get("query"),
+            timeout=timeout,
+            follow_redirects=bool(args.get("follow_redirects", False)),
+            **content,
+        ) as response:
             body = read_capped(response, cap)
     except OutboundRefused as e:
         raise OutboundRefused(f"{method} {_safe(args['url'])}: {e.message}", details=e.details) from None

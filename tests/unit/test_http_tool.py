@@ -221,3 +221,49 @@ def test_the_recorded_url_carries_no_credentials(counted):
     with pytest.raises(ToolError) as raised:
         call({"url": f"http://planner:hunter2@127.0.0.1:{port}/missing"})
     assert "hunter2" not in raised.value.message
+
+
+class KeepAliveHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 (connections stay open); says which client port and which cookies it saw."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        seen = {"port": self.client_address[1], "cookie": self.headers.get("Cookie")}
+        body = json.dumps(seen).encode()
+        self.send_response(200)
+        if self.path == "/set-cookie":
+            self.send_header("Set-Cookie", "session=tenant-a-secret; Path=/")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def keepalive_url():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAliveHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_runs_reuse_open_connections(keepalive_url):
+    """Two requests to one server, one after the other, travel on one kept-alive connection."""
+    first = call({"url": f"{keepalive_url}/a"})
+    second = call({"url": f"{keepalive_url}/b"})
+
+    assert first["json"]["port"] == second["json"]["port"]
+
+
+def test_a_cookie_one_run_received_is_never_sent_by_another(keepalive_url):
+    """The shared client keeps no cookies: what a server set for one run does not travel with the next."""
+    call({"url": f"{keepalive_url}/set-cookie"})
+    later = call({"url": f"{keepalive_url}/who"})
+
+    assert later["json"]["cookie"] is None
