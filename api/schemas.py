@@ -21,7 +21,7 @@ from pydantic.json_schema import GetJsonSchemaHandler, JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from engine import PIPELINE_SCHEMA
-from scheduler.task_document import TASK_SCHEMA
+from scheduler.task_document import BATCH_MAX, TASK_SCHEMA
 from store.domain import (
     PREVIEW_MAX_COUNT,
     ROUTE_SCOPES,
@@ -61,6 +61,8 @@ __all__ = [
     "ScheduleDraft",
     "SecretRotation",
     "Status",
+    "TaskBatch",
+    "TaskBatchCreated",
     "TaskCreate",
     "TaskPage",
     "TaskPatch",
@@ -224,6 +226,18 @@ class TaskPublic(_Open):
     version: int
     created_at: Timestamp
     updated_at: Timestamp
+
+
+class TaskBatch(_Strict):
+    tasks: list[TaskCreate] = Field(
+        min_length=1,
+        max_length=BATCH_MAX,
+        description=f"Up to {BATCH_MAX} task documents, stored together or not at all.",
+    )
+
+
+class TaskBatchCreated(BaseModel):
+    ids: list[str] = Field(description="The created tasks' ids, in the order of `tasks`.")
 
 
 class TaskPage(BaseModel):

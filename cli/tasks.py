@@ -24,7 +24,7 @@ from store import runs as store_runs
 from store import status as store_status
 from store import tasks as store_tasks
 from store.domain import ENDED_STATES, SCHEDULE_KINDS, TASK_STATUSES
-from store.errors import OrdoError
+from store.errors import InvalidBatch, OrdoError
 
 __all__ = ["task_app"]
 
@@ -33,6 +33,8 @@ task_app = typer.Typer(
 )
 
 NEXT_SHOWN = 5  # occurrences `ordo task show` lists
+_ADDED_SHOWN = 100  # `ordo task add` lists the tasks it added up to this many, else counts them
+_ERRORS_SHOWN = 20  # invalid documents `ordo task add` names one by one
 
 
 @task_app.command("add")
@@ -40,7 +42,8 @@ def task_add(
     file: Annotated[
         str,
         typer.Argument(
-            metavar="FILE", help="Task document, or a list of them (YAML or JSON); '-' reads stdin."
+            metavar="FILE",
+            help="Task document, a list of them, or a YAML stream of them (YAML or JSON); '-' reads stdin.",
         ),
     ],
     as_json: JsonFlag = False,
@@ -48,16 +51,20 @@ def task_add(
     """Add tasks from a file. All are checked first; nothing is stored if anything is wrong."""
     with session() as s:
         docs, listed = documents.read_many(file, max_bytes=s.settings.api_max_body_bytes)
-        validated = []
-        for i, doc in enumerate(docs):
-            try:
-                validated.append(task_document.validate(doc, s.registry, now=s.now))
-            except OrdoError as e:
-                if len(docs) > 1:
-                    e.message = f"task {i + 1}: {e.message}"
-                raise
+        try:
+            validated = task_document.validate_many(docs, s.registry, now=s.now)
+        except InvalidBatch as e:
+            if not listed:
+                fail(e.details["errors"][0]["message"])
+            _print_invalid(e.details["errors"])
+            fail(f"{e.details['invalid']} of {len(docs)} tasks are invalid; nothing was stored")
         with s.db.tx() as conn:
-            rows = [store_tasks.create(conn, v, store_tasks.LOCAL_AGENT_ID) for v in validated]
+            ids = store_tasks.create_many(conn, validated, store_tasks.LOCAL_AGENT_ID)
+        if len(ids) > _ADDED_SHOWN and not as_json:
+            typer.echo(f"{len(ids)} tasks added (ordo task list shows them)")
+            return
+        with s.db.tx() as conn:
+            rows = store_tasks.get_many(conn, ids)
         tasks = [task_document.public(r, now=s.now) for r in rows]
         if as_json:
             emit_json(tasks if listed else tasks[0])
@@ -65,6 +72,13 @@ def task_add(
         for task in tasks:
             nxt = f", next run {task['next_fire_at']}" if task["next_fire_at"] else ""
             typer.echo(f"task {task['id']} added: {task['title']} ({task['schedule_kind']}{nxt})")
+
+
+def _print_invalid(errors: list[dict[str, Any]]) -> None:
+    for error in errors[:_ERRORS_SHOWN]:
+        typer.echo(f"task {error['index'] + 1}: {error['message']}", err=True)
+    if len(errors) > _ERRORS_SHOWN:
+        typer.echo(f"... and {len(errors) - _ERRORS_SHOWN} more", err=True)
 
 
 @task_app.command("list")

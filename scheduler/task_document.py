@@ -14,12 +14,13 @@ where its expansion resumes, which is after the occurrences it has already writt
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
+import orjson
 from jsonschema import Draft202012Validator
 from sqlalchemy import Connection
 
@@ -44,9 +45,21 @@ from store.domain import (
     TIME_BASED_KINDS,
     iso_utc,
 )
-from store.errors import InvalidSchedule, InvalidTask
+from store.errors import InvalidBatch, InvalidSchedule, InvalidTask, OrdoError
 
-__all__ = ["TASK_SCHEMA", "edit", "merge", "next_occurrence", "public", "validate"]
+__all__ = [
+    "BATCH_MAX",
+    "TASK_SCHEMA",
+    "edit",
+    "merge",
+    "next_occurrence",
+    "public",
+    "validate",
+    "validate_many",
+]
+
+# Tasks in one POST /tasks/batch request (stored in one transaction, all or nothing).
+BATCH_MAX = 1000
 
 TASK_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -96,9 +109,11 @@ def validate(
     *,
     now: datetime,
     scopes: Collection[str] | None = None,
+    checked: _Checked | None = None,
 ) -> dict[str, Any]:
     """A task document → the column values to store; InvalidTask/InvalidSchedule/InvalidPipeline if
-    not. `scopes`: the owner's scopes, checked against the tools the pipeline uses (None: any tool)."""
+    not. `scopes`: the owner's scopes, checked against the tools the pipeline uses (None: any tool).
+    `checked`: what earlier documents of one batch (same registry, scopes and now) already passed."""
     if not isinstance(doc, Mapping):
         raise InvalidTask(
             "a task must be an object with title, schedule_kind and payload", details={"path": ""}
@@ -114,18 +129,28 @@ def validate(
     if backoff["cap_s"] < backoff["base_s"]:
         raise InvalidTask("backoff.cap_s must be at least backoff.base_s", details={"path": "backoff.cap_s"})
     kind = values["schedule_kind"]
-    values["schedule_expr"] = normalize_expr(kind, values["schedule_expr"], values["timezone"], now=now)
-    compile_pipeline(values["payload"], registry, scopes=scopes)
+    if checked is None:
+        values["schedule_expr"] = _checked_schedule(kind, values["schedule_expr"], values["timezone"], now)
+        compile_pipeline(values["payload"], registry, scopes=scopes)
+    else:
+        values["schedule_expr"] = checked.schedule(kind, values["schedule_expr"], values["timezone"], now)
+        checked.pipeline(values["payload"], registry, scopes)
     values["backoff_base_s"] = float(backoff["base_s"])
     values["backoff_cap_s"] = float(backoff["cap_s"])
     values["backoff_jitter"] = float(backoff["jitter"])
     values["timeout_s"] = float(values["timeout_s"])
     if values["concurrency_key"] is None:
         values["concurrency_limit"] = 1
-    _check_affordable(kind, values["schedule_expr"], values["timezone"], now)
     # Where the scheduler starts expanding: now, for an active task with a calendar.
     values["expand_from"] = now if values["status"] == "active" and kind in TIME_BASED_KINDS else None
     return values
+
+
+def _checked_schedule(kind: str, expr: str, timezone: str, now: datetime) -> str:
+    """The expression normalised (normalize_expr), once its next occurrence is found affordably."""
+    normal = normalize_expr(kind, expr, timezone, now=now)
+    _check_affordable(kind, normal, timezone, now)
+    return normal
 
 
 def _check_affordable(kind: str, expr: str, timezone: str, now: datetime) -> None:
@@ -143,6 +168,69 @@ def _check_affordable(kind: str, expr: str, timezone: str, now: datetime) -> Non
             resume=None,
             details={"path": "schedule_expr", "budget_s": PREVIEW_BUDGET_S},
         ) from None
+
+
+class _Checked:
+    """Schedules and pipelines one batch has already checked. Documents of a batch mostly share their
+    pipeline (and often their schedule): each distinct one is compiled (parsed) once, not once per
+    document. A failure is not remembered, so each document that repeats it reports it."""
+
+    def __init__(self) -> None:
+        self._pipelines: set[bytes] = set()
+        self._schedules: dict[tuple[str, str, str], str] = {}
+
+    def pipeline(self, payload: Any, registry: ToolRegistry, scopes: Collection[str] | None) -> None:
+        try:
+            key = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        except TypeError:  # not JSON: compile_pipeline says what is wrong
+            key = None
+        if key is None or key not in self._pipelines:
+            compile_pipeline(payload, registry, scopes=scopes)
+            if key is not None:
+                self._pipelines.add(key)
+
+    def schedule(self, kind: str, expr: str, timezone: str, now: datetime) -> str:
+        key = (kind, expr, timezone)
+        normal = self._schedules.get(key)
+        if normal is None:
+            normal = self._schedules[key] = _checked_schedule(kind, expr, timezone, now)
+        return normal
+
+
+def validate_many(
+    docs: Sequence[Any],
+    registry: ToolRegistry,
+    *,
+    now: datetime,
+    scopes: Collection[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Every document of a batch validated as `validate` does (identical pipelines and schedules
+    checked once), or InvalidBatch naming every invalid document by its index; nothing is stored
+    unless all are valid."""
+    checked = _Checked()
+    values: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    for index, doc in enumerate(docs):
+        try:
+            values.append(validate(doc, registry, now=now, scopes=scopes, checked=checked))
+        except OrdoError as e:
+            if not 400 <= e.status < 500:
+                raise
+            # Anything wrong with the document itself, a missing tool scope (403 alone) included.
+            errors.append({"index": index, "code": e.code, "message": e.message, **_path(e)})
+    if errors:
+        first = errors[0]
+        raise InvalidBatch(
+            f"{len(errors)} of {len(docs)} tasks are invalid, nothing was stored; "
+            f"tasks[{first['index']}]: {first['message']}",
+            details={"invalid": len(errors), "errors": errors},
+        )
+    return values
+
+
+def _path(error: OrdoError) -> dict[str, Any]:
+    path = error.details.get("path")
+    return {"path": path} if isinstance(path, str) else {}
 
 
 def _schema_message(error: Any) -> str:

@@ -18,6 +18,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "Forbidden",
+    "InvalidBatch",
     "InvalidCursor",
     "InvalidInput",
     "InvalidPipeline",
@@ -106,6 +107,13 @@ class InvalidTask(InvalidInput):
     """A task document is malformed (missing field, wrong type, value out of range)."""
 
     code = "INVALID_TASK"
+
+
+class InvalidBatch(InvalidInput):
+    """Documents of a batch are invalid (nothing was stored); `details.errors` names each one by its
+    index, with its code, message and field path."""
+
+    code = "INVALID_BATCH"
 
 
 class InvalidSchedule(InvalidInput):

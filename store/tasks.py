@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
+import orjson
 from sqlalchemy import Connection
 
 from store import events, keyset, webhooks
@@ -28,9 +29,11 @@ __all__ = [
     "cancel",
     "check_editable",
     "create",
+    "create_many",
     "delete",
     "document",
     "get",
+    "get_many",
     "list_page",
     "pause",
     "resolve_id",
@@ -48,10 +51,9 @@ MIN_PREFIX = 4
 _PREFIX = re.compile(r"^[0-9a-f-]{1,36}$")
 
 
-def _row_params(values: Mapping[str, Any]) -> dict[str, Any]:
-    params = {k: values[k] for k in (*TASK_DEFAULTS, "title", "schedule_kind", "expand_from")}
+def _columns(values: Mapping[str, Any]) -> dict[str, Any]:
+    params = {k: values[k] for k in (*TASK_DEFAULTS, "title", "schedule_kind", "expand_from", "payload")}
     params.update(
-        payload=json.dumps(values["payload"]),
         backoff_base_s=values["backoff_base_s"],
         backoff_cap_s=values["backoff_cap_s"],
         backoff_jitter=values["backoff_jitter"],
@@ -59,10 +61,33 @@ def _row_params(values: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
+def _row_params(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {**_columns(values), "payload": json.dumps(values["payload"])}
+
+
 def create(conn: Connection, values: Mapping[str, Any], agent_id: UUID) -> dict[str, Any]:
     """Store a validated task for `agent_id`."""
     row = conn.execute(Q["insert_task"], {**_row_params(values), "agent_id": agent_id}).mappings().one()
     return dict(row)
+
+
+# Rows per INSERT of create_many: one statement's JSON stays a few megabytes.
+_ROWS_PER_INSERT = 5000
+
+
+def create_many(conn: Connection, values: Sequence[Mapping[str, Any]], agent_id: UUID) -> list[UUID]:
+    """Store validated tasks for `agent_id`, a few thousand per statement; their ids, in order. All or
+    nothing with the caller's transaction."""
+    ids = [uuid4() for _ in values]
+    for start in range(0, len(values), _ROWS_PER_INSERT):
+        rows = [
+            {**_columns(v), "id": task_id}
+            for v, task_id in zip(
+                values[start : start + _ROWS_PER_INSERT], ids[start : start + _ROWS_PER_INSERT], strict=True
+            )
+        ]
+        conn.execute(Q["insert_tasks"], {"rows": orjson.dumps(rows).decode(), "agent_id": agent_id})
+    return ids
 
 
 def get(
@@ -75,6 +100,12 @@ def get(
     if row is None:
         raise NotFound(f"task {task_id} not found", details={"task_id": str(task_id)})
     return dict(row)
+
+
+def get_many(conn: Connection, ids: Sequence[UUID]) -> list[dict[str, Any]]:
+    """The tasks with these ids (any owner), in the order given; missing ones are left out."""
+    rows = {row["id"]: dict(row) for row in conn.execute(Q["get_tasks"], {"ids": list(ids)}).mappings()}
+    return [rows[i] for i in ids if i in rows]
 
 
 def resolve_id(conn: Connection, text: str, agent_id: UUID | None = None) -> UUID:

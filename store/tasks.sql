@@ -103,3 +103,23 @@ DELETE FROM task WHERE id = :id RETURNING id;
 
 -- delete_task_history --
 DELETE FROM task_run WHERE task_id = :id;
+
+-- insert_tasks --
+-- Many validated tasks of one agent in one statement (a batch): :rows is a JSON array of objects with
+-- the insert_task parameters and a client-made id. Column types come from the record definition.
+INSERT INTO task (id, agent_id, title, description, schedule_kind, schedule_expr, timezone, payload, status,
+                  priority, max_retries, backoff_base_s, backoff_cap_s, backoff_jitter, timeout_s,
+                  concurrency_key, concurrency_limit, misfire_policy, misfire_grace_s, expand_from)
+SELECT r.id, :agent_id, r.title, r.description, r.schedule_kind, r.schedule_expr, r.timezone, r.payload,
+       r.status, r.priority, r.max_retries, r.backoff_base_s, r.backoff_cap_s, r.backoff_jitter, r.timeout_s,
+       r.concurrency_key, r.concurrency_limit, r.misfire_policy, r.misfire_grace_s, r.expand_from
+  FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+       id uuid, title text, description text, schedule_kind text, schedule_expr text, timezone text,
+       payload jsonb, status text, priority smallint, max_retries integer, backoff_base_s double precision,
+       backoff_cap_s double precision, backoff_jitter double precision, timeout_s double precision,
+       concurrency_key text, concurrency_limit integer, misfire_policy text, misfire_grace_s integer,
+       expand_from timestamptz);
+
+-- get_tasks --
+-- Tasks by id (those just created by a batch), any owner.
+SELECT * FROM task WHERE id = ANY(CAST(:ids AS uuid[]));

@@ -1,5 +1,6 @@
-"""Tasks: create (validated by the CLI's code path), list, show, change, delete, run now, pause,
-resume, cancel, and preview the next occurrences. An agent sees only its own tasks (others' are 404)."""
+"""Tasks: create (one, or a batch all or nothing; validated by the CLI's code path), list, show, change,
+delete, run now, pause, resume, cancel, and preview the next occurrences. An agent sees only its own
+tasks (others' are 404)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,18 @@ from api.deps import Clock, Cursor, Db, IdempotencyKey, Limit, Reads, Registry, 
 from api.errors import responses
 from api.idempotent import remember, replayed
 from api.responses import json_body
-from api.schemas import RunNow, RunPublic, TaskCreate, TaskPage, TaskPatch, TaskPreview, TaskPublic, Text
+from api.schemas import (
+    RunNow,
+    RunPublic,
+    TaskBatch,
+    TaskBatchCreated,
+    TaskCreate,
+    TaskPage,
+    TaskPatch,
+    TaskPreview,
+    TaskPublic,
+    Text,
+)
 from scheduler import task_document
 from scheduler.expand import preview_within_budget
 from store import audit
@@ -51,6 +63,31 @@ def create_task(
         audit.record(conn, caller, "task.create", "task", row["id"], {"title": row["title"]})
         remember(conn, caller, idempotency_key, 201, out)
     return json_body(out, 201, {"Location": f"/tasks/{out['id']}"})
+
+
+@router.post("/batch", status_code=201, response_model=TaskBatchCreated, responses=_WRITE)
+def create_tasks(
+    body: TaskBatch,
+    caller: TasksWrite,
+    db: Db,
+    registry: Registry,
+    now: Clock,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Create many tasks at once: all of them, or none. Every document is checked as POST /tasks
+    checks one; if any is invalid the answer is 422 INVALID_BATCH whose `details.errors` names each
+    invalid document by its index (with its code, message and field path), and nothing is stored."""
+    docs = [task.root for task in body.tasks]
+    with db.tx() as conn:
+        if replay := replayed(conn, caller, idempotency_key, "POST /tasks/batch", docs):
+            return replay
+        values = task_document.validate_many(docs, registry, now=now, scopes=caller.tool_scopes)
+        ids = store_tasks.create_many(conn, values, caller.agent_id)
+        out = {"ids": [str(i) for i in ids]}
+        # One entry for the batch, naming every task it created.
+        audit.record(conn, caller, "task.create_batch", "task", ids[0], {"count": len(ids), **out})
+        remember(conn, caller, idempotency_key, 201, out)
+    return json_body(out, 201)
 
 
 @router.get("", response_model=TaskPage, responses=_LIST)

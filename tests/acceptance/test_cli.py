@@ -110,6 +110,40 @@ def test_an_alias_bomb_is_refused_unexpanded_and_nothing_is_stored(ordo, db_url,
     assert count_tasks(db_url) == 0
 
 
+def test_a_file_of_many_tasks_is_added_whole_or_not_at_all(ordo, db_url, tmp_path):
+    """A YAML stream of documents is added in one go; a JSON list with two bad documents among many
+    names each bad one by its position (stderr), exits 2 and stores none of them."""
+    stream = "---\n".join(NIGHTLY.replace("Nightly report", f"report {i}") for i in range(3))
+    (tmp_path / "many.yaml").write_text(stream)
+    added = ordo.run("task", "add", str(tmp_path / "many.yaml"), "--json")
+    assert added.returncode == 0, added.stderr
+    assert [t["title"] for t in json.loads(added.stdout)] == ["report 0", "report 1", "report 2"]
+
+    good = {
+        "title": "ok",
+        "schedule_kind": "cron",
+        "schedule_expr": "*/5 * * * *",
+        "payload": {"pipeline": [{"id": "a", "uses": "echo.message", "with": {"message": "hi"}}]},
+    }
+    docs = [good] * 200
+    docs[57] = {**good, "schedule_expr": "0 25 * * *"}
+    docs[140] = {**good, "priority": 0}
+    (tmp_path / "many.json").write_text(json.dumps(docs))
+    refused = ordo.run("task", "add", str(tmp_path / "many.json"))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert lines[0].startswith("task 58: ") and "hour" in lines[0]
+    assert lines[1].startswith("task 141: priority")
+    assert lines[-1] == "error: 2 of 200 tasks are invalid; nothing was stored"
+    assert count_tasks(db_url) == 3
+
+    docs[57], docs[140] = good, good
+    (tmp_path / "many.json").write_text(json.dumps(docs))
+    many = ordo.run("task", "add", str(tmp_path / "many.json"))
+    assert many.returncode == 0 and many.stdout.strip() == "200 tasks added (ordo task list shows them)"
+    assert count_tasks(db_url) == 203
+
+
 def test_unreadable_files_are_reported_plainly(ordo, tmp_path):
     missing = ordo.run("task", "add", str(tmp_path / "nope.yaml"))
     assert missing.returncode != 0 and missing.stderr.startswith("error: cannot read")
