@@ -36,6 +36,7 @@ import httpx
 from benchmarks._common import REPO, drop_database, free_port, fresh_database, load_average, server_url
 from benchmarks.queue_throughput import drain
 from engine import ToolRegistry
+from scheduler import task_document
 from store import tasks as store_tasks
 from store.db import Database
 from store.migrate import migrate
@@ -81,7 +82,7 @@ def ordo_io(server: str, slow: SlowServer, runs: int, workers: int, concurrency:
     db = Database(url)
     try:
         migrate(db)
-        values = store_tasks.validate_task(_task(slow.url), ToolRegistry.load(), now=datetime.now(UTC))
+        values = task_document.validate(_task(slow.url), ToolRegistry.load(), now=datetime.now(UTC))
         with db.tx() as conn:
             task_id = store_tasks.create(conn, values, store_tasks.LOCAL_AGENT_ID)["id"]
         before = slow.answered()

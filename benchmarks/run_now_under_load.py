@@ -33,6 +33,7 @@ from sqlalchemy import text
 from benchmarks._common import drop_database, fresh_database, load_average, percentile, server_url
 from benchmarks.queue_throughput import _stop, _wait_registered, _workers
 from engine import ToolRegistry
+from scheduler import task_document
 from store import runs as store_runs
 from store import tasks as store_tasks
 from store.db import Database
@@ -102,12 +103,12 @@ def main() -> None:
         with db.tx() as conn:
             bulk = store_tasks.create(
                 conn,
-                store_tasks.validate_task(_task("bulk", 5), registry, now=now),
+                task_document.validate(_task("bulk", 5), registry, now=now),
                 store_tasks.LOCAL_AGENT_ID,
             )["id"]
             urgent = store_tasks.create(
                 conn,
-                store_tasks.validate_task(_task("urgent", 9), registry, now=now),
+                task_document.validate(_task("urgent", 9), registry, now=now),
                 store_tasks.LOCAL_AGENT_ID,
             )["id"]
         procs = _workers(url, args.workers, args.concurrency)

@@ -58,15 +58,15 @@ _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_st
 
 def read(path: str, *, max_bytes: int) -> Any:
     """One document from a file ('-': stdin): YAML or JSON, its expanded JSON at most `max_bytes`."""
-    (value,) = _load(path, many=False)
-    _check_size(value, max_bytes, path)
+    (value,), shared = _load(path, many=False)
+    _check_size(value, max_bytes, path, shared=shared)
     return value
 
 
 def read_many(path: str, *, max_bytes: int) -> tuple[list[Any], bool]:
     """Documents from a file that holds one, a list of them, or a YAML stream of several (each within
     `max_bytes` expanded); and whether the file held more than one document or a list."""
-    values = _load(path, many=True)
+    values, shared = _load(path, many=True)
     if len(values) == 1:
         value = values[0]
         docs, listed = (value, True) if isinstance(value, list) else ([value], False)
@@ -81,12 +81,13 @@ def read_many(path: str, *, max_bytes: int) -> tuple[list[Any], bool]:
             code="DOCUMENT_TOO_LARGE",
         )
     for i, doc in enumerate(docs):
-        _check_size(doc, max_bytes, f"{path}: document {i + 1}" if listed else path)
+        _check_size(doc, max_bytes, f"{path}: document {i + 1}" if listed else path, shared=shared)
     return docs, listed
 
 
-def _load(path: str, *, many: bool) -> list[Any]:
-    """The file's documents: exactly one unless `many` (a YAML stream may hold several)."""
+def _load(path: str, *, many: bool) -> tuple[list[Any], bool]:
+    """The file's documents (exactly one unless `many`: a YAML stream may hold several), and whether
+    YAML aliases made them share parts."""
     try:
         source = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as e:
@@ -95,17 +96,18 @@ def _load(path: str, *, many: bool) -> list[Any]:
         raise InvalidInput(f"{path} is not UTF-8 text", details={"path": path}) from None
     if source.lstrip()[:1] in ("{", "["):
         try:
-            return [json.loads(source, parse_constant=_not_json)]
+            return [json.loads(source, parse_constant=_not_json)], False
         except ValueError:
             pass  # not JSON after all: the YAML parser reads it, or says where it is wrong
     loader = _Loader(source)
     try:
         if not many:
-            return [loader.get_single_data()]
-        docs = []
-        while loader.check_data():
-            docs.append(loader.get_data())
-        return docs or [None]
+            docs = [loader.get_single_data()]
+        else:
+            docs = []
+            while loader.check_data():
+                docs.append(loader.get_data())
+        return docs or [None], loader.aliases > 0
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -123,11 +125,12 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON number")
 
 
-def _check_size(value: Any, max_bytes: int, where: str) -> None:
-    """Refuse `value` if its JSON form exceeds `max_bytes`, without building that form first: shared
-    (aliased) parts are walked each time they are referenced, within a budget of `max_bytes`."""
+def _check_size(value: Any, max_bytes: int, where: str, *, shared: bool) -> None:
+    """Refuse `value` if its JSON form exceeds `max_bytes`. With `shared` (aliased) parts, without
+    building that form first: they are walked each time they are referenced, within a budget of
+    `max_bytes`. Without, the form is about as large as the text it was read from: built and measured."""
     budget = max_bytes
-    stack = [value]
+    stack = [value] if shared else []
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
