@@ -8,6 +8,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,6 +70,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_http(
+    port: int, proc: subprocess.Popen[bytes], log: Path, *, path: str = "/health", timeout: float = 60
+) -> None:
+    """Wait until the server `proc` (its output in `log`) answers GET `path` with 200 on `port`."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{proc.args!r} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{proc.args!r} did not answer {path} within {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 def ordo_command(*args: str) -> list[str]:

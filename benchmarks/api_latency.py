@@ -30,7 +30,6 @@ import platform
 import random
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,7 +45,7 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import text  # noqa: E402
 
-from benchmarks._common import free_port, ordo_command, process  # noqa: E402
+from benchmarks._common import free_port, ordo_command, process, wait_http  # noqa: E402
 from engine import ToolRegistry  # noqa: E402
 from scheduler import task_document  # noqa: E402
 from store import agents  # noqa: E402
@@ -75,22 +74,6 @@ def _task_doc(title: str, kind: str = "manual", expr: str = "") -> dict[str, Any
 
 
 # -- processes ------------------------------------------------------------------------------------
-
-
-def _wait_http(port: int, path: str, timeout: float, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"`ordo api` exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
-                if s.recv(64).startswith(b"HTTP/1.1 200"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"`ordo api` did not answer {path} within {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 # -- load generation ------------------------------------------------------------------------------
@@ -348,8 +331,8 @@ def _bench(args: argparse.Namespace, levels: list[int], workdir: Path) -> None:
             process(ordo_command("api"), env, api_log) as api,
             process(bare_args, env, bare_log) as bare,
         ):
-            _wait_http(port, "/health", 60, api, api_log)
-            _wait_http(bare_port, "/health", 60, bare, bare_log)
+            wait_http(port, api, api_log)
+            wait_http(bare_port, bare, bare_log)
             results = asyncio.run(
                 _load(port, token, task_ids, levels, args, None if args.no_bare else bare_port)
             )

@@ -49,6 +49,7 @@ from benchmarks._common import (
     ordo_command,
     process,
     server_url,
+    wait_http,
 )
 from benchmarks.schedule_expansion import documents
 from engine import ToolRegistry
@@ -113,20 +114,6 @@ def api_batches(port: int, token: str, docs: list[dict[str, Any]], batch: int) -
         return time.perf_counter() - started
 
 
-def _wait_up(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"`ordo api` exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("`ordo api` did not start within 60 s")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -164,7 +151,7 @@ def main() -> None:
         with process(
             ordo_command("api", "--port", str(port)), {**env, "DATABASE_URL": url}, workdir / "api.log"
         ) as api:
-            _wait_up(port, api, workdir / "api.log")
+            wait_http(port, api, workdir / "api.log")
             api_s = api_batches(port, token, docs, args.batch)
         if _count(db) != args.tasks:
             raise SystemExit(f"POST /tasks/batch stored {_count(db)} tasks, not {args.tasks}")

@@ -23,7 +23,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -44,6 +43,7 @@ from benchmarks._common import (
     percentile,
     process,
     server_url,
+    wait_http,
 )
 from engine.tools import plant
 from engine.tools.jobshop_format import parse_jobshop
@@ -100,7 +100,7 @@ def main() -> None:
         port = free_port()
         env.update(ORDO_API_PORT=str(port), ORDO_API_RATE_LIMIT_PER_MIN="1000000")
         with process(ordo_command("api"), env, workdir / "api.log") as api:
-            _wait_http(port, api, workdir / "api.log")
+            wait_http(port, api, workdir / "api.log")
             only = [p for p in args.pages.split(",") if p]
             results = _measure(chromium, f"http://127.0.0.1:{port}", seeded, args.samples, only)
         db.dispose()
@@ -426,22 +426,6 @@ def _measure(
 
 
 # -- processes ------------------------------------------------------------------------------------
-
-
-def _wait_http(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"`ordo api` exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"`ordo api` did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 if __name__ == "__main__":
