@@ -78,10 +78,11 @@ def create_tasks(
     checks one; if any is invalid the answer is 422 INVALID_BATCH whose `details.errors` names each
     invalid document by its index (with its code, message and field path), and nothing is stored."""
     docs = [task.root for task in body.tasks]
+    # Checked before the transaction: a thousand documents take a while, holding no connection.
+    values = task_document.validate_many(docs, registry, now=now, scopes=caller.tool_scopes)
     with db.tx() as conn:
         if replay := replayed(conn, caller, idempotency_key, "POST /tasks/batch", docs):
             return replay
-        values = task_document.validate_many(docs, registry, now=now, scopes=caller.tool_scopes)
         ids = store_tasks.create_many(conn, values, caller.agent_id)
         out = {"ids": [str(i) for i in ids]}
         # One entry for the batch, naming every task it created.
