@@ -235,13 +235,14 @@ def deliveries(
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page:
-    """An endpoint's deliveries, newest first, each with every attempt."""
-    endpoint = get(conn, endpoint_id, agent_id)
+    """An endpoint's deliveries, newest first, each with every attempt. The cursor and the state are
+    checked before the endpoint is looked up."""
     if state is not None and state not in DELIVERY_STATES:
         raise InvalidWebhook(
             f"state must be one of {', '.join(DELIVERY_STATES)}, not {state!r}", details={"path": "state"}
         )
     (before,) = keyset.decode(cursor, int) if cursor is not None else (None,)
+    endpoint = get(conn, endpoint_id, agent_id)
     rows = _delivery_rows(conn, endpoint["id"], state=state, before_id=before, limit=limit + 1)
     return keyset.page(rows, limit, lambda r: (r["id"],))
 

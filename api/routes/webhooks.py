@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi import APIRouter, Body, Path, Response
 
-from api.deps import Db, Reads, State, WebhookRules, WebhooksRead, WebhooksWrite
+from api.deps import Cursor, Db, Limit, Reads, State, WebhookRules, WebhooksRead, WebhooksWrite
 from api.errors import responses
 from api.responses import json_body
 from api.schemas import (
@@ -31,11 +31,12 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
-_READ = responses(401, 403, 404, 422, 429, 503)
+_READ = responses(400, 401, 403, 404, 422, 429, 503)
 _WRITE = responses(400, 401, 403, 404, 409, 413, 422, 429, 503)
 
-Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
-Cursor = Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page.")]
+# The delivery log reads its cursor before it looks the endpoint up (as every listing does), so its
+# path takes any text: an id that is no UUID is a 404 there, not a 422 ahead of a bad cursor's 400.
+WebhookRef = Annotated[str, Path(max_length=100, description="Webhook id.")]
 DeliveryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Delivery id.")]
 
 
@@ -115,7 +116,7 @@ def rotate_secret(
 
 @router.get("/{webhook_id}/deliveries", response_model=DeliveryPage, responses=_READ)
 async def list_deliveries(
-    webhook_id: UUID,
+    webhook_id: WebhookRef,
     caller: WebhooksRead,
     reads: Reads,
     state: DeliveryState | None = None,
