@@ -23,6 +23,7 @@ from tests.helpers import REGISTRY, rows, run_ordo, scalar
 # Every route and the scope it needs. test_the_scope_table_covers_every_route keeps this honest.
 ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("POST", "/tasks"): "tasks:write",
+    ("POST", "/tasks/batch"): "tasks:write",
     ("GET", "/tasks"): "tasks:read",
     ("GET", "/tasks/{task_id}"): "tasks:read",
     ("PATCH", "/tasks/{task_id}"): "tasks:write",
@@ -93,6 +94,7 @@ PUBLIC = {("GET", "/health"), ("GET", "/health/ready"), ("GET", "/metrics")}
 
 _BODIES = {
     "/tasks": echo_task(),
+    "/tasks/batch": {"tasks": [echo_task()]},
     "/tasks/{task_id}": {"priority": 7},
     "/tasks/{task_id}/run_now": {"params": {}},
     "/schedules/preview": {"kind": "cron", "expr": "0 8 * * *"},
