@@ -77,9 +77,11 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/holiday-calendars/{name}/holidays"): "availability:read",
     ("GET", "/assignments"): "availability:read",
     ("POST", "/assignments"): "availability:write",
+    ("PATCH", "/assignments/{assignment_id}"): "availability:write",
     ("DELETE", "/assignments/{assignment_id}"): "availability:write",
     ("GET", "/exceptions"): "availability:read",
     ("POST", "/exceptions"): "availability:write",
+    ("PATCH", "/exceptions/{exception_id}"): "availability:write",
     ("DELETE", "/exceptions/{exception_id}"): "availability:write",
     ("GET", "/availability"): "availability:read",
     ("GET", "/availability/changes"): "availability:read",
@@ -108,7 +110,9 @@ _BODIES = {
     "/patterns/{name}": {"kind": "weekly", "rules": []},
     "/holiday-calendars/{name}": {"country": "ZA"},
     "/assignments": {},
+    "/assignments/{assignment_id}": {},
     "/exceptions": {},
+    "/exceptions/{exception_id}": {},
     "/schedules/generate": {"days": 1},
 }
 
