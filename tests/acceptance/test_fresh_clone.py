@@ -64,6 +64,7 @@ def test_the_clone_runs_its_own_code(clone: Path, env: dict[str, str]) -> None:
     assert Path(probe.stdout.strip()).resolve().is_relative_to(clone.resolve())
 
 
+@pytest.mark.timeout(1200)  # the whole unit suite once more, in the clone: longer than one test's default
 def test_the_unit_tests_pass_in_a_fresh_clone(clone: Path, env: dict[str, str]) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "tests/unit", "-q", "-x", "-p", "no:cacheprovider"],
