@@ -8,6 +8,7 @@ replaced whole, so a compiled schedule can be cached and shared between tasks an
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Protocol
@@ -42,7 +43,7 @@ class Schedule(Protocol):
         ...
 
 
-class Expansion:
+class Expansion(ABC):
     """between / next_at_or_after over `stream(t)` (ascending instants >= t), with a memo of the last
     empty stretch [lo, hi) seen (hi None: nothing at or after lo), so quiet windows cost nothing."""
 
@@ -54,10 +55,10 @@ class Expansion:
         # the last window and its answer: tasks sharing a schedule ask the same window in one tick
         self._last: tuple[datetime, datetime, list[datetime]] | None = None
 
+    @abstractmethod
     def stream(self, t: datetime, budget: Budget | None = None) -> Iterator[datetime]:
         """Ascending instants (naive UTC) >= t, t a naive UTC instant; with a budget, metered
         (budget.metered: ScheduleTooCostly once it is spent)."""
-        raise NotImplementedError
 
     def first_instant(self) -> datetime | None:
         """Where the set begins, for a preview "from DTSTART on" (None: no lower bound of its own)."""
