@@ -26,6 +26,7 @@ from sqlalchemy import Connection
 
 from engine import ToolRegistry, compile_pipeline
 from engine.pipeline import format_path
+from engine.registry import fast_validator
 from scheduler.describe import describe
 from scheduler.expand import (
     PREVIEW_BUDGET_S,
@@ -101,6 +102,9 @@ for _name, _default in TASK_DEFAULTS.items():
 for _name, _default in DEFAULT_BACKOFF.items():
     TASK_SCHEMA["properties"]["backoff"]["properties"][_name]["default"] = _default
 _VALIDATOR = Draft202012Validator(TASK_SCHEMA)
+# Answers valid/invalid far faster (a batch of 100,000 documents spent most of its time in the
+# pure-Python validator); the reference validator above is asked only to say what is wrong.
+_FAST_VALIDATOR = fast_validator(TASK_SCHEMA, formats=False)
 
 
 def validate(
@@ -118,8 +122,12 @@ def validate(
         raise InvalidTask(
             "a task must be an object with title, schedule_kind and payload", details={"path": ""}
         )
-    errors = sorted(
-        _VALIDATOR.iter_errors(doc), key=lambda e: (len(e.absolute_path), str(list(e.absolute_path)))
+    errors = (
+        []
+        if _valid_shape(doc)
+        else sorted(
+            _VALIDATOR.iter_errors(doc), key=lambda e: (len(e.absolute_path), str(list(e.absolute_path)))
+        )
     )
     if errors:
         where = format_path(list(errors[0].absolute_path)) or "task"
@@ -144,6 +152,13 @@ def validate(
     # Where the scheduler starts expanding: now, for an active task with a calendar.
     values["expand_from"] = now if values["status"] == "active" and kind in TIME_BASED_KINDS else None
     return values
+
+
+def _valid_shape(doc: Mapping[str, Any]) -> bool:
+    try:
+        return bool(_FAST_VALIDATOR.is_valid(doc))
+    except ValueError:  # a value JSON has no type for (a YAML date): the reference validator says which
+        return False
 
 
 def _checked_schedule(kind: str, expr: str, timezone: str, now: datetime) -> str:
