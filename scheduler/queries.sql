@@ -43,7 +43,9 @@ INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_atte
 SELECT t.id, 'schedule', o.at, o.at, t.priority, t.max_retries + 1,
        t.concurrency_key, CASE WHEN t.concurrency_key IS NOT NULL THEN t.concurrency_limit END
   FROM unnest(CAST(:task_ids AS uuid[]), CAST(:ats AS timestamptz[])) AS o(task_id, at)
-  JOIN task t ON t.id = o.task_id
+  -- The batch's tasks by primary key (= ANY): joined on the id alone, the planner reads the whole
+  -- task table into a hash for every batch, which a first tick over 100,000 tasks did 20 times.
+  JOIN task t ON t.id = o.task_id AND t.id = ANY(CAST(:task_ids AS uuid[]))
  WHERE NOT EXISTS (
        SELECT 1 FROM task_run r
         WHERE r.task_id = o.task_id AND r.scheduled_for = o.at AND r.origin = 'schedule' AND r.final)
@@ -73,4 +75,5 @@ RETURNING run_id;
 UPDATE task t
    SET expand_from = n.expand_from
   FROM unnest(CAST(:ids AS uuid[]), CAST(:expand_from AS timestamptz[])) AS n(id, expand_from)
- WHERE t.id = n.id;
+ WHERE t.id = n.id
+   AND t.id = ANY(CAST(:ids AS uuid[]));  -- by primary key, not a hash of the table (see above)

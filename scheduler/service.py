@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -37,7 +37,7 @@ from store import runs as store_runs
 from store.db import Database
 from store.errors import InvalidSchedule, OrdoError
 from store.settings import Settings
-from store.sql import load_queries
+from store.sql import BinaryArray, load_queries
 
 __all__ = ["Plan", "SchedulerConfig", "SchedulerService", "TickResult", "plan_occurrences"]
 
@@ -155,6 +155,19 @@ def plan_occurrences(
     return Plan(planned, resume_at, deferred)
 
 
+_NO_SCHEDULE: Any = object()  # parsed: a kind without occurrences (event, manual)
+
+
+@dataclass
+class _BatchMemo:
+    """What one batch of a tick works out once for all its tasks: tasks created together share their
+    schedule, expansion point and misfire policy, so a first tick over 100,000 such tasks parses and
+    expands each distinct schedule once, not once per task."""
+
+    parsed: dict[tuple[str, str, str], Any] = field(default_factory=dict)  # Schedule | InvalidSchedule
+    plans: dict[tuple[Any, ...], Plan] = field(default_factory=dict)
+
+
 class SchedulerService:
     def __init__(self, db: Database, cfg: SchedulerConfig, log: Any, scheduler_id: str) -> None:
         self.db = db
@@ -267,27 +280,24 @@ class SchedulerService:
             with conn.begin():
                 clock = now or conn.execute(text("SELECT now()")).scalar_one()
                 horizon_end = clock + timedelta(seconds=self.cfg.horizon_s)
-                rows = (
-                    conn.execute(
-                        Q["due_tasks"], {"horizon_end": horizon_end, "n": self.cfg.batch, "later": later}
-                    )
-                    .mappings()
-                    .all()
-                )
+                rows = conn.execute(
+                    Q["due_tasks"], {"horizon_end": horizon_end, "n": self.cfg.batch, "later": later}
+                ).all()
                 conn.execute(Q["leader_heartbeat"], {"scheduler_id": self.id})
                 if not rows:
                     return result
-                queued: tuple[list[UUID], list[datetime]] = ([], [])
-                skipped: tuple[list[UUID], list[datetime]] = ([], [])
-                advance_ids, advance_to = [], []
+                queued: tuple[list[UUID], list[datetime]] = (BinaryArray(), BinaryArray())
+                skipped: tuple[list[UUID], list[datetime]] = (BinaryArray(), BinaryArray())
+                advance_ids, advance_to = BinaryArray(), BinaryArray()
+                memo = _BatchMemo()
                 # Slow tasks last (a stable sort keeps expand_from order within each group).
-                for row in sorted(rows, key=lambda r: r["id"] in self._slow):
-                    slow = row["id"] in self._slow
+                for row in sorted(rows, key=lambda r: r.id in self._slow):
+                    slow = row.id in self._slow
                     if slow and slow_left <= 0:
-                        later.append(row["id"])
+                        later.append(row.id)
                         continue
                     started = time.monotonic()
-                    plan = self._plan(row, clock, horizon_end)
+                    plan = self._plan(row, clock, horizon_end, memo)
                     if slow:
                         slow_left -= time.monotonic() - started
                     if plan is None:
@@ -295,21 +305,21 @@ class SchedulerService:
                         result.errors += 1
                     elif plan.deferred:
                         result.deferred += 1
-                        if row["id"] not in self._slow:
-                            self._slow.add(row["id"])
+                        if row.id not in self._slow:
+                            self._slow.add(row.id)
                             self.log.warning(
                                 "schedule_expansion_deferred",
-                                task_id=str(row["id"]),
+                                task_id=str(row.id),
                                 budget_s=self.cfg.expand_budget_s,
                                 resume=plan.expand_from.isoformat() if plan.expand_from else None,
                             )
                     else:
-                        self._slow.discard(row["id"])
+                        self._slow.discard(row.id)
                     for at, state in plan.occurrences:
                         target = queued if state == "queued" else skipped
-                        target[0].append(row["id"])
+                        target[0].append(row.id)
                         target[1].append(at)
-                    advance_ids.append(row["id"])
+                    advance_ids.append(row.id)
                     advance_to.append(plan.expand_from)
                 if queued[0]:
                     written = conn.execute(
@@ -329,34 +339,45 @@ class SchedulerService:
             if len(rows) < self.cfg.batch:
                 return result
 
-    def _plan(self, row: Any, clock: datetime, horizon_end: datetime) -> Plan | None:
+    def _plan(self, row: Any, clock: datetime, horizon_end: datetime, memo: _BatchMemo) -> Plan | None:
         """One task's turn, within its budget; None: its schedule cannot be read."""
-        schedule = self._schedule(row, clock)
+        schedule = self._schedule(row, clock, memo)
         if schedule is None:
             return None
-        return plan_occurrences(
-            schedule,
-            row["expand_from"],
-            now=clock,
-            horizon_end=horizon_end,
-            policy=row["misfire_policy"],
-            grace_s=row["misfire_grace_s"],
-            misfire_threshold_s=self.cfg.misfire_threshold_s,
-            budget=Budget(self.cfg.expand_budget_s),
-        )
+        key = (id(schedule), row.expand_from, row.misfire_policy, row.misfire_grace_s)
+        plan = memo.plans.get(key)
+        if plan is None:
+            plan = memo.plans[key] = plan_occurrences(
+                schedule,
+                row.expand_from,
+                now=clock,
+                horizon_end=horizon_end,
+                policy=row.misfire_policy,
+                grace_s=row.misfire_grace_s,
+                misfire_threshold_s=self.cfg.misfire_threshold_s,
+                budget=Budget(self.cfg.expand_budget_s),
+            )
+        return plan
 
-    def _schedule(self, row: Any, now: datetime) -> Schedule | None:
+    def _schedule(self, row: Any, now: datetime, memo: _BatchMemo) -> Schedule | None:
         """The parsed schedule, cached by (task, version) so steady ticks never re-parse."""
-        cached = self._schedules.get(row["id"])
-        if cached is not None and cached[0] == row["version"]:
+        cached = self._schedules.get(row.id)
+        if cached is not None and cached[0] == row.version:
             return cached[1]
-        try:
-            schedule = parse_schedule(row["schedule_kind"], row["schedule_expr"], row["timezone"], now=now)
-        except InvalidSchedule as e:
+        key = (row.schedule_kind, row.schedule_expr, row.timezone)
+        parsed = memo.parsed.get(key)
+        if parsed is None:
+            try:
+                parsed = parse_schedule(*key, now=now) or _NO_SCHEDULE
+            except InvalidSchedule as e:
+                parsed = e
+            memo.parsed[key] = parsed
+        schedule = None if parsed is _NO_SCHEDULE else parsed
+        if isinstance(schedule, InvalidSchedule):
             # Accepted once, unreadable now (e.g. a zone removed from tzdata): stop expanding, loudly.
-            self.log.error("schedule_unreadable", task_id=str(row["id"]), error=e.message)
+            self.log.error("schedule_unreadable", task_id=str(row.id), error=schedule.message)
             schedule = None
-        self._schedules[row["id"]] = (row["version"], schedule)
+        self._schedules[row.id] = (row.version, schedule)
         return schedule
 
     def _maybe_prune(self, now: datetime | None) -> None:

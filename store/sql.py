@@ -10,9 +10,11 @@ import re
 from functools import cache
 from importlib import resources
 
+import psycopg
+from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import TextClause, text
 
-__all__ = ["load_queries"]
+__all__ = ["BinaryArray", "load_queries"]
 
 _HEADER = re.compile(r"^-- ([a-z][a-z0-9_]*) --\s*$", re.MULTILINE)
 
@@ -31,3 +33,12 @@ def load_queries(package: str, filename: str) -> dict[str, TextClause]:
             raise ValueError(f"{package}/{filename}: statement {name!r} is empty")
         queries[name] = text(statement)
     return queries
+
+
+class BinaryArray(list):  # type: ignore[type-arg]
+    """A list sent as an array parameter in PostgreSQL's binary format. psycopg sends plain lists as
+    text, quoting and escaping each element in Python (about 4 us an element); a tick writing 150,000
+    occurrences sends arrays of a few hundred thousand uuids and timestamps."""
+
+
+psycopg.adapters.register_dumper(BinaryArray, ListBinaryDumper)
