@@ -37,7 +37,9 @@ SELECT id, version, schedule_kind, schedule_expr, timezone, expand_from, misfire
 
 -- insert_occurrences --
 -- Queue occurrences. ON CONFLICT (due_work_occurrence_uq) and the NOT EXISTS probe of finished runs
--- (task_run_occurrence_uq) make a re-run tick or a second scheduler add nothing twice.
+-- (task_run_occurrence_uq) make a re-run tick or a second scheduler add nothing twice. Answers how
+-- many were written (a first tick writes 150,000: their ids would only be counted by the client).
+WITH written AS (
 INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts,
                       concurrency_key, concurrency_limit)
 SELECT t.id, 'schedule', o.at, o.at, t.priority, t.max_retries + 1,
@@ -50,7 +52,9 @@ SELECT t.id, 'schedule', o.at, o.at, t.priority, t.max_retries + 1,
        SELECT 1 FROM task_run r
         WHERE r.task_id = o.task_id AND r.scheduled_for = o.at AND r.origin = 'schedule' AND r.final)
 ON CONFLICT (task_id, scheduled_for) WHERE origin = 'schedule' DO NOTHING
-RETURNING id;
+RETURNING 1
+)
+SELECT count(*) FROM written;
 
 -- record_skipped --
 -- Occurrences the misfire policy will not run go straight to history as skipped runs, so people
@@ -63,7 +67,7 @@ SELECT nextval(pg_get_serial_sequence('due_work', 'id')), 1, t.id, 'schedule', o
            'code', 'MISFIRE_SKIPPED',
            'message', 'no scheduler ran at this time; skipped by misfire policy ' || t.misfire_policy)
   FROM unnest(CAST(:task_ids AS uuid[]), CAST(:ats AS timestamptz[])) AS o(task_id, at)
-  JOIN task t ON t.id = o.task_id
+  JOIN task t ON t.id = o.task_id AND t.id = ANY(CAST(:task_ids AS uuid[]))  -- as insert_occurrences
  WHERE NOT EXISTS (
        SELECT 1 FROM due_work d
         WHERE d.task_id = o.task_id AND d.scheduled_for = o.at AND d.origin = 'schedule')

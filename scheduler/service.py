@@ -324,9 +324,9 @@ class SchedulerService:
                 if queued[0]:
                     written = conn.execute(
                         Q["insert_occurrences"], {"task_ids": queued[0], "ats": queued[1]}
-                    ).all()
-                    result.queued += len(written)
-                    metrics.SCHEDULER_OCCURRENCES.labels("queued").inc(len(written))
+                    ).scalar_one()
+                    result.queued += written
+                    metrics.SCHEDULER_OCCURRENCES.labels("queued").inc(written)
                 if skipped[0]:
                     written = conn.execute(
                         Q["record_skipped"], {"task_ids": skipped[0], "ats": skipped[1]}
