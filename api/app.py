@@ -112,6 +112,7 @@ def create_app(
             application_name="ordo-api",
         )
         reads = ReadPool(database.url, size=cfg.read_pool)
+        await reads.open()
         anyio.to_thread.current_default_thread_limiter().total_tokens = cfg.threads
         tokens = TokenCache(ttl_s=cfg.token_cache_ttl_s)
         limiter = RateLimiter(settings.api_rate_limit_per_min, reads)

@@ -2,19 +2,28 @@
 
 A file holds statements under headers `-- name --`; comments below a header say what the statement
 is for and which lock or index it relies on. Statements are loaded once and called by name.
+
+Most are run through SQLAlchemy (`conn.execute(Q[name], params)`). The API's hottest reads run the
+same statement on a plain psycopg async connection (`fetch_one`): SQLAlchemy's async layer (a
+greenlet hop per await, its pool, its result metadata) costs about twice the read itself there.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
+from typing import Any
 
 import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
 from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import TextClause, text
+from sqlalchemy.dialects.postgresql import psycopg as _psycopg_dialect
 
-__all__ = ["BinaryArray", "load_queries"]
+__all__ = ["BinaryArray", "fetch_one", "load_queries"]
 
 _HEADER = re.compile(r"^-- ([a-z][a-z0-9_]*) --\s*$", re.MULTILINE)
 
@@ -42,3 +51,22 @@ class BinaryArray(list):  # type: ignore[type-arg]
 
 
 psycopg.adapters.register_dumper(BinaryArray, ListBinaryDumper)
+
+
+_DIALECT = _psycopg_dialect.dialect()
+
+
+@cache
+def _pyformat(query: TextClause) -> str:
+    """The statement as psycopg takes it (`:name` becomes `%(name)s`), rendered once by SQLAlchemy
+    so that both paths run the very same SQL."""
+    return str(query.compile(dialect=_DIALECT))
+
+
+async def fetch_one(
+    conn: AsyncConnection[Any], query: TextClause, params: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The first row of `query` as a dict (None: no row), as `.mappings().one_or_none()` would give it."""
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute(_pyformat(query), params)
+    return await cursor.fetchone()

@@ -15,13 +15,14 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import orjson
+from psycopg import AsyncConnection
 from sqlalchemy import Connection
 
 from store import events, keyset, webhooks
 from store.domain import TASK_DEFAULTS, TIME_BASED_KINDS, iso_utc
 from store.errors import Conflict, InvalidInput, NotFound
 from store.keyset import Page
-from store.sql import load_queries
+from store.sql import fetch_one, load_queries
 
 __all__ = [
     "LOCAL_AGENT_ID",
@@ -33,6 +34,7 @@ __all__ = [
     "delete",
     "document",
     "get",
+    "get_async",
     "get_many",
     "list_page",
     "pause",
@@ -97,6 +99,18 @@ def get(
     task_uuid = _uuid(task_id)
     query = Q["get_task_for_update"] if lock else Q["get_task"]
     row = conn.execute(query, {"id": task_uuid, "agent_id": agent_id}).mappings().one_or_none()
+    return _found(row, task_id)
+
+
+async def get_async(
+    conn: AsyncConnection[Any], task_id: UUID | str, agent_id: UUID | None = None
+) -> dict[str, Any]:
+    """`get` on a psycopg async connection (the API's GET /tasks/{id}): the same statement and answer."""
+    row = await fetch_one(conn, Q["get_task"], {"id": _uuid(task_id), "agent_id": agent_id})
+    return _found(row, task_id)
+
+
+def _found(row: Mapping[str, Any] | None, task_id: UUID | str) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"task {task_id} not found", details={"task_id": str(task_id)})
     return dict(row)

@@ -122,7 +122,7 @@ async def list_tasks(
 @router.get("/{task_id}", response_model=TaskPublic, responses=_READ)
 async def get_task(task_id: UUID, caller: TasksRead, reads: Reads, now: Clock) -> Any:
     """One task; `next_fire_at` is its next occurrence."""
-    task = await reads.run(store_tasks.get, task_id, caller.owner)
+    task = await reads.fetch(store_tasks.get_async, task_id, caller.owner)
     return json_body(task_document.public(task, now=now))
 
 

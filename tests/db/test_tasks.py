@@ -1,7 +1,10 @@
 """Adding and changing tasks: bad input is refused with a clear error and writes nothing."""
 
+import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from sqlalchemy import text
 
@@ -155,3 +158,27 @@ def test_listing_pages_through_tasks_newest_first(db):
     with db.tx() as conn:
         assert [t["title"] for t in store_tasks.list_page(conn, text="task 3").items] == ["task 3"]
         assert store_tasks.list_page(conn, text="%").items == []
+
+
+def test_get_async_on_a_psycopg_connection_answers_exactly_as_get(db):
+    """The API's GET /tasks/{id} reads with `get_async` on a plain psycopg connection: the same row,
+    with the same Python types, and the same NotFound for a missing task or another agent's."""
+    task = add_task(db, schedule_kind="rrule", schedule_expr="FREQ=DAILY;BYHOUR=5", now=NOW)
+    other_agent = uuid.uuid4()
+
+    async def read() -> tuple[dict, list[type]]:
+        async with await psycopg.AsyncConnection.connect(db.conninfo, autocommit=True) as conn:
+            row = await store_tasks.get_async(conn, task["id"], store_tasks.LOCAL_AGENT_ID)
+            errors = []
+            for task_id, agent_id in ((uuid.uuid4(), None), (task["id"], other_agent), ("nope", None)):
+                with pytest.raises(NotFound) as info:
+                    await store_tasks.get_async(conn, task_id, agent_id)
+                errors.append(info.value.message)
+            return row, errors
+
+    row, errors = asyncio.run(read())
+    with db.tx() as conn:
+        expected = store_tasks.get(conn, task["id"], store_tasks.LOCAL_AGENT_ID)
+    assert row == expected
+    assert {k: type(v) for k, v in row.items()} == {k: type(v) for k, v in expected.items()}
+    assert all("not found" in message for message in errors)
