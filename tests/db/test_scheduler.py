@@ -95,6 +95,25 @@ def test_missed_occurrences_follow_the_misfire_policy(db, scheduler, policy, gra
     assert [o["state"] for o in past] == expected
 
 
+def test_tasks_sharing_a_schedule_share_its_expansion_but_each_keeps_its_own_policy(db, scheduler):
+    """A tick works a plan out once for tasks alike (same schedule, place and misfire policy): each
+    still gets its own occurrences, and a task differing only in its policy gets its own plan."""
+    missed_since = NOW - timedelta(hours=3, minutes=30)
+    alike = [
+        add_task(db, now=missed_since, schedule_kind="cron", schedule_expr="0 * * * *", misfire_policy="skip")
+        for _ in range(3)
+    ]
+    other = add_task(
+        db, now=missed_since, schedule_kind="cron", schedule_expr="0 * * * *", misfire_policy="run_once"
+    )
+    result = scheduler.tick(now=NOW)
+    assert result.tasks == 4
+    for task in alike:
+        assert [o["state"] for o in occurrences(db, task["id"])] == ["skipped"] * 3 + ["queued"]
+    assert [o["state"] for o in occurrences(db, other["id"])] == ["skipped", "skipped", "queued", "queued"]
+    assert scalar(db, "SELECT count(DISTINCT expand_from) FROM task") == 1
+
+
 def test_a_paused_task_is_not_expanded_and_resumes_from_now(db, scheduler):
     task = add_task(db, now=NOW, schedule_kind="cron", schedule_expr="*/5 * * * *")
     with db.tx() as conn:
