@@ -18,7 +18,7 @@ from fastapi import Depends, FastAPI
 from api import docs, errors
 from api.auth import AuthListener, TokenCache
 from api.console import mount_console
-from api.deps import ApiState, reject_unknown_query, require_json_body
+from api.deps import ApiState, check_request
 from api.metrics import Exposition, keep_process_figures
 from api.middleware import BodyLimit, Liveness, RequestId, RequestMetrics
 from api.pool import ReadPool
@@ -175,7 +175,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # served by api.docs from vendored assets
         redoc_url=None,
-        dependencies=[Depends(reject_unknown_query), Depends(require_json_body)],
+        dependencies=[Depends(check_request)],
         openapi_tags=[
             {"name": "tasks", "description": "Create, schedule, trigger and control tasks."},
             {

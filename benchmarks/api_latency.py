@@ -11,9 +11,10 @@ system idle, how long a run queued by POST /tasks/{id}/run_now waits before a wo
 
 The bare baseline (benchmarks/_bare_api.py) runs beside it: a minimal FastAPI app served the same way
 (same uvicorn settings, same number of processes) that reads the task row by primary key with the
-same driver and returns it. Right after each level of Ordo's GET /tasks/{id}, the same requests go to
-the baseline for the same time; `get_task_vs_bare_N` is Ordo's throughput over the baseline's at N
-clients, which is what authentication, the rate limit, scopes, validation and Ordo's response cost.
+same driver and returns it. At each level the same GET /tasks/{id} requests go to Ordo and to the
+baseline for the same time, in turns of a quarter of it each (so that both see the same machine);
+`get_task_vs_bare_N` is Ordo's throughput over the baseline's at N clients, which is what
+authentication, the rate limit, scopes, validation and Ordo's response cost.
 
 The only setting changed from production defaults is ORDO_API_RATE_LIMIT_PER_MIN (raised so the
 load generator is not answered 429). Prints a table, then one JSON object with every figure as the
@@ -58,6 +59,7 @@ from store.settings import Settings  # noqa: E402
 GOALS_MS = {"health": 5.0, "get_task": 25.0, "list_runs": 25.0, "create_task": 50.0}
 GOAL_VS_BARE = 0.7
 WARMUP_S = 1.0
+INTERLEAVE_SLICES = 4  # Ordo's GET /tasks/{id} and the bare baseline take turns this many times each
 
 
 def _task_doc(title: str, kind: str = "manual", expr: str = "") -> dict[str, Any]:
@@ -395,20 +397,38 @@ async def _load(
     results = []
     for scenario in scenarios:
         for clients in levels:
-            runs = [(port, scenario)]
             if scenario.name == "get_task" and bare_port is not None:
-                runs.append((bare_port, bare))  # measured right after, so both see the same machine
-            for target, measured in runs:
-                result = await _measure(target, measured, clients, args.duration)
+                measured = await _interleaved(port, scenario, bare_port, bare, clients, args.duration)
+            else:
+                measured = [(scenario, await _measure(port, scenario, clients, args.duration))]
+            for s, result in measured:
                 f = result.figures()
                 print(
-                    f"{measured.label:<22} {clients:>3} clients: {f['rps']:>8.1f} req/s  "
+                    f"{s.label:<22} {clients:>3} clients: {f['rps']:>8.1f} req/s  "
                     f"p50 {f['p50_ms']:.2f}  p99 {f['p99_ms']:.2f} ms  errors {f['errors']}",
                     file=sys.stderr,
                     flush=True,
                 )
                 results.append(result)
     return results
+
+
+async def _interleaved(
+    port: int, scenario: Scenario, bare_port: int, bare: Scenario, clients: int, duration: float
+) -> list[tuple[Scenario, Result]]:
+    """Ordo and the baseline in alternating slices (Ordo first, then the baseline first, ...), each
+    given half of every stretch of time: on a shared machine the load of other programs changes from
+    one second to the next, and one long run of each would put each under a different load."""
+    totals = {scenario.name: Result(scenario.name, clients), bare.name: Result(bare.name, clients)}
+    pair = [(port, scenario), (bare_port, bare)]
+    for i in range(INTERLEAVE_SLICES):
+        for target, measured in pair if i % 2 == 0 else pair[::-1]:
+            part = await _measure(target, measured, clients, duration / INTERLEAVE_SLICES)
+            total = totals[measured.name]
+            total.latencies_ms += part.latencies_ms
+            total.errors += part.errors
+            total.seconds += part.seconds
+    return [(scenario, totals[scenario.name]), (bare, totals[bare.name])]
 
 
 if __name__ == "__main__":
