@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from api.auth import TokenCache
 from api.errors import UnsupportedMediaType
@@ -32,6 +32,7 @@ from store.settings import Settings
 from store.status import Freshness
 
 __all__ = [
+    "BEARER",
     "Admin",
     "ApiState",
     "AvailabilityRead",
@@ -108,16 +109,17 @@ Registry = Annotated[ToolRegistry, Depends(_registry)]
 WebhookRules = Annotated[EndpointRules, Depends(_webhook_rules)]
 Clock = Annotated[datetime, Depends(_clock)]  # the request's "now", read once at the edge
 
-_bearer = HTTPBearer(
+BEARER = HTTPBearer(
     auto_error=False,
     bearerFormat="ordo_<id>_<secret>",
     description="An API token from `ordo token create` or POST /agents/{id}/tokens.",
 )
 
 
-async def _principal(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+async def _principal(request: Request) -> Principal:
     """The caller, authenticated and admitted by the rate limit. A token verified recently is answered
     from the cache; any other is checked with an awaited read."""
+    credentials = await BEARER(request)  # None when there is no `Authorization: Bearer` header
     if credentials is None:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
     state: ApiState = request.app.state.ordo
@@ -134,12 +136,11 @@ async def _principal(request: Request, credentials: HTTPAuthorizationCredentials
 
 
 # Each dependency FastAPI resolves costs it tens of microseconds per request (a read by primary key
-# costs about a hundred), so the caller comes from one dependency over the bearer scheme (which
-# documents the security scheme in OpenAPI), not a chain of them.
-async def _authenticate(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Principal:
-    return await _principal(request, credentials)
+# costs about a hundred), so the caller comes from one dependency, not a chain of them: the bearer
+# scheme is read by calling it, and api/docs.py names it in the OpenAPI document of every operation
+# that authenticates (`authenticates`).
+async def _authenticate(request: Request) -> Principal:
+    return await _principal(request)
 
 
 _authenticate.authenticates = True  # type: ignore[attr-defined]  # read by api/docs.py
@@ -223,10 +224,8 @@ def require(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
     if scope not in ROUTE_SCOPES:
         raise ValueError(f"{scope!r} is not in store.domain.ROUTE_SCOPES")
 
-    async def check(
-        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-    ) -> Principal:
-        caller = await _principal(request, credentials)
+    async def check(request: Request) -> Principal:
+        caller = await _principal(request)
         if not caller.has(scope):
             raise Forbidden(
                 f"this token lacks the {scope!r} scope; ask an admin for a token with it",

@@ -13,10 +13,13 @@ from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+
+from api.deps import BEARER
 
 __all__ = ["ASSETS_PATH", "install"]
 
@@ -65,6 +68,9 @@ def install(app: FastAPI) -> None:
 
 
 def _document_access(app: FastAPI, schema: dict[str, Any]) -> None:
+    # The bearer scheme is called by the authenticating dependency rather than declared as one of its
+    # own (api/deps.py), so it is named here, as FastAPI would name a declared one.
+    bearer = {BEARER.scheme_name: []}
     for route in _api_routes(app.routes):
         if not route.include_in_schema:
             continue
@@ -73,6 +79,10 @@ def _document_access(app: FastAPI, schema: dict[str, Any]) -> None:
             operation = schema["paths"].get(route.path_format, {}).get(method.lower())
             if operation is None:
                 continue
+            if scope is not None or authenticated:
+                operation["security"] = [bearer]
+                schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+                schemes[BEARER.scheme_name] = jsonable_encoder(BEARER.model, by_alias=True, exclude_none=True)
             if scope is not None:
                 line = f"**Scope:** `{scope}` (or `admin`)." if scope != "admin" else "**Scope:** `admin`."
                 operation["x-required-scope"] = scope
