@@ -6,7 +6,7 @@ Pure: no database, no HTTP server, no environment, no wall clock (`now` is an ar
 from engine.context import ToolContext, ToolLimits
 from engine.pipeline import PIPELINE_SCHEMA, Pipeline, Step, compile_pipeline
 from engine.registry import Tool, ToolRegistry
-from engine.runner import RunResult, call_tool, run_pipeline
+from engine.runner import RunResult, call_tool, is_async_capable, run_pipeline, run_pipeline_async
 
 __all__ = [
     "PIPELINE_SCHEMA",
@@ -19,5 +19,7 @@ __all__ = [
     "ToolRegistry",
     "call_tool",
     "compile_pipeline",
+    "is_async_capable",
     "run_pipeline",
+    "run_pipeline_async",
 ]

@@ -8,8 +8,9 @@ Python callable, or an HTTP endpoint that receives the input as JSON and answers
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -27,6 +28,7 @@ from store.errors import ConfigError, UnknownTool
 __all__ = ["CATALOG_SCHEMA", "Tool", "ToolRegistry", "format_checker", "load_catalog_entries"]
 
 ToolFunc = Callable[[dict[str, Any], ToolContext], dict[str, Any]]
+AsyncToolFunc = Callable[[dict[str, Any], ToolContext], Awaitable[dict[str, Any]]]
 
 CATALOG_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -57,6 +59,7 @@ CATALOG_SCHEMA: dict[str, Any] = {
                                 "properties": {
                                     "kind": {"const": "python"},
                                     "callable": {"type": "string", "pattern": "^[\\w.]+:[\\w]+$"},
+                                    "async_callable": {"type": "string", "pattern": "^[\\w.]+:[\\w]+$"},
                                     "inline": {"type": "boolean"},
                                 },
                             },
@@ -121,6 +124,9 @@ class Tool:
     # Inline tools finish in microseconds: they run on the run's own thread and their timeout is
     # checked when they return. Others run on a step thread that is abandoned at the deadline.
     inline: bool = False
+    # The same tool as a coroutine function, for tools that wait on I/O: a worker runs pipelines made
+    # only of such tools (and inline ones) on an event loop, hundreds of runs on one thread.
+    afunc: AsyncToolFunc | None = field(repr=False, default=None)
     input_validator: Draft202012Validator = field(repr=False, default=None)  # type: ignore[assignment]
     output_validator: Draft202012Validator = field(repr=False, default=None)  # type: ignore[assignment]
     fast_input: Any = field(repr=False, default=None)
@@ -221,11 +227,13 @@ def _build(entry: dict[str, Any]) -> Tool:
     runs = entry["runs"]
     if runs["kind"] == "python":
         func = _import_callable(runs["callable"], entry["address"])
+        afunc = _import_async_callable(runs, entry["address"])
         inline = bool(runs.get("inline", False))
     else:
         from engine.tools.remote import http_tool
 
         func = http_tool(runs["url"], runs.get("headers", {}))
+        afunc = None
         inline = False
     return Tool(
         address=entry["address"],
@@ -236,6 +244,7 @@ def _build(entry: dict[str, Any]) -> Tool:
         scopes=tuple(entry.get("scopes", ())),
         runs=runs,
         func=func,
+        afunc=afunc,
         inline=inline,
     )
 
@@ -250,3 +259,15 @@ def _import_callable(target: str, address: str) -> ToolFunc:
     if not callable(func):
         raise ConfigError(f"tool {address!r}: {target} is not callable")
     return func
+
+
+def _import_async_callable(runs: dict[str, Any], address: str) -> AsyncToolFunc | None:
+    target = runs.get("async_callable")
+    if target is None:
+        return None
+    if runs.get("inline"):
+        raise ConfigError(f"tool {address!r}: an inline tool has no async_callable (it never waits)")
+    func = _import_callable(target, address)
+    if not inspect.iscoroutinefunction(func):
+        raise ConfigError(f"tool {address!r}: async_callable {target} is not an async function")
+    return func  # type: ignore[return-value]

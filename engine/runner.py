@@ -1,15 +1,22 @@
 """Run a compiled pipeline: evaluate `if`, render `with`, check input, call the tool under a timeout,
 check output, store the result under `steps.<id>` (and `steps.<save_as>`), and record every step.
 
+Two ways to run the same steps: `run_pipeline` on the caller's thread, calling blocking tools on a
+step thread abandoned at the deadline; and `run_pipeline_async` on an event loop, awaiting the tools
+that have an asynchronous implementation (http.request), so hundreds of runs waiting on I/O share
+one thread. Both drive the one coroutine `_run_steps`: the blocking driver gives it a tool caller
+that never suspends, so it completes in a single `send`.
+
 Pure: the caller passes `now`; the only clock read here is the monotonic one, for durations and
 deadlines. A step's `started_at` is `now` plus the monotonic time elapsed since the run began.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,7 +31,7 @@ from engine.values import SelfReference, TooDeep, TooLarge, ValueProblem, measur
 from store.domain import iso_utc
 from store.errors import OrdoError, RetryLater, ToolError
 
-__all__ = ["RunResult", "call_tool", "run_pipeline"]
+__all__ = ["RunResult", "call_tool", "is_async_capable", "run_pipeline", "run_pipeline_async"]
 
 # A tool's error message and details are recorded with the run: long enough to explain, never a
 # second output channel.
@@ -47,6 +54,10 @@ class _StepFailure(Exception):
         self.error = error
 
 
+# How a step's tool is called once its input is rendered: validate, call under the deadline, validate.
+Invoke = Callable[[Tool, Any, ToolContext], Awaitable[Any]]
+
+
 def run_pipeline(
     pipeline: Pipeline,
     context: dict[str, Any],
@@ -58,7 +69,49 @@ def run_pipeline(
     log: Any = None,
     db: Any = None,
 ) -> RunResult:
-    """Run every step in order; stop at the first failure. `context` gets `steps` filled in."""
+    """Run every step in order on this thread; stop at the first failure. `context` gets `steps`
+    filled in."""
+    steps = _run_steps(pipeline, context, now, timeout_s, limits, is_canceled, log, db, _invoke_here)
+    try:
+        steps.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    steps.close()
+    raise RuntimeError("a blocking pipeline run suspended")  # _invoke_here never awaits anything
+
+
+async def run_pipeline_async(
+    pipeline: Pipeline,
+    context: dict[str, Any],
+    *,
+    now: datetime,
+    timeout_s: float,
+    limits: ToolLimits | None = None,
+    is_canceled: Callable[[], bool] = lambda: False,
+    log: Any = None,
+    db: Any = None,
+) -> RunResult:
+    """`run_pipeline` on the running event loop: tools with an asynchronous implementation are
+    awaited under their deadline, inline ones called in place, any other on a step thread."""
+    return await _run_steps(pipeline, context, now, timeout_s, limits, is_canceled, log, db, _invoke_async)
+
+
+def is_async_capable(pipeline: Pipeline) -> bool:
+    """Whether every step of `pipeline` can run on an event loop without a thread of its own."""
+    return all(step.tool.inline or step.tool.afunc is not None for step in pipeline.steps)
+
+
+async def _run_steps(
+    pipeline: Pipeline,
+    context: dict[str, Any],
+    now: datetime,
+    timeout_s: float,
+    limits: ToolLimits | None,
+    is_canceled: Callable[[], bool],
+    log: Any,
+    db: Any,
+    invoke: Invoke,
+) -> RunResult:
     limits = limits or ToolLimits()
     started = time.monotonic()
     run_deadline = started + timeout_s
@@ -101,7 +154,7 @@ def run_pipeline(
                 is_canceled=is_canceled,
                 db=db,
             )
-            output, size = _call_step(step, context, ctx, own)
+            output, size = await _call_step(step, context, ctx, own, invoke)
             recorded += size * (2 if step.save_as else 1)
             if recorded > limits.record_max_bytes:
                 raise _StepFailure(
@@ -136,7 +189,7 @@ def call_tool(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
     """Validate input, call the tool under its deadline, validate output. Raises ToolError/OrdoError."""
     try:
         _check_input(tool, arguments, ctx.limits)
-        output = _invoke(tool, arguments, ctx)
+        output = _invoke_blocking(tool, arguments, ctx)
         _check_output(tool, output, ctx.limits, ())
         return output
     except _StepFailure as failure:
@@ -146,8 +199,8 @@ def call_tool(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
         ) from None
 
 
-def _call_step(
-    step: Step, context: dict[str, Any], ctx: ToolContext, own: tuple[int, ...]
+async def _call_step(
+    step: Step, context: dict[str, Any], ctx: ToolContext, own: tuple[int, ...], invoke: Invoke
 ) -> tuple[Any, int]:
     """The step's output and its size as JSON."""
     try:
@@ -157,7 +210,7 @@ def _call_step(
             "failed", _error("TEMPLATE_ERROR", f"rendering the input failed: {e}", retryable=False)
         ) from None
     _check_input(step.tool, arguments, ctx.limits)
-    output = _invoke(step.tool, arguments, ctx)
+    output = await invoke(step.tool, arguments, ctx)
     return output, _check_output(step.tool, output, ctx.limits, own)
 
 
@@ -205,7 +258,39 @@ def _unusable(
     return _StepFailure("failed", _error(code, f"{what} {problem}{limit}", retryable=False))
 
 
-def _invoke(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
+async def _invoke_here(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
+    """The blocking driver's tool caller: a coroutine that never suspends."""
+    return _invoke_blocking(tool, arguments, ctx)
+
+
+def _invoke_blocking(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
+    _validate_input(tool, arguments)
+    if tool.inline:
+        output = _inline(tool, arguments, ctx)
+    else:
+        output = _on_step_thread(tool, arguments, ctx, ctx.deadline - time.monotonic())
+    _validate_output(tool, output)
+    return output
+
+
+async def _invoke_async(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
+    _validate_input(tool, arguments)
+    timeout = ctx.deadline - time.monotonic()
+    if tool.inline:
+        output = _inline(tool, arguments, ctx)
+    elif tool.afunc is not None:
+        try:
+            output = await asyncio.wait_for(_guarded_async(tool, arguments, ctx), max(0.0, timeout))
+        except TimeoutError:
+            raise _step_timeout(tool, timeout) from None
+    else:  # a blocking tool in an async run: its own thread, as in a blocking run
+        loop = asyncio.get_running_loop()
+        output = await loop.run_in_executor(None, _on_step_thread, tool, arguments, ctx, timeout)
+    _validate_output(tool, output)
+    return output
+
+
+def _validate_input(tool: Tool, arguments: Any) -> None:
     # The fast validator decides; the reference one explains (and has the last word if they differ).
     error = (
         None
@@ -218,15 +303,9 @@ def _invoke(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
             "failed",
             _error("INPUT_INVALID", f"{where}: {error.message}", retryable=False, details={"path": where}),
         )
-    timeout = ctx.deadline - time.monotonic()
-    if tool.inline:
-        output = _guarded(tool, arguments, ctx)
-        if time.monotonic() > ctx.deadline:
-            raise _StepFailure(
-                "timed_out", _error("STEP_TIMEOUT", f"{tool.address} did not finish in {timeout:.3g} s")
-            )
-    else:
-        output = _on_step_thread(tool, arguments, ctx, timeout)
+
+
+def _validate_output(tool: Tool, output: Any) -> None:
     error = (
         None if tool.fast_output.is_valid(output) else best_match(tool.output_validator.iter_errors(output))
     )
@@ -239,29 +318,55 @@ def _invoke(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
                 f"{format_path(['output', *error.absolute_path])}: {error.message}",
             ),
         )
+
+
+def _inline(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
+    """An inline tool, called in place; its timeout is checked when it returns."""
+    timeout = ctx.deadline - time.monotonic()
+    output = _guarded(tool, arguments, ctx)
+    if time.monotonic() > ctx.deadline:
+        raise _step_timeout(tool, timeout)
     return output
+
+
+def _step_timeout(tool: Tool, timeout: float) -> _StepFailure:
+    return _StepFailure(
+        "timed_out", _error("STEP_TIMEOUT", f"{tool.address} did not finish in {timeout:.3g} s")
+    )
 
 
 def _guarded(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
     try:
         return tool.func(arguments, ctx)
-    except RetryLater as e:
-        raise _StepFailure(
-            "failed", _tool_error(e.code, e.message, retry_after_s=e.delay_s, details=e.details)
-        ) from None
-    except ToolError as e:
-        raise _StepFailure(
-            "failed", _tool_error(e.code, e.message, retryable=e.retryable, details=e.details)
-        ) from None
-    except OrdoError as e:
-        raise _StepFailure(
-            "failed", _tool_error(e.code, e.message, retryable=False, details=e.details)
-        ) from None
     except (Exception, SystemExit) as e:  # a tool calling exit() must not end the worker
-        ctx.log.exception("tool_crashed", tool=tool.address)
-        raise _StepFailure(
-            "failed", _tool_error("TOOL_CRASHED", f"{tool.address} raised {type(e).__name__}: {e}")
-        ) from None
+        raise _tool_failure(tool, e, ctx) from None
+
+
+async def _guarded_async(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
+    assert tool.afunc is not None
+    try:
+        return await tool.afunc(arguments, ctx)
+    except (Exception, SystemExit) as e:
+        raise _tool_failure(tool, e, ctx) from None
+
+
+def _tool_failure(tool: Tool, e: BaseException, ctx: ToolContext) -> _StepFailure:
+    """What a tool's exception means for its step: the errors tools raise on purpose keep their
+    code and retry advice; anything else is a crash of the tool, retried like any failure."""
+    if isinstance(e, RetryLater):
+        return _StepFailure(
+            "failed", _tool_error(e.code, e.message, retry_after_s=e.delay_s, details=e.details)
+        )
+    if isinstance(e, ToolError):
+        return _StepFailure(
+            "failed", _tool_error(e.code, e.message, retryable=e.retryable, details=e.details)
+        )
+    if isinstance(e, OrdoError):
+        return _StepFailure("failed", _tool_error(e.code, e.message, retryable=False, details=e.details))
+    ctx.log.exception("tool_crashed", tool=tool.address)  # called while `e` is being handled
+    return _StepFailure(
+        "failed", _tool_error("TOOL_CRASHED", f"{tool.address} raised {type(e).__name__}: {e}")
+    )
 
 
 def _on_step_thread(tool: Tool, arguments: Any, ctx: ToolContext, timeout: float) -> Any:
@@ -278,9 +383,7 @@ def _on_step_thread(tool: Tool, arguments: Any, ctx: ToolContext, timeout: float
     thread.start()
     thread.join(max(0.0, timeout))
     if thread.is_alive():
-        raise _StepFailure(
-            "timed_out", _error("STEP_TIMEOUT", f"{tool.address} did not finish in {timeout:.3g} s")
-        )
+        raise _step_timeout(tool, timeout)
     if "failure" in box:
         raise box["failure"]
     return box["output"]

@@ -7,6 +7,9 @@ thread hand-off or a lease would cost more than the run); the others are turned 
 a thread each. Runs under a concurrency key are leased in a pass of their own, within each key's
 limit.
 
+Runs whose every step is inline or asynchronous (an HTTP call) are awaited on the worker's one event
+loop instead of a thread each (event_loop.py).
+
 A batch of inline runs that the database refuses to record (one outcome holds what it cannot store)
 rolls back whole; its runs are then leased like blocking ones the next time, so the completer can
 find the culprit and record the others.
@@ -27,6 +30,7 @@ from store.db import Database, HeldConnection, translate_errors
 from store.errors import OrdoError
 from store.sql import load_queries
 from workers.completer import Completer
+from workers.event_loop import EventLoop
 from workers.execute import Executor
 from workers.inputs import TaskDefinitions, fetch_events
 from workers.leases import Held, Lease
@@ -62,6 +66,7 @@ class Dispatcher:
         owners: Owners,
         executor: Executor,
         completer: Completer,
+        event_loop: EventLoop,
         log: Any,
         worker_id: str,
         wake: threading.Event,
@@ -74,6 +79,7 @@ class Dispatcher:
         self.owners = owners
         self.executor = executor
         self.completer = completer
+        self.event_loop = event_loop
         self.log = log
         self.worker_id = worker_id
         self.wake = wake
@@ -237,7 +243,8 @@ class Dispatcher:
     # -- starting runs ------------------------------------------------------------------------------
 
     def _dispatch(self, leases: list[Lease], events: dict[uuid.UUID, dict[str, Any]]) -> None:
-        """Start leased runs: inline pipelines here, one after the other; others on their own threads.
+        """Start leased runs: inline pipelines here, one after the other; asynchronous ones on the
+        event loop; others on their own threads.
         A lease that cannot be started gets its WORKER_CRASH outcome, so it never stays held."""
         done: list[Finished] = []
         for lease in leases:
@@ -247,6 +254,12 @@ class Dispatcher:
                 self.held.begin()
                 if task.inline:
                     self._execute(lease, task, event, done)
+                elif task.on_event_loop:
+                    try:
+                        self.event_loop.submit(self._execute_async(lease, task, event))
+                    except BaseException:
+                        self.held.end()  # the coroutine never ran, so it will not free its slot
+                        raise
                 else:
                     thread = threading.Thread(
                         target=self._execute, args=(lease, task, event), name=f"run-{lease.id}", daemon=True
@@ -276,3 +289,15 @@ class Dispatcher:
             self.held.end()
             if done is None:
                 self.wake.set()
+
+    async def _execute_async(self, lease: Lease, task: Any, event: Any) -> None:
+        """`_execute` for a run awaited on the worker's event loop."""
+        try:
+            if not self.held.start(lease):
+                return
+            finished = await self.executor.finish_async(lease, task, event)
+            lease.finished = True
+            self.completer.add(finished)
+        finally:
+            self.held.end()
+            self.wake.set()

@@ -1,5 +1,6 @@
-"""Running one attempt: build the run context, run the pipeline, decide what happens next (done,
-retry after a backoff, dead), log one line, and hand back the outcome serialised on its own.
+"""Running one attempt: build the run context, run the pipeline (on this thread, or awaited on the
+worker's event loop), decide what happens next (done, retry after a backoff, dead), log one line,
+and hand back the outcome serialised on its own.
 
 `Executor.finish` never raises. Whatever goes wrong while running an attempt, outside the tools
 (which the engine already guards), becomes that run's WORKER_CRASH outcome, so its slot and lease
@@ -12,10 +13,11 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine import ToolLimits, run_pipeline
+from engine import RunResult, ToolLimits, run_pipeline, run_pipeline_async
 from observability import metrics
 from store.db import Database
 from store.domain import iso_utc
@@ -44,6 +46,14 @@ def _iso(value: datetime) -> str:
             _ISO_CACHE.clear()
         text = _ISO_CACHE[value] = iso_utc(value)
     return text
+
+
+@dataclass(frozen=True, slots=True)
+class _Start:
+    """What an attempt's pipeline runs with: its logger and run_pipeline's other arguments."""
+
+    log: Any
+    arguments: dict[str, Any]
 
 
 class _RunLog:
@@ -84,9 +94,30 @@ class Executor:
         self._log_successes = is_enabled(logging.INFO) if is_enabled is not None else True
 
     def finish(self, lease: Lease, task: TaskDef, event: dict[str, Any] | None) -> Finished:
-        """Run one attempt and return its outcome, serialised and size-checked. Never raises."""
+        """Run one attempt on this thread and return its outcome, serialised and size-checked.
+        Never raises."""
         try:
-            outcome = self._run(lease, task, event)
+            start = self._start(lease, task, event)
+            if isinstance(start, _Start):
+                outcome = self._conclude(
+                    lease, task, run_pipeline(task.pipeline, **start.arguments), start.log
+                )
+            else:
+                outcome = start
+        except Exception as e:
+            outcome = self._crashed(lease, task, e)
+        return self._serialise(outcome, lease)
+
+    async def finish_async(self, lease: Lease, task: TaskDef, event: dict[str, Any] | None) -> Finished:
+        """`finish` on the running event loop, for a pipeline whose every step can run there
+        (engine.is_async_capable). Never raises."""
+        try:
+            start = self._start(lease, task, event)
+            if isinstance(start, _Start):
+                result = await run_pipeline_async(task.pipeline, **start.arguments)
+                outcome = self._conclude(lease, task, result, start.log)
+            else:
+                outcome = start
         except Exception as e:
             outcome = self._crashed(lease, task, e)
         return self._serialise(outcome, lease)
@@ -102,7 +133,9 @@ class Executor:
             self.log.exception("outcome_serialisation_crashed", run_id=outcome.id, task_id=str(lease.task_id))
             return unrecordable(outcome, "UNRECORDABLE_OUTPUT", f"{type(e).__name__}: {e}", lease.task_id)
 
-    def _run(self, lease: Lease, task: TaskDef, event: dict[str, Any] | None) -> Outcome:
+    def _start(self, lease: Lease, task: TaskDef, event: dict[str, Any] | None) -> Outcome | _Start:
+        """The attempt's outcome when it cannot run (canceled, not compiled, scopes revoked), or what
+        its pipeline runs with."""
         row = lease.row
         log = _RunLog(self.log, lease)
         if row["task_status"] == "canceled":
@@ -146,16 +179,21 @@ class Executor:
             "now": _iso(now),
         }
         run_id = lease.id
-        result = run_pipeline(
-            task.pipeline,
-            context,
-            now=now,
-            timeout_s=task.timeout_s,
-            limits=self.limits,
-            is_canceled=lambda: self.is_canceled(run_id),
-            log=log,
-            db=self.db,
+        return _Start(
+            log,
+            {
+                "context": context,
+                "now": now,
+                "timeout_s": task.timeout_s,
+                "limits": self.limits,
+                "is_canceled": lambda: self.is_canceled(run_id),
+                "log": log,
+                "db": self.db,
+            },
         )
+
+    def _conclude(self, lease: Lease, task: TaskDef, result: RunResult, log: Any) -> Outcome:
+        """The attempt's outcome from its pipeline's result: done, canceled, retried later or dead."""
         if result.state == "succeeded":
             return self._outcome(lease, "succeeded", result.steps, result.output, None, log)
         if result.state == "canceled":

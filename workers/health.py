@@ -1,4 +1,5 @@
-"""Health of a worker's background loops (heartbeat, rescuer, listener, completer, deliverer).
+"""Health of a worker's background loops (heartbeat, rescuer, listener, completer, deliverer, the
+event loop of asynchronous runs).
 
 A loop that dies silently is the worst failure a queue has: leases stop being renewed and nothing
 rescues them. Each loop therefore catches everything, logs it and keeps going, and tells its
@@ -18,7 +19,7 @@ from observability import metrics
 
 __all__ = ["LOOPS", "LoopHealth", "WorkerHealth"]
 
-LOOPS = ("heartbeat", "rescuer", "listener", "completer", "deliverer")
+LOOPS = ("heartbeat", "rescuer", "listener", "completer", "deliverer", "event_loop")
 
 
 class LoopHealth:
@@ -66,6 +67,7 @@ class WorkerHealth:
             "listener": 15.0,  # it passes at least every half second while connected
             "completer": 15.0,  # it passes at least every tenth of a second
             "deliverer": 15.0,  # webhook deliveries: it passes at least every poll interval
+            "event_loop": 15.0,  # it ticks every second unless a step holds it
         }
         self.loops = {name: LoopHealth(name, stale[name]) for name in LOOPS}
         with _LIVE_LOCK:

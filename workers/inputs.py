@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from engine import Pipeline, ToolRegistry, compile_pipeline
+from engine import Pipeline, ToolRegistry, compile_pipeline, is_async_capable
 from store.domain import iso_utc
 from store.errors import OrdoError
 from store.sql import load_queries
@@ -37,6 +37,11 @@ class TaskDef:
     def inline(self) -> bool:
         """The whole run finishes without blocking (every step is an inline tool)."""
         return self.pipeline is not None and self.pipeline.inline
+
+    @property
+    def on_event_loop(self) -> bool:
+        """The run can be awaited on the worker's event loop (every step inline or asynchronous)."""
+        return self.pipeline is not None and is_async_capable(self.pipeline)
 
 
 class TaskDefinitions:

@@ -3,6 +3,7 @@ stop, then shuts down in stages.
 
 Threads, each with one job (each in its own module):
 - dispatcher (the caller of `run`): leases due runs and starts them (dispatch.py, execute.py);
+- event loop: awaits the runs whose steps wait on I/O, side by side (event_loop.py);
 - listener: wakes the dispatcher on NOTIFY, empties the owners' scope cache on revocations
   (listener.py);
 - completer: group-commits outcomes (completer.py, outcomes.py);
@@ -40,6 +41,7 @@ from store.sql import load_queries
 from workers.completer import Completer, CompleterConfig
 from workers.deliverer import Deliverer, DelivererConfig
 from workers.dispatch import DispatchConfig, Dispatcher
+from workers.event_loop import EventLoop
 from workers.execute import Executor
 from workers.health import WorkerHealth
 from workers.heartbeat import Heartbeat, HeartbeatConfig
@@ -113,6 +115,7 @@ class Worker:
         executor = Executor(
             db, limits or ToolLimits(), self.log, rng or random.Random(), self.held.is_canceled, self.owners
         )
+        self.event_loop = EventLoop(self.health["event_loop"], self.log)
         self.dispatcher = Dispatcher(
             db,
             DispatchConfig(lease_s=cfg.lease_s, poll_s=cfg.poll_s, max_keys_per_lease=cfg.max_keys_per_lease),
@@ -121,6 +124,7 @@ class Worker:
             self.owners,
             executor,
             self.completer,
+            self.event_loop,
             self.log,
             self.id,
             self._wake,
@@ -194,6 +198,7 @@ class Worker:
         ]
         for t in threads:
             t.start()
+        self.event_loop.start()
         self._deliverer_thread = threading.Thread(
             target=self.deliverer.run, args=(stop,), name="deliverer", daemon=True
         )
@@ -221,6 +226,7 @@ class Worker:
         overdue = self.held.unfinished()
         if overdue:
             self._try("expire_failed", lambda: self._expire(overdue))
+        self.event_loop.stop()  # after the grace period: what still runs there was just given up
         if self._deliverer_thread is not None:  # it drains its requests in the same grace period
             self._deliverer_thread.join(timeout=max(0.0, deadline - time.monotonic()) + 10)
         self._webhook_client.close()

@@ -64,3 +64,34 @@ def test_an_extra_catalog_adds_http_tools(tmp_path):
     assert registry["mes.notify"].describe()["runs"] == "http"
     with pytest.raises(ConfigError, match="defined in two catalogs"):
         ToolRegistry.load([extra, extra])
+
+
+def _python_entry(address, **runs):
+    return {
+        "address": address,
+        "description": "A tool written for this test.",
+        "input_schema": {"type": "object"},
+        "output_schema": {"type": "object"},
+        "timeout_s": 10,
+        "runs": {"kind": "python", "callable": "engine.tools.basic:echo", **runs},
+    }
+
+
+@pytest.mark.parametrize(
+    ("runs", "problem"),
+    [
+        ({"async_callable": "engine.tools.http:request"}, "is not an async function"),
+        ({"async_callable": "engine.tools.http:nowhere"}, "cannot import"),
+        ({"async_callable": "engine.tools.http:request_async", "inline": True}, "an inline tool has no"),
+    ],
+)
+def test_an_async_callable_must_be_an_async_function_of_a_tool_that_waits(tmp_path, runs, problem):
+    extra = tmp_path / "extra.json"
+    extra.write_text(json.dumps({"tools": [_python_entry("test.waits", **runs)]}))
+    with pytest.raises(ConfigError, match=problem):
+        ToolRegistry.load([extra])
+
+
+def test_the_http_request_tool_can_be_awaited():
+    tool = ToolRegistry.load()["http.request"]
+    assert tool.afunc is not None and not tool.inline

@@ -1,5 +1,7 @@
-"""http.request against a real HTTP server on 127.0.0.1."""
+"""http.request against a real HTTP server on 127.0.0.1, called both ways a worker calls it: on a
+step thread (`request`) and awaited on an event loop (`request_async`)."""
 
+import asyncio
 import json
 import threading
 import time
@@ -8,12 +10,33 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from engine import ToolContext, ToolLimits, ToolRegistry, call_tool
+from engine import ToolContext, ToolLimits, ToolRegistry, call_tool, compile_pipeline, run_pipeline_async
 from engine.outbound import OutboundPolicy
+from engine.tools.http import close_async_clients
 from store.errors import ToolError
 
-TOOL = ToolRegistry.load()["http.request"]
+REGISTRY = ToolRegistry.load()
+TOOL = REGISTRY["http.request"]
+# The step as a worker's event loop runs it; its input comes from params, checked at run time.
+ONE_CALL = compile_pipeline(
+    {"pipeline": [{"id": "call", "uses": "http.request", "with": "${params.args}"}]}, REGISTRY
+)
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+_loop: asyncio.AbstractEventLoop | None = None  # set while a test runs the asynchronous way
+
+
+@pytest.fixture(autouse=True, params=["step thread", "event loop"])
+def way(request):
+    """Every test runs twice: through call_tool (the blocking tool), and as a one-step pipeline awaited
+    on an event loop (the asynchronous tool), on one loop per test so its connections are reused."""
+    global _loop
+    if request.param == "event loop":
+        _loop = asyncio.new_event_loop()
+    yield request.param
+    if _loop is not None:
+        _loop.run_until_complete(close_async_clients())
+        _loop.close()
+        _loop = None
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -66,7 +89,16 @@ def base_url():
 
 def call(args, timeout_s=5.0, max_bytes=10_000_000, allow="127.0.0.1"):
     limits = ToolLimits(http_max_response_bytes=max_bytes, outbound=OutboundPolicy.parse(allow))
-    return call_tool(TOOL, args, ToolContext.standalone(NOW, timeout_s, limits))
+    if _loop is None:
+        return call_tool(TOOL, args, ToolContext.standalone(NOW, timeout_s, limits))
+    run = run_pipeline_async(
+        ONE_CALL, {"params": {"args": args}}, now=NOW, timeout_s=timeout_s, limits=limits
+    )
+    result = _loop.run_until_complete(run)
+    if result.state != "succeeded":
+        e = result.error
+        raise ToolError(e["message"], code=e["code"], details=e.get("details"), retryable=e["retryable"])
+    return result.steps[0]["output"]
 
 
 def test_a_json_response_is_parsed(base_url):

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from engine.outbound import OutboundPolicy, OutboundRefused, redact_url
+from engine.outbound import OutboundPolicy, OutboundRefused, _GuardedConnector, redact_url
 from store.errors import ConfigError
 
 DEFAULT = OutboundPolicy()
@@ -208,3 +208,16 @@ def test_httpx_still_lets_the_policy_build_its_connection_pool():
     backend = transport._pool._network_backend
     assert type(backend).__name__ == "_GuardedBackend"
     assert isinstance(httpx.Client(transport=transport)._transport, httpx.HTTPTransport)
+
+
+def test_aiohttp_still_resolves_every_new_connection_through_the_connector():
+    """The asynchronous client's checks sit in the connector's _resolve_host, which aiohttp calls for
+    every new connection: if a new aiohttp stops doing so, this fails before any request slips through."""
+    import inspect
+
+    import aiohttp
+
+    connect = inspect.getsource(aiohttp.TCPConnector._create_direct_connection)
+    assert "await self._resolve_host(host, port" in connect
+    ours = inspect.signature(_GuardedConnector._resolve_host).parameters
+    assert list(ours) == list(inspect.signature(aiohttp.TCPConnector._resolve_host).parameters)
