@@ -278,8 +278,8 @@ def api(
 
 def _serve_probes(settings: Settings, registry: Any, db: Any, loops: Any = None) -> None:
     """/metrics, /health and /health/ready of a worker or scheduler, when it has a metrics port.
-    Live: a worker's background loops (heartbeat, rescuer, listener, completer) pass. Ready: that,
-    and the database answers."""
+    Live: a worker's background loops (heartbeat, rescuer, listener, completer, deliverer, event_loop)
+    pass. Ready: that, and the database answers."""
     if settings.metrics_port:
         from observability.health import serve_probes
         from store import status

@@ -143,8 +143,8 @@ WORKER_BUSY_SLOTS = Gauge(
 )
 WORKER_LOOP_HEALTHY = Gauge(
     "ordo_worker_loop_healthy",
-    "1 while this background loop (heartbeat, rescuer, listener, completer) passes in every worker of "
-    "this process; 0 while it fails or stalls.",
+    "1 while this background loop (heartbeat, rescuer, listener, completer, deliverer, event_loop) "
+    "passes in every worker of this process; 0 while it fails or stalls.",
     ["loop"],
     registry=WORKER,
 )

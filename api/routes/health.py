@@ -34,7 +34,7 @@ async def health() -> Any:
 async def ready(db: Db, reads: Reads, state: State) -> Any:
     """Readiness: the database answers, migrations are current, a scheduler leader and at least one
     worker have sent a heartbeat recently, and no such worker reports a failing background loop
-    (heartbeat, rescuer, listener, completer). 503 lists the failing checks."""
+    (heartbeat, rescuer, listener, completer, deliverer, event_loop). 503 lists the failing checks."""
     fresh = state.freshness
     checks: dict[str, dict[str, Any]] = {}
     try:
