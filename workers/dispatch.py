@@ -44,11 +44,6 @@ Q = load_queries("workers", "queries.sql")
 # Keyed work is rare: look for it every cycle while some exists, otherwise every this often, which
 # saves a round trip per cycle and still serves keyed runs promptly when unkeyed work saturates.
 _KEY_CHECK_S = 0.1
-# A claim's inline runs execute inside its transaction, and a run_now that arrives meanwhile waits for
-# the claim to end: claims are sized so that their inline runs take about this long, from the cost of
-# recent ones (at 500 slots, whole-slot claims kept an urgent run waiting p99 69 ms; sized, 23 ms).
-_CLAIM_TARGET_S = 0.01
-_CLAIM_MIN = 8
 # Run ids whose inline batch the database refused, leased individually from then on. Bounded: a
 # refusal is rare, and forgetting one only costs another rolled-back batch.
 _SUSPECTS_MAX = 10_000
@@ -93,7 +88,6 @@ class Dispatcher:
         self._keys_seen = True
         self._next_key_check = 0.0
         self._suspects: set[int] = set()
-        self._inline_cost_s = 0.0  # seconds per inline run, a moving average over recent claims
 
     def run(self, stop: threading.Event) -> None:
         """Lease and start runs until `stop` is set. Survives anything: a failed cycle is logged and
@@ -131,10 +125,7 @@ class Dispatcher:
             self._dispatch(leases, events)
         handled = len(leases)
         if handled < free:
-            wanted = free - handled
-            if self._inline_cost_s > 0:
-                wanted = min(wanted, max(_CLAIM_MIN, int(_CLAIM_TARGET_S / self._inline_cost_s)))
-            handled += self._claim(wanted)
+            handled += self._claim(free - handled)
         return handled
 
     # -- leasing ----------------------------------------------------------------------------------
@@ -205,9 +196,6 @@ class Dispatcher:
                     ).all()
                     tokens = {row.id: row.lease_token for row in leased}
         metrics.RUNS_LEASED.inc(len(inline))
-        if inline:
-            cost = (time.monotonic() - received) / len(inline)
-            self._inline_cost_s = cost if not self._inline_cost_s else 0.8 * self._inline_cost_s + 0.2 * cost
         if blocking:
             self._dispatch(self._hold(blocking, received, tokens), events)
         return len(rows)
