@@ -93,7 +93,7 @@ async def close_async_clients() -> None:
 def request(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     """Make one HTTP request. Schemas: catalogs/tools.json, http.request."""
     call = _Call(args, ctx)
-    options: dict[str, Any] = {"headers": args.get("headers"), "params": args.get("query")}
+    options: dict[str, Any] = {"headers": args.get("headers"), "params": call.query}
     if "json" in args:
         options["json"] = args["json"]
     elif "body" in args:
@@ -114,7 +114,7 @@ async def request_async(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any
     """`request` on the running event loop, with aiohttp: a worker's runs that wait on I/O share one
     thread (engine/runner.py, run_pipeline_async)."""
     call = _Call(args, ctx)
-    options: dict[str, Any] = {"headers": args.get("headers"), "params": args.get("query")}
+    options: dict[str, Any] = {"headers": args.get("headers"), "params": call.query}
     if "json" in args:
         options["json"] = args["json"]
     elif "body" in args:
@@ -150,6 +150,12 @@ class _Call:
         if self.timeout <= 0:
             raise ToolError("no time left in the step to make the request", code="HTTP_TIMEOUT")
         self.follow_redirects = bool(args.get("follow_redirects", False))
+        # Query values as text, spelled as httpx spells them (true/false), whichever client sends them:
+        # aiohttp refuses booleans.
+        self.query = {
+            name: ("true" if value else "false") if isinstance(value, bool) else str(value)
+            for name, value in (args.get("query") or {}).items()
+        }
         self.started = time.monotonic()
 
     def _what(self) -> str:

@@ -107,6 +107,11 @@ def test_a_json_response_is_parsed(base_url):
     assert out["json"] == {"path": "/json?a=1"}
 
 
+def test_query_values_of_every_allowed_type_are_spelled_alike(base_url):
+    out = call({"url": f"{base_url}/json", "query": {"n": 2, "x": 1.5, "yes": True, "no": False, "s": "a b"}})
+    assert out["json"] == {"path": "/json?n=2&x=1.5&yes=true&no=false&s=a+b"}
+
+
 def test_a_json_body_is_sent(base_url):
     out = call({"url": f"{base_url}/echo", "method": "POST", "json": {"k": [1, 2]}})
     assert (out["status"], out["json"]) == (201, {"got": {"k": [1, 2]}})
