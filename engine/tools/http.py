@@ -93,19 +93,23 @@ async def close_async_clients() -> None:
 def request(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     """Make one HTTP request. Schemas: catalogs/tools.json, http.request."""
     call = _Call(args, ctx)
-    options: dict[str, Any] = {"headers": args.get("headers"), "params": call.query}
+    options: dict[str, Any] = {"headers": args.get("headers")}
     if "json" in args:
         options["json"] = args["json"]
     elif "body" in args:
         options["content"] = args["body"].encode()
     try:
         with _client(ctx.limits.outbound).stream(
-            call.method, args["url"], timeout=call.timeout, follow_redirects=call.follow_redirects, **options
+            call.method, call.url, timeout=call.timeout, follow_redirects=call.follow_redirects, **options
         ) as response:
             body = _Body(response.headers.get("content-length"), call.cap)
             for chunk in response.iter_bytes():
                 body.add(chunk)
-    except (OutboundRefused, httpx.TimeoutException, httpx.InvalidURL, httpx.TransportError) as e:
+                if time.monotonic() > call.deadline:  # httpx's timeout bounds each read, not the whole
+                    raise TimeoutError
+    except (OutboundRefused, TimeoutError, httpx.InvalidURL, httpx.RequestError, ValueError) as e:
+        # RequestError: transport failures, too many redirects, undecodable bodies; ValueError: a redirect
+        # to a host that is not a valid IDNA name
         raise call.failure(e) from None
     return call.result(response.status_code, response.url, response.headers.multi_items(), body.bytes())
 
@@ -114,7 +118,7 @@ async def request_async(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any
     """`request` on the running event loop, with aiohttp: a worker's runs that wait on I/O share one
     thread (engine/runner.py, run_pipeline_async)."""
     call = _Call(args, ctx)
-    options: dict[str, Any] = {"headers": args.get("headers"), "params": call.query}
+    options: dict[str, Any] = {"headers": args.get("headers")}
     if "json" in args:
         options["json"] = args["json"]
     elif "body" in args:
@@ -122,7 +126,7 @@ async def request_async(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any
     try:
         async with _session(ctx.limits.outbound).request(
             call.method,
-            args["url"],
+            call.url,
             timeout=aiohttp.ClientTimeout(total=call.timeout),
             allow_redirects=call.follow_redirects,
             max_redirects=_MAX_REDIRECTS,
@@ -133,7 +137,10 @@ async def request_async(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any
                 body.add(chunk)
     except (OutboundRefused, TimeoutError, aiohttp.ClientError, ValueError) as e:
         raise call.failure(e) from None
-    return call.result(response.status, response.url, response.headers.items(), body.bytes())
+    # Header values decoded as httpx decodes them (aiohttp's way leaves lone surrogates for bytes
+    # that are not UTF-8, which no JSON column accepts).
+    headers = httpx.Headers(response.raw_headers).multi_items()
+    return call.result(response.status, response.url, headers, body.bytes())
 
 
 class _Call:
@@ -150,13 +157,21 @@ class _Call:
         if self.timeout <= 0:
             raise ToolError("no time left in the step to make the request", code="HTTP_TIMEOUT")
         self.follow_redirects = bool(args.get("follow_redirects", False))
-        # Query values as text, spelled as httpx spells them (true/false), whichever client sends them:
-        # aiohttp refuses booleans.
-        self.query = {
+        # Query values as text, spelled as httpx spells them (true/false): aiohttp refuses booleans.
+        query = {
             name: ("true" if value else "false") if isinstance(value, bool) else str(value)
             for name, value in (args.get("query") or {}).items()
         }
+        # The URL is parsed once, by httpx, whichever client sends it, and `query` is added to the query it
+        # has: httpx's own `params` would replace that query (even when empty), aiohttp's adds to it.
+        try:
+            url = httpx.URL(args["url"])
+            url.host  # noqa: B018 -- decodes an IDNA host, refusing one that is not valid
+            self.url = str(url.copy_merge_params(query)) if query else args["url"]
+        except (httpx.InvalidURL, ValueError) as e:  # idna's errors are ValueErrors
+            raise Permanent(f"invalid URL {_safe(args['url'])}: {e}", code="HTTP_INVALID_URL") from None
         self.started = time.monotonic()
+        self.deadline = self.started + self.timeout
 
     def _what(self) -> str:
         return f"{self.method} {_safe(self.args['url'])}"

@@ -70,6 +70,20 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/slow":
             time.sleep(1.0)
             self._reply(200, b"late")
+        elif self.path == "/drip":  # each byte well within timeout_s, the whole response not
+            self.send_response(200)
+            self.send_header("Content-Length", "20")
+            self.end_headers()
+            for _ in range(20):
+                time.sleep(0.1)
+                self.wfile.write(b"x")
+                self.wfile.flush()
+        elif self.path == "/latin-1":  # a header value that is not UTF-8 (send_header writes Latin-1)
+            self._reply(200, b"ok", [("X-Name", "caf\u00e9")])
+        elif self.path == "/loop":
+            self._reply(302, b"", [("Location", "/loop")])
+        elif self.path == "/not-gzip":
+            self._reply(200, b"not gzip at all", [("Content-Encoding", "gzip")])
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
@@ -110,6 +124,11 @@ def test_a_json_response_is_parsed(base_url):
 def test_query_values_of_every_allowed_type_are_spelled_alike(base_url):
     out = call({"url": f"{base_url}/json", "query": {"n": 2, "x": 1.5, "yes": True, "no": False, "s": "a b"}})
     assert out["json"] == {"path": "/json?n=2&x=1.5&yes=true&no=false&s=a+b"}
+
+
+def test_a_query_in_the_url_is_kept_and_query_values_are_added_to_it(base_url):
+    assert call({"url": f"{base_url}/json?a=1&b=x"})["json"] == {"path": "/json?a=1&b=x"}
+    assert call({"url": f"{base_url}/json?a=1", "query": {"c": 3}})["json"] == {"path": "/json?a=1&c=3"}
 
 
 def test_a_json_body_is_sent(base_url):
@@ -154,6 +173,40 @@ def test_a_slow_server_times_out(base_url):
         call({"url": f"{base_url}/slow", "timeout_s": 0.2})
     assert info.value.code in ("HTTP_TIMEOUT", "STEP_TIMEOUT")
     assert time.monotonic() - started < 0.9
+
+
+def test_timeout_s_bounds_the_whole_response_not_each_read(base_url):
+    with pytest.raises(ToolError) as info:
+        call({"url": f"{base_url}/drip", "timeout_s": 0.5})
+    assert info.value.code == "HTTP_TIMEOUT"
+
+
+def test_response_headers_that_are_not_utf8_read_alike(base_url):
+    assert call({"url": f"{base_url}/latin-1"})["headers"]["x-name"] == "caf\u00e9"
+
+
+@pytest.mark.parametrize("path", ["/loop", "/not-gzip"])
+def test_a_redirect_loop_or_an_undecodable_body_is_a_failure_of_the_call_not_a_crash(base_url, path):
+    with pytest.raises(ToolError) as info:
+        call({"url": f"{base_url}{path}", "follow_redirects": True})
+    assert info.value.code == "HTTP_UNREACHABLE" and info.value.retryable
+
+
+@pytest.mark.parametrize(
+    "headers", [{"Bad Name": "x"}, {"X-A": "a\r\nX-Injected: 1"}, {"X-A": "caf\u00e9"}, {"X-A": "\u0000"}]
+)
+def test_headers_that_cannot_be_sent_as_given_are_bad_input(counted, headers):
+    port, _ = counted
+    with pytest.raises(ToolError) as info:
+        call({"url": f"http://127.0.0.1:{port}/text", "headers": headers})
+    assert info.value.code == "INPUT_INVALID" and not info.value.retryable
+    assert _Counting.hits == []
+
+
+def test_a_host_that_is_not_a_valid_name_is_an_invalid_url():
+    with pytest.raises(ToolError) as info:
+        call({"url": "http://xn--127-0.0.0.1/"})
+    assert info.value.code == "HTTP_INVALID_URL" and not info.value.retryable
 
 
 def test_a_refused_connection_is_retryable():
