@@ -93,14 +93,13 @@ async def close_async_clients() -> None:
 def request(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     """Make one HTTP request. Schemas: catalogs/tools.json, http.request."""
     call = _Call(args, ctx)
-    options: dict[str, Any] = {"headers": args.get("headers")}
-    if "json" in args:
-        options["json"] = args["json"]
-    elif "body" in args:
-        options["content"] = args["body"].encode()
     try:
         with _client(ctx.limits.outbound).stream(
-            call.method, call.url, timeout=call.timeout, follow_redirects=call.follow_redirects, **options
+            call.method,
+            call.url,
+            timeout=call.timeout,
+            follow_redirects=call.follow_redirects,
+            **call.content("content"),
         ) as response:
             body = _Body(response.headers.get("content-length"), call.cap)
             for chunk in response.iter_bytes():
@@ -118,11 +117,6 @@ async def request_async(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any
     """`request` on the running event loop, with aiohttp: a worker's runs that wait on I/O share one
     thread (engine/runner.py, run_pipeline_async)."""
     call = _Call(args, ctx)
-    options: dict[str, Any] = {"headers": args.get("headers")}
-    if "json" in args:
-        options["json"] = args["json"]
-    elif "body" in args:
-        options["data"] = args["body"].encode()
     try:
         async with _session(ctx.limits.outbound).request(
             call.method,
@@ -130,7 +124,7 @@ async def request_async(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any
             timeout=aiohttp.ClientTimeout(total=call.timeout),
             allow_redirects=call.follow_redirects,
             max_redirects=_MAX_REDIRECTS,
-            **options,
+            **call.content("data"),
         ) as response:
             body = _Body(response.headers.get("content-length"), call.cap)
             async for chunk in response.content.iter_any():
@@ -172,6 +166,16 @@ class _Call:
             raise Permanent(f"invalid URL {_safe(args['url'])}: {e}", code="HTTP_INVALID_URL") from None
         self.started = time.monotonic()
         self.deadline = self.started + self.timeout
+
+    def content(self, body_keyword: str) -> dict[str, Any]:
+        """The headers and body as a client's keyword arguments (a raw body is httpx's `content`,
+        aiohttp's `data`)."""
+        options: dict[str, Any] = {"headers": self.args.get("headers")}
+        if "json" in self.args:
+            options["json"] = self.args["json"]
+        elif "body" in self.args:
+            options[body_keyword] = self.args["body"].encode()
+        return options
 
     def _what(self) -> str:
         return f"{self.method} {_safe(self.args['url'])}"
