@@ -230,10 +230,10 @@ def _build(entry: dict[str, Any]) -> Tool:
         afunc = _import_async_callable(runs, entry["address"])
         inline = bool(runs.get("inline", False))
     else:
-        from engine.tools.remote import http_tool
+        from engine.tools.remote import async_http_tool, http_tool
 
         func = http_tool(runs["url"], runs.get("headers", {}))
-        afunc = None
+        afunc = async_http_tool(runs["url"], runs.get("headers", {}))
         inline = False
     return Tool(
         address=entry["address"],

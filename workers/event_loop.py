@@ -18,7 +18,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
-from engine.tools.http import close_async_clients
+from engine.tools import http, remote
 from workers.health import LoopHealth
 
 __all__ = ["EventLoop"]
@@ -77,7 +77,8 @@ class EventLoop:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
-        await close_async_clients()
+        await http.close_async_clients()
+        await remote.close_async_clients()
 
     def _log_failure(self, future: concurrent.futures.Future[Any]) -> None:
         if future.cancelled():

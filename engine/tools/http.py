@@ -38,7 +38,7 @@ from engine.context import ToolContext
 from engine.outbound import OutboundPolicy, OutboundRefused, redact_url
 from store.errors import Permanent, RetryLater, ToolError
 
-__all__ = ["close_async_clients", "read_capped", "request", "request_async"]
+__all__ = ["close_async_clients", "read_capped", "read_capped_async", "request", "request_async"]
 
 _TEXT_LIMIT = 1024 * 1024  # returned text is capped separately from the byte cap on what is read
 # Idle connections kept per process: enough for a busy worker's runs to find one open.
@@ -126,15 +126,13 @@ async def request_async(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any
             max_redirects=_MAX_REDIRECTS,
             **call.content("data"),
         ) as response:
-            body = _Body(response.headers.get("content-length"), call.cap)
-            async for chunk in response.content.iter_any():
-                body.add(chunk)
+            body = await read_capped_async(response, call.cap)
     except (OutboundRefused, TimeoutError, aiohttp.ClientError, ValueError) as e:
         raise call.failure(e) from None
     # Header values decoded as httpx decodes them (aiohttp's way leaves lone surrogates for bytes
     # that are not UTF-8, which no JSON column accepts).
     headers = httpx.Headers(response.raw_headers).multi_items()
-    return call.result(response.status, response.url, headers, body.bytes())
+    return call.result(response.status, response.url, headers, body)
 
 
 class _Call:
@@ -264,6 +262,14 @@ def read_capped(response: httpx.Response, cap: int) -> bytes:
     """The response body, refusing to read more than `cap` bytes."""
     body = _Body(response.headers.get("content-length"), cap)
     for chunk in response.iter_bytes():
+        body.add(chunk)
+    return body.bytes()
+
+
+async def read_capped_async(response: aiohttp.ClientResponse, cap: int) -> bytes:
+    """`read_capped` for an aiohttp response."""
+    body = _Body(response.headers.get("content-length"), cap)
+    async for chunk in response.content.iter_any():
         body.add(chunk)
     return body.bytes()
 
