@@ -37,6 +37,7 @@ from store.sql import load_queries
 from store.webhooks import message_id
 from workers.delivery_policy import Breaker, DeliveryPolicy, Verdict, after_attempt, judge, retry_after_s
 from workers.health import LoopHealth
+from workers.idle import seconds_until_due
 
 __all__ = ["NOTIFY_CHANNEL", "Attempt", "Deliverer", "DelivererConfig", "Lease"]
 
@@ -165,7 +166,7 @@ class Deliverer:
                 backoff = min(backoff * 2, 10.0)
                 continue
             if not worked:
-                self._wake.wait(self._idle_wait())
+                self._wake.wait(seconds_until_due(self.db, Q["next_due_at"], self.cfg.poll_s))
         self._shutdown()
         listener.join(timeout=2)
 
@@ -235,16 +236,6 @@ class Deliverer:
             )
             for r in rows
         ]
-
-    def _idle_wait(self) -> float:
-        try:
-            with self.db.tx() as conn:
-                row = conn.execute(Q["next_due_at"]).one()
-        except OrdoError:
-            return self.cfg.poll_s
-        if row.next_at is None:
-            return self.cfg.poll_s
-        return min(self.cfg.poll_s, max(0.001, (row.next_at - row.db_now).total_seconds()))
 
     # -- sending ------------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from store.sql import load_queries
 from workers.completer import Completer
 from workers.event_loop import EventLoop
 from workers.execute import Executor
+from workers.idle import seconds_until_due
 from workers.inputs import TaskDefinitions, fetch_events
 from workers.leases import Held, Lease
 from workers.outcomes import Finished, is_refusal, record
@@ -114,7 +115,7 @@ class Dispatcher:
                 backoff = min(backoff * 2, 10.0)
                 continue
             if not handled:
-                self.wake.wait(self._idle_wait())
+                self.wake.wait(seconds_until_due(self.db, Q["next_due_at"], self.cfg.poll_s))
 
     def close(self) -> None:
         self._held.close()
@@ -228,17 +229,6 @@ class Dispatcher:
             self.held.add(leases)
             metrics.RUNS_LEASED.inc(len(leases))
         return leases
-
-    def _idle_wait(self) -> float:
-        try:
-            with self.db.tx() as conn:
-                row = conn.execute(Q["next_due_at"]).one()
-        except OrdoError:
-            return self.cfg.poll_s
-        if row.next_run_at is None:
-            return self.cfg.poll_s
-        until_due = (row.next_run_at - row.db_now).total_seconds()
-        return min(self.cfg.poll_s, max(0.001, until_due))
 
     # -- starting runs ------------------------------------------------------------------------------
 

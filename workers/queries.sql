@@ -100,7 +100,7 @@ SELECT least(
              WHERE priority = p.priority AND state IN ('queued', 'failed') AND concurrency_key IS NULL
              ORDER BY run_at LIMIT 1) AS m),
     (SELECT min(run_at) FROM due_work WHERE state IN ('queued', 'failed') AND concurrency_key IS NOT NULL)
-) AS next_run_at, now() AS db_now;
+) AS next_at, now() AS db_now;
 
 -- record_outcomes --
 -- Record finished attempts, whoever ended them: runs claimed and run inside the calling transaction
