@@ -172,29 +172,56 @@ def run_ordo(
     )
 
 
-class JsonTarget:
-    """A system that tasks call, on 127.0.0.1: answers every GET with `{}` and counts them."""
+class HttpTarget:
+    """A system that tasks call, on 127.0.0.1: answers every GET with `{"ok": true}` after `delay_s`
+    (which a test may change while it runs), and counts the requests: all of them (`hits`, their
+    paths), those it holds at once (`in_flight`, `most_in_flight`) and those it answered."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0, path: str = "/work") -> None:
+        self.delay_s = delay_s
+        self.paths: list[str] = []
+        self.in_flight = self.most_in_flight = self.answered = 0
+        lock = threading.Lock()
         target = self
-        self.hits = 0
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the systems tasks call answer
+
             def log_message(self, *args: Any) -> None:
                 pass
 
             def do_GET(self) -> None:
-                target.hits += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
+                with lock:
+                    target.paths.append(self.path)
+                    target.in_flight += 1
+                    target.most_in_flight = max(target.most_in_flight, target.in_flight)
+                time.sleep(target.delay_s)
+                body = b'{"ok": true}'
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):  # the caller gave up or was killed
+                    self.close_connection = True
+                finally:
+                    with lock:
+                        target.in_flight -= 1
+                        target.answered += 1
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/poll"
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 128  # many runs connect at once: the default backlog of 5 stalls them
 
-    def __enter__(self) -> JsonTarget:
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+
+    @property
+    def hits(self) -> int:
+        return len(self.paths)
+
+    def __enter__(self) -> HttpTarget:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

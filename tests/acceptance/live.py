@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 
 from tests.acceptance.conftest import Ordo
-from tests.helpers import wait_for
+from tests.helpers import HttpTarget, wait_for
 
 
 def free_port() -> int:
@@ -126,35 +123,10 @@ def sleepy_task(url: str) -> dict[str, Any]:
     }
 
 
-class _Slow(BaseHTTPRequestHandler):
-    delay_s = 3.0
-
-    def log_message(self, *_: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        time.sleep(self.delay_s)
-        body = json.dumps({"ok": True}).encode()
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-
 @contextmanager
 def slow_server(delay_s: float = 3.0) -> Iterator[str]:
-    handler = type("Slow", (_Slow,), {"delay_s": delay_s})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/slow"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with HttpTarget(delay_s=delay_s) as target:
+        yield target.url
 
 
 def start(ordo: Ordo, *, api_workers: int = 2) -> LiveOrdo:

@@ -18,7 +18,6 @@ import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -33,7 +32,7 @@ from store.db import Database
 from store.embedded import RESTART_WITHIN_S
 from store.migrate import migrate
 from tests.acceptance.conftest import Ordo
-from tests.helpers import REGISTRY, REPO_ROOT, rows, scalar, wait_for
+from tests.helpers import REGISTRY, REPO_ROOT, HttpTarget, rows, scalar, wait_for
 
 FULL = pytest.mark.slow
 
@@ -137,39 +136,11 @@ class Prober:
         return 503 in self.statuses and set(self.statuses) <= {200, 503}
 
 
-class Slow(BaseHTTPRequestHandler):
-    """A system the tasks call, answering after a short delay (so that runs hold leases)."""
-
-    delay_s = 0.03
-    calls = 0
-    lock = threading.Lock()
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        with Slow.lock:
-            Slow.calls += 1
-        time.sleep(Slow.delay_s)
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-
 @pytest.fixture
-def slow_url():
-    Slow.calls = 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/work"
-    server.shutdown()
-    server.server_close()
+def slow():
+    """A system the tasks call, answering after a short delay (so that runs hold leases)."""
+    with HttpTarget(delay_s=0.03) as target:
+        yield target
 
 
 def http_payload(url):
@@ -188,15 +159,13 @@ ECHO = {
 @pytest.mark.parametrize(
     "runs", [pytest.param(2_000, id="bounded"), pytest.param(10_000, id="full", marks=FULL)]
 )
-def test_survivors_rescue_and_finish_everything_when_two_of_four_workers_are_killed(
-    ordo, dbh, slow_url, runs
-):
+def test_survivors_rescue_and_finish_everything_when_two_of_four_workers_are_killed(ordo, dbh, slow, runs):
     """Four workers drain the queue; at two random moments one of them is SIGKILLed and not replaced.
     The two survivors rescue what the dead held and finish everything: each run has exactly one
     recorded successful attempt, and their heartbeats and loops are alive to the end."""
     rng = random.Random(int(os.environ.get("ORDO_CHAOS_SEED", "8")))
     inline = task_of(dbh, "local", ECHO, max_retries=20)
-    blocking = task_of(dbh, "local", http_payload(slow_url), max_retries=20)
+    blocking = task_of(dbh, "local", http_payload(slow.url), max_retries=20)
     workers = [ordo.spawn("worker", "--concurrency", "16", name="worker") for _ in range(4)]
     wait_for(lambda: heartbeats_fresh(dbh, workers), timeout=90, what="all four workers to start")
     run_ids = []
@@ -346,7 +315,7 @@ def _postmaster(pgdata: Path) -> int | None:
     "runs", [pytest.param(1_000, id="bounded"), pytest.param(10_000, id="full", marks=FULL)]
 )
 def test_the_embedded_database_killed_mid_load_is_back_within_30_s_and_nothing_is_lost_or_doubled(
-    tmp_path, slow_url, runs
+    tmp_path, slow, runs
 ):
     """`ordo up` on its embedded PostgreSQL; the server is SIGKILLed while runs drain. It is back
     within 30 s without a hand; meanwhile the API answers 503, never 500; every run succeeds once."""
@@ -383,7 +352,7 @@ def test_the_embedded_database_killed_mid_load_is_back_within_30_s_and_nothing_i
         db = Database(url)
         try:
             inline = task_of(db, "local", ECHO, max_retries=20)
-            blocking = task_of(db, "local", http_payload(slow_url), max_retries=20)
+            blocking = task_of(db, "local", http_payload(slow.url), max_retries=20)
             run_ids = []
             for _ in range(10):
                 run_ids += enqueue(db, blocking, n=runs // 20) + enqueue(
@@ -505,7 +474,7 @@ def external():
     "runs", [pytest.param(1_000, id="bounded"), pytest.param(5_000, id="full", marks=FULL)]
 )
 def test_with_database_url_every_process_rides_out_a_killed_database_without_being_replaced(
-    external, tmp_path, slow_url, runs
+    external, tmp_path, slow, runs
 ):
     """Worker, scheduler and API on DATABASE_URL; the server is SIGKILLed under load and comes back
     (by hand, as an operator's service manager would) after a few seconds. None of the three is
@@ -518,7 +487,7 @@ def test_with_database_url_every_process_rides_out_a_killed_database_without_bei
         admin = agents.ensure_agent(conn, "admin")
         _, token = agents.create_token(conn, admin["id"], ["admin"])
     inline = task_of(db, "local", ECHO, max_retries=20)
-    blocking = task_of(db, "local", http_payload(slow_url), max_retries=20)
+    blocking = task_of(db, "local", http_payload(slow.url), max_retries=20)
     ticking = task_of(
         db, "local", ECHO, schedule_kind="rrule", schedule_expr="FREQ=SECONDLY;INTERVAL=1", max_retries=0
     )
@@ -674,14 +643,14 @@ def test_the_standby_leads_within_10_s_of_the_leaders_death_and_no_occurrence_is
     "runs", [pytest.param(300, id="bounded"), pytest.param(3_000, id="full", marks=FULL)]
 )
 def test_sigterm_to_every_process_under_load_finishes_in_flight_runs_and_leaves_nothing_leased(
-    ordo, dbh, slow_url, runs
+    ordo, dbh, slow, runs
 ):
     """Two schedulers, two workers and the API, with runs in flight: each gets SIGTERM at once. They
     exit cleanly, every run that had started ends recorded, nothing is left leased, and a fresh worker
     finishes the rest, each run succeeding exactly once."""
-    Slow.delay_s = 0.3
+    slow.delay_s = 0.3
     try:
-        blocking = task_of(dbh, "local", http_payload(slow_url), max_retries=0)
+        blocking = task_of(dbh, "local", http_payload(slow.url), max_retries=0)
         tick = task_of(dbh, "local", ECHO, schedule_kind="rrule", schedule_expr="FREQ=SECONDLY;INTERVAL=1")
         port = _free_port()
         env = {"ORDO_SHUTDOWN_GRACE_S": "20", "ORDO_API_PORT": str(port), "ORDO_API_WORKERS": "1"}
@@ -722,4 +691,4 @@ def test_sigterm_to_every_process_under_load_finishes_in_flight_runs_and_leaves_
             == 0
         )
     finally:
-        Slow.delay_s = 0.03
+        slow.delay_s = 0.03

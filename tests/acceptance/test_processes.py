@@ -2,15 +2,13 @@
 
 import json
 import signal
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from store import runs as store_runs
 from store.db import Database
-from tests.helpers import add_task, rows, run_ordo, scalar, wait_for
+from tests.helpers import HttpTarget, add_task, rows, run_ordo, scalar, wait_for
 
 
 @pytest.fixture
@@ -20,45 +18,17 @@ def dbh(db_url):
     db.dispose()
 
 
-class SlowHandler(BaseHTTPRequestHandler):
-    calls: list[str] = []
-    delay_s = 2.0
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        type(self).calls.append(self.path)
-        time.sleep(type(self).delay_s)
-        body = b'{"ok": true}'
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-
 @pytest.fixture
 def slow_server():
-    SlowHandler.calls = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with HttpTarget(delay_s=2.0) as target:
+        yield target
 
 
-def slow_task(db, url, **fields):
+def slow_task(db, target, **fields):
     return add_task(
         db,
         payload={
-            "pipeline": [
-                {"id": "call", "uses": "http.request", "with": {"url": f"{url}/work", "timeout_s": 30}}
-            ]
+            "pipeline": [{"id": "call", "uses": "http.request", "with": {"url": target.url, "timeout_s": 30}}]
         },
         **fields,
     )
@@ -99,7 +69,7 @@ def test_a_worker_killed_mid_run_has_its_run_finished_by_another_exactly_once(or
     with dbh.tx() as conn:
         (run_id,) = store_runs.enqueue(conn, task["id"])
     victim = ordo.spawn("worker", name="victim")
-    wait_for(lambda: SlowHandler.calls, timeout=30, what="the victim to start the run")
+    wait_for(lambda: slow_server.hits, timeout=30, what="the victim to start the run")
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
     ordo.spawn("worker", name="rescuer")
@@ -124,7 +94,7 @@ def test_sigterm_finishes_the_running_run_and_hands_back_the_rest(ordo, dbh, slo
     with dbh.tx() as conn:
         (running_id,) = store_runs.enqueue(conn, task["id"])
     worker = ordo.spawn("worker", "--concurrency", "1", "--shutdown-grace-s", "20", name="worker")
-    wait_for(lambda: SlowHandler.calls, timeout=30, what="the run to start")
+    wait_for(lambda: slow_server.hits, timeout=30, what="the run to start")
     with dbh.tx() as conn:
         waiting = store_runs.enqueue(conn, task["id"], n=3)
     worker.send_signal(signal.SIGTERM)
@@ -135,7 +105,7 @@ def test_sigterm_finishes_the_running_run_and_hands_back_the_rest(ordo, dbh, slo
     states = rows(dbh, "SELECT state, attempt, lease_token FROM due_work WHERE id = ANY(:ids)", ids=waiting)
     assert all((s["state"], s["attempt"], s["lease_token"]) == ("queued", 0, None) for s in states)
     assert scalar(dbh, "SELECT state FROM worker") == "stopped"
-    assert len(SlowHandler.calls) == 1
+    assert slow_server.hits == 1
 
 
 def test_two_schedulers_fail_over_without_duplicating_an_occurrence(ordo, dbh):

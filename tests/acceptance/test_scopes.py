@@ -10,12 +10,12 @@ from scheduler import task_document
 from store import agents
 from store import tasks as store_tasks
 from store.db import Database
-from tests.helpers import REGISTRY, JsonTarget, rows, scalar, wait_for
+from tests.helpers import REGISTRY, HttpTarget, rows, scalar, wait_for
 
 
 @pytest.fixture
 def mes_url():
-    with JsonTarget() as mes:
+    with HttpTarget() as mes:
         yield mes.url
 
 

@@ -3,9 +3,7 @@ thread, a real database, a real HTTP server on 127.0.0.1."""
 
 import asyncio
 import threading
-import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -14,56 +12,13 @@ from engine import Tool, ToolRegistry
 from scheduler import task_document
 from store import runs as store_runs
 from store import tasks as store_tasks
-from tests.helpers import REGISTRY, add_task, rows, running_worker, scalar, wait_for
-
-
-class _Slow(BaseHTTPRequestHandler):
-    """Answers every GET after `delay_s`, counting the requests it holds at once."""
-
-    protocol_version = "HTTP/1.1"
-    delay_s = 0.5
-    lock = threading.Lock()
-    in_flight = 0
-    most_in_flight = 0
-    answered = 0
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        cls = type(self)
-        with cls.lock:
-            cls.in_flight += 1
-            cls.most_in_flight = max(cls.most_in_flight, cls.in_flight)
-        time.sleep(cls.delay_s)
-        body = b'{"ok": true}'
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-        finally:
-            with cls.lock:
-                cls.in_flight -= 1
-                cls.answered += 1
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # 30 connections at once: the default backlog of 5 would stall them
+from tests.helpers import REGISTRY, HttpTarget, add_task, rows, running_worker, scalar, wait_for
 
 
 @pytest.fixture
-def slow_url():
-    _Slow.delay_s, _Slow.in_flight, _Slow.most_in_flight, _Slow.answered = 0.5, 0, 0, 0
-    server = _Server(("127.0.0.1", 0), _Slow)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/work"
-    server.shutdown()
-    server.server_close()
+def slow():
+    with HttpTarget(delay_s=0.5) as target:
+        yield target
 
 
 def _http_task(db, url, **fields):
@@ -93,17 +48,17 @@ def _run_threads():
     return [t.name for t in threading.enumerate() if t.name.startswith(("run-", "step-"))]
 
 
-def test_runs_waiting_on_http_wait_together_on_the_event_loop_without_a_thread_each(db, slow_url):
-    task = _http_task(db, slow_url)
+def test_runs_waiting_on_http_wait_together_on_the_event_loop_without_a_thread_each(db, slow):
+    task = _http_task(db, slow.url)
     run_ids = _enqueue(db, task, 30)
     threads_seen = []
     with running_worker(db, concurrency=30) as worker:
-        wait_for(lambda: _Slow.in_flight == 30, timeout=15, what="all 30 calls in flight at once")
+        wait_for(lambda: slow.in_flight == 30, timeout=15, what="all 30 calls in flight at once")
         threads_seen = _run_threads()
         wait_for(lambda: len(_final_states(db, run_ids)) == 30, timeout=15, what="the runs to finish")
         loop_health = worker.health.report()["event_loop"]
     assert threads_seen == []
-    assert _Slow.most_in_flight == 30 and _Slow.answered == 30
+    assert slow.most_in_flight == 30 and slow.answered == 30
     finals = _final_states(db, run_ids)
     assert [f["state"] for f in finals] == ["succeeded"] * 30
     assert all(f["steps"][0]["output"]["json"] == {"ok": True} for f in finals)
@@ -111,51 +66,51 @@ def test_runs_waiting_on_http_wait_together_on_the_event_loop_without_a_thread_e
     assert loop_health["ok"]
 
 
-def test_a_pipeline_with_a_blocking_step_keeps_a_thread_of_its_own(db, slow_url):
+def test_a_pipeline_with_a_blocking_step_keeps_a_thread_of_its_own(db, slow):
     task = _add(
         db,
         [
-            {"id": "call", "uses": "http.request", "with": {"url": slow_url}},
+            {"id": "call", "uses": "http.request", "with": {"url": slow.url}},
             {"id": "then", "uses": "test.blocking"},
         ],
     )
     (run_id,) = _enqueue(db, task, 1)
     with running_worker(db, registry=WITH_TEST_TOOLS):
-        wait_for(lambda: _Slow.in_flight == 1, what="the call in flight")
+        wait_for(lambda: slow.in_flight == 1, what="the call in flight")
         threads = _run_threads()
         wait_for(lambda: _final_states(db, [run_id]), what="the run to finish")
     assert f"run-{run_id}" in threads
     assert _final_states(db, [run_id])[0]["state"] == "succeeded"
 
 
-def test_a_graceful_stop_lets_runs_on_the_event_loop_finish(db, slow_url):
-    task = _http_task(db, slow_url)
+def test_a_graceful_stop_lets_runs_on_the_event_loop_finish(db, slow):
+    task = _http_task(db, slow.url)
     run_ids = _enqueue(db, task, 8)
     with running_worker(db, concurrency=8, shutdown_grace_s=10):
-        wait_for(lambda: _Slow.in_flight == 8, what="all calls in flight")
+        wait_for(lambda: slow.in_flight == 8, what="all calls in flight")
     # the worker has stopped: every run it had started finished and was recorded, once
     finals = _final_states(db, run_ids)
     assert [f["state"] for f in finals] == ["succeeded"] * 8
     assert scalar(db, "SELECT count(*) FROM task_run WHERE run_id = ANY(:ids)", ids=run_ids) == 8
 
 
-def test_runs_still_waiting_after_the_grace_period_are_given_back_for_a_retry(db, slow_url):
-    _Slow.delay_s = 3.0
+def test_runs_still_waiting_after_the_grace_period_are_given_back_for_a_retry(db, slow):
+    slow.delay_s = 3.0
     task = add_task(
         db,
         max_retries=1,
         payload={
-            "pipeline": [{"id": "call", "uses": "http.request", "with": {"url": slow_url, "timeout_s": 10}}]
+            "pipeline": [{"id": "call", "uses": "http.request", "with": {"url": slow.url, "timeout_s": 10}}]
         },
     )
     run_ids = _enqueue(db, task, 4)
     with running_worker(db, concurrency=4, shutdown_grace_s=0.3):
-        wait_for(lambda: _Slow.in_flight == 4, what="all calls in flight")
+        wait_for(lambda: slow.in_flight == 4, what="all calls in flight")
     # nothing recorded yet, and no run lost: each is due again for another worker
     assert _final_states(db, run_ids) == []
     waiting = rows(db, "SELECT id, lease_token FROM due_work WHERE id = ANY(:ids)", ids=run_ids)
     assert sorted(w["id"] for w in waiting) == sorted(run_ids)
-    _Slow.delay_s = 0.01
+    slow.delay_s = 0.01
     with running_worker(db, concurrency=4):
         wait_for(lambda: len(_final_states(db, run_ids)) == 4, timeout=20, what="the retried runs")
     assert {f["state"] for f in _final_states(db, run_ids)} == {"succeeded"}
@@ -210,12 +165,12 @@ def _add(db, pipeline):
         return store_tasks.create(conn, values, store_tasks.LOCAL_AGENT_ID)
 
 
-def test_an_async_tool_that_raises_or_hangs_fails_its_run_and_the_loop_goes_on(db, slow_url):
+def test_an_async_tool_that_raises_or_hangs_fails_its_run_and_the_loop_goes_on(db, slow):
     def one_step(uses, with_=None):
         return _add(db, [{"id": "s", "uses": uses, "with": with_ or {}}])
 
     crash, exit_, hang = one_step("test.crash"), one_step("test.crash", {"exit": True}), one_step("test.hang")
-    fine = _http_task(db, slow_url)
+    fine = _http_task(db, slow.url)
     ids = [_enqueue(db, t, 1)[0] for t in (crash, exit_, hang, fine)]
     with running_worker(db, registry=WITH_TEST_TOOLS) as worker:
         wait_for(lambda: len(_final_states(db, ids)) == 4, timeout=15, what="every run to end")

@@ -17,12 +17,12 @@ from scheduler import task_document
 from store import agents
 from store import runs as store_runs
 from store import tasks as store_tasks
-from tests.helpers import REGISTRY, JsonTarget, rows, running_worker, scalar, wait_for
+from tests.helpers import REGISTRY, HttpTarget, rows, running_worker, scalar, wait_for
 
 
 @pytest.fixture
 def target():
-    with JsonTarget() as server:
+    with HttpTarget() as server:
         yield server
 
 
