@@ -26,31 +26,43 @@ UPDATE scheduler_leader SET heartbeat_at = now() WHERE scheduler_id = :scheduler
 -- Active time-based tasks whose expansion point falls before the horizon end (task_expand_from_idx),
 -- but for :later (slow tasks this tick has no time left for). Locked so that an edit (which locks the
 -- row too) and the tick never interleave; rows being edited are skipped and picked up by the next tick.
-SELECT id, version, schedule_kind, schedule_expr, timezone, expand_from, misfire_policy, misfire_grace_s
-  FROM task
- WHERE expand_from IS NOT NULL
-   AND expand_from < :horizon_end
-   AND id <> ALL(CAST(:later AS uuid[]))
- ORDER BY expand_from
- LIMIT :n
-   FOR NO KEY UPDATE SKIP LOCKED;
+-- Answered in groups of tasks alike (what a plan depends on: schedule, place, misfire policy) with
+-- their ids: tasks created together share all of it, so a first tick over 100,000 of them makes a
+-- hundred-odd groups, not 100,000 rows for the client to read.
+WITH due AS (
+    SELECT id, schedule_kind, schedule_expr, timezone, expand_from, misfire_policy, misfire_grace_s
+      FROM task
+     WHERE expand_from IS NOT NULL
+       AND expand_from < :horizon_end
+       AND id <> ALL(CAST(:later AS uuid[]))
+     ORDER BY expand_from
+     LIMIT :n
+       FOR NO KEY UPDATE SKIP LOCKED)
+SELECT schedule_kind, schedule_expr, timezone, expand_from, misfire_policy, misfire_grace_s,
+       array_agg(id) AS ids
+  FROM due
+ GROUP BY schedule_kind, schedule_expr, timezone, expand_from, misfire_policy, misfire_grace_s
+ ORDER BY expand_from;
 
 -- insert_occurrences --
--- Queue occurrences. ON CONFLICT (due_work_occurrence_uq) and the NOT EXISTS probe of finished runs
--- (task_run_occurrence_uq) make a re-run tick or a second scheduler add nothing twice. Answers how
--- many were written (a first tick writes 150,000: their ids would only be counted by the client).
+-- Queue occurrences: each task of the batch (:task_ids, with the index of its plan in :task_plans)
+-- gets its plan's occurrences (:plans, :ats), paired up here. ON CONFLICT (due_work_occurrence_uq)
+-- and the NOT EXISTS probe of finished runs (task_run_occurrence_uq) make a re-run tick or a second
+-- scheduler add nothing twice. Answers how many were written (a first tick writes 150,000: their ids
+-- would only be counted by the client).
 WITH written AS (
 INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts,
                       concurrency_key, concurrency_limit)
 SELECT t.id, 'schedule', o.at, o.at, t.priority, t.max_retries + 1,
        t.concurrency_key, CASE WHEN t.concurrency_key IS NOT NULL THEN t.concurrency_limit END
-  FROM unnest(CAST(:task_ids AS uuid[]), CAST(:ats AS timestamptz[])) AS o(task_id, at)
+  FROM unnest(CAST(:task_ids AS uuid[]), CAST(:task_plans AS integer[])) AS b(task_id, plan)
   -- The batch's tasks by primary key (= ANY): joined on the id alone, the planner reads the whole
   -- task table into a hash for every batch, which a first tick over 100,000 tasks did 20 times.
-  JOIN task t ON t.id = o.task_id AND t.id = ANY(CAST(:task_ids AS uuid[]))
+  JOIN task t ON t.id = b.task_id AND t.id = ANY(CAST(:task_ids AS uuid[]))
+  JOIN unnest(CAST(:plans AS integer[]), CAST(:ats AS timestamptz[])) AS o(plan, at) ON o.plan = b.plan
  WHERE NOT EXISTS (
        SELECT 1 FROM task_run r
-        WHERE r.task_id = o.task_id AND r.scheduled_for = o.at AND r.origin = 'schedule' AND r.final)
+        WHERE r.task_id = b.task_id AND r.scheduled_for = o.at AND r.origin = 'schedule' AND r.final)
 ON CONFLICT (task_id, scheduled_for) WHERE origin = 'schedule' DO NOTHING
 RETURNING 1
 )
@@ -58,7 +70,9 @@ SELECT count(*) FROM written;
 
 -- record_skipped --
 -- Occurrences the misfire policy will not run go straight to history as skipped runs, so people
--- can see what did not happen and why. They take a run id from the queue's sequence.
+-- can see what did not happen and why. They take a run id from the queue's sequence. Parameters as
+-- insert_occurrences.
+WITH written AS (
 INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
                       state, final, finished_at, error)
 SELECT nextval(pg_get_serial_sequence('due_work', 'id')), 1, t.id, 'schedule', o.at, now(), t.priority,
@@ -66,18 +80,23 @@ SELECT nextval(pg_get_serial_sequence('due_work', 'id')), 1, t.id, 'schedule', o
        jsonb_build_object(
            'code', 'MISFIRE_SKIPPED',
            'message', 'no scheduler ran at this time; skipped by misfire policy ' || t.misfire_policy)
-  FROM unnest(CAST(:task_ids AS uuid[]), CAST(:ats AS timestamptz[])) AS o(task_id, at)
-  JOIN task t ON t.id = o.task_id AND t.id = ANY(CAST(:task_ids AS uuid[]))  -- as insert_occurrences
+  FROM unnest(CAST(:task_ids AS uuid[]), CAST(:task_plans AS integer[])) AS b(task_id, plan)
+  JOIN task t ON t.id = b.task_id AND t.id = ANY(CAST(:task_ids AS uuid[]))  -- as insert_occurrences
+  JOIN unnest(CAST(:plans AS integer[]), CAST(:ats AS timestamptz[])) AS o(plan, at) ON o.plan = b.plan
  WHERE NOT EXISTS (
        SELECT 1 FROM due_work d
-        WHERE d.task_id = o.task_id AND d.scheduled_for = o.at AND d.origin = 'schedule')
+        WHERE d.task_id = b.task_id AND d.scheduled_for = o.at AND d.origin = 'schedule')
 ON CONFLICT (task_id, scheduled_for) WHERE origin = 'schedule' AND final DO NOTHING
-RETURNING run_id;
+RETURNING 1
+)
+SELECT count(*) FROM written;
 
 -- advance_tasks --
--- Move each task's expansion point past the horizon just written.
+-- Move each task's expansion point past the horizon just written: to its plan's (:plans, :expand_from).
 UPDATE task t
    SET expand_from = n.expand_from
-  FROM unnest(CAST(:ids AS uuid[]), CAST(:expand_from AS timestamptz[])) AS n(id, expand_from)
- WHERE t.id = n.id
-   AND t.id = ANY(CAST(:ids AS uuid[]));  -- by primary key, not a hash of the table (see above)
+  FROM unnest(CAST(:task_ids AS uuid[]), CAST(:task_plans AS integer[])) AS b(task_id, plan)
+  JOIN unnest(CAST(:plans AS integer[]), CAST(:expand_from AS timestamptz[])) AS n(plan, expand_from)
+    ON n.plan = b.plan
+ WHERE t.id = b.task_id
+   AND t.id = ANY(CAST(:task_ids AS uuid[]));  -- by primary key, not a hash of the table (see above)

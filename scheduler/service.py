@@ -156,16 +156,44 @@ def plan_occurrences(
 
 
 _NO_SCHEDULE: Any = object()  # parsed: a kind without occurrences (event, manual)
+# Parsed schedules kept between ticks (by kind, expression and zone): steady ticks never re-parse.
+# Past this many the cache starts afresh, so schedules of edited and deleted tasks do not pile up.
+_SCHEDULES_KEPT = 100_000
 
 
 @dataclass
-class _BatchMemo:
-    """What one batch of a tick works out once for all its tasks: tasks created together share their
-    schedule, expansion point and misfire policy, so a first tick over 100,000 such tasks parses and
-    expands each distinct schedule once, not once per task."""
+class _Batch:
+    """What one batch of a tick writes. Tasks alike (due_tasks answers them in groups) share one plan,
+    so the statements take each task with the index of its plan, and each plan's occurrences and new
+    expand_from once: the server pairs them up, and a first tick over 100,000 tasks created together
+    works out and sends a hundred-odd plans, not 150,000 occurrences."""
 
-    parsed: dict[tuple[str, str, str], Any] = field(default_factory=dict)  # Schedule | InvalidSchedule
-    plans: dict[tuple[Any, ...], Plan] = field(default_factory=dict)
+    task_ids: list[UUID] = field(default_factory=BinaryArray)
+    task_plans: list[int] = field(default_factory=BinaryArray)
+    plan_ids: list[int] = field(default_factory=BinaryArray)
+    expand_from: list[datetime | None] = field(default_factory=BinaryArray)
+    queued: tuple[list[int], list[datetime]] = field(default_factory=lambda: (BinaryArray(), BinaryArray()))
+    skipped: tuple[list[int], list[datetime]] = field(default_factory=lambda: (BinaryArray(), BinaryArray()))
+    plans: dict[tuple[Any, ...], Plan] = field(default_factory=dict)  # worked out once per batch
+
+    def add(self, ids: list[UUID], plan: Plan) -> None:
+        index = len(self.plan_ids)
+        self.plan_ids.append(index)
+        self.expand_from.append(plan.expand_from)
+        for at, state in plan.occurrences:
+            target = self.queued if state == "queued" else self.skipped
+            target[0].append(index)
+            target[1].append(at)
+        self.task_ids.extend(ids)
+        self.task_plans.extend([index] * len(ids))
+
+    def tasks(self, occurrences: tuple[list[int], list[datetime]]) -> dict[str, Any]:
+        return {
+            "task_ids": self.task_ids,
+            "task_plans": self.task_plans,
+            "plans": occurrences[0],
+            "ats": occurrences[1],
+        }
 
 
 class SchedulerService:
@@ -175,7 +203,7 @@ class SchedulerService:
         self.id = scheduler_id
         self.log = log.bind(scheduler_id=scheduler_id)
         self._conn: Connection | None = None
-        self._schedules: dict[UUID, tuple[int, Schedule | None]] = {}
+        self._schedules: dict[tuple[str, str, str], Any] = {}  # Schedule | _NO_SCHEDULE | InvalidSchedule
         # Tasks whose last expansion ran out of budget: expanded after the others, within slow_budget_s.
         self._slow: set[UUID] = set()
         self._last_prune = 0.0
@@ -280,105 +308,116 @@ class SchedulerService:
             with conn.begin():
                 clock = now or conn.execute(text("SELECT now()")).scalar_one()
                 horizon_end = clock + timedelta(seconds=self.cfg.horizon_s)
-                rows = conn.execute(
+                groups = conn.execute(
                     Q["due_tasks"], {"horizon_end": horizon_end, "n": self.cfg.batch, "later": later}
                 ).all()
                 conn.execute(Q["leader_heartbeat"], {"scheduler_id": self.id})
-                if not rows:
+                if not groups:
                     return result
-                queued: tuple[list[UUID], list[datetime]] = (BinaryArray(), BinaryArray())
-                skipped: tuple[list[UUID], list[datetime]] = (BinaryArray(), BinaryArray())
-                advance_ids, advance_to = BinaryArray(), BinaryArray()
-                memo = _BatchMemo()
-                # Slow tasks last (a stable sort keeps expand_from order within each group).
-                for row in sorted(rows, key=lambda r: r.id in self._slow):
-                    slow = row.id in self._slow
-                    if slow and slow_left <= 0:
-                        later.append(row.id)
+                fetched = 0
+                batch = _Batch()
+                slow_groups = []
+                for group in groups:
+                    fetched += len(group.ids)
+                    ids = group.ids
+                    if self._slow and not self._slow.isdisjoint(ids):
+                        slow_ids = [i for i in ids if i in self._slow]
+                        ids = [i for i in ids if i not in self._slow]
+                        slow_groups.append((group, slow_ids))
+                    if ids:
+                        self._plan(group, ids, clock, horizon_end, batch, result)
+                # Slow tasks last, within what the tick gives them in all (tasks alike go together:
+                # the plan they share costs its expansion once).
+                for group, ids in slow_groups:
+                    if slow_left <= 0:
+                        later.extend(ids)
                         continue
                     started = time.monotonic()
-                    plan = self._plan(row, clock, horizon_end, memo)
-                    if slow:
-                        slow_left -= time.monotonic() - started
-                    if plan is None:
-                        plan = Plan([], None)
-                        result.errors += 1
-                    elif plan.deferred:
-                        result.deferred += 1
-                        if row.id not in self._slow:
-                            self._slow.add(row.id)
-                            self.log.warning(
-                                "schedule_expansion_deferred",
-                                task_id=str(row.id),
-                                budget_s=self.cfg.expand_budget_s,
-                                resume=plan.expand_from.isoformat() if plan.expand_from else None,
-                            )
-                    else:
-                        self._slow.discard(row.id)
-                    for at, state in plan.occurrences:
-                        target = queued if state == "queued" else skipped
-                        target[0].append(row.id)
-                        target[1].append(at)
-                    advance_ids.append(row.id)
-                    advance_to.append(plan.expand_from)
-                if queued[0]:
-                    written = conn.execute(
-                        Q["insert_occurrences"], {"task_ids": queued[0], "ats": queued[1]}
-                    ).scalar_one()
+                    self._plan(group, ids, clock, horizon_end, batch, result)
+                    slow_left -= time.monotonic() - started
+                if batch.queued[0]:
+                    written = conn.execute(Q["insert_occurrences"], batch.tasks(batch.queued)).scalar_one()
                     result.queued += written
                     metrics.SCHEDULER_OCCURRENCES.labels("queued").inc(written)
-                if skipped[0]:
-                    written = conn.execute(
-                        Q["record_skipped"], {"task_ids": skipped[0], "ats": skipped[1]}
-                    ).all()
-                    result.skipped += len(written)
-                    metrics.SCHEDULER_OCCURRENCES.labels("skipped").inc(len(written))
-                if advance_ids:
-                    conn.execute(Q["advance_tasks"], {"ids": advance_ids, "expand_from": advance_to})
-                result.tasks += len(advance_ids)
-            if len(rows) < self.cfg.batch:
+                if batch.skipped[0]:
+                    written = conn.execute(Q["record_skipped"], batch.tasks(batch.skipped)).scalar_one()
+                    result.skipped += written
+                    metrics.SCHEDULER_OCCURRENCES.labels("skipped").inc(written)
+                if batch.task_ids:
+                    conn.execute(
+                        Q["advance_tasks"],
+                        {
+                            "task_ids": batch.task_ids,
+                            "task_plans": batch.task_plans,
+                            "plans": batch.plan_ids,
+                            "expand_from": batch.expand_from,
+                        },
+                    )
+                result.tasks += len(batch.task_ids)
+            if fetched < self.cfg.batch:
                 return result
 
-    def _plan(self, row: Any, clock: datetime, horizon_end: datetime, memo: _BatchMemo) -> Plan | None:
-        """One task's turn, within its budget; None: its schedule cannot be read."""
-        schedule = self._schedule(row, clock, memo)
+    def _plan(
+        self,
+        group: Any,
+        ids: list[UUID],
+        clock: datetime,
+        horizon_end: datetime,
+        batch: _Batch,
+        result: TickResult,
+    ) -> None:
+        """The turn of tasks alike (`ids`, one group of due_tasks), within one expansion's budget."""
+        schedule = self._schedule(group, ids, clock)
         if schedule is None:
-            return None
-        key = (id(schedule), row.expand_from, row.misfire_policy, row.misfire_grace_s)
-        plan = memo.plans.get(key)
+            result.errors += len(ids)
+            batch.add(ids, Plan([], None))
+            return
+        key = (id(schedule), group.expand_from, group.misfire_policy, group.misfire_grace_s)
+        plan = batch.plans.get(key)
         if plan is None:
-            plan = memo.plans[key] = plan_occurrences(
+            plan = batch.plans[key] = plan_occurrences(
                 schedule,
-                row.expand_from,
+                group.expand_from,
                 now=clock,
                 horizon_end=horizon_end,
-                policy=row.misfire_policy,
-                grace_s=row.misfire_grace_s,
+                policy=group.misfire_policy,
+                grace_s=group.misfire_grace_s,
                 misfire_threshold_s=self.cfg.misfire_threshold_s,
                 budget=Budget(self.cfg.expand_budget_s),
             )
-        return plan
+        if plan.deferred:
+            result.deferred += len(ids)
+            for task_id in ids:
+                if task_id not in self._slow:
+                    self._slow.add(task_id)
+                    self.log.warning(
+                        "schedule_expansion_deferred",
+                        task_id=str(task_id),
+                        budget_s=self.cfg.expand_budget_s,
+                        resume=plan.expand_from.isoformat() if plan.expand_from else None,
+                    )
+        elif self._slow:
+            self._slow.difference_update(ids)
+        batch.add(ids, plan)
 
-    def _schedule(self, row: Any, now: datetime, memo: _BatchMemo) -> Schedule | None:
-        """The parsed schedule, cached by (task, version) so steady ticks never re-parse."""
-        cached = self._schedules.get(row.id)
-        if cached is not None and cached[0] == row.version:
-            return cached[1]
-        key = (row.schedule_kind, row.schedule_expr, row.timezone)
-        parsed = memo.parsed.get(key)
+    def _schedule(self, group: Any, ids: list[UUID], now: datetime) -> Schedule | None:
+        """The parsed schedule of tasks alike, kept between ticks so steady ticks never re-parse."""
+        key = (group.schedule_kind, group.schedule_expr, group.timezone)
+        parsed = self._schedules.get(key)
         if parsed is None:
             try:
                 parsed = parse_schedule(*key, now=now) or _NO_SCHEDULE
             except InvalidSchedule as e:
                 parsed = e
-            memo.parsed[key] = parsed
-        schedule = None if parsed is _NO_SCHEDULE else parsed
-        if isinstance(schedule, InvalidSchedule):
+            if len(self._schedules) >= _SCHEDULES_KEPT:
+                self._schedules.clear()
+            self._schedules[key] = parsed
+        if isinstance(parsed, InvalidSchedule):
             # Accepted once, unreadable now (e.g. a zone removed from tzdata): stop expanding, loudly.
-            self.log.error("schedule_unreadable", task_id=str(row.id), error=schedule.message)
-            schedule = None
-        self._schedules[row.id] = (row.version, schedule)
-        return schedule
+            for task_id in ids:
+                self.log.error("schedule_unreadable", task_id=str(task_id), error=parsed.message)
+            return None
+        return None if parsed is _NO_SCHEDULE else parsed
 
     def _maybe_prune(self, now: datetime | None) -> None:
         if time.monotonic() - self._last_prune < self.cfg.prune_every_s:

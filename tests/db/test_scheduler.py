@@ -114,6 +114,28 @@ def test_tasks_sharing_a_schedule_share_its_expansion_but_each_keeps_its_own_pol
     assert scalar(db, "SELECT count(DISTINCT expand_from) FROM task") == 1
 
 
+def test_tasks_whose_schedule_became_unreadable_stop_each_and_the_others_go_on(db, scheduler):
+    """Stored when their zone existed (here: a zone tzdata does not know, written behind the API's
+    back): each task alike is counted and stopped on its own; a readable task is expanded as ever."""
+    lost = [add_task(db, now=NOW, schedule_kind="cron", schedule_expr="*/5 * * * *") for _ in range(2)]
+    fine = add_task(db, now=NOW, schedule_kind="cron", schedule_expr="*/5 * * * *")
+    with db.tx() as conn:
+        conn.execute(
+            text("UPDATE task SET timezone = 'Atlantis/Lost' WHERE id = ANY(:ids)"),
+            {"ids": [t["id"] for t in lost]},
+        )
+    result = scheduler.tick(now=NOW)
+    assert (result.tasks, result.errors, result.queued) == (3, 2, 2)
+    assert [o["scheduled_for"] for o in occurrences(db, fine["id"])] == [
+        datetime(2026, 3, 20, 12, 5, tzinfo=UTC),
+        datetime(2026, 3, 20, 12, 10, tzinfo=UTC),
+    ]
+    for task in lost:
+        assert occurrences(db, task["id"]) == []
+        assert scalar(db, "SELECT expand_from FROM task WHERE id = :id", id=task["id"]) is None
+    assert scheduler.tick(now=NOW + timedelta(minutes=20)).errors == 0
+
+
 def test_a_paused_task_is_not_expanded_and_resumes_from_now(db, scheduler):
     task = add_task(db, now=NOW, schedule_kind="cron", schedule_expr="*/5 * * * *")
     with db.tx() as conn:
