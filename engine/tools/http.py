@@ -33,6 +33,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+import yarl
 
 from engine.context import ToolContext
 from engine.outbound import OutboundPolicy, OutboundRefused, redact_url
@@ -69,6 +70,7 @@ def _client(policy: OutboundPolicy) -> httpx.Client:
 # An asynchronous session serves only the event loop it was made on: one per loop and policy.
 _SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[OutboundPolicy, aiohttp.ClientSession]]
 _SESSIONS = weakref.WeakKeyDictionary()
+_HEADER_BYTES = 100 * 1024  # httpcore's limit on a response's headers
 
 
 def _session(policy: OutboundPolicy) -> aiohttp.ClientSession:
@@ -79,7 +81,14 @@ def _session(policy: OutboundPolicy) -> aiohttp.ClientSession:
     if session is None:
         # No cap on connections (limit=0): the worker's concurrency bounds requests in flight.
         session = sessions[policy] = aiohttp.ClientSession(
-            connector=policy.connector(limit=0), cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+            connector=policy.connector(limit=0),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+            # the response headers httpx reads (100 KB in all, however split), aiohttp reads too: its
+            # defaults refuse a line over 8,190 bytes or more than 128 headers
+            max_line_size=_HEADER_BYTES,
+            max_field_size=_HEADER_BYTES,
+            max_headers=_HEADER_BYTES // 4,  # the fewest bytes a header line takes ("a:\r\n")
         )
     return session
 
@@ -120,7 +129,8 @@ async def request_async(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any
     try:
         async with _session(ctx.limits.outbound).request(
             call.method,
-            call.url,
+            # as httpx encoded it, sent as is: aiohttp would otherwise decode escapes such as %7E
+            yarl.URL(call.url, encoded=True),
             timeout=aiohttp.ClientTimeout(total=call.timeout),
             allow_redirects=call.follow_redirects,
             max_redirects=_MAX_REDIRECTS,
@@ -159,7 +169,7 @@ class _Call:
         try:
             url = httpx.URL(args["url"])
             url.host  # noqa: B018 -- decodes an IDNA host, refusing one that is not valid
-            self.url = str(url.copy_merge_params(query)) if query else args["url"]
+            self.url = str(url.copy_merge_params(query)) if query else str(url)
         except (httpx.InvalidURL, ValueError) as e:  # idna's errors are ValueErrors
             raise Permanent(f"invalid URL {_safe(args['url'])}: {e}", code="HTTP_INVALID_URL") from None
         self.started = time.monotonic()

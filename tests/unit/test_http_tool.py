@@ -82,6 +82,8 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(200, b"ok", [("X-Name", "caf\u00e9")])
         elif self.path == "/loop":
             self._reply(302, b"", [("Location", "/loop")])
+        elif self.path == "/many-headers":  # within httpx's 100 KB: one long value, then 300 short ones
+            self._reply(200, b"ok", [("X-Long", "v" * 20_000)] + [(f"X-{i}", "1") for i in range(300)])
         elif self.path == "/not-gzip":
             self._reply(200, b"not gzip at all", [("Content-Encoding", "gzip")])
 
@@ -129,6 +131,16 @@ def test_query_values_of_every_allowed_type_are_spelled_alike(base_url):
 def test_a_query_in_the_url_is_kept_and_query_values_are_added_to_it(base_url):
     assert call({"url": f"{base_url}/json?a=1&b=x"})["json"] == {"path": "/json?a=1&b=x"}
     assert call({"url": f"{base_url}/json?a=1", "query": {"c": 3}})["json"] == {"path": "/json?a=1&c=3"}
+
+
+def test_the_path_is_sent_as_written_and_only_what_must_be_escaped_is(base_url):
+    assert call({"url": f"{base_url}/json/a%2Fb%7Ec"})["json"] == {"path": "/json/a%2Fb%7Ec"}
+    assert call({"url": f"{base_url}/json/café"})["json"] == {"path": "/json/caf%C3%A9"}
+
+
+def test_long_or_many_response_headers_are_read_alike(base_url):
+    out = call({"url": f"{base_url}/many-headers"})
+    assert out["status"] == 200 and len(out["headers"]["x-long"]) == 20_000 and out["headers"]["x-299"] == "1"
 
 
 def test_a_json_body_is_sent(base_url):
