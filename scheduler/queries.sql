@@ -23,21 +23,23 @@ ON CONFLICT (singleton) DO UPDATE
 UPDATE scheduler_leader SET heartbeat_at = now() WHERE scheduler_id = :scheduler_id;
 
 -- due_tasks --
--- Active time-based tasks whose expansion point falls before the horizon end (task_expand_from_idx),
--- but for :later (slow tasks this tick has no time left for). Locked so that an edit (which locks the
--- row too) and the tick never interleave; rows being edited are skipped and picked up by the next tick.
+-- Active time-based tasks whose expansion point (task_expansion: only such tasks have one) falls before
+-- the horizon end (task_expansion_due_idx), but for :later (slow tasks this tick has no time left for).
+-- The task rows are locked so that an edit (which locks the task row, then changes its place) and the
+-- tick never interleave; tasks being edited are skipped and picked up by the next tick.
 -- Answered in groups of tasks alike (what a plan depends on: schedule, place, misfire policy) with
 -- their ids: tasks created together share all of it, so a first tick over 100,000 of them makes a
 -- hundred-odd groups, not 100,000 rows for the client to read.
 WITH due AS (
-    SELECT id, schedule_kind, schedule_expr, timezone, expand_from, misfire_policy, misfire_grace_s
-      FROM task
-     WHERE expand_from IS NOT NULL
-       AND expand_from < :horizon_end
-       AND id <> ALL(CAST(:later AS uuid[]))
-     ORDER BY expand_from
+    SELECT t.id, t.schedule_kind, t.schedule_expr, t.timezone, e.expand_from, t.misfire_policy,
+           t.misfire_grace_s
+      FROM task_expansion e
+      JOIN task t ON t.id = e.task_id
+     WHERE e.expand_from < :horizon_end
+       AND e.task_id <> ALL(CAST(:later AS uuid[]))
+     ORDER BY e.expand_from
      LIMIT :n
-       FOR NO KEY UPDATE SKIP LOCKED)
+       FOR NO KEY UPDATE OF t SKIP LOCKED)
 SELECT schedule_kind, schedule_expr, timezone, expand_from, misfire_policy, misfire_grace_s,
        array_agg(id) AS ids
   FROM due
@@ -93,10 +95,19 @@ SELECT count(*) FROM written;
 
 -- advance_tasks --
 -- Move each task's expansion point past the horizon just written: to its plan's (:plans, :expand_from).
-UPDATE task t
-   SET expand_from = n.expand_from
-  FROM unnest(CAST(:task_ids AS uuid[]), CAST(:task_plans AS integer[])) AS b(task_id, plan)
-  JOIN unnest(CAST(:plans AS integer[]), CAST(:expand_from AS timestamptz[])) AS n(plan, expand_from)
-    ON n.plan = b.plan
- WHERE t.id = b.task_id
-   AND t.id = ANY(CAST(:task_ids AS uuid[]));  -- by primary key, not a hash of the table (see above)
+-- A plan without one (a schedule with nothing left, or unreadable) ends the task's expansion.
+WITH place AS (
+    SELECT b.task_id, n.expand_from
+      FROM unnest(CAST(:task_ids AS uuid[]), CAST(:task_plans AS integer[])) AS b(task_id, plan)
+      JOIN unnest(CAST(:plans AS integer[]), CAST(:expand_from AS timestamptz[])) AS n(plan, expand_from)
+        ON n.plan = b.plan),
+ended AS (
+    DELETE FROM task_expansion e
+     USING place p
+     WHERE e.task_id = p.task_id AND p.expand_from IS NULL
+       AND e.task_id = ANY(CAST(:task_ids AS uuid[])))
+UPDATE task_expansion e
+   SET expand_from = p.expand_from
+  FROM place p
+ WHERE e.task_id = p.task_id AND p.expand_from IS NOT NULL
+   AND e.task_id = ANY(CAST(:task_ids AS uuid[]));  -- by primary key, not a hash of the table (see above)

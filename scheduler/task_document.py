@@ -8,7 +8,7 @@ written until it succeeds. It sits above store/, which stores what it is given a
 above itself; the API and the CLI both call it.
 
 `public` shows a stored task. Its `next_fire_at` is the schedule's next occurrence at or after now,
-worked out from the schedule itself; the column the scheduler keeps (`task.expand_from`) is only
+worked out from the schedule itself; the place the scheduler keeps (`task_expansion.expand_from`) is only
 where its expansion resumes, which is after the occurrences it has already written ahead.
 """
 

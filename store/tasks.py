@@ -2,7 +2,8 @@
 
 What is stored here was validated above the store (scheduler.task_document.validate, called by the
 API and the CLI alike); this module only reads and writes rows. `expand_from` is the scheduler's
-place in a task's schedule: where its next expansion starts (NULL: nothing to expand).
+place in a task's schedule: where its next expansion starts (None: nothing to expand). It is kept in
+task_expansion, not in the task row, so task rows as read here do not have it.
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ def _columns(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def _row_params(values: Mapping[str, Any]) -> dict[str, Any]:
     return {**_columns(values), "payload": json.dumps(values["payload"])}
+
+
+def _set_expansion(conn: Connection, task_id: UUID, expand_from: datetime | None) -> None:
+    if expand_from is not None:
+        conn.execute(Q["set_expansion"], {"task_id": task_id, "expand_from": expand_from})
 
 
 def create(conn: Connection, values: Mapping[str, Any], agent_id: UUID) -> dict[str, Any]:
@@ -170,13 +176,16 @@ def update(conn: Connection, current: Mapping[str, Any], values: Mapping[str, An
     """Replace a task's definition (`current` locked by get(..., lock=True), `values` validated). A
     changed schedule, or a task no longer active, withdraws its unstarted occurrences; an unchanged
     schedule keeps the scheduler's place."""
-    values = dict(values)
     replan = _schedule_changed(current, values) or values["status"] != "active"
     if replan:
         conn.execute(Q["withdraw_scheduled"], {"task_id": current["id"]})
-    elif current["status"] == "active":
-        values["expand_from"] = current["expand_from"]
+    # The place moves (to values["expand_from"]) unless an active task keeps its schedule.
+    move = replan or current["status"] != "active"
+    if move:
+        conn.execute(Q["clear_expansion"], {"task_id": current["id"]})
     row = conn.execute(Q["update_task"], {**_row_params(values), "id": current["id"]}).mappings().one()
+    if move:
+        _set_expansion(conn, current["id"], values["expand_from"])
     return dict(row)
 
 
@@ -203,7 +212,7 @@ def pause(
     if current["status"] == "paused":
         return current
     conn.execute(Q["withdraw_scheduled"], {"task_id": current["id"]})
-    row = _set_status(conn, current["id"], "paused", None)
+    row = _set_status(conn, current["id"], "paused")
     owner = row["agent_id"]
     payload = {
         "task_id": str(row["id"]),
@@ -227,8 +236,9 @@ def resume(
         raise Conflict(f"task {task_id} is canceled; create a new task instead of resuming it")
     if current["status"] == "active":
         return current
-    expand_from = now if current["schedule_kind"] in TIME_BASED_KINDS else None
-    return _set_status(conn, current["id"], "active", expand_from)
+    row = _set_status(conn, current["id"], "active")
+    _set_expansion(conn, current["id"], now if current["schedule_kind"] in TIME_BASED_KINDS else None)
+    return row
 
 
 def cancel(conn: Connection, task_id: UUID | str, *, agent_id: UUID | None = None) -> dict[str, Any]:
@@ -238,12 +248,14 @@ def cancel(conn: Connection, task_id: UUID | str, *, agent_id: UUID | None = Non
         return current
     conn.execute(Q["withdraw_scheduled"], {"task_id": current["id"]})
     conn.execute(Q["cancel_waiting"], {"task_id": current["id"]})
-    return _set_status(conn, current["id"], "canceled", None)
+    return _set_status(conn, current["id"], "canceled")
 
 
-def _set_status(conn: Connection, task_id: UUID, status: str, expand_from: datetime | None) -> dict[str, Any]:
-    params = {"id": task_id, "status": status, "expand_from": expand_from}
-    return dict(conn.execute(Q["set_status"], params).mappings().one())
+def _set_status(conn: Connection, task_id: UUID, status: str) -> dict[str, Any]:
+    """Any status but active first withdraws the task's place (the foreign key on task_expansion)."""
+    if status != "active":
+        conn.execute(Q["clear_expansion"], {"task_id": task_id})
+    return dict(conn.execute(Q["set_status"], {"id": task_id, "status": status}).mappings().one())
 
 
 def delete(conn: Connection, task_id: UUID | str, *, agent_id: UUID | None = None) -> None:

@@ -1,14 +1,21 @@
 -- Task statements used by the API and the CLI. `expand_from` is the scheduler's place in a task's
--- schedule (migrations/0007: it was called next_fire_at, which the API now uses for the next occurrence).
+-- schedule (migrations/0007: it was called next_fire_at, which the API now uses for the next occurrence),
+-- kept in task_expansion (migrations/0009) while the task is active and time-based.
 
 -- insert_task --
+-- The task, and its place in task_expansion when it has one (:expand_from, NULL: nothing to expand).
+WITH t AS (
 INSERT INTO task (agent_id, title, description, schedule_kind, schedule_expr, timezone, payload, status,
                   priority, max_retries, backoff_base_s, backoff_cap_s, backoff_jitter, timeout_s,
-                  concurrency_key, concurrency_limit, misfire_policy, misfire_grace_s, expand_from)
+                  concurrency_key, concurrency_limit, misfire_policy, misfire_grace_s)
 VALUES (:agent_id, :title, :description, :schedule_kind, :schedule_expr, :timezone, CAST(:payload AS jsonb),
         :status, :priority, :max_retries, :backoff_base_s, :backoff_cap_s, :backoff_jitter, :timeout_s,
-        :concurrency_key, :concurrency_limit, :misfire_policy, :misfire_grace_s, :expand_from)
-RETURNING *;
+        :concurrency_key, :concurrency_limit, :misfire_policy, :misfire_grace_s)
+RETURNING *),
+placed AS (
+INSERT INTO task_expansion (task_id, expand_from)
+SELECT id, CAST(:expand_from AS timestamptz) FROM t WHERE CAST(:expand_from AS timestamptz) IS NOT NULL)
+SELECT * FROM t;
 
 -- update_task --
 -- Replace a task's definition (a PATCH merged and re-validated by the caller). The version bump makes
@@ -19,7 +26,7 @@ UPDATE task
        status = :status, priority = :priority, max_retries = :max_retries,
        backoff_base_s = :backoff_base_s, backoff_cap_s = :backoff_cap_s, backoff_jitter = :backoff_jitter,
        timeout_s = :timeout_s, concurrency_key = :concurrency_key, concurrency_limit = :concurrency_limit,
-       misfire_policy = :misfire_policy, misfire_grace_s = :misfire_grace_s, expand_from = :expand_from,
+       misfire_policy = :misfire_policy, misfire_grace_s = :misfire_grace_s,
        version = version + 1, updated_at = now()
  WHERE id = :id
 RETURNING *;
@@ -65,9 +72,21 @@ SELECT *
 
 -- set_status --
 UPDATE task
-   SET status = :status, expand_from = :expand_from, version = version + 1, updated_at = now()
+   SET status = :status, version = version + 1, updated_at = now()
  WHERE id = :id
 RETURNING *;
+
+-- set_expansion --
+-- Where the scheduler's next expansion of a task starts (creation, resume, a changed schedule). The task
+-- must be active and time-based (the foreign key on task_expansion says so).
+INSERT INTO task_expansion (task_id, expand_from)
+VALUES (:task_id, :expand_from)
+ON CONFLICT (task_id) DO UPDATE SET expand_from = EXCLUDED.expand_from;
+
+-- clear_expansion --
+-- Nothing more to expand: before a task stops being active and time-based (the foreign key on
+-- task_expansion refuses that while the row is there), and before its schedule is replaced.
+DELETE FROM task_expansion WHERE task_id = :task_id;
 
 -- withdraw_scheduled --
 -- Pause, cancel or a schedule change: occurrences the scheduler wrote that never started are deleted,
@@ -107,18 +126,24 @@ DELETE FROM task_run WHERE task_id = :id;
 -- insert_tasks --
 -- Many validated tasks of one agent in one statement (a batch): :rows is a JSON array of objects with
 -- the insert_task parameters and a client-made id. Column types come from the record definition.
-INSERT INTO task (id, agent_id, title, description, schedule_kind, schedule_expr, timezone, payload, status,
-                  priority, max_retries, backoff_base_s, backoff_cap_s, backoff_jitter, timeout_s,
-                  concurrency_key, concurrency_limit, misfire_policy, misfire_grace_s, expand_from)
-SELECT r.id, :agent_id, r.title, r.description, r.schedule_kind, r.schedule_expr, r.timezone, r.payload,
-       r.status, r.priority, r.max_retries, r.backoff_base_s, r.backoff_cap_s, r.backoff_jitter, r.timeout_s,
-       r.concurrency_key, r.concurrency_limit, r.misfire_policy, r.misfire_grace_s, r.expand_from
+WITH r AS (
+SELECT *
   FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
        id uuid, title text, description text, schedule_kind text, schedule_expr text, timezone text,
        payload jsonb, status text, priority smallint, max_retries integer, backoff_base_s double precision,
        backoff_cap_s double precision, backoff_jitter double precision, timeout_s double precision,
        concurrency_key text, concurrency_limit integer, misfire_policy text, misfire_grace_s integer,
-       expand_from timestamptz);
+       expand_from timestamptz)),
+t AS (
+INSERT INTO task (id, agent_id, title, description, schedule_kind, schedule_expr, timezone, payload, status,
+                  priority, max_retries, backoff_base_s, backoff_cap_s, backoff_jitter, timeout_s,
+                  concurrency_key, concurrency_limit, misfire_policy, misfire_grace_s)
+SELECT r.id, :agent_id, r.title, r.description, r.schedule_kind, r.schedule_expr, r.timezone, r.payload,
+       r.status, r.priority, r.max_retries, r.backoff_base_s, r.backoff_cap_s, r.backoff_jitter, r.timeout_s,
+       r.concurrency_key, r.concurrency_limit, r.misfire_policy, r.misfire_grace_s
+  FROM r)
+INSERT INTO task_expansion (task_id, expand_from)
+SELECT id, expand_from FROM r WHERE expand_from IS NOT NULL;
 
 -- get_tasks --
 -- Tasks by id (those just created by a batch), any owner.

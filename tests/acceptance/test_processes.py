@@ -132,7 +132,9 @@ def test_two_schedulers_fail_over_without_duplicating_an_occurrence(ordo, dbh):
     with dbh.tx() as conn:
         # Make the new leader re-expand a window the old one already wrote.
         conn.execute(
-            __import__("sqlalchemy").text("UPDATE task SET expand_from = now() - interval '30 seconds'")
+            __import__("sqlalchemy").text(
+                "UPDATE task_expansion SET expand_from = now() - interval '30 seconds'"
+            )
         )
     time.sleep(1.5)
     assert standby.poll() is None

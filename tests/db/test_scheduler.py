@@ -48,9 +48,9 @@ def test_a_tick_writes_occurrences_inside_the_horizon_and_advances_the_task(db, 
         datetime(2026, 3, 20, 12, 5, tzinfo=UTC),
         datetime(2026, 3, 20, 12, 10, tzinfo=UTC),
     ]
-    assert scalar(db, "SELECT expand_from FROM task WHERE id = :id", id=task["id"]) == datetime(
-        2026, 3, 20, 12, 15, tzinfo=UTC
-    )
+    assert scalar(
+        db, "SELECT expand_from FROM task_expansion WHERE task_id = :id", id=task["id"]
+    ) == datetime(2026, 3, 20, 12, 15, tzinfo=UTC)
 
 
 def test_a_steady_tick_with_nothing_new_writes_nothing(db, scheduler):
@@ -65,7 +65,10 @@ def test_expanding_the_same_window_twice_adds_nothing_twice(db, scheduler):
     scheduler.tick(now=NOW)
     # A second scheduler working from stale state re-expands the same window.
     with db.tx() as conn:
-        conn.execute(text("UPDATE task SET expand_from = :t WHERE id = :id"), {"t": NOW, "id": task["id"]})
+        conn.execute(
+            text("UPDATE task_expansion SET expand_from = :t WHERE task_id = :id"),
+            {"t": NOW, "id": task["id"]},
+        )
     result = scheduler.tick(now=NOW)
     assert result.queued == 0
     assert len(occurrences(db)) == 2
@@ -111,7 +114,7 @@ def test_tasks_sharing_a_schedule_share_its_expansion_but_each_keeps_its_own_pol
     for task in alike:
         assert [o["state"] for o in occurrences(db, task["id"])] == ["skipped"] * 3 + ["queued"]
     assert [o["state"] for o in occurrences(db, other["id"])] == ["skipped", "skipped", "queued", "queued"]
-    assert scalar(db, "SELECT count(DISTINCT expand_from) FROM task") == 1
+    assert scalar(db, "SELECT count(DISTINCT expand_from) FROM task_expansion") == 1
 
 
 def test_tasks_whose_schedule_became_unreadable_stop_each_and_the_others_go_on(db, scheduler):
@@ -132,7 +135,7 @@ def test_tasks_whose_schedule_became_unreadable_stop_each_and_the_others_go_on(d
     ]
     for task in lost:
         assert occurrences(db, task["id"]) == []
-        assert scalar(db, "SELECT expand_from FROM task WHERE id = :id", id=task["id"]) is None
+        assert scalar(db, "SELECT expand_from FROM task_expansion WHERE task_id = :id", id=task["id"]) is None
     assert scheduler.tick(now=NOW + timedelta(minutes=20)).errors == 0
 
 

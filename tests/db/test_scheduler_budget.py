@@ -57,7 +57,7 @@ def test_a_costly_task_is_expanded_over_several_ticks_without_holding_back_the_o
             datetime(2026, 3, 20, 13 + h, tzinfo=UTC) for h in range(5)
         ] + [datetime(2026, 3, 20, 18, tzinfo=UTC)]
         # Its place: the next occurrence, or a point on the way to it past the horizon (nothing missed).
-        place = scalar(db, "SELECT expand_from FROM task WHERE id = :id", id=costly["id"])
+        place = scalar(db, "SELECT expand_from FROM task_expansion WHERE task_id = :id", id=costly["id"])
         assert NOW + timedelta(hours=6) <= place <= datetime(2026, 3, 20, 19, tzinfo=UTC)
         assert s.tick(now=NOW + timedelta(seconds=1)).tasks == 0
     finally:
@@ -73,13 +73,13 @@ def test_a_rule_that_never_yields_cannot_stall_the_tick(db):
         conn.execute(
             text(
                 "UPDATE task SET schedule_kind = 'rrule', timezone = 'UTC', version = version + 1,"
-                " expand_from = :now, schedule_expr = :e WHERE id = :id"
+                " schedule_expr = :e WHERE id = :id"
             ),
-            {
-                "e": "DTSTART:20260101T000000Z\nRRULE:FREQ=MINUTELY\nEXRULE:FREQ=MINUTELY",
-                "id": empty["id"],
-                "now": NOW,
-            },
+            {"e": "DTSTART:20260101T000000Z\nRRULE:FREQ=MINUTELY\nEXRULE:FREQ=MINUTELY", "id": empty["id"]},
+        )
+        conn.execute(
+            text("UPDATE task_expansion SET expand_from = :now WHERE task_id = :id"),
+            {"id": empty["id"], "now": NOW},
         )
     s = service(db, horizon_s=600)
     try:
@@ -89,10 +89,12 @@ def test_a_rule_that_never_yields_cannot_stall_the_tick(db):
         assert scheduled(db, empty["id"]) == []
         # Its place moved on past the horizon (nothing before it exists); when the clock gets there it
         # costs one more budget, and moves on again.
-        moved = scalar(db, "SELECT expand_from FROM task WHERE id = :id", id=empty["id"])
+        moved = scalar(db, "SELECT expand_from FROM task_expansion WHERE task_id = :id", id=empty["id"])
         assert moved >= NOW + timedelta(seconds=600)
         again = s.tick(now=moved)
         assert (again.tasks, again.deferred) == (2, 1)
-        assert scalar(db, "SELECT expand_from FROM task WHERE id = :id", id=empty["id"]) > moved
+        assert (
+            scalar(db, "SELECT expand_from FROM task_expansion WHERE task_id = :id", id=empty["id"]) > moved
+        )
     finally:
         s.step_down()

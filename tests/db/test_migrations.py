@@ -1,0 +1,103 @@
+"""Migrations that move data: what a database held before one is there after it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy import text
+
+from store import migrate as migrations
+from store import tasks as store_tasks
+from store.db import Database
+from store.errors import StoreError
+from tests.conftest import _admin_url, _with_db
+from tests.helpers import rows, scalar
+
+PLACE = datetime(2026, 3, 20, 12, 15, tzinfo=UTC)
+
+
+@pytest.fixture
+def empty_db(server_url):
+    name = f"m_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_admin_url(server_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    db = Database(_with_db(server_url, name), pool_size=2)
+    try:
+        yield db
+    finally:
+        db.dispose()
+        with psycopg.connect(_admin_url(server_url), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _migrate_up_to(db: Database, version: int) -> None:
+    """Apply the migrations before `version` as `migrate` would (recorded, so it goes on from there)."""
+    with db.tx() as conn:
+        conn.execute(text(migrations._CREATE_TABLE))
+        for m in migrations.available():
+            if m.version >= version:
+                break
+            conn.exec_driver_sql(m.sql)
+            conn.execute(
+                text("INSERT INTO schema_migration (version, name, checksum) VALUES (:v, :n, :c)"),
+                {"v": m.version, "n": m.name, "c": m.checksum},
+            )
+
+
+def test_0009_carries_each_tasks_place_over_to_task_expansion(empty_db):
+    _migrate_up_to(empty_db, 9)
+    with empty_db.tx() as conn:
+        ids = {}
+        for title, kind, expr, status, place in (
+            ("active", "cron", "*/5 * * * *", "active", PLACE),
+            ("paused", "cron", "*/5 * * * *", "paused", None),
+            ("manual", "manual", "", "active", None),
+        ):
+            ids[title] = conn.execute(
+                text(
+                    "INSERT INTO task (agent_id, title, schedule_kind, schedule_expr, timezone, payload,"
+                    " status, expand_from)"
+                    " VALUES (:agent, :title, :kind, :expr, 'UTC', '{}', :status, :place)"
+                    " RETURNING id"
+                ),
+                {
+                    "agent": store_tasks.LOCAL_AGENT_ID,
+                    "title": title,
+                    "kind": kind,
+                    "expr": expr,
+                    "status": status,
+                    "place": place,
+                },
+            ).scalar_one()
+    assert migrations.migrate(empty_db) == [
+        f"{m.version:04d}_{m.name}" for m in migrations.available() if m.version >= 9
+    ]
+    assert [dict(r) for r in rows(empty_db, "SELECT task_id, expand_from FROM task_expansion")] == [
+        {"task_id": ids["active"], "expand_from": PLACE}
+    ]
+    assert (
+        scalar(empty_db, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'expand_from'")
+        == 1
+    )  # task_expansion's only
+
+    # The rule the task CHECK held: only an active time-based task has a place.
+    for change in ("UPDATE task SET status = 'paused'", "UPDATE task SET schedule_kind = 'event'"):
+        with pytest.raises(StoreError), empty_db.tx() as conn:
+            conn.execute(text(change + " WHERE id = :id"), {"id": ids["active"]})
+    with pytest.raises(StoreError), empty_db.tx() as conn:
+        conn.execute(
+            text("INSERT INTO task_expansion (task_id, expand_from) VALUES (:id, :at)"),
+            {"id": ids["paused"], "at": PLACE},
+        )
+    # Pausing through the store withdraws the place; deleting a task deletes it.
+    with empty_db.tx() as conn:
+        store_tasks.pause(conn, ids["active"])
+    assert scalar(empty_db, "SELECT count(*) FROM task_expansion") == 0
+    with empty_db.tx() as conn:
+        store_tasks.resume(conn, ids["active"], now=PLACE)
+        store_tasks.delete(conn, ids["active"])
+    assert scalar(empty_db, "SELECT count(*) FROM task_expansion") == 0
