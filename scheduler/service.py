@@ -163,36 +163,61 @@ _SCHEDULES_KEPT = 100_000
 
 @dataclass
 class _Batch:
-    """What one batch of a tick writes. Tasks alike (due_tasks answers them in groups) share one plan,
-    so the statements take each task with the index of its plan, and each plan's occurrences and new
-    expand_from once: the server pairs them up, and a first tick over 100,000 tasks created together
-    works out and sends a hundred-odd plans, not 150,000 occurrences."""
+    """What one batch of a tick writes, in groups of tasks alike (due_tasks answers them so). A group's
+    tasks share one plan and what their runs take from the task, so the statements take each task with
+    its group's number, and each group's occurrences and values once: the server pairs them up, and a
+    first tick over 100,000 tasks created together sends a hundred-odd plans, not 150,000 occurrences.
+    Groups are numbered from 1 in the order of the group arrays (WITH ORDINALITY)."""
 
     task_ids: list[UUID] = field(default_factory=BinaryArray)
-    task_plans: list[int] = field(default_factory=BinaryArray)
-    plan_ids: list[int] = field(default_factory=BinaryArray)
+    task_groups: list[int] = field(default_factory=BinaryArray)
     expand_from: list[datetime | None] = field(default_factory=BinaryArray)
+    priorities: list[int] = field(default_factory=BinaryArray)
+    max_attempts: list[int] = field(default_factory=BinaryArray)
+    concurrency_keys: list[str | None] = field(default_factory=BinaryArray)
+    concurrency_limits: list[int | None] = field(default_factory=BinaryArray)
+    policies: list[str] = field(default_factory=BinaryArray)
     queued: tuple[list[int], list[datetime]] = field(default_factory=lambda: (BinaryArray(), BinaryArray()))
     skipped: tuple[list[int], list[datetime]] = field(default_factory=lambda: (BinaryArray(), BinaryArray()))
     plans: dict[tuple[Any, ...], Plan] = field(default_factory=dict)  # worked out once per batch
 
-    def add(self, ids: list[UUID], plan: Plan) -> None:
-        index = len(self.plan_ids)
-        self.plan_ids.append(index)
+    def add(self, group: Any, ids: list[UUID], plan: Plan) -> None:
+        number = len(self.expand_from) + 1
         self.expand_from.append(plan.expand_from)
+        self.priorities.append(group.priority)
+        self.max_attempts.append(group.max_attempts)
+        self.concurrency_keys.append(group.concurrency_key)
+        self.concurrency_limits.append(group.concurrency_limit)
+        self.policies.append(group.misfire_policy)
         for at, state in plan.occurrences:
             target = self.queued if state == "queued" else self.skipped
-            target[0].append(index)
+            target[0].append(number)
             target[1].append(at)
         self.task_ids.extend(ids)
-        self.task_plans.extend([index] * len(ids))
+        self.task_groups.extend([number] * len(ids))
 
-    def tasks(self, occurrences: tuple[list[int], list[datetime]]) -> dict[str, Any]:
+    def tasks(self) -> dict[str, Any]:
+        return {"task_ids": self.task_ids, "task_groups": self.task_groups}
+
+    def queued_params(self) -> dict[str, Any]:
         return {
-            "task_ids": self.task_ids,
-            "task_plans": self.task_plans,
-            "plans": occurrences[0],
-            "ats": occurrences[1],
+            **self.tasks(),
+            "occurrence_groups": self.queued[0],
+            "ats": self.queued[1],
+            "priorities": self.priorities,
+            "max_attempts": self.max_attempts,
+            "concurrency_keys": self.concurrency_keys,
+            "concurrency_limits": self.concurrency_limits,
+        }
+
+    def skipped_params(self) -> dict[str, Any]:
+        return {
+            **self.tasks(),
+            "occurrence_groups": self.skipped[0],
+            "ats": self.skipped[1],
+            "priorities": self.priorities,
+            "max_attempts": self.max_attempts,
+            "policies": self.policies,
         }
 
 
@@ -336,23 +361,15 @@ class SchedulerService:
                     self._plan(group, ids, clock, horizon_end, batch, result)
                     slow_left -= time.monotonic() - started
                 if batch.queued[0]:
-                    written = conn.execute(Q["insert_occurrences"], batch.tasks(batch.queued)).scalar_one()
+                    written = conn.execute(Q["insert_occurrences"], batch.queued_params()).scalar_one()
                     result.queued += written
                     metrics.SCHEDULER_OCCURRENCES.labels("queued").inc(written)
                 if batch.skipped[0]:
-                    written = conn.execute(Q["record_skipped"], batch.tasks(batch.skipped)).scalar_one()
+                    written = conn.execute(Q["record_skipped"], batch.skipped_params()).scalar_one()
                     result.skipped += written
                     metrics.SCHEDULER_OCCURRENCES.labels("skipped").inc(written)
                 if batch.task_ids:
-                    conn.execute(
-                        Q["advance_tasks"],
-                        {
-                            "task_ids": batch.task_ids,
-                            "task_plans": batch.task_plans,
-                            "plans": batch.plan_ids,
-                            "expand_from": batch.expand_from,
-                        },
-                    )
+                    conn.execute(Q["advance_tasks"], {**batch.tasks(), "expand_from": batch.expand_from})
                 result.tasks += len(batch.task_ids)
             if fetched < self.cfg.batch:
                 return result
@@ -370,7 +387,7 @@ class SchedulerService:
         schedule = self._schedule(group, ids, clock)
         if schedule is None:
             result.errors += len(ids)
-            batch.add(ids, Plan([], None))
+            batch.add(group, ids, Plan([], None))
             return
         key = (id(schedule), group.expand_from, group.misfire_policy, group.misfire_grace_s)
         plan = batch.plans.get(key)
@@ -398,7 +415,7 @@ class SchedulerService:
                     )
         elif self._slow:
             self._slow.difference_update(ids)
-        batch.add(ids, plan)
+        batch.add(group, ids, plan)
 
     def _schedule(self, group: Any, ids: list[UUID], now: datetime) -> Schedule | None:
         """The parsed schedule of tasks alike, kept between ticks so steady ticks never re-parse."""

@@ -114,7 +114,36 @@ def test_tasks_sharing_a_schedule_share_its_expansion_but_each_keeps_its_own_pol
     for task in alike:
         assert [o["state"] for o in occurrences(db, task["id"])] == ["skipped"] * 3 + ["queued"]
     assert [o["state"] for o in occurrences(db, other["id"])] == ["skipped", "skipped", "queued", "queued"]
+    messages = rows(db, "SELECT task_id, error->>'message' AS m FROM task_run WHERE state = 'skipped'")
+    assert {r["m"].rsplit(" ", 1)[1] for r in messages if r["task_id"] == other["id"]} == {"run_once"}
+    assert {r["m"].rsplit(" ", 1)[1] for r in messages if r["task_id"] != other["id"]} == {"skip"}
     assert scalar(db, "SELECT count(DISTINCT expand_from) FROM task_expansion") == 1
+
+
+def test_tasks_sharing_a_schedule_each_give_their_runs_their_own_settings(db, scheduler):
+    """Tasks alike but for what their runs take from them (priority, retries, concurrency key): each
+    occurrence carries its own task's."""
+    plain = add_task(db, now=NOW, schedule_kind="cron", schedule_expr="*/5 * * * *")
+    keyed = add_task(
+        db,
+        now=NOW,
+        schedule_kind="cron",
+        schedule_expr="*/5 * * * *",
+        priority=8,
+        max_retries=0,
+        concurrency_key="k",
+        concurrency_limit=2,
+    )
+    assert scheduler.tick(now=NOW).queued == 4
+    written = rows(
+        db,
+        "SELECT task_id, priority, max_attempts, concurrency_key, concurrency_limit FROM due_work"
+        " ORDER BY scheduled_for, priority",
+    )
+    assert [tuple(r.values()) for r in written] == 2 * [
+        (plain["id"], 5, 4, None, None),
+        (keyed["id"], 8, 1, "k", 2),
+    ]
 
 
 def test_tasks_whose_schedule_became_unreadable_stop_each_and_the_others_go_on(db, scheduler):
