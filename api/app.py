@@ -20,7 +20,7 @@ from api.auth import AuthListener, TokenCache
 from api.console import mount_console
 from api.deps import ApiState, check_request
 from api.metrics import Exposition, keep_process_figures
-from api.middleware import BodyLimit, Liveness, RequestId, RequestMetrics
+from api.middleware import BodyLimit, Liveness, RequestTracking
 from api.pool import ReadPool
 from api.ratelimit import RateLimiter
 from api.routes import (
@@ -210,8 +210,7 @@ def create_app(
     # including those the cap refuses.
     app.add_middleware(BodyLimit, max_body_bytes=settings.api_max_body_bytes)
     app.add_middleware(Liveness)
-    app.add_middleware(RequestMetrics)
-    app.add_middleware(RequestId)
+    app.add_middleware(RequestTracking)
     return app
 
 

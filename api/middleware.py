@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request ids, request metrics, liveness, and the request body cap.
+"""Pure ASGI middleware: request ids and metrics, liveness, and the request body cap.
 
 The body cap answers 413 as soon as it knows: at once when Content-Length is above the cap (the body
 is never read), or while streaming when a chunked body grows past it. The 413 closes the connection
@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.errors import error_response
 from observability.metrics import API_REQUEST_SECONDS, API_REQUESTS
 
-__all__ = ["REQUEST_ID_HEADER", "BodyLimit", "Liveness", "RequestId", "RequestMetrics"]
+__all__ = ["REQUEST_ID_HEADER", "BodyLimit", "Liveness", "RequestTracking"]
 
 REQUEST_ID_HEADER = "X-Request-ID"
 
@@ -91,8 +91,18 @@ class Liveness:
         await self.app(scope, receive, send)
 
 
-class RequestMetrics:
-    """Count and time every request by method, route template and status."""
+class RequestTracking:
+    """Every request gets an id, and is counted and timed (one middleware, not two: each layer
+    wraps every request and its `send` again, a few percent of a cheap read).
+
+    The id is the client's X-Request-ID when it is a sensible token (so a proxy's or caller's id
+    follows the request through), otherwise a new one. It is bound to every log line the request
+    produces (structlog contextvars), kept in `request.state.request_id`, and returned in the
+    X-Request-ID response header. The metrics count and time every request by method, route
+    template and status."""
+
+    _ACCEPTED = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
+    _NAME = REQUEST_ID_HEADER.lower().encode()
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -100,59 +110,6 @@ class RequestMetrics:
         # (a few microseconds a request). Bounded: route templates x methods x statuses.
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._timers: dict[tuple[str, str], Any] = {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def observing_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, observing_send)
-        finally:
-            elapsed = time.perf_counter() - started
-            route = _route_template(scope)
-            method = scope["method"]
-            key = (method, route, status)
-            counter = self._counters.get(key)
-            if counter is None:
-                counter = self._counters[key] = API_REQUESTS.labels(method, route, str(status))
-            timer = self._timers.get((method, route))
-            if timer is None:
-                timer = self._timers[method, route] = API_REQUEST_SECONDS.labels(method, route)
-            counter.inc()
-            timer.observe(elapsed)
-
-
-def _route_template(scope: Scope) -> str:
-    route: Any = scope.get("route")
-    path = (
-        getattr(route, "path", None)
-        if route is not None
-        else (scope["path"] if scope["path"] == "/health" else None)
-    )
-    # Unmatched paths share one label so that scanners cannot blow up the label set.
-    return path if isinstance(path, str) else "unmatched"
-
-
-class RequestId:
-    """Every request gets an id: the client's X-Request-ID when it is a sensible token (so a proxy's
-    or caller's id follows the request through), otherwise a new one. It is bound to every log line
-    the request produces (structlog contextvars), kept in `request.state.request_id`, and returned in
-    the X-Request-ID response header."""
-
-    _ACCEPTED = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
-    _NAME = REQUEST_ID_HEADER.lower().encode()
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -166,15 +123,46 @@ class RequestId:
         )
         scope.setdefault("state", {})["request_id"] = request_id
         header = (self._NAME, request_id.encode())
+        started = time.perf_counter()
+        status = 500
 
-        async def send_with_id(message: Message) -> None:
+        async def tracking_send(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message = {**message, "headers": [*message.get("headers", ()), header]}
             await send(message)
 
         tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, tracking_send)
+        finally:
+            self._observe(scope, status, time.perf_counter() - started)
         # Unbound only after a normal end: when the request crashed, Starlette's last-resort handler
         # (outside this middleware) logs it and must still see the id. The request's task ends with
         # the request, and its context with it.
         structlog.contextvars.reset_contextvars(**tokens)
+
+    def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
+        route = _route_template(scope)
+        method = scope["method"]
+        key = (method, route, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = API_REQUESTS.labels(method, route, str(status))
+        timer = self._timers.get((method, route))
+        if timer is None:
+            timer = self._timers[method, route] = API_REQUEST_SECONDS.labels(method, route)
+        counter.inc()
+        timer.observe(elapsed)
+
+
+def _route_template(scope: Scope) -> str:
+    route: Any = scope.get("route")
+    path = (
+        getattr(route, "path", None)
+        if route is not None
+        else (scope["path"] if scope["path"] == "/health" else None)
+    )
+    # Unmatched paths share one label so that scanners cannot blow up the label set.
+    return path if isinstance(path, str) else "unmatched"

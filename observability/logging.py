@@ -1,7 +1,7 @@
 """structlog configuration, once per process: JSON lines when stdout is not a terminal, readable
 console output on one. A run's lines carry worker_id, run_id, task_id and attempt, bound to the
 worker's logger (`log.bind`, workers/execute.py); an API request's carry request_id, bound through
-contextvars (api.middleware.RequestId) and merged in by `merge_contextvars` below.
+contextvars (api.middleware.RequestTracking) and merged in by `merge_contextvars` below.
 
 No secret reaches a line. The last processor before rendering (`redact_secrets`) replaces values
 under secret-looking keys, and masks what looks like a secret anywhere in a value, tracebacks
