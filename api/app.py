@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import anyio.to_thread
 import structlog
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
 from api import docs, errors
 from api.auth import AuthListener, TokenCache
 from api.console import mount_console
-from api.deps import ApiState, check_request
+from api.deps import ApiState, CheckedRoute
 from api.metrics import Exposition, keep_process_figures
 from api.middleware import BodyLimit, Liveness, RequestTracking
 from api.pool import ReadPool
@@ -175,7 +175,6 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # served by api.docs from vendored assets
         redoc_url=None,
-        dependencies=[Depends(check_request)],
         openapi_tags=[
             {"name": "tasks", "description": "Create, schedule, trigger and control tasks."},
             {
@@ -199,6 +198,7 @@ def create_app(
             {"name": "health", "description": "Liveness, readiness, metrics, system status (admin)."},
         ],
     )
+    app.router.route_class = CheckedRoute  # the app's own routes (docs, console) check requests too
     errors.install(app)
     docs.install(app)
     for module in (tasks, runs, events, webhooks, schedules, tools, agents, audit, health, status):

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 from sqlalchemy import Connection
 
-from api.deps import Admin, Caller, Clock, Cursor, Db, Limit, Reads, State
+from api.deps import Admin, Caller, CheckedRoute, Clock, Cursor, Db, Limit, Reads, State
 from api.errors import responses
 from api.schemas import (
     AgentCreate,
@@ -25,7 +25,7 @@ from store import agents, audit
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/agents", tags=["agents"])
+router = APIRouter(prefix="/agents", tags=["agents"], route_class=CheckedRoute)
 
 _ADMIN_READ = responses(401, 403, 404, 422, 429, 503)
 _ADMIN_LIST = responses(400, 401, 403, 422, 429, 503)

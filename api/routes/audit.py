@@ -7,14 +7,14 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from api.deps import Admin, Cursor, Limit, Reads
+from api.deps import Admin, CheckedRoute, Cursor, Limit, Reads
 from api.errors import responses
 from api.schemas import AuditPage, Text
 from store import audit
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/audit", tags=["audit"])
+router = APIRouter(prefix="/audit", tags=["audit"], route_class=CheckedRoute)
 
 
 @router.get("", response_model=AuditPage, responses=responses(400, 401, 403, 422, 429, 503))

@@ -16,7 +16,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 
-from api.deps import AvailabilityRead, AvailabilityWrite, Clock, Cursor, Db, IdempotencyKey, Registry
+from api.deps import (
+    AvailabilityRead,
+    AvailabilityWrite,
+    CheckedRoute,
+    Clock,
+    Cursor,
+    Db,
+    IdempotencyKey,
+    Registry,
+)
 from api.errors import responses
 from api.idempotent import remember, replayed
 from api.plant_schemas import (
@@ -46,7 +55,7 @@ from store.errors import InvalidPlant, NotFound, Permanent
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["availability"])
+router = APIRouter(tags=["availability"], route_class=CheckedRoute)
 
 _READ = responses(401, 403, 404, 422, 429, 503)
 _MAX_JSON_CELLS = 100_000  # resources x days in one JSON answer; CSV streams any size

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from api.deps import Cursor, Db, EventsPublish, IdempotencyKey, Limit, Reads
+from api.deps import CheckedRoute, Cursor, Db, EventsPublish, IdempotencyKey, Limit, Reads
 from api.errors import responses
 from api.idempotent import remember, replayed
 from api.responses import json_body
@@ -19,7 +19,7 @@ from store.domain import TOPIC_PATTERN
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/events", tags=["events"])
+router = APIRouter(prefix="/events", tags=["events"], route_class=CheckedRoute)
 
 
 @router.post(

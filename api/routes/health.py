@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.deps import Db, Reads, State
+from api.deps import CheckedRoute, Db, Reads, State
 from api.schemas import Health, Readiness
 from store import status
 from store.errors import OrdoError
@@ -17,7 +17,7 @@ from store.migrate import pending
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=CheckedRoute)
 
 
 @router.get("/health", response_model=Health)

@@ -17,7 +17,7 @@ from uuid import UUID
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import AvailabilityRead, AvailabilityWrite, Cursor, Db
+from api.deps import AvailabilityRead, AvailabilityWrite, CheckedRoute, Cursor, Db
 from api.errors import BadRequest, responses
 from api.plant_schemas import (
     AssignmentCreate,
@@ -50,7 +50,7 @@ from store.errors import InvalidPlant, NotFound, OrdoError
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["plant"])
+router = APIRouter(tags=["plant"], route_class=CheckedRoute)
 
 _READ = responses(401, 403, 404, 422, 429, 503)
 _WRITE = responses(400, 401, 403, 404, 409, 413, 422, 429, 503)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import AwareDatetime
 from pydantic_core import to_json
 
-from api.deps import Cursor, Db, Limit, Reads, RunsRead, TasksWrite
+from api.deps import CheckedRoute, Cursor, Db, Limit, Reads, RunsRead, TasksWrite
 from api.errors import responses
 from api.responses import json_body
 from api.schemas import RunDetail, RunPage, Text
@@ -20,7 +20,7 @@ from store.domain import HistoryState
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/runs", tags=["runs"])
+router = APIRouter(prefix="/runs", tags=["runs"], route_class=CheckedRoute)
 
 _MAX_ID = 2**63 - 1
 RunId = Annotated[int, Path(ge=1, le=_MAX_ID, description="Run id.")]

@@ -6,14 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.deps import Clock, TasksRead
+from api.deps import CheckedRoute, Clock, TasksRead
 from api.errors import responses
 from api.schemas import Preview, ScheduleDraft
 from scheduler.expand import preview_within_budget
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/schedules", tags=["schedules"])
+router = APIRouter(prefix="/schedules", tags=["schedules"], route_class=CheckedRoute)
 
 
 @router.post("/preview", response_model=Preview, responses=responses(400, 401, 403, 413, 415, 422, 429, 503))

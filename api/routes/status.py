@@ -6,14 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.deps import Admin, Reads, State
+from api.deps import Admin, CheckedRoute, Reads, State
 from api.errors import responses
 from api.schemas import Status
 from store import status
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=CheckedRoute)
 
 
 @router.get("/status", response_model=Status, responses=responses(401, 403, 429, 503))

@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.deps import (
     ApiState,
+    CheckedRoute,
     Clock,
     Cursor,
     Db,
@@ -46,7 +47,7 @@ from store.domain import PREVIEW_MAX_COUNT, ScheduleKind, TaskStatus
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/tasks", tags=["tasks"])
+router = APIRouter(prefix="/tasks", tags=["tasks"], route_class=CheckedRoute)
 
 _READ = responses(401, 403, 404, 422, 429, 503)
 _LIST = responses(400, 401, 403, 422, 429, 503)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
-from api.deps import Caller, Registry
+from api.deps import Caller, CheckedRoute, Registry
 from api.errors import responses
 from api.schemas import ToolPublic
 from store.agents import Principal
@@ -14,7 +14,7 @@ from store.errors import NotFound
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/tools", tags=["tools"])
+router = APIRouter(prefix="/tools", tags=["tools"], route_class=CheckedRoute)
 
 
 @router.get("", response_model=list[ToolPublic], responses=responses(401, 429, 503))

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Body, Path, Response
 
-from api.deps import Cursor, Db, Limit, Reads, State, WebhookRules, WebhooksRead, WebhooksWrite
+from api.deps import CheckedRoute, Cursor, Db, Limit, Reads, State, WebhookRules, WebhooksRead, WebhooksWrite
 from api.errors import responses
 from api.responses import json_body
 from api.schemas import (
@@ -29,7 +29,7 @@ from store.domain import DeliveryState
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/webhooks", tags=["webhooks"], route_class=CheckedRoute)
 
 _READ = responses(400, 401, 403, 404, 422, 429, 503)
 _WRITE = responses(400, 401, 403, 404, 409, 413, 422, 429, 503)

@@ -8,7 +8,12 @@ import re
 import httpx
 import pytest
 
+from api import create_app
+from api.deps import CheckedRoute
+from api.docs import _api_routes
+from store.settings import Settings
 from tests.api.conftest import echo_task
+from tests.helpers import REGISTRY
 
 
 @pytest.mark.parametrize(
@@ -29,6 +34,23 @@ def test_a_json_body_sent_as_another_media_type_is_415(
     assert error["code"] == "UNSUPPORTED_MEDIA_TYPE"
     assert "Content-Type: application/json" in error["message"]
     assert client.get("/tasks", headers=alice).json()["items"] == []
+
+
+def test_every_route_makes_the_request_checks(settings: Settings) -> None:
+    """The 422 for an unknown query parameter and the 415 for a body that is not JSON are made by the
+    route class (api.deps.CheckedRoute), so a router created without it would skip them."""
+    routes = list(_api_routes(create_app(settings, registry=REGISTRY).routes))
+
+    assert len(routes) > 50
+    assert [route.path for route in routes if not isinstance(route, CheckedRoute)] == []
+
+
+def test_an_unknown_query_parameter_is_refused_before_authentication(client: httpx.Client) -> None:
+    response = client.get("/tasks?stauts=paused")  # no token either
+
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "INVALID_REQUEST"
+    assert response.json()["details"]["unknown"] == ["stauts"]
 
 
 def test_json_media_types_and_empty_bodies_pass(client: httpx.Client, alice: dict[str, str]) -> None:
