@@ -67,12 +67,15 @@ in the schedule's zone.
 @dataclass(frozen=True)
 class ApiConfig:
     # Threads that run blocking route code (writes). Each uses one connection at a time, so a thread
-    # never waits for a connection that another waiting thread would release. More threads than
-    # cores only add GIL contention: requests are short.
-    threads: int = 8
+    # never waits for a connection that another waiting thread would release. A write is mostly
+    # Python (validation, SQLAlchemy) between short waits on the database, so a few threads keep
+    # it busy and more only fight over the GIL: at 16 clients on 2 cores, 4 threads a process
+    # served POST /tasks about 40% faster than 8, with a p99 about a third lower
+    # (benchmarks/api_latency.py).
+    threads: int = 4
     # One kept connection per thread: a connection opened beyond the pool is closed again when
     # returned, and opening one (a server backend) costs more than the write it serves.
-    write_pool: int = 8
+    write_pool: int = 4
     read_pool: int = 8  # reads run on the event loop and queue for one of these connections
     token_cache_ttl_s: float = 60.0
     idempotency_ttl_s: float = idempotency.DEFAULT_TTL_S
