@@ -26,7 +26,11 @@ UPDATE scheduler_leader SET heartbeat_at = now() WHERE scheduler_id = :scheduler
 -- Active time-based tasks whose expansion point (task_expansion: only such tasks have one) falls before
 -- the horizon end (task_expansion_due_idx), but for :later (slow tasks this tick has no time left for).
 -- The task rows are locked so that an edit (which locks the task row, then changes its place) and the
--- tick never interleave; tasks being edited are skipped and picked up by the next tick.
+-- tick never interleave; tasks being edited are skipped and picked up by the next tick. The places are
+-- locked too: an edit that commits after this statement's snapshot but before it reaches the task is
+-- seen in the locked rows alone (READ COMMITTED rechecks only those), so with the task row alone the
+-- tick would expand a paused task, or a new schedule from the old schedule's place. A place withdrawn
+-- or replaced by the edit is skipped instead (the next tick reads the new one).
 -- Answered in groups of tasks alike (what their plan depends on: schedule, place, misfire policy; and
 -- what their runs take from the task) with their ids: tasks created together share all of it, so a
 -- first tick over 100,000 of them makes a hundred-odd groups, not 100,000 rows for the client to read.
@@ -41,7 +45,7 @@ WITH due AS (
        AND e.task_id <> ALL(CAST(:later AS uuid[]))
      ORDER BY e.expand_from
      LIMIT :n
-       FOR NO KEY UPDATE OF t SKIP LOCKED)
+       FOR NO KEY UPDATE OF t, e SKIP LOCKED)
 SELECT schedule_kind, schedule_expr, timezone, expand_from, misfire_policy, misfire_grace_s,
        priority, max_attempts, concurrency_key, concurrency_limit, array_agg(id) AS ids
   FROM due
