@@ -389,7 +389,16 @@ class SchedulerService:
             result.errors += len(ids)
             batch.add(group, ids, Plan([], None))
             return
-        key = (id(schedule), group.expand_from, group.misfire_policy, group.misfire_grace_s)
+        # By what the schedule was parsed from, not id(schedule): the cache may let a schedule go within
+        # a batch, and an object made later can take its id.
+        key = (
+            group.schedule_kind,
+            group.schedule_expr,
+            group.timezone,
+            group.expand_from,
+            group.misfire_policy,
+            group.misfire_grace_s,
+        )
         plan = batch.plans.get(key)
         if plan is None:
             plan = batch.plans[key] = plan_occurrences(

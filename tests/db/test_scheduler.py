@@ -1,5 +1,6 @@
 """The scheduler service: expansion into due_work, idempotency, misfire policies, leadership."""
 
+import copy
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -7,6 +8,7 @@ import pytest
 import structlog
 from sqlalchemy import text
 
+from scheduler.expand import parse_schedule
 from scheduler.service import SchedulerConfig, SchedulerService
 from store import tasks as store_tasks
 from tests.helpers import add_task, rows, scalar
@@ -241,3 +243,23 @@ def test_a_leader_whose_session_dies_loses_leadership_and_writes_nothing(db):
     finally:
         first.step_down()
         second.step_down()
+
+
+def test_tasks_alike_but_for_their_schedule_each_get_their_own_after_the_schedule_cache_starts_afresh(
+    db, scheduler, monkeypatch
+):
+    """A tick plans tasks alike once, by their schedule: when the cache of parsed schedules starts afresh
+    within a batch (here every schedule: it keeps one), a schedule parsed later is still another
+    schedule, even where it lands in the memory of one that went (one-off tasks created together share
+    their place and policy, and differ only in their instant)."""
+    monkeypatch.setattr("scheduler.service._SCHEDULES_KEPT", 1)
+    # Each schedule a fresh object, made after what parsing it allocated is freed: where CPython puts it
+    # again in the memory of one that went (as a process parsing 100,000 schedules does).
+    monkeypatch.setattr(
+        "scheduler.service.parse_schedule", lambda *a, **kw: copy.copy(parse_schedule(*a, **kw))
+    )
+    instants = [NOW + timedelta(seconds=3 * n) for n in range(1, 121)]
+    tasks = [add_task(db, now=NOW, schedule_kind="once", schedule_expr=at.isoformat()) for at in instants]
+    assert scheduler.tick(now=NOW).queued == len(instants)
+    for task, at in zip(tasks, instants, strict=True):
+        assert [o["scheduled_for"] for o in occurrences(db, task["id"])] == [at]
