@@ -203,11 +203,12 @@ def create_app(
     )
     app.router.route_class = CheckedRoute  # the app's own routes (docs, console) check requests too
     errors.install(app)
-    docs.install(app)
+    # Routes are tried in order for every request: the API's first, the documentation's after them.
     for module in (tasks, runs, events, webhooks, schedules, tools, agents, audit, health, status):
         app.include_router(module.router)
     app.include_router(resources.router)
     app.include_router(availability.router)
+    docs.install(app)
     mount_console(app)
     # The last added is outermost: every request gets its id first; metrics see every request,
     # including those the cap refuses.
