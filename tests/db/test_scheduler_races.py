@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -14,9 +16,11 @@ import structlog
 from sqlalchemy import Connection, text
 
 from scheduler import task_document
+from scheduler.expand import parse_schedule
 from scheduler.service import SchedulerConfig, SchedulerService
 from store import tasks as store_tasks
 from store.db import Database
+from store.errors import Conflict, NotFound
 from tests.helpers import REGISTRY, add_task, rows, scalar, wait_for
 
 NOW = datetime(2026, 3, 20, 12, 0, 30, tzinfo=UTC)
@@ -138,3 +142,94 @@ def test_a_schedule_changed_while_a_tick_reads_it_is_expanded_from_the_edit(db):
         ) == datetime(2026, 3, 20, 13, 57, tzinfo=UTC)
     finally:
         scheduler.step_down()
+
+
+_SCHEDULES = ("*/5 * * * *", "2-59/5 * * * *", "4-59/10 * * * *")  # no instant in common
+
+
+def test_edits_racing_real_ticks_and_a_failover_leave_each_task_exactly_its_schedule(db):
+    """Two schedulers (the leader steps down half way) tick on their own clock while edits of every
+    kind race them. Afterwards: a place for each active task and only for those, nothing pending for a
+    task that is not active, and each active task's pending occurrences are its current schedule's,
+    each one there, from its last re-plan to its place."""
+    tasks = [
+        add_task(db, schedule_kind="cron", schedule_expr=_SCHEDULES[i % 3], priority=1 + i % 2)
+        for i in range(40)
+    ]
+    ids = [t["id"] for t in tasks]
+    cfg = SchedulerConfig(horizon_s=3600, tick_s=0.05, standby_retry_s=0.05, batch=7)
+    first, second = (SchedulerService(db, cfg, structlog.get_logger("test"), n) for n in ("a", "b"))
+    stops = [threading.Event(), threading.Event()]
+    runners = [
+        threading.Thread(target=s.run, args=(stop,)) for s, stop in zip((first, second), stops, strict=True)
+    ]
+    for r in runners:
+        r.start()
+    failures: list[BaseException] = []
+
+    def edit(seed: int) -> None:
+        rnd = random.Random(seed)
+        end = time.monotonic() + 4
+        while time.monotonic() < end:
+            task_id = rnd.choice(ids)
+            op = rnd.random()
+            now = datetime.now(UTC)
+            try:
+                with db.tx() as conn:
+                    if op < 0.35:
+                        patch = {"schedule_expr": rnd.choice(_SCHEDULES)}
+                        task_document.edit(conn, task_id, patch, REGISTRY, now=now)
+                    elif op < 0.5:
+                        task_document.edit(conn, task_id, {"priority": rnd.randint(1, 9)}, REGISTRY, now=now)
+                    elif op < 0.7:
+                        store_tasks.pause(conn, task_id)
+                    elif op < 0.9:
+                        store_tasks.resume(conn, task_id, now=now)
+                    elif op < 0.95:
+                        store_tasks.cancel(conn, task_id)
+                    else:
+                        store_tasks.delete(conn, task_id)
+            except (Conflict, NotFound):  # a canceled or deleted task refuses edits (the API's 409/404)
+                pass
+            except Exception as e:
+                failures.append(e)
+
+    editors = [threading.Thread(target=edit, args=(seed,)) for seed in range(3)]
+    for e in editors:
+        e.start()
+    time.sleep(2)
+    stops[0].set()  # the leader (whichever it is) may be "a": the other takes over
+    runners[0].join(timeout=30)
+    for e in editors:
+        e.join(timeout=60)
+    time.sleep(0.5)  # a last tick or two after the last edit
+    stops[1].set()
+    runners[1].join(timeout=30)
+    assert not failures, failures
+    try:
+        second.tick(now=datetime.now(UTC))  # whatever the last edits left due
+    finally:
+        second.step_down()
+
+    state = {r["id"]: r for r in rows(db, "SELECT id, status, schedule_expr, updated_at FROM task")}
+    places = {
+        r["task_id"]: r["expand_from"] for r in rows(db, "SELECT task_id, expand_from FROM task_expansion")
+    }
+    pending: dict[UUID, list[datetime]] = {}
+    for r in rows(
+        db,
+        "SELECT task_id, scheduled_for FROM due_work WHERE origin = 'schedule' AND attempt = 0 ORDER BY 2",
+    ):
+        pending.setdefault(r["task_id"], []).append(r["scheduled_for"])
+    active = {i for i, t in state.items() if t["status"] == "active"}
+    assert set(places) == active
+    assert set(pending) <= active
+    for task_id in active:
+        task = state[task_id]
+        schedule = parse_schedule("cron", task["schedule_expr"], "UTC", now=task["updated_at"])
+        mine = pending.get(task_id, [])
+        # Each pending occurrence is the current schedule's (a stale one would be another's minute) ...
+        assert all(schedule.between(at, at + timedelta(seconds=1)) for at in mine), (task, mine)
+        # ... and none is missing from the last re-plan (at most the edit's time) to the place.
+        since = task["updated_at"] + timedelta(seconds=1)
+        assert set(schedule.between(since, places[task_id])) <= set(mine), (task, mine, places[task_id])
