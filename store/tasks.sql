@@ -19,7 +19,8 @@ SELECT * FROM t;
 
 -- update_task --
 -- Replace a task's definition (a PATCH merged and re-validated by the caller). The version bump makes
--- workers recompile the pipeline and makes an in-flight scheduler tick discard what it computed.
+-- workers recompile the pipeline. An in-flight scheduler tick never mixes old and new: it locks the task
+-- rows and places it expands (scheduler/queries.sql due_tasks), and the caller holds this row's lock.
 UPDATE task
    SET title = :title, description = :description, schedule_kind = :schedule_kind,
        schedule_expr = :schedule_expr, timezone = :timezone, payload = CAST(:payload AS jsonb),

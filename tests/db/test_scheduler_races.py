@@ -233,3 +233,38 @@ def test_edits_racing_real_ticks_and_a_failover_leave_each_task_exactly_its_sche
         # ... and none is missing from the last re-plan (at most the edit's time) to the place.
         since = task["updated_at"] + timedelta(seconds=1)
         assert set(schedule.between(since, places[task_id])) <= set(mine), (task, mine, places[task_id])
+
+
+def test_a_leader_killed_in_the_middle_of_a_tick_leaves_the_next_leader_each_occurrence_once(db):
+    first, second = _service(db, "first"), _service(db, "second")
+    try:
+        tasks = [add_task(db, now=NOW, schedule_kind="cron", schedule_expr="*/5 * * * *") for _ in range(3)]
+        first.tick(now=NOW)
+        later = NOW + timedelta(minutes=10)  # each task's 12:15 and 12:20 are due
+        _tick_during(
+            db,
+            first,
+            later,
+            lambda conn: conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND objid = 7420003 AND granted"
+                )
+            ),
+        )
+        assert not first.is_leader
+        assert second.tick(now=later).queued == 6
+        assert first.tick(now=later).tasks == 0  # a standby now: it writes nothing
+        for task in tasks:
+            assert [at.minute for at in _pending(db, task["id"])] == [5, 10, 15, 20]
+        assert (
+            scalar(
+                db,
+                "SELECT count(*) FROM task_expansion WHERE expand_from = :at",
+                at=later + timedelta(minutes=14, seconds=30),
+            )
+            == 3
+        )
+    finally:
+        first.step_down()
+        second.step_down()
