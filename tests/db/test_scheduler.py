@@ -263,3 +263,36 @@ def test_tasks_alike_but_for_their_schedule_each_get_their_own_after_the_schedul
     assert scheduler.tick(now=NOW).queued == len(instants)
     for task, at in zip(tasks, instants, strict=True):
         assert [o["scheduled_for"] for o in occurrences(db, task["id"])] == [at]
+
+
+def test_a_group_split_by_the_batch_size_gives_each_task_its_own_occurrences_once(db):
+    """Batches smaller than a group of tasks alike: each batch plans its part of the group, and the
+    tasks differing in a run setting or their misfire grace still get their own."""
+    alike = [add_task(db, now=NOW, schedule_kind="cron", schedule_expr="*/5 * * * *") for _ in range(5)]
+    urgent = add_task(
+        db, now=NOW, schedule_kind="cron", schedule_expr="*/5 * * * *", priority=9, max_retries=0
+    )
+    caught_up = add_task(
+        db,
+        now=NOW - timedelta(minutes=30),
+        schedule_kind="cron",
+        schedule_expr="*/5 * * * *",
+        misfire_policy="run_all",
+        misfire_grace_s=600,
+    )
+    s = service(db, batch=2)
+    try:
+        assert s.tick(now=NOW).tasks == 7
+        for task in [*alike, urgent]:
+            assert [o["scheduled_for"].minute for o in occurrences(db, task["id"])] == [5, 10]
+        assert [(o["scheduled_for"].minute, o["state"]) for o in occurrences(db, caught_up["id"])] == [
+            *((m, "skipped") for m in (35, 40, 45, 50)),
+            *((m, "queued") for m in (55, 0, 5, 10)),
+        ]
+        assert rows(
+            db, "SELECT DISTINCT priority, max_attempts FROM due_work WHERE task_id = :t", t=urgent["id"]
+        ) == [{"priority": 9, "max_attempts": 1}]
+        assert s.tick(now=NOW + timedelta(minutes=5)).queued == 7
+        assert scalar(db, "SELECT count(DISTINCT expand_from) FROM task_expansion") == 1
+    finally:
+        s.step_down()
