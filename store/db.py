@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, create_engine, exc
+from sqlalchemy import Connection, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
 from store.errors import AlreadyExists, OrdoError, StoreError
@@ -30,9 +32,10 @@ class Database:
             self.url,
             pool_size=pool_size,
             max_overflow=max_overflow,
-            pool_pre_ping=True,
             connect_args={"application_name": application_name},
         )
+        # Instead of SQLAlchemy's pre-ping: a round trip on every checkout, a fifth of a short write's.
+        event.listen(self.engine, "checkout", partial(_check_on_checkout, self.engine.dialect))
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
@@ -50,6 +53,24 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _check_on_checkout(dialect: Any, dbapi_conn: psycopg.Connection[Any], _record: Any, _proxy: Any) -> None:
+    """Make sure a pooled connection is alive before it is used, without a round trip when it surely
+    is. A server that ends a connection (a restart, pg_terminate_backend, a timeout) says so or closes
+    the socket, and either makes it readable; an idle pooled connection is otherwise sent nothing. So
+    only a connection with something to read is pinged (SQLAlchemy's own ping, which reads it). A dead
+    one makes the pool throw away every connection it holds and open a fresh one, as pre-ping does."""
+    if dbapi_conn.closed:
+        raise exc.InvalidatePoolError("the connection is closed")
+    poll = select.poll()
+    poll.register(dbapi_conn.fileno(), select.POLLIN)
+    if not poll.poll(0):
+        return
+    try:
+        dialect.do_ping(dbapi_conn)
+    except psycopg.Error as e:
+        raise exc.InvalidatePoolError(f"the connection is gone: {_first_line(e)}") from e
 
 
 class HeldConnection:
