@@ -16,7 +16,7 @@ from typing import Any
 from jmespath.parser import ParsedResult
 from jsonschema import Draft202012Validator
 
-from engine.registry import Tool, ToolRegistry
+from engine.registry import Tool, ToolRegistry, fast_validator
 from engine.templates import (
     CONTEXT_KEYS,
     Reference,
@@ -61,6 +61,9 @@ PIPELINE_SCHEMA: dict[str, Any] = {
     },
 }
 _PIPELINE_VALIDATOR = Draft202012Validator(PIPELINE_SCHEMA)
+# Says valid/invalid about a hundred times faster (a tenth of checking a one-step task); the reference
+# validator above is asked only to say what is wrong.
+_FAST_PIPELINE_VALIDATOR = fast_validator(PIPELINE_SCHEMA, formats=False)
 
 
 @dataclass(frozen=True)
@@ -109,9 +112,13 @@ def compile_pipeline(
 
     `scopes`: the owner's scopes; None means the owner may use every tool (admin, local CLI).
     """
-    errors = sorted(
-        _PIPELINE_VALIDATOR.iter_errors(payload),
-        key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))),
+    errors = (
+        []
+        if _valid_shape(payload)
+        else sorted(
+            _PIPELINE_VALIDATOR.iter_errors(payload),
+            key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))),
+        )
     )
     if errors:
         error = errors[0]
@@ -189,6 +196,13 @@ def _compile_step(
         save_as=raw.get("save_as"),
         timeout_s=float(raw.get("timeout_s", tool.timeout_s)),
     )
+
+
+def _valid_shape(payload: Any) -> bool:
+    try:
+        return bool(_FAST_PIPELINE_VALIDATOR.is_valid(payload))
+    except ValueError:  # a value JSON has no type for (a YAML date): the reference validator says which
+        return False
 
 
 def _check_reference(ref: Reference, step_id: str, available: set[str]) -> None:
