@@ -1,5 +1,7 @@
 """Pipeline checks made when a task is added: each malformed document is refused with its path."""
 
+from datetime import date
+
 import pytest
 
 from engine import ToolRegistry, compile_pipeline
@@ -122,3 +124,16 @@ def test_a_pipeline_over_the_step_limit_is_refused_by_naming_the_limit_not_by_ec
     with pytest.raises(InvalidPipeline) as raised:
         compile_pipeline({"pipeline": steps}, REGISTRY)
     assert raised.value.message == "payload.pipeline: a pipeline has at most 100 steps; this one has 150"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param({"params": {"day": date(2026, 1, 1)}, "pipeline": [echo("a")]}, id="not-json-param"),
+        pytest.param({"params": {"n": float("nan")}, "pipeline": [echo("a")]}, id="nan-param"),
+    ],
+)
+def test_what_the_fast_validator_cannot_read_is_judged_by_the_reference_one(payload):
+    """jsonschema-rs answers first; anything it cannot read or refuses goes to the reference
+    validator, which decides (here it accepts, as before the fast check)."""
+    assert [s.id for s in compile_pipeline(payload, REGISTRY).steps] == ["a"]
