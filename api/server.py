@@ -117,7 +117,9 @@ def _supervise(settings: Settings, config: uvicorn.Config, port: int, metrics_di
         signal.signal(sig, lambda *_: stop.set())
 
     def start() -> BaseProcess:
-        process = spawn.Process(target=_serve_process, args=(settings, config, port), name="ordo-api")
+        process = spawn.Process(
+            target=_serve_process, args=(settings, config, port, os.getpid()), name="ordo-api"
+        )
         process.start()
         return process
 
@@ -141,22 +143,24 @@ def _supervise(settings: Settings, config: uvicorn.Config, port: int, metrics_di
             process.join()
 
 
-def _serve_process(settings: Settings, config: uvicorn.Config, port: int) -> None:
+def _serve_process(settings: Settings, config: uvicorn.Config, port: int, supervisor: int) -> None:
     configure(level=settings.log_level, fmt=settings.log_format)
-    _stop_with_parent()
+    _stop_with_parent(supervisor)
     sock = _reuseport_socket(config.host, port)
     sock.listen(config.backlog)
     _keep_exit_code_on_signals()
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def _stop_with_parent() -> None:
+def _stop_with_parent(supervisor: int) -> None:
     """A server process whose supervisor died (even by SIGKILL) stops too (SIGTERM: it finishes the
-    requests in flight): nobody is left to restart or stop it, or to remove its metrics directory."""
-    parent = os.getppid()
+    requests in flight): nobody is left to restart or stop it, or to remove its metrics directory.
+
+    The supervisor's pid comes from the supervisor: read here, `os.getppid()` would already name the
+    process that adopted this one if the supervisor died while this one was still starting."""
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == supervisor:
             time.sleep(1)
         os.kill(os.getpid(), signal.SIGTERM)
 

@@ -4,6 +4,8 @@ stopped together (SIGTERM, then SIGKILL after their grace period) when `ordo up`
 
 from __future__ import annotations
 
+import functools
+import os
 import signal
 import subprocess
 import sys
@@ -28,9 +30,10 @@ class ChildSpec:
     started_at: float = field(default=0.0)
 
 
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A function for the child (run between fork and exec) that asks Linux to send it SIGTERM when
-    `ordo up` dies, even by SIGKILL, so no orphan keeps running; None where that is not available."""
+def _parent_death_signal() -> Callable[[int], None] | None:
+    """A function for the child (run between fork and exec, given `ordo up`'s pid) that asks Linux to
+    send it SIGTERM when `ordo up` dies, even by SIGKILL, so no orphan keeps running; None where that
+    is not available."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -40,7 +43,13 @@ def _parent_death_signal() -> Callable[[], None] | None:
     except OSError:
         return None
     pr_set_pdeathsig = 1
-    return lambda: libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    def die_with(parent: int) -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() != parent:  # it died between the fork and the line above: no signal will come
+            os._exit(1)
+
+    return die_with
 
 
 _DIE_WITH_PARENT = _parent_death_signal()
@@ -52,7 +61,7 @@ def _start(child: ChildSpec, env: dict[str, str], log: Any) -> None:
         [sys.executable, "-m", "cli.main", *child.args],
         env=env,
         start_new_session=True,
-        preexec_fn=_DIE_WITH_PARENT,
+        preexec_fn=None if _DIE_WITH_PARENT is None else functools.partial(_DIE_WITH_PARENT, os.getpid()),
     )
     child.started_at = time.monotonic()
     log.info("child_started", child=child.name, pid=child.proc.pid)

@@ -186,3 +186,19 @@ def test_api_server_processes_stop_when_their_supervisor_is_killed(ordo, tmp_pat
     third = L.start(ordo)  # and one beside it: the live one's directory stays
     wait_for(lambda: list(tmp.glob(f"ordo-api-metrics-{third.processes['api'].pid}-*")), what="its directory")
     assert fresh.is_dir()
+
+
+def test_api_server_processes_stop_when_their_supervisor_is_killed_while_they_start(ordo):
+    """Killed before its server processes have even imported the app, `ordo api` leaves none behind:
+    by the time they look for their supervisor they have been adopted by another process."""
+    api = ordo.spawn("api", "--port", str(L.free_port()), "--workers", "2", name="api")
+    supervisor = psutil.Process(api.pid)
+
+    def servers() -> list[psutil.Process]:
+        return [c for c in supervisor.children() if "spawn_main" in " ".join(c.cmdline())]
+
+    wait_for(lambda: len(servers()) == 2, timeout=30, interval=0.01, what="two server processes")
+    starting = servers()
+    supervisor.send_signal(signal.SIGKILL)
+    gone, alive = psutil.wait_procs(starting, timeout=20)
+    assert alive == [] and len(gone) == 2
