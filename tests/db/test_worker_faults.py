@@ -178,6 +178,18 @@ BLOCKING = Tool(
 WITH_BLOCKING = ToolRegistry([*REGISTRY.values(), BLOCKING])
 
 
+def listening(db) -> bool:
+    last = f'LISTEN "{agents.AUTH_CHANNEL}"'  # store.listen subscribes to the worker's channels in order
+    return bool(
+        scalar(
+            db,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND state = 'idle' AND query = :last",
+            last=last,
+        )
+    )
+
+
 def test_every_background_loop_survives_an_exception_logs_it_and_recovers(db, monkeypatch):
     values = task_document.validate(
         {
@@ -209,7 +221,9 @@ def test_every_background_loop_survives_an_exception_logs_it_and_recovers(db, mo
         worker.heartbeat.beat_once = _FailsFirst(worker.heartbeat.beat_once)
         worker.heartbeat.rescuer.run_once = _FailsFirst(worker.heartbeat.rescuer.run_once)
         worker.deliverer.run_once = _FailsFirst(worker.deliverer.run_once)
-        wait_for(lambda: worker.health["listener"].last_ok > 0 and scalar(db, "SELECT 1"), what="startup")
+        # The first enqueue's NOTIFY must find the listener subscribed, or nothing reaches it: wait for
+        # its session to have run its last LISTEN (its health counts as fresh from the start).
+        wait_for(lambda: listening(db), what="the listener to subscribe")
         first = enqueue(db, task, n=5)
         wait_for(lambda: all_final(db, first), timeout=20, what="the first runs")
         wait_for(
