@@ -2,10 +2,11 @@
 a thread, so a cheap read costs no thread-pool hop and no GIL hand-off.
 
 Two kinds of read share this object. The store's synchronous functions run through SQLAlchemy on
-an async connection (`run`, greenlet-based). The hottest reads (GET /tasks/{id}) are async functions
-of the store on a plain psycopg connection (`fetch`): SQLAlchemy's async pool and execution layer
-cost about twice such a read, which is most of what separates the API from a bare FastAPI app doing
-the same read (benchmarks/api_latency.py). Both run the same statements (store/*.sql).
+an async connection (`run`, greenlet-based). The hottest reads (GET /tasks/{id}, GET /runs) are
+async functions of the store on a plain psycopg connection (`fetch`): SQLAlchemy's async pool and
+execution layer cost about twice such a read, which is most of what separates the API from a bare
+FastAPI app doing the same read (benchmarks/api_latency.py). Both run the same statements
+(store/*.sql).
 
 Autocommit, so a read is one round trip per statement (no BEGIN and COMMIT), and no pre-ping on
 checkout: after a database restart the first read on a dead connection fails (503) and the pool is

@@ -14,14 +14,16 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from psycopg import AsyncConnection
 from sqlalchemy import Connection
 
 from store import keyset
 from store.domain import iso_utc
 from store.errors import Conflict, InvalidInput, NotFound
 from store.keyset import Page
-from store.sql import load_queries
+from store.sql import fetch_all, load_queries
 from store.tasks import get as get_task
+from store.tasks import get_async as get_task_async
 
 __all__ = [
     "cancel",
@@ -29,6 +31,7 @@ __all__ = [
     "get",
     "list_page",
     "list_page_json",
+    "list_page_json_async",
     "list_upcoming",
     "prune",
     "public",
@@ -95,27 +98,61 @@ def list_page_json(
 ) -> Page:
     """History: runs that have run or are due now, newest scheduled first, each as its JSON text (the
     shape of `public`), ready to send. `next_cursor` continues after the last run of this page."""
-    after_at, after_id = keyset.decode(cursor, datetime, int) if cursor else (None, None)
+    params = _history_params(states, worker_id, since, until, cursor, limit, now)
     if task_id is not None:
         task_id = get_task(conn, task_id, agent_id)["id"]
-    rows = conn.execute(
-        Q["list_runs"],
-        {
-            "agent_id": agent_id,
-            "task_id": task_id,
-            "states": list(states) if states else None,
-            "worker_id": worker_id,
-            "since": since,
-            "until": until,
-            "after_at": after_at,
-            "after_id": after_id,
-            "limit": limit + 1,
-            "now": now,
-            "output_max": LISTING_OUTPUT_MAX_BYTES,
-        },
-    ).all()
-    page = keyset.page(rows, limit, lambda row: (row.scheduled_for, row.run_id))
-    return Page([row.doc for row in page.items], page.next_cursor)
+    rows = conn.execute(Q["list_runs"], {**params, "agent_id": agent_id, "task_id": task_id}).mappings()
+    return _history_page(rows.all(), limit)
+
+
+async def list_page_json_async(
+    conn: AsyncConnection[Any],
+    *,
+    agent_id: UUID | None = None,
+    task_id: UUID | str | None = None,
+    states: Sequence[str] | None = None,
+    worker_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+    now: datetime | None = None,
+) -> Page:
+    """`list_page_json` on a psycopg async connection (the API's GET /runs): the same statements and
+    answer."""
+    params = _history_params(states, worker_id, since, until, cursor, limit, now)
+    if task_id is not None:
+        task_id = (await get_task_async(conn, task_id, agent_id))["id"]
+    rows = await fetch_all(conn, Q["list_runs"], {**params, "agent_id": agent_id, "task_id": task_id})
+    return _history_page(rows, limit)
+
+
+def _history_params(
+    states: Sequence[str] | None,
+    worker_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    cursor: str | None,
+    limit: int,
+    now: datetime | None,
+) -> dict[str, Any]:
+    after_at, after_id = keyset.decode(cursor, datetime, int) if cursor else (None, None)
+    return {
+        "states": list(states) if states else None,
+        "worker_id": worker_id,
+        "since": since,
+        "until": until,
+        "after_at": after_at,
+        "after_id": after_id,
+        "limit": limit + 1,
+        "now": now,
+        "output_max": LISTING_OUTPUT_MAX_BYTES,
+    }
+
+
+def _history_page(rows: Sequence[Mapping[str, Any]], limit: int) -> Page:
+    page = keyset.page(rows, limit, lambda row: (row["scheduled_for"], row["run_id"]))
+    return Page([row["doc"] for row in page.items], page.next_cursor)
 
 
 def list_upcoming(

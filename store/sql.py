@@ -4,8 +4,9 @@ A file holds statements under headers `-- name --`; comments below a header say 
 is for and which lock or index it relies on. Statements are loaded once and called by name.
 
 Most are run through SQLAlchemy (`conn.execute(Q[name], params)`). The API's hottest reads run the
-same statement on a plain psycopg async connection (`fetch_one`): SQLAlchemy's async layer (a
-greenlet hop per await, its pool, its result metadata) costs about twice the read itself there.
+same statement on a plain psycopg async connection (`fetch_one`, `fetch_all`): SQLAlchemy's async
+layer (a greenlet hop per await, its pool, its result metadata) costs about twice the read itself
+there.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from importlib import resources
 from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncRawCursor
 from psycopg.rows import dict_row
 from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import TextClause, text
 from sqlalchemy.dialects.postgresql import psycopg as _psycopg_dialect
 
-__all__ = ["BinaryArray", "fetch_one", "load_queries"]
+__all__ = ["BinaryArray", "fetch_all", "fetch_one", "load_queries"]
 
 _HEADER = re.compile(r"^-- ([a-z][a-z0-9_]*) --\s*$", re.MULTILINE)
 
@@ -53,20 +54,38 @@ class BinaryArray(list):  # type: ignore[type-arg]
 psycopg.adapters.register_dumper(BinaryArray, ListBinaryDumper)
 
 
-_DIALECT = _psycopg_dialect.dialect()
+_NUMBERED = _psycopg_dialect.dialect(paramstyle="numeric_dollar")
 
 
 @cache
-def _pyformat(query: TextClause) -> str:
-    """The statement as psycopg takes it (`:name` becomes `%(name)s`), rendered once by SQLAlchemy
-    so that both paths run the very same SQL."""
-    return str(query.compile(dialect=_DIALECT))
+def _numbered(query: TextClause) -> tuple[str, tuple[str, ...]]:
+    """The statement with PostgreSQL's own placeholders (`:name` becomes `$n`, the same n wherever the
+    name recurs) and the parameter name of each n, rendered once by SQLAlchemy so that both paths run
+    the very same SQL. psycopg sends such a statement as it is; with `%(name)s` it would parse the
+    text on every execution (it caches that only for statements under 4 KB, and GET /runs's is
+    longer)."""
+    compiled = query.compile(dialect=_NUMBERED)
+    return str(compiled), tuple(compiled.positiontup or ())
+
+
+async def _execute(
+    conn: AsyncConnection[Any], query: TextClause, params: Mapping[str, Any]
+) -> AsyncRawCursor[dict[str, Any]]:
+    statement, names = _numbered(query)
+    cursor = AsyncRawCursor(conn, row_factory=dict_row)
+    await cursor.execute(statement, [params[name] for name in names])
+    return cursor
 
 
 async def fetch_one(
     conn: AsyncConnection[Any], query: TextClause, params: Mapping[str, Any]
 ) -> dict[str, Any] | None:
     """The first row of `query` as a dict (None: no row), as `.mappings().one_or_none()` would give it."""
-    cursor = conn.cursor(row_factory=dict_row)
-    await cursor.execute(_pyformat(query), params)
-    return await cursor.fetchone()
+    return await (await _execute(conn, query, params)).fetchone()
+
+
+async def fetch_all(
+    conn: AsyncConnection[Any], query: TextClause, params: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Every row of `query` as a dict, as `.mappings().all()` would give them."""
+    return await (await _execute(conn, query, params)).fetchall()

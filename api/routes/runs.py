@@ -57,8 +57,8 @@ async def list_runs(
     scheduled first. Occurrences the scheduler wrote ahead appear here once they are due; until then
     GET /runs/upcoming lists them. Pages never repeat a run; runs that become due while you page appear
     before the first page."""
-    page = await reads.run(
-        store_runs.list_page_json,
+    page = await reads.fetch(
+        store_runs.list_page_json_async,
         agent_id=caller.owner,
         task_id=task_id,
         states=state,
