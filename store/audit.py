@@ -3,21 +3,46 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, CursorResult, TextClause, text
 
 from store import keyset
-from store.agents import Principal
 from store.domain import iso_utc
 from store.keyset import Page
 from store.sql import load_queries
 
-__all__ = ["list_page", "public", "record"]
+if TYPE_CHECKING:  # store.agents imports store.tasks, which writes entries through this module
+    from store.agents import Principal
+
+__all__ = ["Entry", "audited", "insert", "list_page", "public", "record"]
 
 Q = load_queries("store", "audit.sql")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What an entry says besides its target: who, `action` as `<resource>.<verb>` (task.create,
+    run.cancel, token.revoke...), the kind of target, and details (JSON)."""
+
+    who: Principal
+    action: str
+    target_type: str
+    details: Mapping[str, Any] | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "audit_agent_id": self.who.agent_id,
+            "audit_token_id": self.who.token_id,
+            "audit_action": self.action,
+            "audit_target_type": self.target_type,
+            "audit_details": json.dumps(dict(self.details or {}), default=str),
+        }
 
 
 def record(
@@ -28,18 +53,41 @@ def record(
     target_id: Any,
     details: Mapping[str, Any] | None = None,
 ) -> int:
-    """Append one entry: `action` is `<resource>.<verb>` (task.create, run.cancel, token.revoke...)."""
-    return conn.execute(
-        Q["record"],
-        {
-            "agent_id": who.agent_id,
-            "token_id": who.token_id,
-            "action": action,
-            "target_type": target_type,
-            "target_id": str(target_id),
-            "details": json.dumps(dict(details or {}), default=str),
-        },
-    ).scalar_one()
+    """Append one entry, as a statement of its own (for a target the caller already knows)."""
+    params = Entry(who, action, target_type, details).params()
+    return conn.execute(Q["record"], {**params, "audit_target_id": str(target_id)}).scalar_one()
+
+
+def insert(
+    conn: Connection, statement: TextClause, params: Mapping[str, Any], entry: Entry | None
+) -> CursorResult[Any]:
+    """Run `statement`, which creates rows (see `audited`); with an `entry`, the same statement also
+    writes that entry for each row it creates (the row's id as the target)."""
+    if entry is None:
+        return conn.execute(statement, params)
+    return conn.execute(audited(statement), {**params, **entry.params()})
+
+
+# The shapes `audited` composes: a WITH whose last CTE-fed line reads the created rows, or a bare insert.
+_TAIL = "SELECT * FROM created"
+_BARE_INSERT = re.compile(r"^\s*INSERT\b", re.IGNORECASE)
+_LEADING_COMMENTS = re.compile(r"\A(\s*--[^\n]*\n)*\s*")
+
+
+@cache
+def audited(statement: TextClause) -> TextClause:
+    """`statement` with record_created joined to it as one more CTE, so that the entry of a created
+    row is written by the statement that creates it: an insert and its entry in one round trip. The
+    statement is either an `INSERT ... RETURNING *`, or a WITH that names the created rows `created`
+    and ends with `SELECT * FROM created` (data-modifying CTEs cannot nest, so the entry's CTE is
+    added beside the statement's own, not around it)."""
+    sql, entry = _LEADING_COMMENTS.sub("", statement.text), _LEADING_COMMENTS.sub("", Q["record_created"].text)
+    if _BARE_INSERT.match(sql):
+        return text(f"WITH created AS (\n{sql}),\naudited AS (\n{entry})\n{_TAIL}")
+    head, tail, rest = sql.rpartition(_TAIL)
+    if not (tail and head.lstrip().upper().startswith("WITH") and not rest.strip()):
+        raise ValueError(f"cannot audit a statement not shaped as `WITH created AS (...) ... {_TAIL}`: {sql}")
+    return text(f"{head.rstrip()},\naudited AS (\n{entry})\n{_TAIL}")
 
 
 def list_page(

@@ -19,7 +19,7 @@ import orjson
 from psycopg import AsyncConnection
 from sqlalchemy import Connection
 
-from store import events, keyset, webhooks
+from store import audit, events, keyset, webhooks
 from store.domain import TASK_DEFAULTS, TIME_BASED_KINDS, iso_utc
 from store.errors import Conflict, InvalidInput, NotFound
 from store.keyset import Page
@@ -73,10 +73,12 @@ def _set_expansion(conn: Connection, task_id: UUID, expand_from: datetime | None
         conn.execute(Q["set_expansion"], {"task_id": task_id, "expand_from": expand_from})
 
 
-def create(conn: Connection, values: Mapping[str, Any], agent_id: UUID) -> dict[str, Any]:
-    """Store a validated task for `agent_id`."""
-    row = conn.execute(Q["insert_task"], {**_row_params(values), "agent_id": agent_id}).mappings().one()
-    return dict(row)
+def create(
+    conn: Connection, values: Mapping[str, Any], agent_id: UUID, entry: audit.Entry | None = None
+) -> dict[str, Any]:
+    """Store a validated task for `agent_id`, with its audit `entry` (if any) in the same statement."""
+    params = {**_row_params(values), "agent_id": agent_id}
+    return dict(audit.insert(conn, Q["insert_task"], params, entry).mappings().one())
 
 
 # Rows per INSERT of create_many: one statement's JSON stays a few megabytes.

@@ -4,7 +4,8 @@
 
 -- insert_task --
 -- The task, and its place in task_expansion when it has one (:expand_from, NULL: nothing to expand).
-WITH t AS (
+-- Shaped for store.audit.audited, which adds the task's audit entry to it (POST /tasks).
+WITH created AS (
 INSERT INTO task (agent_id, title, description, schedule_kind, schedule_expr, timezone, payload, status,
                   priority, max_retries, backoff_base_s, backoff_cap_s, backoff_jitter, timeout_s,
                   concurrency_key, concurrency_limit, misfire_policy, misfire_grace_s)
@@ -14,8 +15,8 @@ VALUES (:agent_id, :title, :description, :schedule_kind, :schedule_expr, :timezo
 RETURNING *),
 placed AS (
 INSERT INTO task_expansion (task_id, expand_from)
-SELECT id, CAST(:expand_from AS timestamptz) FROM t WHERE CAST(:expand_from AS timestamptz) IS NOT NULL)
-SELECT * FROM t;
+SELECT id, CAST(:expand_from AS timestamptz) FROM created WHERE CAST(:expand_from AS timestamptz) IS NOT NULL)
+SELECT * FROM created;
 
 -- update_task --
 -- Replace a task's definition (a PATCH merged and re-validated by the caller). The version bump makes

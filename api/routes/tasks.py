@@ -71,9 +71,9 @@ def create_task(
         if replay := replayed(conn, caller, idempotency_key, "POST /tasks", doc, location="/tasks"):
             return replay
         values = task_document.validate(doc, state.registry, now=now, scopes=caller.tool_scopes)
-        row = store_tasks.create(conn, values, caller.agent_id)
+        entry = audit.Entry(caller, "task.create", "task", {"title": values["title"]})
+        row = store_tasks.create(conn, values, caller.agent_id, entry)
         out = task_document.public(row, now=now)
-        audit.record(conn, caller, "task.create", "task", row["id"], {"title": row["title"]})
         remember(conn, caller, idempotency_key, 201, out)
     return json_body(out, 201, {"Location": f"/tasks/{out['id']}"})
 

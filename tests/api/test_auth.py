@@ -433,6 +433,7 @@ def test_every_write_is_in_the_audit_log(
     ]
     assert {e["token_id"] for e in entries} == {me["token_id"]}
     assert entries[0]["target_id"] == task["id"] and entries[0]["at"]
+    assert entries[-1]["target_id"] == task["id"] and entries[-1]["details"] == {"title": task["title"]}
     assert client.get("/audit", params={"action": "task.update"}, headers=admin).json()["items"][0][
         "details"
     ] == {"fields": ["priority"]}
