@@ -81,7 +81,8 @@ def audited(statement: TextClause) -> TextClause:
     statement is either an `INSERT ... RETURNING *`, or a WITH that names the created rows `created`
     and ends with `SELECT * FROM created` (data-modifying CTEs cannot nest, so the entry's CTE is
     added beside the statement's own, not around it)."""
-    sql, entry = _LEADING_COMMENTS.sub("", statement.text), _LEADING_COMMENTS.sub("", Q["record_created"].text)
+    sql = _LEADING_COMMENTS.sub("", statement.text)
+    entry = _LEADING_COMMENTS.sub("", Q["record_created"].text)
     if _BARE_INSERT.match(sql):
         return text(f"WITH created AS (\n{sql}),\naudited AS (\n{entry})\n{_TAIL}")
     head, tail, rest = sql.rpartition(_TAIL)

@@ -27,8 +27,9 @@ def _values(**fields):
 def test_a_task_and_its_entry_are_one_statement_and_the_entry_is_what_record_writes(db):
     values = _values()
     details = {"title": values["title"], "n": [1, {"b": None}]}
+    entry = audit.Entry(WHO, "task.create", "task", details)
     with db.tx() as conn:
-        task = store_tasks.create(conn, values, WHO.agent_id, audit.Entry(WHO, "task.create", "task", details))
+        task = store_tasks.create(conn, values, WHO.agent_id, entry)
         audit.record(conn, WHO, "task.create", "task", task["id"], details)
 
     joined, separate = rows(db, f"SELECT {ENTRY_COLUMNS} FROM audit_log ORDER BY id")
