@@ -68,7 +68,7 @@ def insert(
     return conn.execute(audited(statement), {**params, **entry.params()})
 
 
-# The shapes `audited` composes: a WITH whose last CTE-fed line reads the created rows, or a bare insert.
+# What `audited` composes: a WITH ending with `SELECT * FROM created`, or a bare `INSERT ... RETURNING *`.
 _TAIL = "SELECT * FROM created"
 _BARE_INSERT = re.compile(r"^\s*INSERT\b", re.IGNORECASE)
 _LEADING_COMMENTS = re.compile(r"\A(\s*--[^\n]*\n)*\s*")
