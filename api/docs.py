@@ -3,7 +3,8 @@
 2.5.4 as published on npm, with their licenses), never from a CDN.
 
 The OpenAPI document also says, for every operation, what it takes to call it: the scope
-(`x-required-scope` and a first line of its description), any valid token, or nothing.
+(`x-required-scope` and a first line of its description), any valid token, or nothing; and that a
+request which is not valid HTTP gets the HTTP server's plain-text 400 before any route sees it.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def install(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = generate()
             _document_access(app, schema)
+            _document_malformed_requests(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -91,6 +93,26 @@ def _document_access(app: FastAPI, schema: dict[str, Any]) -> None:
             else:
                 line = "**Authentication:** none."
             operation["description"] = f"{line}\n\n{operation.get('description', '')}".rstrip()
+
+
+_MALFORMED = (
+    "A request that is not valid HTTP (a malformed header, say) is answered by the HTTP server, in "
+    "plain text."
+)
+
+
+def _document_malformed_requests(schema: dict[str, Any]) -> None:
+    # uvicorn answers such a request itself (400, `text/plain`, "Invalid HTTP request received."),
+    # whichever operation it was meant for.
+    plain = {"schema": {"type": "string"}}
+    for item in schema["paths"].values():
+        for operation in item.values():
+            answers = operation.setdefault("responses", {})
+            if "400" in answers:
+                answers["400"]["description"] = f"{answers['400']['description']} {_MALFORMED}"
+                answers["400"].setdefault("content", {})["text/plain"] = plain
+            else:
+                answers["400"] = {"description": _MALFORMED, "content": {"text/plain": plain}}
 
 
 def _api_routes(routes: Any) -> Iterator[APIRoute]:

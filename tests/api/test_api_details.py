@@ -4,6 +4,7 @@ unbounded piece of the request, and the documentation pages work offline (assets
 from __future__ import annotations
 
 import re
+import socket
 
 import httpx
 import pytest
@@ -99,3 +100,20 @@ def test_the_docs_pages_load_their_assets_from_ordo_itself(client: httpx.Client)
             assert response.status_code == 200 and len(response.content) > 100, asset
     assert "swagger-ui-bundle.js" in client.get("/docs").text
     assert "redoc.standalone.js" in client.get("/redoc").text
+
+
+def test_a_request_that_is_not_http_gets_the_documented_plain_400_on_every_operation(
+    base_url: str, settings: Settings
+) -> None:
+    """The HTTP server answers a malformed request itself (found by schemathesis: a bogus
+    Transfer-Encoding on GET /assignments); every operation's document says so."""
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"GET /assignments HTTP/1.1\r\nHost: x\r\ntransfer-encoding: X|pB}u{B\r\n\r\n")
+        head = conn.recv(65536).decode("latin-1").lower()
+    assert head.startswith("http/1.1 400") and "content-type: text/plain" in head
+
+    spec = create_app(settings, registry=REGISTRY).openapi()
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            assert "text/plain" in operation["responses"]["400"]["content"], (method, path)
