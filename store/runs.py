@@ -84,21 +84,12 @@ def list_page(conn: Connection, **filters: Any) -> Page:
 
 
 def list_page_json(
-    conn: Connection,
-    *,
-    agent_id: UUID | None = None,
-    task_id: UUID | str | None = None,
-    states: Sequence[str] | None = None,
-    worker_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    cursor: str | None = None,
-    limit: int = 50,
-    now: datetime | None = None,
+    conn: Connection, *, agent_id: UUID | None = None, task_id: UUID | str | None = None, **filters: Any
 ) -> Page:
     """History: runs that have run or are due now, newest scheduled first, each as its JSON text (the
-    shape of `public`), ready to send. `next_cursor` continues after the last run of this page."""
-    params = _history_params(states, worker_id, since, until, cursor, limit, now)
+    shape of `public`), ready to send. `next_cursor` continues after the last run of this page. The
+    other filters are `_history_params`'s."""
+    params, limit = _history_params(**filters)
     if task_id is not None:
         task_id = get_task(conn, task_id, agent_id)["id"]
     rows = conn.execute(Q["list_runs"], {**params, "agent_id": agent_id, "task_id": task_id}).mappings()
@@ -110,17 +101,11 @@ async def list_page_json_async(
     *,
     agent_id: UUID | None = None,
     task_id: UUID | str | None = None,
-    states: Sequence[str] | None = None,
-    worker_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    cursor: str | None = None,
-    limit: int = 50,
-    now: datetime | None = None,
+    **filters: Any,
 ) -> Page:
     """`list_page_json` on a psycopg async connection (the API's GET /runs): the same statements and
     answer."""
-    params = _history_params(states, worker_id, since, until, cursor, limit, now)
+    params, limit = _history_params(**filters)
     if task_id is not None:
         task_id = (await get_task_async(conn, task_id, agent_id))["id"]
     rows = await fetch_all(conn, Q["list_runs"], {**params, "agent_id": agent_id, "task_id": task_id})
@@ -128,16 +113,18 @@ async def list_page_json_async(
 
 
 def _history_params(
-    states: Sequence[str] | None,
-    worker_id: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    cursor: str | None,
-    limit: int,
-    now: datetime | None,
-) -> dict[str, Any]:
+    *,
+    states: Sequence[str] | None = None,
+    worker_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+    now: datetime | None = None,
+) -> tuple[dict[str, Any], int]:
+    """The history statement's parameters for these filters (besides owner and task), and the page size."""
     after_at, after_id = keyset.decode(cursor, datetime, int) if cursor else (None, None)
-    return {
+    params = {
         "states": list(states) if states else None,
         "worker_id": worker_id,
         "since": since,
@@ -148,6 +135,7 @@ def _history_params(
         "now": now,
         "output_max": LISTING_OUTPUT_MAX_BYTES,
     }
+    return params, limit
 
 
 def _history_page(rows: Sequence[Mapping[str, Any]], limit: int) -> Page:
