@@ -118,8 +118,9 @@ running AS (
 SELECT (SELECT count(*) FROM recorded) AS canceled, (SELECT count(*) FROM running) AS stopping;
 
 -- delete_task --
--- The task and its pending runs (ON DELETE CASCADE). Runs being finished right now hold their
--- due_work rows, so this waits for them; delete_task_history then sees their history rows.
+-- The task and its pending runs (the task_delete_runs trigger of migration 0010, which needs READ
+-- COMMITTED, as the store's transactions are). Runs being finished right now hold their due_work rows,
+-- so this waits for them; delete_task_history then sees their history rows.
 DELETE FROM task WHERE id = :id RETURNING id;
 
 -- delete_task_history --

@@ -101,3 +101,46 @@ def test_0009_carries_each_tasks_place_over_to_task_expansion(empty_db):
         store_tasks.resume(conn, ids["active"], now=PLACE)
         store_tasks.delete(conn, ids["active"])
     assert scalar(empty_db, "SELECT count(*) FROM task_expansion") == 0
+
+
+def test_0010_keeps_the_queue_and_what_its_task_key_guaranteed(empty_db):
+    """Upgrading a database with tasks and runs keeps the runs; the foreign key's checks go on per
+    statement: deleting a task deletes its runs, a run for a missing task is refused."""
+    _migrate_up_to(empty_db, 10)
+    with empty_db.tx() as conn:
+        ids = [
+            conn.execute(
+                text(
+                    "INSERT INTO task (agent_id, title, schedule_kind, schedule_expr, timezone, payload)"
+                    " VALUES (:agent, :title, 'manual', '', 'UTC', '{}') RETURNING id"
+                ),
+                {"agent": store_tasks.LOCAL_AGENT_ID, "title": title},
+            ).scalar_one()
+            for title in ("deleted", "kept")
+        ]
+        for task_id in ids:
+            conn.execute(
+                text(
+                    "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts)"
+                    " VALUES (:t, 'manual', :at, :at, 5, 1)"
+                ),
+                {"t": task_id, "at": PLACE},
+            )
+    assert migrations.migrate(empty_db) == [
+        f"{m.version:04d}_{m.name}" for m in migrations.available() if m.version >= 10
+    ]
+    assert scalar(empty_db, "SELECT count(*) FROM due_work") == 2
+    assert scalar(empty_db, "SELECT count(*) FROM pg_constraint WHERE conname = 'due_work_task_id_fkey'") == 0
+
+    with empty_db.tx() as conn:
+        store_tasks.delete(conn, ids[0])
+    assert [r["task_id"] for r in rows(empty_db, "SELECT task_id FROM due_work")] == [ids[1]]
+    with pytest.raises(StoreError) as refused, empty_db.tx() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts)"
+                " VALUES (:t, 'manual', :at, :at, 5, 1)"
+            ),
+            {"t": ids[0], "at": PLACE},
+        )
+    assert refused.value.details == {"constraint": "due_work_task_id_fkey"}
