@@ -81,6 +81,14 @@ def test_neither_a_runs_task_nor_a_tasks_id_changes(db, change):
     assert _runs(db, task["id"]) == 1
 
 
+def test_a_task_without_runs_may_take_another_id(db):
+    """As the key allowed: only a change that would orphan runs is refused."""
+    task = add_task(db)
+    with db.tx() as conn:
+        conn.execute(text("UPDATE task SET id = gen_random_uuid() WHERE id = :task"), {"task": task["id"]})
+    assert scalar(db, "SELECT count(*) FROM task WHERE id = :t", t=task["id"]) == 0
+
+
 def test_a_task_is_not_deleted_under_a_transaction_snapshot(db):
     """Under REPEATABLE READ the cascade could miss runs committed after the snapshot: refused."""
     task = add_task(db)
