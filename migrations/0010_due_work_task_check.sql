@@ -9,8 +9,7 @@
 --   committed first makes the writer fail (foreign_key_violation, under the key's name, as before);
 -- - deleting a task deletes its pending runs (the cascade), in one statement however many tasks go;
 --   truncating task empties due_work;
--- - a run's task_id does not change, and a task's id changes only while no run refers to it (the key
---   refused the changes that would orphan runs).
+-- - neither a run's task_id nor a task's id changes (the key refused orphaning changes).
 -- The cascade reads due_work with a fresh snapshot, which READ COMMITTED gives each statement: a delete
 -- under a transaction snapshot (REPEATABLE READ, SERIALIZABLE) could miss runs committed after it
 -- began, and is refused. The store deletes tasks in READ COMMITTED.
@@ -71,21 +70,9 @@ END $$;
 CREATE TRIGGER due_work_task_id_fixed BEFORE UPDATE OF task_id ON due_work
     FOR EACH ROW WHEN (OLD.task_id IS DISTINCT FROM NEW.task_id)
     EXECUTE FUNCTION refuse_task_id_change('task_id');
--- A task without runs may take another id, as the key allowed (tests give tasks chosen ids this way).
-CREATE FUNCTION refuse_referenced_task_id_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT FROM due_work WHERE task_id = OLD.id) THEN
-        RAISE EXCEPTION USING
-            MESSAGE = 'update on table "task" violates foreign key constraint "due_work_task_id_fkey" on table "due_work"',
-            ERRCODE = 'foreign_key_violation', TABLE = 'task', CONSTRAINT = 'due_work_task_id_fkey',
-            DETAIL = 'Key (id)=(' || OLD.id || ') is still referenced from table "due_work".';
-    END IF;
-    RETURN NEW;
-END $$;
-
 CREATE TRIGGER task_id_fixed BEFORE UPDATE OF id ON task
     FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
-    EXECUTE FUNCTION refuse_referenced_task_id_change();
+    EXECUTE FUNCTION refuse_task_id_change('id');
 
 COMMENT ON COLUMN due_work.task_id IS
     'The run''s task: checked and locked per statement by due_work_check_task, its runs deleted with it '
