@@ -41,7 +41,7 @@ import httpx
 
 from store.errors import ConfigError, Permanent
 
-__all__ = ["OutboundPolicy", "OutboundRefused", "redact_url"]
+__all__ = ["OutboundPolicy", "OutboundRefused", "parse_url", "redact_url"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -215,10 +215,25 @@ class OutboundPolicy:
         return httpx.Client(transport=self.transport(), trust_env=False, **kwargs)
 
 
+# A task's URL is the same on every run, and httpx's parse of it is a tenth of the CPU an HTTP step
+# takes: parses of URLs up to this long are kept (longer ones carry data and rarely repeat).
+_CACHED_URL_CHARS = 2048
+
+
+def parse_url(raw: str) -> httpx.URL:
+    """httpx's parse of `raw` (raising httpx.InvalidURL, or ValueError for a host IDNA refuses)."""
+    return _parse_cached(raw) if len(raw) <= _CACHED_URL_CHARS else httpx.URL(raw)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_cached(raw: str) -> httpx.URL:
+    return httpx.URL(raw)  # immutable: its copy_* methods return new URLs
+
+
 def redact_url(url: str | httpx.URL) -> str:
     """The URL without user name and password: what may be recorded in outputs, errors and logs."""
     try:
-        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+        parsed = url if isinstance(url, httpx.URL) else parse_url(url)
     except (httpx.InvalidURL, TypeError):
         return "<invalid url>"
     if not parsed.userinfo:

@@ -37,7 +37,7 @@ import httpx
 import yarl
 
 from engine.context import ToolContext
-from engine.outbound import OutboundPolicy, OutboundRefused, redact_url
+from engine.outbound import OutboundPolicy, OutboundRefused, parse_url, redact_url
 from store.errors import Permanent, RetryLater, ToolError
 
 __all__ = ["close_async_clients", "read_capped", "read_capped_async", "request", "request_async"]
@@ -168,7 +168,7 @@ class _Call:
         # The URL is parsed once, by httpx, whichever client sends it, and `query` is added to the query it
         # has: httpx's own `params` would replace that query (even when empty), aiohttp's adds to it.
         try:
-            url = httpx.URL(args["url"])
+            url = parse_url(args["url"])
             url.host  # noqa: B018 -- decodes an IDNA host, refusing one that is not valid
             self.url = str(url.copy_merge_params(query)) if query else str(url)
         except (httpx.InvalidURL, ValueError) as e:  # idna's errors are ValueErrors
