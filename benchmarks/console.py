@@ -191,7 +191,7 @@ def _seed(db: Database, n_tasks: int, n_runs: int) -> dict[str, Any]:
                 """
                 INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority,
                                       max_attempts, state, final, worker_id, started_at, finished_at, steps,
-                                      output, error)
+                                      output, error, agent_id)
                 SELECT g, 1, (CAST(:ids AS uuid[]))[1 + g % cardinality(CAST(:ids AS uuid[]))], 'schedule',
                        at, at, 5, 4, st, true, 'bench:1:w',
                        CASE WHEN st IN ('canceled', 'skipped') THEN NULL ELSE at END,
@@ -201,7 +201,8 @@ def _seed(db: Database, n_tasks: int, n_runs: int) -> dict[str, Any]:
                            'started_at', at, 'output', jsonb_build_object('message', 'hi'))),
                        NULL,
                        CASE WHEN st = 'dead' THEN jsonb_build_object('code', 'TOOL_ERROR',
-                           'message', 'the MES answered 503', 'step', 'say') END
+                           'message', 'the MES answered 503', 'step', 'say') END,
+                       CAST(:agent AS uuid)
                   FROM generate_series(1, :n) AS g,
                        LATERAL (SELECT CAST(:now AS timestamptz) - make_interval(secs => (:n - g) * :gap)
                                          AS at,
@@ -211,6 +212,7 @@ def _seed(db: Database, n_tasks: int, n_runs: int) -> dict[str, Any]:
             ),
             {
                 "ids": [str(i) for i in ids],
+                "agent": agent["id"],
                 "n": n_runs,
                 "now": now - timedelta(minutes=1),
                 "gap": 30 * 86400 / n_runs,
@@ -221,14 +223,16 @@ def _seed(db: Database, n_tasks: int, n_runs: int) -> dict[str, Any]:
             text(
                 """
                 INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority,
-                                      max_attempts, state, final, worker_id, started_at, finished_at, steps)
+                                      max_attempts, state, final, worker_id, started_at, finished_at, steps,
+                                      agent_id)
                 VALUES (:id, 1, :task, 'manual', :at, :at, 5, 1, 'succeeded', true, 'bench:1:w', :at, :at,
-                        CAST(:steps AS jsonb))
+                        CAST(:steps AS jsonb), :agent)
                 """
             ),
             {
                 "id": n_runs + 500_000,
                 "task": plan_task["id"],
+                "agent": agent["id"],
                 "at": now,
                 "steps": json.dumps(_big_plan_steps()),
             },

@@ -90,11 +90,12 @@ SELECT ids.a[1 + g % 100], 'manual', w.run_at, w.run_at, 1 + (g % 9), w.state,
               END AS state) AS w;
 
 INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
-                      state, final, worker_id, started_at, finished_at, steps, output)
+                      state, final, worker_id, started_at, finished_at, steps, output, agent_id)
 SELECT 10000000 + g, 1, ids.a[1 + g % 100], 'manual', f.at, f.at, 5, 3,
        CASE WHEN g % 50 = 0 THEN 'dead' WHEN g % 20 = 0 THEN 'failed' ELSE 'succeeded' END,
        g % 20 <> 0 OR g % 50 = 0, 'bench-worker', f.at, f.at + interval '2 milliseconds',
-       '[{"id": "say", "uses": "echo.message", "state": "ok", "duration_ms": 0.1}]', '{"message": "hi"}'
+       '[{"id": "say", "uses": "echo.message", "state": "ok", "duration_ms": 0.1}]', '{"message": "hi"}',
+       (SELECT agent_id FROM task WHERE id = ids.a[1 + g % 100])
   FROM generate_series(1, :history) AS g
   CROSS JOIN (SELECT array_agg(id ORDER BY id) AS a FROM task) AS ids
   CROSS JOIN LATERAL (SELECT now() - make_interval(secs => 2592000.0 * (:history - g) / :history) AS at) AS f;
@@ -133,10 +134,11 @@ def _history_insert_ratio(url: str, rows: int, reps: int) -> float:
     """Seconds to insert `rows` history rows with task_run_finished_idx over seconds without it."""
     insert = """
         INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority,
-                              max_attempts, state, final, started_at, finished_at)
-        SELECT 50000000 + %(base)s + g, 1, (SELECT id FROM task LIMIT 1), 'manual', now(), now(), 5, 3,
-               'succeeded', true, now(), now() + make_interval(secs => g / 1000.0)
-          FROM generate_series(1, %(rows)s) AS g"""
+                              max_attempts, state, final, started_at, finished_at, agent_id)
+        SELECT 50000000 + %(base)s + g, 1, t.id, 'manual', now(), now(), 5, 3,
+               'succeeded', true, now(), now() + make_interval(secs => g / 1000.0), t.agent_id
+          FROM generate_series(1, %(rows)s) AS g
+          CROSS JOIN (SELECT id, agent_id FROM task LIMIT 1) AS t"""
     timings: dict[bool, list[float]] = {True: [], False: []}
     with psycopg.connect(url, autocommit=True) as conn:
         base = 0

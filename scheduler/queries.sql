@@ -85,12 +85,13 @@ SELECT count(*) FROM written;
 -- insert_occurrences, and each group's misfire policy (:policies) for the message.
 WITH written AS (
 INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
-                      state, final, finished_at, error)
+                      state, final, finished_at, error, agent_id)
 SELECT nextval(pg_get_serial_sequence('due_work', 'id')), 1, b.task_id, 'schedule', o.at, now(), g.priority,
        g.max_attempts, 'skipped', true, now(),
        jsonb_build_object(
            'code', 'MISFIRE_SKIPPED',
-           'message', 'no scheduler ran at this time; skipped by misfire policy ' || g.misfire_policy)
+           'message', 'no scheduler ran at this time; skipped by misfire policy ' || g.misfire_policy),
+       (SELECT t.agent_id FROM task t WHERE t.id = b.task_id)
   FROM unnest(CAST(:task_ids AS uuid[]), CAST(:task_groups AS integer[])) AS b(task_id, grp)
   JOIN unnest(CAST(:occurrence_groups AS integer[]), CAST(:ats AS timestamptz[])) AS o(grp, at)
     ON o.grp = b.grp

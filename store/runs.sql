@@ -19,8 +19,9 @@ RETURNING id;
 -- whose time has not come (state `scheduled`: list_upcoming lists them); ended runs come from their
 -- final task_run row, which carries its own steps and output. A run is in exactly one of the two at
 -- any moment (it moves in one statement). Pending runs are few (the queue); ended runs are read in
--- order from task_run_history_idx / task_run_task_idx / task_run_dead_idx and the owner is probed
--- per row, so a page costs the same however long the history is.
+-- order, an agent's from task_run_owner_idx and everyone's (admins) from task_run_history_idx (or
+-- task_run_task_idx / task_run_dead_idx), so a page costs the same however long the history is and
+-- however small the agent's share of it.
 WITH pending AS (
     SELECT d.id AS run_id, d.task_id, d.state, d.attempt, d.max_attempts, d.origin, d.priority,
            d.scheduled_for, d.run_at, d.created_at, d.started_at, CAST(NULL AS timestamptz) AS finished_at,
@@ -45,18 +46,24 @@ ended AS (
     SELECT r.run_id, r.task_id, r.state, r.attempt, r.max_attempts, r.origin, r.priority,
            r.scheduled_for, CAST(NULL AS timestamptz) AS run_at, r.created_at, r.started_at, r.finished_at,
            r.worker_id, r.event_id, false AS cancel_requested, r.error, r.steps, r.output, r.record_bytes
-      FROM task_run r
-     WHERE r.final
-       AND (CAST(:task_id AS uuid) IS NULL OR r.task_id = :task_id)
+      -- Two access paths, one of them empty: everyone's history for an admin, the agent's own
+      -- otherwise. As a UNION ALL both stay in the one plan the statement is prepared with, merged in
+      -- page order, the filters below pushed into each (an `:agent_id IS NULL OR agent_id =
+      -- :agent_id` condition could use neither index). Each arm is ordered on its own so that it is
+      -- planned on its own: only then does `agent_id = :agent_id` let task_run_owner_idx give the
+      -- page order.
+      FROM ((SELECT * FROM task_run WHERE final AND CAST(:agent_id AS uuid) IS NULL
+              ORDER BY scheduled_for DESC, run_id DESC)
+            UNION ALL
+            (SELECT * FROM task_run WHERE final AND agent_id = :agent_id
+              ORDER BY scheduled_for DESC, run_id DESC)) r
+     WHERE (CAST(:task_id AS uuid) IS NULL OR r.task_id = :task_id)
        AND (CAST(:states AS text[]) IS NULL OR r.state = ANY(CAST(:states AS text[])))
        AND (CAST(:worker_id AS text) IS NULL OR r.worker_id = :worker_id)
        AND (CAST(:since AS timestamptz) IS NULL OR r.created_at >= :since)
        AND (CAST(:until AS timestamptz) IS NULL OR r.created_at < :until)
        AND (CAST(:after_at AS timestamptz) IS NULL
             OR (r.scheduled_for, r.run_id) < (CAST(:after_at AS timestamptz), CAST(:after_id AS bigint)))
-       -- the owner is probed per row (task_pkey) as the scan walks back; a semi-join would hash
-       -- all of the agent's tasks first, whatever the page size
-       AND (CAST(:agent_id AS uuid) IS NULL OR (SELECT t.agent_id FROM task t WHERE t.id = r.task_id) = :agent_id)
      ORDER BY r.scheduled_for DESC, r.run_id DESC
      LIMIT :limit),
 page AS (
@@ -145,9 +152,10 @@ SELECT attempt, state, worker_id, started_at, finished_at, steps, output, error
 WITH waiting AS (
     DELETE FROM due_work WHERE id = :id AND state IN ('queued', 'failed') RETURNING *)
 INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
-                      event_id, params, state, final, finished_at, error)
+                      event_id, params, state, final, finished_at, error, agent_id)
 SELECT id, attempt + 1, task_id, origin, scheduled_for, created_at, priority, max_attempts,
-       event_id, params, 'canceled', true, now(), jsonb_build_object('code', 'CANCELED', 'message', CAST(:message AS text))
+       event_id, params, 'canceled', true, now(), jsonb_build_object('code', 'CANCELED', 'message', CAST(:message AS text)),
+       (SELECT t.agent_id FROM task t WHERE t.id = waiting.task_id)
   FROM waiting
 RETURNING run_id;
 

@@ -105,10 +105,11 @@ WITH waiting AS (
     RETURNING *),
 recorded AS (
     INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
-                          event_id, params, state, final, finished_at, error)
+                          event_id, params, state, final, finished_at, error, agent_id)
     SELECT id, attempt + 1, task_id, origin, scheduled_for, created_at, priority, max_attempts,
            event_id, params, 'canceled', true, now(),
-           jsonb_build_object('code', 'TASK_CANCELED', 'message', 'the task was canceled')
+           jsonb_build_object('code', 'TASK_CANCELED', 'message', 'the task was canceled'),
+           (SELECT t.agent_id FROM task t WHERE t.id = :task_id)
       FROM waiting
     RETURNING run_id),
 running AS (

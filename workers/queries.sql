@@ -156,11 +156,11 @@ changed AS (
 recorded AS (
     INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority, max_attempts,
                           event_id, params, state, final, worker_id, started_at, finished_at, steps, output,
-                          error, record_bytes)
+                          error, record_bytes, agent_id)
     SELECT c.id, o.attempt, c.task_id, c.origin, c.scheduled_for, c.created_at, c.priority, c.max_attempts,
            c.event_id, c.params, o.state, o.state <> 'failed', c.worker_id, c.started_at,
            c.started_at + make_interval(secs => o.duration_s), coalesce(o.steps, '[]'), o.output, o.error,
-           o.record_bytes
+           o.record_bytes, (SELECT t.agent_id FROM task t WHERE t.id = c.task_id)
       FROM changed c
       JOIN outcome o ON o.id = c.id
     RETURNING run_id, attempt, task_id, state, scheduled_for, finished_at, error),

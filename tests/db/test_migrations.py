@@ -11,6 +11,7 @@ from psycopg import sql
 from sqlalchemy import text
 
 from store import migrate as migrations
+from store import runs as store_runs
 from store import tasks as store_tasks
 from store.db import Database
 from store.errors import StoreError
@@ -144,3 +145,52 @@ def test_0010_keeps_the_queue_and_what_its_task_key_guaranteed(empty_db):
             {"t": ids[0], "at": PLACE},
         )
     assert refused.value.details == {"constraint": "due_work_task_id_fkey"}
+
+
+def test_0012_gives_history_from_before_it_its_owner(empty_db):
+    """Runs recorded before 0012 are listed for their owner after it, interleaved with runs recorded
+    after; a history row recorded without its owner is refused from then on."""
+    _migrate_up_to(empty_db, 12)
+    history = (
+        "INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at, priority,"
+        " max_attempts, state, final, started_at, finished_at{owner})"
+        " VALUES (:id, 1, :t, 'manual', :at, :at, 5, 1, 'succeeded', true, :at, :at{owner_value})"
+    )
+    with empty_db.tx() as conn:
+        other = conn.execute(text("INSERT INTO agent (name) VALUES ('other') RETURNING id")).scalar_one()
+        owners = {store_tasks.LOCAL_AGENT_ID: [], other: []}
+        for owner in owners:
+            owners[owner].append(
+                conn.execute(
+                    text(
+                        "INSERT INTO task (agent_id, title, schedule_kind, schedule_expr, timezone, payload)"
+                        " VALUES (:agent, 't', 'manual', '', 'UTC', '{}') RETURNING id"
+                    ),
+                    {"agent": owner},
+                ).scalar_one()
+            )
+        for i in range(6):  # before 0012: every other run is the other agent's
+            owner = other if i % 2 else store_tasks.LOCAL_AGENT_ID
+            conn.execute(
+                text(history.format(owner="", owner_value="")),
+                {"id": i + 1, "t": owners[owner][0], "at": PLACE.replace(minute=i)},
+            )
+    migrations.migrate(empty_db)
+    with empty_db.tx() as conn:
+        conn.execute(
+            text(history.format(owner=", agent_id", owner_value=", :agent")),
+            {"id": 7, "t": owners[other][0], "at": PLACE.replace(minute=7), "agent": other},
+        )
+    with pytest.raises(StoreError), empty_db.tx() as conn:
+        conn.execute(
+            text(history.format(owner="", owner_value="")),
+            {"id": 8, "t": owners[other][0], "at": PLACE.replace(minute=8)},
+        )
+
+    def listed(agent_id):
+        with empty_db.tx() as conn:
+            return [run["id"] for run in store_runs.list_page(conn, agent_id=agent_id, limit=10).items]
+
+    assert listed(other) == [7, 6, 4, 2]
+    assert listed(store_tasks.LOCAL_AGENT_ID) == [5, 3, 1]
+    assert listed(None) == [7, 6, 5, 4, 3, 2, 1]

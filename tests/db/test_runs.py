@@ -6,9 +6,12 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from sqlalchemy import text
 
+from scheduler import task_document
 from scheduler.service import SchedulerConfig, SchedulerService
+from store import agents
 from store import runs as store_runs
-from tests.helpers import add_task, running_worker, scalar, wait_for
+from store import tasks as store_tasks
+from tests.helpers import REGISTRY, add_task, echo_payload, running_worker, scalar, wait_for
 
 EVERY_2_S = "FREQ=SECONDLY;INTERVAL=2"
 
@@ -80,6 +83,50 @@ def test_history_and_upcoming_page_without_gaps_or_repeats(db):
     assert len(history) == 3 and history == sorted(history, reverse=True)
     assert len(upcoming) == 4 and upcoming == sorted(upcoming)
     assert len({run_id for _, run_id in history + upcoming}) == 7
+
+
+def test_each_agent_pages_through_its_own_history_whatever_others_ran(db):
+    """Two agents' runs interleave in time, ended by a worker and by cancels of a run and of a task.
+    Each agent's pages hold its own runs only, newest scheduled first, without gaps or repeats; an
+    admin's hold everyone's. Every history row carries its owner (task_run_owner_idx lists them)."""
+    with db.tx() as conn:
+        other = agents.ensure_agent(conn, "other-team")["id"]
+        doc = {"title": "theirs", "schedule_kind": "manual", "payload": echo_payload()}
+        theirs = store_tasks.create(conn, task_document.validate(doc, REGISTRY, now=datetime.now(UTC)), other)
+    ours, ours_canceled = add_task(db), add_task(db)
+    with db.tx() as conn:
+        for _ in range(3):
+            store_runs.enqueue(conn, ours["id"], n=2)
+            store_runs.enqueue(conn, theirs["id"], n=3)
+    with running_worker(db):
+        wait_for(lambda: scalar(db, "SELECT count(*) FROM due_work") == 0, timeout=30, what="the runs")
+    with db.tx() as conn:
+        (waiting,) = store_runs.enqueue(conn, theirs["id"])
+        store_runs.cancel(conn, waiting, agent_id=other)
+        store_runs.enqueue(conn, ours_canceled["id"], n=2)
+        store_tasks.cancel(conn, ours_canceled["id"])
+
+    def pages(agent_id):
+        seen, cursor = [], None
+        while True:
+            with db.tx() as conn:
+                page = store_runs.list_page(conn, agent_id=agent_id, cursor=cursor, limit=4)
+            seen += [(run["scheduled_for"], run["id"], run["task_id"], run["state"]) for run in page.items]
+            if page.next_cursor is None:
+                return seen
+            cursor = page.next_cursor
+
+    mine, theirs_listed, everyone = pages(store_tasks.LOCAL_AGENT_ID), pages(other), pages(None)
+    assert [run[:2] for run in everyone] == sorted((run[:2] for run in everyone), reverse=True)
+    assert len({run[1] for run in everyone}) == len(everyone) == 6 + 9 + 1 + 2
+    assert sorted(mine + theirs_listed, reverse=True) == everyone
+    assert {run[2] for run in mine} == {str(ours["id"]), str(ours_canceled["id"])}
+    assert {run[2] for run in theirs_listed} == {str(theirs["id"])}
+    assert sorted(run[3] for run in theirs_listed) == ["canceled"] + ["succeeded"] * 9
+    assert [run[3] for run in mine].count("canceled") == 2
+    assert scalar(
+        db, "SELECT count(*) FROM task_run r JOIN task t ON t.id = r.task_id WHERE r.agent_id = t.agent_id"
+    ) == len(everyone)
 
 
 def test_retrying_a_dead_run_makes_a_new_attempt_under_the_same_id(db):

@@ -52,10 +52,12 @@ def _history(db: Database, task_id: str, rows: list[tuple[str, str]]) -> None:
                 text(
                     """
                     INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_at,
-                                          priority, max_attempts, state, final, started_at, finished_at)
+                                          priority, max_attempts, state, final, started_at, finished_at,
+                                          agent_id)
                     VALUES (:run_id, 1, :task_id, 'manual', now(), now(), 5, 3, :state, :state <> 'failed',
                             now() + CAST(:offset AS interval) - interval '1 second',
-                            now() + CAST(:offset AS interval))
+                            now() + CAST(:offset AS interval),
+                            (SELECT agent_id FROM task WHERE id = :task_id))
                     """
                 ),
                 {"run_id": 900_000 + i, "task_id": task_id, "state": state, "offset": offset},
