@@ -32,6 +32,10 @@ WITH pending AS (
                AS record_bytes
       FROM due_work d
      WHERE NOT (d.state = 'queued' AND d.run_at > coalesce(CAST(:now AS timestamptz), now()))
+       -- what is listed was due when written or leased, and a run is never due before its time
+       -- (run_at >= scheduled_for): the walk back over due_work_history_idx starts at now, past the
+       -- occurrences written ahead
+       AND d.scheduled_for <= coalesce(CAST(:now AS timestamptz), now())
        AND (CAST(:task_id AS uuid) IS NULL OR d.task_id = :task_id)
        AND (CAST(:states AS text[]) IS NULL OR d.state = ANY(CAST(:states AS text[])))
        AND (CAST(:worker_id AS text) IS NULL OR d.worker_id = :worker_id)
