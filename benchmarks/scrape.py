@@ -60,14 +60,15 @@ SELECT gen_random_uuid(), '00000000-0000-0000-0000-000000000001', 'bench ' || g,
   FROM generate_series(1, 100) AS g;
 
 INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, state, attempt, max_attempts,
-                      concurrency_key, concurrency_limit, lease_token, lease_until, worker_id, started_at)
+                      concurrency_key, concurrency_limit, lease_token, lease_until, worker_id, started_at,
+                      agent_id)
 SELECT ids.a[1 + g % 100], 'manual', w.run_at, w.run_at, 1 + (g % 9), w.state,
        CASE WHEN w.state = 'queued' THEN 0 ELSE 1 END, 3,
        CASE WHEN g % 10 = 0 THEN 'key-' || (g % 50) END, CASE WHEN g % 10 = 0 THEN 2 END,
        CASE WHEN w.state = 'running' THEN gen_random_uuid() END,
        CASE WHEN w.state = 'running' THEN now() + interval '30 seconds' END,
        CASE WHEN w.state = 'running' THEN 'bench-worker-' || (1 + g % 8) END,
-       CASE WHEN w.state = 'running' THEN now() END
+       CASE WHEN w.state = 'running' THEN now() END, '00000000-0000-0000-0000-000000000001'
   FROM generate_series(1, :due_work) AS g
   CROSS JOIN (SELECT array_agg(id ORDER BY id) AS a FROM task) AS ids
   CROSS JOIN LATERAL (

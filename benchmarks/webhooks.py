@@ -189,8 +189,9 @@ def _recording_cost(db: Database, batches: int = 40, size: int = 500) -> tuple[f
                 conn.execute(
                     text(
                         "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, "
-                        "                      max_attempts) "
-                        "SELECT :t, 'manual', now(), now(), 5, 1 FROM generate_series(1, :n) RETURNING id"
+                        "                      max_attempts, agent_id) "
+                        "SELECT :t, 'manual', now(), now(), 5, 1, (SELECT agent_id FROM task WHERE id = :t) "
+                        "FROM generate_series(1, :n) RETURNING id"
                     ),
                     {"t": task_id, "n": size},
                 )

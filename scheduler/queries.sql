@@ -32,11 +32,11 @@ UPDATE scheduler_leader SET heartbeat_at = now() WHERE scheduler_id = :scheduler
 -- tick would expand a paused task, or a new schedule from the old schedule's place. A place withdrawn
 -- or replaced by the edit is skipped instead (the next tick reads the new one).
 -- Answered in groups of tasks alike (what their plan depends on: schedule, place, misfire policy; and
--- what their runs take from the task) with their ids: tasks created together share all of it, so a
+-- what their runs take from the task, owner included) with their ids: tasks created together share all of it, so a
 -- first tick over 100,000 of them makes a hundred-odd groups, not 100,000 rows for the client to read.
 -- The locks keep what was read here until the batch's writes are done.
 WITH due AS (
-    SELECT t.id, t.schedule_kind, t.schedule_expr, t.timezone, e.expand_from, t.misfire_policy,
+    SELECT t.id, t.agent_id, t.schedule_kind, t.schedule_expr, t.timezone, e.expand_from, t.misfire_policy,
            t.misfire_grace_s, t.priority, t.max_retries + 1 AS max_attempts, t.concurrency_key,
            CASE WHEN t.concurrency_key IS NOT NULL THEN t.concurrency_limit END AS concurrency_limit
       FROM task_expansion e
@@ -47,10 +47,10 @@ WITH due AS (
      LIMIT :n
        FOR NO KEY UPDATE OF t, e SKIP LOCKED)
 SELECT schedule_kind, schedule_expr, timezone, expand_from, misfire_policy, misfire_grace_s,
-       priority, max_attempts, concurrency_key, concurrency_limit, array_agg(id) AS ids
+       priority, max_attempts, concurrency_key, concurrency_limit, agent_id, array_agg(id) AS ids
   FROM due
  GROUP BY schedule_kind, schedule_expr, timezone, expand_from, misfire_policy, misfire_grace_s,
-          priority, max_attempts, concurrency_key, concurrency_limit
+          priority, max_attempts, concurrency_key, concurrency_limit, agent_id
  ORDER BY expand_from;
 
 -- insert_occurrences --
@@ -62,14 +62,16 @@ SELECT schedule_kind, schedule_expr, timezone, expand_from, misfire_policy, misf
 -- many were written (a first tick writes 150,000: their ids would only be counted by the client).
 WITH written AS (
 INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts,
-                      concurrency_key, concurrency_limit)
-SELECT b.task_id, 'schedule', o.at, o.at, g.priority, g.max_attempts, g.concurrency_key, g.concurrency_limit
+                      concurrency_key, concurrency_limit, agent_id)
+SELECT b.task_id, 'schedule', o.at, o.at, g.priority, g.max_attempts, g.concurrency_key, g.concurrency_limit,
+       g.agent_id
   FROM unnest(CAST(:task_ids AS uuid[]), CAST(:task_groups AS integer[])) AS b(task_id, grp)
   JOIN unnest(CAST(:occurrence_groups AS integer[]), CAST(:ats AS timestamptz[])) AS o(grp, at)
     ON o.grp = b.grp
   JOIN unnest(CAST(:priorities AS smallint[]), CAST(:max_attempts AS integer[]),
-              CAST(:concurrency_keys AS text[]), CAST(:concurrency_limits AS integer[]))
-       WITH ORDINALITY AS g(priority, max_attempts, concurrency_key, concurrency_limit, grp)
+              CAST(:concurrency_keys AS text[]), CAST(:concurrency_limits AS integer[]),
+              CAST(:agent_ids AS uuid[]))
+       WITH ORDINALITY AS g(priority, max_attempts, concurrency_key, concurrency_limit, agent_id, grp)
     ON g.grp = b.grp
  WHERE NOT EXISTS (
        SELECT 1 FROM task_run r
@@ -91,12 +93,13 @@ SELECT nextval(pg_get_serial_sequence('due_work', 'id')), 1, b.task_id, 'schedul
        jsonb_build_object(
            'code', 'MISFIRE_SKIPPED',
            'message', 'no scheduler ran at this time; skipped by misfire policy ' || g.misfire_policy),
-       (SELECT t.agent_id FROM task t WHERE t.id = b.task_id)
+       g.agent_id
   FROM unnest(CAST(:task_ids AS uuid[]), CAST(:task_groups AS integer[])) AS b(task_id, grp)
   JOIN unnest(CAST(:occurrence_groups AS integer[]), CAST(:ats AS timestamptz[])) AS o(grp, at)
     ON o.grp = b.grp
-  JOIN unnest(CAST(:priorities AS smallint[]), CAST(:max_attempts AS integer[]), CAST(:policies AS text[]))
-       WITH ORDINALITY AS g(priority, max_attempts, misfire_policy, grp)
+  JOIN unnest(CAST(:priorities AS smallint[]), CAST(:max_attempts AS integer[]), CAST(:policies AS text[]),
+              CAST(:agent_ids AS uuid[]))
+       WITH ORDINALITY AS g(priority, max_attempts, misfire_policy, agent_id, grp)
     ON g.grp = b.grp
  WHERE NOT EXISTS (
        SELECT 1 FROM due_work d

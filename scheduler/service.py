@@ -176,6 +176,7 @@ class _Batch:
     max_attempts: list[int] = field(default_factory=BinaryArray)
     concurrency_keys: list[str | None] = field(default_factory=BinaryArray)
     concurrency_limits: list[int | None] = field(default_factory=BinaryArray)
+    agent_ids: list[UUID] = field(default_factory=BinaryArray)
     policies: list[str] = field(default_factory=BinaryArray)
     queued: tuple[list[int], list[datetime]] = field(default_factory=lambda: (BinaryArray(), BinaryArray()))
     skipped: tuple[list[int], list[datetime]] = field(default_factory=lambda: (BinaryArray(), BinaryArray()))
@@ -188,6 +189,7 @@ class _Batch:
         self.max_attempts.append(group.max_attempts)
         self.concurrency_keys.append(group.concurrency_key)
         self.concurrency_limits.append(group.concurrency_limit)
+        self.agent_ids.append(group.agent_id)
         self.policies.append(group.misfire_policy)
         for at, state in plan.occurrences:
             target = self.queued if state == "queued" else self.skipped
@@ -208,6 +210,7 @@ class _Batch:
             "max_attempts": self.max_attempts,
             "concurrency_keys": self.concurrency_keys,
             "concurrency_limits": self.concurrency_limits,
+            "agent_ids": self.agent_ids,
         }
 
     def skipped_params(self) -> dict[str, Any]:
@@ -218,6 +221,7 @@ class _Batch:
             "priorities": self.priorities,
             "max_attempts": self.max_attempts,
             "policies": self.policies,
+            "agent_ids": self.agent_ids,
         }
 
 

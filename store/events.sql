@@ -7,7 +7,7 @@
 -- (webhook_endpoint_events_idx) get the event as a message whose webhook-id is the event's id; with
 -- none, nothing is written for webhooks.
 WITH subscribers AS (
-    SELECT t.id, t.priority, t.max_retries, t.concurrency_key, t.concurrency_limit
+    SELECT t.id, t.agent_id, t.priority, t.max_retries, t.concurrency_key, t.concurrency_limit
       FROM task t
      WHERE t.schedule_kind = 'event' AND t.status = 'active' AND t.schedule_expr = :topic
        AND (CAST(:agent_id AS uuid) IS NULL OR t.agent_id = :agent_id)),
@@ -17,9 +17,9 @@ ev AS (
     RETURNING *),
 runs AS (
     INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts,
-                          concurrency_key, concurrency_limit, event_id)
+                          concurrency_key, concurrency_limit, event_id, agent_id)
     SELECT s.id, 'event', now(), now(), s.priority, s.max_retries + 1, s.concurrency_key,
-           CASE WHEN s.concurrency_key IS NOT NULL THEN s.concurrency_limit END, ev.id
+           CASE WHEN s.concurrency_key IS NOT NULL THEN s.concurrency_limit END, ev.id, s.agent_id
       FROM subscribers s CROSS JOIN ev
     RETURNING id, task_id),
 hooks AS (

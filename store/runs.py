@@ -108,8 +108,17 @@ async def list_page_json_async(
     params, limit = _history_params(**filters)
     if task_id is not None:
         task_id = (await get_task_async(conn, task_id, agent_id))["id"]
-    rows = await fetch_all(conn, Q["list_runs"], {**params, "agent_id": agent_id, "task_id": task_id})
+    # A page with filters is planned for them: the plan PostgreSQL keeps for the prepared statement
+    # serves pages without (each filter is an `:x IS NULL OR ...` condition in it), and it walked the
+    # whole history for `state=dead` instead of task_run_dead_idx (70 ms against 17 ms at 300,000
+    # runs). Planning costs about a millisecond.
+    filtered = task_id is not None or any(params[name] is not None for name in _FILTERS)
+    params |= {"agent_id": agent_id, "task_id": task_id}
+    rows = await fetch_all(conn, Q["list_runs"], params, prepare=False if filtered else None)
     return _history_page(rows, limit)
+
+
+_FILTERS = ("states", "worker_id", "since", "until")
 
 
 def _history_params(

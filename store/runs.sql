@@ -4,10 +4,10 @@
 -- enqueue_manual --
 -- run_now: :n runs of a task, due at once (the due_work trigger NOTIFYs idle workers).
 INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts,
-                      concurrency_key, concurrency_limit, params, event_id)
+                      concurrency_key, concurrency_limit, params, event_id, agent_id)
 SELECT t.id, :origin, now(), now(), t.priority, t.max_retries + 1,
        t.concurrency_key, CASE WHEN t.concurrency_key IS NOT NULL THEN t.concurrency_limit END,
-       CAST(:params AS jsonb), CAST(:event_id AS uuid)
+       CAST(:params AS jsonb), CAST(:event_id AS uuid), t.agent_id
   FROM task t
  CROSS JOIN generate_series(1, :n)
  WHERE t.id = :task_id
@@ -18,10 +18,18 @@ RETURNING id;
 -- (scheduled_for, run id). Pending runs come from due_work, leaving out occurrences written ahead
 -- whose time has not come (state `scheduled`: list_upcoming lists them); ended runs come from their
 -- final task_run row, which carries its own steps and output. A run is in exactly one of the two at
--- any moment (it moves in one statement). Pending runs are few (the queue); ended runs are read in
--- order, an agent's from task_run_owner_idx and everyone's (admins) from task_run_history_idx (or
--- task_run_task_idx / task_run_dead_idx), so a page costs the same however long the history is and
--- however small the agent's share of it.
+-- any moment (it moves in one statement). Both are read in page order: pending runs back from now
+-- over due_work_history_idx, keeping the agent's own (an agent behind another's backlog passes it);
+-- ended runs from task_run_owner_idx for an agent and task_run_history_idx (or task_run_task_idx /
+-- task_run_dead_idx) for admins, so a page of history costs about a page of rows however long the
+-- history is and however small the agent's share of it. Ended runs are read from two access paths,
+-- one of them empty: everyone's rows for an admin, the agent's own otherwise. As a UNION ALL both
+-- stay in the one plan the statement is prepared with, merged in page order, the filters pushed into
+-- each (an `:agent_id IS NULL OR agent_id = :agent_id` condition could use neither index). Each arm
+-- is ordered on its own so that it is planned on its own: only then does `agent_id = :agent_id` let
+-- task_run_owner_idx give the page order. (Planned on its own, an arm is planned to be read whole:
+-- the queue's arms chose a bitmap scan and a sort of the backlog for later pages, so the queue is
+-- read in one walk.)
 WITH pending AS (
     SELECT d.id AS run_id, d.task_id, d.state, d.attempt, d.max_attempts, d.origin, d.priority,
            d.scheduled_for, d.run_at, d.created_at, d.started_at, CAST(NULL AS timestamptz) AS finished_at,
@@ -33,8 +41,7 @@ WITH pending AS (
       FROM due_work d
      WHERE NOT (d.state = 'queued' AND d.run_at > coalesce(CAST(:now AS timestamptz), now()))
        -- what is listed was due when written or leased, and a run is never due before its time
-       -- (run_at >= scheduled_for): the walk back over due_work_history_idx starts at now, past the
-       -- occurrences written ahead
+       -- (run_at >= scheduled_for): the walk back starts at now, past the occurrences written ahead
        AND d.scheduled_for <= coalesce(CAST(:now AS timestamptz), now())
        AND (CAST(:task_id AS uuid) IS NULL OR d.task_id = :task_id)
        AND (CAST(:states AS text[]) IS NULL OR d.state = ANY(CAST(:states AS text[])))
@@ -43,19 +50,13 @@ WITH pending AS (
        AND (CAST(:until AS timestamptz) IS NULL OR d.created_at < :until)
        AND (CAST(:after_at AS timestamptz) IS NULL
             OR (d.scheduled_for, d.id) < (CAST(:after_at AS timestamptz), CAST(:after_id AS bigint)))
-       AND (CAST(:agent_id AS uuid) IS NULL OR (SELECT t.agent_id FROM task t WHERE t.id = d.task_id) = :agent_id)
+       AND (CAST(:agent_id AS uuid) IS NULL OR d.agent_id = :agent_id)
      ORDER BY d.scheduled_for DESC, d.id DESC
      LIMIT :limit),
 ended AS (
     SELECT r.run_id, r.task_id, r.state, r.attempt, r.max_attempts, r.origin, r.priority,
            r.scheduled_for, CAST(NULL AS timestamptz) AS run_at, r.created_at, r.started_at, r.finished_at,
            r.worker_id, r.event_id, false AS cancel_requested, r.error, r.steps, r.output, r.record_bytes
-      -- Two access paths, one of them empty: everyone's history for an admin, the agent's own
-      -- otherwise. As a UNION ALL both stay in the one plan the statement is prepared with, merged in
-      -- page order, the filters below pushed into each (an `:agent_id IS NULL OR agent_id =
-      -- :agent_id` condition could use neither index). Each arm is ordered on its own so that it is
-      -- planned on its own: only then does `agent_id = :agent_id` let task_run_owner_idx give the
-      -- page order.
       FROM ((SELECT * FROM task_run WHERE final AND CAST(:agent_id AS uuid) IS NULL
               ORDER BY scheduled_for DESC, run_id DESC)
             UNION ALL
@@ -109,16 +110,15 @@ SELECT p.run_id, p.scheduled_for,
 
 -- list_upcoming --
 -- Occurrences the scheduler wrote ahead whose time has not come (state `scheduled`), soonest first,
--- keyset-paginated on (scheduled_for, id). The queue holds one horizon's worth of them
--- (ORDO_SCHEDULER_HORIZON_S), so a scan of it is bounded.
+-- keyset-paginated on (scheduled_for, id).
 SELECT d.id AS run_id, d.task_id, 'scheduled' AS state, d.attempt, d.max_attempts, d.origin, d.priority,
        d.scheduled_for, d.run_at, d.created_at, d.started_at, CAST(NULL AS timestamptz) AS finished_at,
-       d.worker_id, d.event_id, d.cancel_requested, d.last_error AS error, t.title AS task_title
+       d.worker_id, d.event_id, d.cancel_requested, d.last_error AS error,
+       (SELECT t.title FROM task t WHERE t.id = d.task_id) AS task_title
   FROM due_work d
-  JOIN task t ON t.id = d.task_id
  WHERE d.state = 'queued' AND d.run_at > coalesce(CAST(:now AS timestamptz), now())
    AND (CAST(:task_id AS uuid) IS NULL OR d.task_id = :task_id)
-   AND (CAST(:agent_id AS uuid) IS NULL OR t.agent_id = :agent_id)
+   AND (CAST(:agent_id AS uuid) IS NULL OR d.agent_id = :agent_id)
    AND (CAST(:after_at AS timestamptz) IS NULL
         OR (d.scheduled_for, d.id) > (CAST(:after_at AS timestamptz), CAST(:after_id AS bigint)))
  ORDER BY d.scheduled_for, d.id
@@ -159,7 +159,7 @@ INSERT INTO task_run (run_id, attempt, task_id, origin, scheduled_for, created_a
                       event_id, params, state, final, finished_at, error, agent_id)
 SELECT id, attempt + 1, task_id, origin, scheduled_for, created_at, priority, max_attempts,
        event_id, params, 'canceled', true, now(), jsonb_build_object('code', 'CANCELED', 'message', CAST(:message AS text)),
-       (SELECT t.agent_id FROM task t WHERE t.id = waiting.task_id)
+       agent_id
   FROM waiting
 RETURNING run_id;
 
@@ -185,11 +185,11 @@ WITH reopened AS (
      WHERE r.run_id = :id AND r.final AND r.state = 'dead'
     RETURNING r.*)
 INSERT INTO due_work (id, task_id, origin, scheduled_for, run_at, priority, state, attempt, max_attempts,
-                      concurrency_key, concurrency_limit, event_id, params, last_error, created_at)
+                      concurrency_key, concurrency_limit, event_id, params, last_error, created_at, agent_id)
 OVERRIDING SYSTEM VALUE
 SELECT o.run_id, o.task_id, o.origin, o.scheduled_for, now(), t.priority, 'failed', o.attempt, o.attempt + 1,
        t.concurrency_key, CASE WHEN t.concurrency_key IS NOT NULL THEN t.concurrency_limit END,
-       (SELECT e.id FROM event e WHERE e.id = o.event_id), o.params, o.error, o.created_at
+       (SELECT e.id FROM event e WHERE e.id = o.event_id), o.params, o.error, o.created_at, t.agent_id
   FROM reopened o
   JOIN task t ON t.id = o.task_id
 RETURNING id;

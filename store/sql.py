@@ -69,11 +69,11 @@ def _numbered(query: TextClause) -> tuple[str, tuple[str, ...]]:
 
 
 async def _execute(
-    conn: AsyncConnection[Any], query: TextClause, params: Mapping[str, Any]
+    conn: AsyncConnection[Any], query: TextClause, params: Mapping[str, Any], prepare: bool | None = None
 ) -> AsyncRawCursor[dict[str, Any]]:
     statement, names = _numbered(query)
     cursor = AsyncRawCursor(conn, row_factory=dict_row)
-    await cursor.execute(statement, [params[name] for name in names])
+    await cursor.execute(statement, [params[name] for name in names], prepare=prepare)
     return cursor
 
 
@@ -85,7 +85,9 @@ async def fetch_one(
 
 
 async def fetch_all(
-    conn: AsyncConnection[Any], query: TextClause, params: Mapping[str, Any]
+    conn: AsyncConnection[Any], query: TextClause, params: Mapping[str, Any], *, prepare: bool | None = None
 ) -> list[dict[str, Any]]:
-    """Every row of `query` as a dict, as `.mappings().all()` would give them."""
-    return await (await _execute(conn, query, params)).fetchall()
+    """Every row of `query` as a dict, as `.mappings().all()` would give them. `prepare=False`: planned
+    for these parameters on each execution, never with the plan the server keeps for a prepared
+    statement (psycopg prepares a statement from its fifth execution on a connection)."""
+    return await (await _execute(conn, query, params, prepare)).fetchall()

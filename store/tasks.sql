@@ -109,7 +109,7 @@ recorded AS (
     SELECT id, attempt + 1, task_id, origin, scheduled_for, created_at, priority, max_attempts,
            event_id, params, 'canceled', true, now(),
            jsonb_build_object('code', 'TASK_CANCELED', 'message', 'the task was canceled'),
-           (SELECT t.agent_id FROM task t WHERE t.id = :task_id)
+           agent_id
       FROM waiting
     RETURNING run_id),
 running AS (

@@ -137,7 +137,7 @@ retried AS (
        AND CASE WHEN o.token IS NULL THEN d.state <> 'running'
                 ELSE d.lease_token = o.token AND d.state = 'running' END
     RETURNING d.id, d.task_id, d.origin, d.scheduled_for, d.created_at, d.priority, d.max_attempts,
-              d.event_id, d.params, d.worker_id, d.started_at),
+              d.event_id, d.params, d.worker_id, d.started_at, d.agent_id),
 ended AS (
     DELETE FROM due_work d
      USING outcome o
@@ -148,7 +148,7 @@ ended AS (
     RETURNING d.id, d.task_id, d.origin, d.scheduled_for, d.created_at, d.priority, d.max_attempts,
               d.event_id, d.params,
               CASE WHEN o.token IS NULL THEN CAST(:worker_id AS text) ELSE d.worker_id END AS worker_id,
-              CASE WHEN o.token IS NULL THEN now() ELSE d.started_at END AS started_at),
+              CASE WHEN o.token IS NULL THEN now() ELSE d.started_at END AS started_at, d.agent_id),
 changed AS (
     SELECT * FROM retried
     UNION ALL
@@ -160,7 +160,7 @@ recorded AS (
     SELECT c.id, o.attempt, c.task_id, c.origin, c.scheduled_for, c.created_at, c.priority, c.max_attempts,
            c.event_id, c.params, o.state, o.state <> 'failed', c.worker_id, c.started_at,
            c.started_at + make_interval(secs => o.duration_s), coalesce(o.steps, '[]'), o.output, o.error,
-           o.record_bytes, (SELECT t.agent_id FROM task t WHERE t.id = c.task_id)
+           o.record_bytes, c.agent_id
       FROM changed c
       JOIN outcome o ON o.id = c.id
     RETURNING run_id, attempt, task_id, state, scheduled_for, finished_at, error),

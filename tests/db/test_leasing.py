@@ -77,8 +77,9 @@ def test_highest_priority_first_then_earliest_and_only_what_is_due(db):
     with db.tx() as conn:
         conn.execute(
             text(
-                "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts) "
-                "VALUES (:t, 'schedule', now() + interval '1 hour', now() + interval '1 hour', 9, 1)"
+                "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts, "
+                "agent_id) VALUES (:t, 'schedule', now() + interval '1 hour', now() + interval '1 hour', "
+                "9, 1, (SELECT agent_id FROM task WHERE id = :t))"
             ),
             {"t": future["id"]},
         )

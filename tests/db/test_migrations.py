@@ -139,10 +139,10 @@ def test_0010_keeps_the_queue_and_what_its_task_key_guaranteed(empty_db):
     with pytest.raises(StoreError) as refused, empty_db.tx() as conn:
         conn.execute(
             text(
-                "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts)"
-                " VALUES (:t, 'manual', :at, :at, 5, 1)"
+                "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts,"
+                " agent_id) VALUES (:t, 'manual', :at, :at, 5, 1, :agent)"
             ),
-            {"t": ids[0], "at": PLACE},
+            {"t": ids[0], "at": PLACE, "agent": store_tasks.LOCAL_AGENT_ID},
         )
     assert refused.value.details == {"constraint": "due_work_task_id_fkey"}
 
@@ -194,3 +194,48 @@ def test_0012_gives_history_from_before_it_its_owner(empty_db):
     assert listed(other) == [7, 6, 4, 2]
     assert listed(store_tasks.LOCAL_AGENT_ID) == [5, 3, 1]
     assert listed(None) == [7, 6, 5, 4, 3, 2, 1]
+
+
+def test_0013_gives_queued_runs_their_owner_and_refuses_another(empty_db):
+    """Runs queued before 0013 are listed for their owner after it; a run queued under an owner other
+    than its task's is refused, and its statement writes nothing."""
+    _migrate_up_to(empty_db, 13)
+    with empty_db.tx() as conn:
+        other = conn.execute(text("INSERT INTO agent (name) VALUES ('other') RETURNING id")).scalar_one()
+        tasks = {}
+        for owner in (store_tasks.LOCAL_AGENT_ID, other):
+            tasks[owner] = conn.execute(
+                text(
+                    "INSERT INTO task (agent_id, title, schedule_kind, schedule_expr, timezone, payload)"
+                    " VALUES (:agent, 't', 'manual', '', 'UTC', '{}') RETURNING id"
+                ),
+                {"agent": owner},
+            ).scalar_one()
+        for minute, owner in enumerate((other, store_tasks.LOCAL_AGENT_ID, other)):
+            conn.execute(
+                text(
+                    "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts)"
+                    " VALUES (:t, 'manual', :at, :at, 5, 1)"
+                ),
+                {"t": tasks[owner], "at": PLACE.replace(minute=minute)},
+            )
+    migrations.migrate(empty_db)
+
+    def listed(agent_id):
+        with empty_db.tx() as conn:
+            page = store_runs.list_page(conn, agent_id=agent_id, now=PLACE.replace(hour=13))
+            return [run["task_id"] for run in page.items]
+
+    assert listed(other) == [str(tasks[other])] * 2
+    assert listed(store_tasks.LOCAL_AGENT_ID) == [str(tasks[store_tasks.LOCAL_AGENT_ID])]
+    assert len(listed(None)) == 3
+    with pytest.raises(StoreError) as refused, empty_db.tx() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts,"
+                " agent_id) SELECT t, 'manual', :at, :at, 5, 1, :agent FROM unnest(CAST(:ts AS uuid[])) AS t"
+            ),
+            {"ts": list(tasks.values()), "at": PLACE, "agent": other},
+        )
+    assert refused.value.details == {"constraint": "due_work_agent_id_owner"}
+    assert scalar(empty_db, "SELECT count(*) FROM due_work") == 3

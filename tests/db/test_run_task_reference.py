@@ -18,8 +18,8 @@ from store.errors import StoreError
 from tests.helpers import add_task, scalar, wait_for
 
 _INSERT_RUN = (
-    "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts)"
-    " VALUES (%s, 'manual', now(), now(), 5, 1)"
+    "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts, agent_id)"
+    f" VALUES (%s, 'manual', now(), now(), 5, 1, '{store_tasks.LOCAL_AGENT_ID}')"
 )
 
 
@@ -41,9 +41,9 @@ def test_a_run_for_a_missing_task_is_refused_and_its_statement_writes_nothing(db
     task = add_task(db)
     with psycopg.connect(_url(db)) as conn, pytest.raises(errors.ForeignKeyViolation) as refused:
         conn.execute(
-            "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts)"
-            " SELECT t, 'manual', now(), now(), 5, 1 FROM unnest(%s::uuid[]) AS t",
-            ([task["id"], uuid.uuid4()],),
+            "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts, agent_id)"
+            " SELECT t, 'manual', now(), now(), 5, 1, %s FROM unnest(%s::uuid[]) AS t",
+            (store_tasks.LOCAL_AGENT_ID, [task["id"], uuid.uuid4()]),
         )
     assert refused.value.diag.constraint_name == "due_work_task_id_fkey"
     assert _runs(db, task["id"]) == 0

@@ -61,8 +61,9 @@ def test_history_and_upcoming_page_without_gaps_or_repeats(db):
         for minutes in (-30, -20, -10, 10, 10, 20, 30):
             conn.execute(
                 text(
-                    "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts) "
-                    "VALUES (:t, 'manual', :at, :at, 5, 1)"
+                    "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts, "
+                    "agent_id) VALUES (:t, 'manual', :at, :at, 5, 1, "
+                    "(SELECT agent_id FROM task WHERE id = :t))"
                 ),
                 {"t": task["id"], "at": base + timedelta(minutes=minutes)},
             )
@@ -86,9 +87,10 @@ def test_history_and_upcoming_page_without_gaps_or_repeats(db):
 
 
 def test_each_agent_pages_through_its_own_history_whatever_others_ran(db):
-    """Two agents' runs interleave in time, ended by a worker and by cancels of a run and of a task.
-    Each agent's pages hold its own runs only, newest scheduled first, without gaps or repeats; an
-    admin's hold everyone's. Every history row carries its owner (task_run_owner_idx lists them)."""
+    """Two agents' runs interleave in time, ended by a worker and by cancels of a run and of a task,
+    and some still wait. Each agent's pages hold its own runs only, newest scheduled first, without
+    gaps or repeats; an admin's hold everyone's. Every queued run and every history row carries its
+    owner (task_run_owner_idx lists them)."""
     with db.tx() as conn:
         other = agents.ensure_agent(conn, "other-team")["id"]
         doc = {"title": "theirs", "schedule_kind": "manual", "payload": echo_payload()}
@@ -105,6 +107,8 @@ def test_each_agent_pages_through_its_own_history_whatever_others_ran(db):
         store_runs.cancel(conn, waiting, agent_id=other)
         store_runs.enqueue(conn, ours_canceled["id"], n=2)
         store_tasks.cancel(conn, ours_canceled["id"])
+        store_runs.enqueue(conn, ours["id"])
+        store_runs.enqueue(conn, theirs["id"], n=2)
 
     def pages(agent_id):
         seen, cursor = [], None
@@ -118,15 +122,15 @@ def test_each_agent_pages_through_its_own_history_whatever_others_ran(db):
 
     mine, theirs_listed, everyone = pages(store_tasks.LOCAL_AGENT_ID), pages(other), pages(None)
     assert [run[:2] for run in everyone] == sorted((run[:2] for run in everyone), reverse=True)
-    assert len({run[1] for run in everyone}) == len(everyone) == 6 + 9 + 1 + 2
+    assert len({run[1] for run in everyone}) == len(everyone) == 6 + 9 + 1 + 2 + 3
     assert sorted(mine + theirs_listed, reverse=True) == everyone
     assert {run[2] for run in mine} == {str(ours["id"]), str(ours_canceled["id"])}
     assert {run[2] for run in theirs_listed} == {str(theirs["id"])}
-    assert sorted(run[3] for run in theirs_listed) == ["canceled"] + ["succeeded"] * 9
-    assert [run[3] for run in mine].count("canceled") == 2
-    assert scalar(
-        db, "SELECT count(*) FROM task_run r JOIN task t ON t.id = r.task_id WHERE r.agent_id = t.agent_id"
-    ) == len(everyone)
+    assert sorted(run[3] for run in theirs_listed) == ["canceled"] + ["queued"] * 2 + ["succeeded"] * 9
+    assert sorted(run[3] for run in mine) == ["canceled"] * 2 + ["queued"] + ["succeeded"] * 6
+    owned = "SELECT count(*) FROM {} r JOIN task t ON t.id = r.task_id WHERE r.agent_id = t.agent_id"
+    assert scalar(db, owned.format("task_run")) == len(everyone) - 3
+    assert scalar(db, owned.format("due_work")) == 3
 
 
 def test_retrying_a_dead_run_makes_a_new_attempt_under_the_same_id(db):
@@ -187,8 +191,9 @@ def test_a_scheduled_run_is_not_due_and_a_due_one_is_not_scheduled(db):
             conn.execute(
                 text(
                     "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts, "
-                    "state, attempt) "
-                    "VALUES (:t, 'manual', now(), now() + make_interval(mins => :m), 5, 3, :s, :a)"
+                    "state, attempt, agent_id) "
+                    "VALUES (:t, 'manual', now(), now() + make_interval(mins => :m), 5, 3, :s, :a, "
+                    "(SELECT agent_id FROM task WHERE id = :t))"
                 ),
                 {"t": task["id"], "m": minutes, "s": state, "a": attempt},
             )

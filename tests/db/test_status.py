@@ -29,7 +29,7 @@ def _queue(db: Database, task_id: str, rows: list[tuple[str, int, str, str | Non
                     """
                     INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, state, attempt,
                                           max_attempts, concurrency_key, concurrency_limit,
-                                          lease_token, lease_until, worker_id, started_at)
+                                          lease_token, lease_until, worker_id, started_at, agent_id)
                     SELECT :task_id, 'manual',
                            now() + CAST(:offset AS interval), now() + CAST(:offset AS interval),
                            :priority, :state, CASE WHEN :state = 'queued' THEN 0 ELSE 1 END, 3,
@@ -37,7 +37,8 @@ def _queue(db: Database, task_id: str, rows: list[tuple[str, int, str, str | Non
                            CASE WHEN :state = 'running' THEN gen_random_uuid() END,
                            CASE WHEN :state = 'running' THEN now() + interval '30 seconds' END,
                            CASE WHEN :state = 'running' THEN 'w-fresh' END,
-                           CASE WHEN :state = 'running' THEN now() END
+                           CASE WHEN :state = 'running' THEN now() END,
+                           (SELECT agent_id FROM task WHERE id = :task_id)
                     """
                 ),
                 {"task_id": task_id, "state": state, "priority": priority, "offset": offset, "key": key},

@@ -89,8 +89,8 @@ def test_pause_withdraws_unstarted_occurrences_and_resume_starts_from_now(db):
     with db.tx() as conn:
         conn.execute(
             text(
-                "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts) "
-                "VALUES (:t, 'schedule', :at, :at, 5, 1)"
+                "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts, "
+                "agent_id) VALUES (:t, 'schedule', :at, :at, 5, 1, (SELECT agent_id FROM task WHERE id = :t))"
             ),
             {"t": task["id"], "at": NOW + timedelta(minutes=5)},
         )

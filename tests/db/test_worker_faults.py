@@ -94,7 +94,8 @@ def test_a_run_whose_queue_row_is_corrupt_is_recorded_as_a_worker_crash_and_free
             conn.execute(
                 text(
                     "INSERT INTO due_work (task_id, origin, scheduled_for, run_at, priority, max_attempts, "
-                    "params) VALUES (:t, 'manual', now(), now(), 5, :m, CAST('[1, 2]' AS jsonb)) RETURNING id"
+                    "params, agent_id) VALUES (:t, 'manual', now(), now(), 5, :m, CAST('[1, 2]' AS jsonb), "
+                    "(SELECT agent_id FROM task WHERE id = :t)) RETURNING id"
                 ),
                 {"t": t["id"], "m": m},
             ).scalar_one()
