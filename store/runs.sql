@@ -110,7 +110,8 @@ SELECT p.run_id, p.scheduled_for,
 
 -- list_upcoming --
 -- Occurrences the scheduler wrote ahead whose time has not come (state `scheduled`), soonest first,
--- keyset-paginated on (scheduled_for, id).
+-- keyset-paginated on (scheduled_for, id). The queue holds one horizon's worth of them
+-- (ORDO_SCHEDULER_HORIZON_S), so a scan of it is bounded; an agent's are kept by the owner on the row.
 SELECT d.id AS run_id, d.task_id, 'scheduled' AS state, d.attempt, d.max_attempts, d.origin, d.priority,
        d.scheduled_for, d.run_at, d.created_at, d.started_at, CAST(NULL AS timestamptz) AS finished_at,
        d.worker_id, d.event_id, d.cancel_requested, d.last_error AS error,
