@@ -96,6 +96,7 @@ def freeze_startup_heap() -> None:
 EXIT_FAILED = 1  # the thing asked for did not succeed: a run failed, the database is unreachable
 EXIT_BAD_INPUT = 2  # bad input: a usage error, an invalid document, an unknown id, a refused change
 EXIT_STILL_WAITING = 3  # `--wait` gave up: the run has not finished yet
+EXIT_READER_GONE = 141  # stdout's reader left (`ordo runs | head`): what a shell reports for SIGPIPE
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
@@ -115,6 +116,11 @@ def guarded() -> Iterator[None]:
         fail(e.message, EXIT_BAD_INPUT if 400 <= e.status < 500 else EXIT_FAILED)
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    except BrokenPipeError:
+        # What the reader did not take is not wanted: no message. Python would still try to flush
+        # stdout at exit and report that it could not, so stdout now goes nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(EXIT_READER_GONE) from None
     except Exception as e:  # the last line of defence; the log has the details
         structlog.get_logger().exception("command_crashed")
         fail(f"internal error: {type(e).__name__}: {e}", 70)

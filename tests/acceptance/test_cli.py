@@ -2,6 +2,8 @@
 shapes, `id` everywhere), and every operation the API offers."""
 
 import json
+import subprocess
+import sys
 import textwrap
 from datetime import datetime
 
@@ -10,6 +12,7 @@ import yaml
 from sqlalchemy import text
 
 from store.db import Database
+from tests.acceptance.conftest import REPO
 from tests.helpers import scalar, wait_for
 
 NIGHTLY = textwrap.dedent(
@@ -202,6 +205,22 @@ def test_preview_prints_occurrences_with_offsets(ordo):
     assert "incomplete (SCHEDULE_TOO_COSTLY)" in costly.stderr
     nothing = ordo.run("preview", "--rrule", "RRULE:FREQ=MINUTELY\nEXRULE:FREQ=MINUTELY", "--count", "3")
     assert nothing.returncode == 2 and "0 of the 3" in nothing.stderr
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(ordo):
+    """`ordo tool list | head -1`: once stdout's reader has gone, the command stops with the exit status
+    of a process ended by SIGPIPE, and says nothing (it crashed with an internal error before)."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "tool", "list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ordo.env,
+        cwd=REPO,
+    ) as proc:
+        proc.stdout.close()  # the reader leaves before the command writes its first line
+        err = proc.stderr.read()
+        assert proc.wait(timeout=60) == 141
+    assert err == b""
 
 
 def test_tool_list_and_tool_run(ordo):
