@@ -22,14 +22,11 @@ RETURNING id;
 -- over due_work_history_idx, keeping the agent's own (an agent behind another's backlog passes it);
 -- ended runs from task_run_owner_idx for an agent and task_run_history_idx (or task_run_task_idx /
 -- task_run_dead_idx) for admins, so a page of history costs about a page of rows however long the
--- history is and however small the agent's share of it. Ended runs are read from two access paths,
--- one of them empty: everyone's rows for an admin, the agent's own otherwise. As a UNION ALL both
--- stay in the one plan the statement is prepared with, merged in page order, the filters pushed into
--- each (an `:agent_id IS NULL OR agent_id = :agent_id` condition could use neither index). Each arm
--- is ordered on its own so that it is planned on its own: only then does `agent_id = :agent_id` let
--- task_run_owner_idx give the page order. (Planned on its own, an arm is planned to be read whole:
--- the queue's arms chose a bitmap scan and a sort of the backlog for later pages, so the queue is
--- read in one walk.)
+-- history is and however small the agent's share of it. Ended runs are read by two arms, one of them
+-- empty: everyone's rows for an admin, the agent's own otherwise. Both stay in the one plan the
+-- statement is prepared with (an `:agent_id IS NULL OR agent_id = :agent_id` condition could use
+-- neither index), and each is planned on its own, which is what lets `agent_id = :agent_id` give
+-- task_run_owner_idx's order.
 WITH pending AS (
     SELECT d.id AS run_id, d.task_id, d.state, d.attempt, d.max_attempts, d.origin, d.priority,
            d.scheduled_for, d.run_at, d.created_at, d.started_at, CAST(NULL AS timestamptz) AS finished_at,
@@ -57,20 +54,31 @@ ended AS (
     SELECT r.run_id, r.task_id, r.state, r.attempt, r.max_attempts, r.origin, r.priority,
            r.scheduled_for, CAST(NULL AS timestamptz) AS run_at, r.created_at, r.started_at, r.finished_at,
            r.worker_id, r.event_id, false AS cancel_requested, r.error, r.steps, r.output, r.record_bytes
-      FROM ((SELECT * FROM task_run WHERE final AND CAST(:agent_id AS uuid) IS NULL
-              ORDER BY scheduled_for DESC, run_id DESC)
+      FROM ((SELECT * FROM task_run a
+              WHERE a.final AND CAST(:agent_id AS uuid) IS NULL
+                AND (CAST(:task_id AS uuid) IS NULL OR a.task_id = :task_id)
+                AND (CAST(:states AS text[]) IS NULL OR a.state = ANY(CAST(:states AS text[])))
+                AND (CAST(:worker_id AS text) IS NULL OR a.worker_id = :worker_id)
+                AND (CAST(:since AS timestamptz) IS NULL OR a.created_at >= :since)
+                AND (CAST(:until AS timestamptz) IS NULL OR a.created_at < :until)
+                AND (CAST(:after_at AS timestamptz) IS NULL
+                     OR (a.scheduled_for, a.run_id) < (CAST(:after_at AS timestamptz), CAST(:after_id AS bigint)))
+              ORDER BY a.scheduled_for DESC, a.run_id DESC
+              LIMIT :limit)
             UNION ALL
-            (SELECT * FROM task_run WHERE final AND agent_id = :agent_id
-              ORDER BY scheduled_for DESC, run_id DESC)) r
-     WHERE (CAST(:task_id AS uuid) IS NULL OR r.task_id = :task_id)
-       AND (CAST(:states AS text[]) IS NULL OR r.state = ANY(CAST(:states AS text[])))
-       AND (CAST(:worker_id AS text) IS NULL OR r.worker_id = :worker_id)
-       AND (CAST(:since AS timestamptz) IS NULL OR r.created_at >= :since)
-       AND (CAST(:until AS timestamptz) IS NULL OR r.created_at < :until)
-       AND (CAST(:after_at AS timestamptz) IS NULL
-            OR (r.scheduled_for, r.run_id) < (CAST(:after_at AS timestamptz), CAST(:after_id AS bigint)))
-     ORDER BY r.scheduled_for DESC, r.run_id DESC
-     LIMIT :limit),
+            -- the same filters: an arm limited to a page is planned to read a page (without the
+            -- limit it was planned to be read whole, and a sort of the agent's history won)
+            (SELECT * FROM task_run o
+              WHERE o.final AND o.agent_id = :agent_id
+                AND (CAST(:task_id AS uuid) IS NULL OR o.task_id = :task_id)
+                AND (CAST(:states AS text[]) IS NULL OR o.state = ANY(CAST(:states AS text[])))
+                AND (CAST(:worker_id AS text) IS NULL OR o.worker_id = :worker_id)
+                AND (CAST(:since AS timestamptz) IS NULL OR o.created_at >= :since)
+                AND (CAST(:until AS timestamptz) IS NULL OR o.created_at < :until)
+                AND (CAST(:after_at AS timestamptz) IS NULL
+                     OR (o.scheduled_for, o.run_id) < (CAST(:after_at AS timestamptz), CAST(:after_id AS bigint)))
+              ORDER BY o.scheduled_for DESC, o.run_id DESC
+              LIMIT :limit)) r),
 page AS (
     SELECT * FROM pending
     UNION ALL
