@@ -40,7 +40,14 @@ from engine.context import ToolContext
 from engine.outbound import OutboundPolicy, OutboundRefused, parse_url, redact_url
 from store.errors import Permanent, RetryLater, ToolError
 
-__all__ = ["close_async_clients", "read_capped", "read_capped_async", "request", "request_async"]
+__all__ = [
+    "close_async_clients",
+    "close_clients",
+    "read_capped",
+    "read_capped_async",
+    "request",
+    "request_async",
+]
 
 _TEXT_LIMIT = 1024 * 1024  # returned text is capped separately from the byte cap on what is read
 # Idle connections kept per process: enough for a busy worker's runs to find one open.
@@ -66,6 +73,17 @@ def _client(policy: OutboundPolicy) -> httpx.Client:
                 )
                 _CLIENTS[policy] = client
     return client
+
+
+def close_clients() -> None:
+    """Close the process's clients and the connections they keep alive (the next request opens a new
+    client). For a process done with outbound calls, or a test whose server goes away: a kept-alive
+    connection otherwise stays open until the process ends."""
+    with _CLIENTS_LOCK:
+        clients = list(_CLIENTS.values())
+        _CLIENTS.clear()
+    for client in clients:
+        client.close()
 
 
 # An asynchronous session serves only the event loop it was made on: one per loop and policy.

@@ -12,7 +12,7 @@ import pytest
 
 from engine import ToolContext, ToolLimits, ToolRegistry, call_tool, compile_pipeline, run_pipeline_async
 from engine.outbound import OutboundPolicy
-from engine.tools.http import close_async_clients
+from engine.tools.http import close_async_clients, close_clients
 from store.errors import ToolError
 
 REGISTRY = ToolRegistry.load()
@@ -101,6 +101,7 @@ def base_url():
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+    close_clients()  # the pooled connection to it, else open (and its handler thread waiting) until exit
 
 
 def call(args, timeout_s=5.0, max_bytes=10_000_000, allow="127.0.0.1"):
@@ -353,6 +354,7 @@ def keepalive_url():
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+    close_clients()  # the pooled connection to it, else open (and its handler thread waiting) until exit
 
 
 def test_runs_reuse_open_connections(keepalive_url):
