@@ -82,6 +82,11 @@ def _int(value: Any) -> int:
 def _str(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("not a key")
+    # No stored key holds NUL or a lone surrogate, and PostgreSQL text cannot take either: a cursor
+    # carrying one was not handed out (it would otherwise fail in the database, not as a bad cursor).
+    if "\x00" in value:
+        raise ValueError("not a key")
+    value.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate
     return value
 
 

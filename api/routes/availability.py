@@ -39,7 +39,7 @@ from api.plant_schemas import (
     PatternPreview,
 )
 from api.responses import json_body
-from api.schemas import RunPublic
+from api.schemas import RunPublic, Text
 from engine.tools import plant
 from engine.tools.availability import checked_preview, range_problem
 from engine.tools.holiday_calendars import OBSERVED_SETTINGS
@@ -63,7 +63,7 @@ _MAX_REFS = 1000
 _GENERATE_TITLE = "Generate availability"
 
 ResourceIds = Annotated[
-    str | None,
+    Text | None,
     Query(
         max_length=4000,
         description="Comma-separated resource ids or codes; each stands for itself and every resource "
@@ -208,7 +208,7 @@ def generation_changes(
 
 @router.get("/patterns/{name}/preview", response_model=PatternPreview, responses=_READ, tags=["plant"])
 def preview_pattern(
-    name: Annotated[str, Path(min_length=1, max_length=100)],
+    name: Annotated[Text, Path(min_length=1, max_length=100)],
     caller: AvailabilityRead,
     db: Db,
     timezone: Annotated[str, Query(max_length=100, description="IANA zone, e.g. Europe/Chisinau.")],

@@ -39,7 +39,7 @@ from api.plant_schemas import (
     ResourcePublic,
 )
 from api.responses import json_body
-from api.schemas import ErrorBody, safe_json
+from api.schemas import ErrorBody, Text, safe_json
 from engine.tools import plant
 from engine.tools.availability import LEVELS, range_problem
 from store import audit
@@ -55,10 +55,10 @@ router = APIRouter(tags=["plant"], route_class=CheckedRoute)
 _READ = responses(401, 403, 404, 422, 429, 503)
 _WRITE = responses(400, 401, 403, 404, 409, 413, 422, 429, 503)
 
-Ref = Annotated[str, Path(min_length=1, max_length=100, description="The resource's id or code.")]
-Name = Annotated[str, Path(min_length=1, max_length=100, description="The name.")]
+Ref = Annotated[Text, Path(min_length=1, max_length=100, description="The resource's id or code.")]
+Name = Annotated[Text, Path(min_length=1, max_length=100, description="The name.")]
 ResourceFilter = Annotated[
-    str | None, Query(min_length=1, max_length=100, description="Only this resource's (id or code).")
+    Text | None, Query(min_length=1, max_length=100, description="Only this resource's (id or code).")
 ]
 
 
@@ -140,7 +140,7 @@ def list_resources(
     db: Db,
     level: Literal[LEVELS] | None = None,  # type: ignore[valid-type]
     under: Annotated[
-        str | None,
+        Text | None,
         Query(min_length=1, max_length=100, description="Only this resource's subtree (id or code)."),
     ] = None,
     cursor: Cursor = None,
@@ -148,12 +148,14 @@ def list_resources(
 ) -> Any:
     """Resources in tree order (by path): the caller's plant (every plant for admins)."""
     with db.tx() as conn:
-        path = None
+        path, owner = None, caller.owner
         if under is not None:
             (row,) = store_plant.resolve(conn, [under], agent_id=caller.agent_id, owner=caller.owner)
-            path = row["path"]
+            # A path is unique within its plant only: the subtree is read in the plant it belongs to
+            # (for an admin naming another plant's resource, that plant, not every plant's same path).
+            path, owner = row["path"], row["agent_id"]
         rows, next_cursor = store_plant.list_resources(
-            conn, owner=caller.owner, level=level, under=path, cursor=cursor, limit=limit
+            conn, owner=owner, level=level, under=path, cursor=cursor, limit=limit
         )
         return json_body({"items": plant.resource_views(conn, rows), "next_cursor": next_cursor})
 

@@ -98,6 +98,10 @@ def check_csv(text: str, existing: PlantRows) -> PlantWrite:
     metadata, are optional), then one resource per row. An empty cell means "none" (inherit the
     parent's zone or calendar). Problems name the CSV line and the column."""
     problems = Problems()
+    if "\x00" in text:  # PostgreSQL text cannot hold it: refused here, naming its line
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        problems.add("csv", None, "the CSV contains a NUL character (\\u0000)", row=line)
+        problems.raise_if_any("the CSV")
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     header = [h.strip() for h in (reader.fieldnames or [])]
     if not header:
