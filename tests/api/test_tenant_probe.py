@@ -908,3 +908,49 @@ def test_an_admin_listing_one_plants_subtree_gets_only_that_plant(
     assert {r["code"] for r in listed} == {"JHB", "P-01"}
     assert all(r.get("agent_id", b_agent) == b_agent for r in listed), listed
     assert len(listed) == 2
+
+
+# -- dates at the edges of the calendar -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params", "body"),
+    [
+        ("GET", "/holiday-calendars/za/holidays", {"start": "0001-01-01", "end": "0001-12-31"}, None),
+        ("GET", "/holiday-calendars/za/holidays", {"start": "9999-01-01", "end": "9999-12-31"}, None),
+        ("GET", "/patterns/24x7/preview", {"timezone": "UTC", "start": "9999-12-25", "days": "14"}, None),
+        ("GET", "/patterns/24x7/preview", {"timezone": "Pacific/Kiritimati", "start": "9999-12-31"}, None),
+        ("GET", "/patterns/24x7/preview", {"timezone": "Pacific/Niue", "start": "0001-01-01"}, None),
+        ("GET", "/patterns/dupont/preview", {"timezone": "UTC", "start": "2026-01-01", "anchor": "0001-01-01"}, None),
+        ("GET", "/patterns/dupont/preview", {"timezone": "UTC", "start": "2026-01-01", "anchor": "9999-12-31"}, None),
+        ("GET", "/availability", {"start": "9999-12-30", "end": "9999-12-31"}, None),
+        ("GET", "/availability", {"start": "0001-01-01", "end": "0001-01-02"}, None),
+        ("GET", "/availability", {"start": "9999-12-30", "end": "9999-12-31", "format": "csv"}, None),
+        ("POST", "/schedules/generate", None, {"start": "9999-12-30", "days": 5}),
+        ("POST", "/schedules/generate", None, {"start": "0001-01-01", "end": "0001-01-02"}),
+        ("POST", "/assignments", None, {"resource": "JHB", "pattern": "24x7", "effective_from": "9999-12-31"}),
+        ("POST", "/assignments", None, {"resource": "JHB", "pattern": "24x7", "effective_from": "0001-01-01"}),
+        ("POST", "/exceptions", None, {"resource": "P-01", "kind": "breakdown", "start": "9999-12-31T23:00", "end": "9999-12-31T23:59"}),
+        ("POST", "/exceptions", None, {"resource": "P-01", "kind": "breakdown", "start": "0001-01-01T00:00", "end": "0001-01-01T01:00"}),
+        ("POST", "/exceptions", None, {"resource": "P-01", "kind": "breakdown", "start": "2026-01-01T00:00", "end": "2026-01-01T01:00", "rrule": "FREQ=SECONDLY"}),
+        ("PUT", "/holiday-calendars/edge", None, {"country": "ZA", "dates": ["9999-12-31", "0001-01-01"]}),
+        ("POST", "/schedules/preview", None, {"kind": "rrule", "expr": "FREQ=YEARLY", "dtstart": "9999-12-31T00:00:00", "timezone": "Pacific/Kiritimati"}),
+        ("POST", "/schedules/preview", None, {"kind": "cron", "expr": "0 0 31 12 *", "dtstart": "9999-12-31T23:00:00+00:00"}),
+        ("POST", "/tasks", None, echo_task(schedule_kind="rrule", schedule_expr="DTSTART:99991231T000000Z\nRRULE:FREQ=DAILY")),
+    ],
+)
+def test_dates_at_the_edges_are_never_a_5xx(
+    client: httpx.Client,
+    make_token: TokenFactory,
+    db: Database,
+    method: str,
+    path: str,
+    params: dict[str, str] | None,
+    body: dict[str, Any] | None,
+) -> None:
+    headers = bearer(make_token("edge", *ALL))
+    ok(client.post("/resources/import", json=PLANT, headers=headers))
+    response = client.request(method, path, params=params, json=body, headers=headers)
+    assert response.status_code < 500, (response.status_code, response.text[:300])
+    if response.status_code >= 400:
+        client_error(response)
