@@ -140,17 +140,15 @@ class Dispatcher:
         with translate_errors():
             conn = self._held.get()
             with conn.begin():  # the key locks must hold until the keyed leases commit
-                keys = (
-                    conn.execute(Q["keys_ready"], {"now": None, "m": self.cfg.max_keys_per_lease})
-                    .scalars()
-                    .all()
-                )
-                for key in sorted(keys):  # sorted: two workers lock keys in the same order
+                keys = conn.execute(Q["keys_ready"], {"now": None, "m": self.cfg.max_keys_per_lease}).all()
+                # sorted: two workers lock keys in the same order
+                for key, agent_id in sorted(keys, key=lambda k: (k[0], str(k[1]))):
                     if len(rows) >= n:
                         break
-                    conn.execute(Q["lock_key"], {"key": key})
+                    owned = {"key": key, "agent_id": agent_id}
+                    conn.execute(Q["lock_key"], owned)
                     rows.extend(
-                        conn.execute(Q["lease_keyed"], {**params, "key": key, "n": n - len(rows)})
+                        conn.execute(Q["lease_keyed"], {**params, **owned, "n": n - len(rows)})
                         .mappings()
                         .all()
                     )

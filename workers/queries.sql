@@ -42,8 +42,9 @@ UPDATE due_work d
 RETURNING d.id, d.lease_token;
 
 -- keys_ready --
--- Concurrency keys with due work (due_work_ready_keyed_idx), for the keyed lease pass.
-SELECT DISTINCT concurrency_key
+-- Concurrency keys with due work (due_work_ready_keyed_idx), for the keyed lease pass. A key is its
+-- owner's: agents that pick the same name neither share nor hold back each other's limit.
+SELECT DISTINCT concurrency_key, agent_id
   FROM due_work
  WHERE state IN ('queued', 'failed')
    AND concurrency_key IS NOT NULL
@@ -51,26 +52,26 @@ SELECT DISTINCT concurrency_key
  LIMIT :m;
 
 -- lock_key --
--- Serialise leasing of one concurrency key until the transaction ends. Keys are locked in sorted
--- order by the caller, so two workers cannot deadlock.
-SELECT pg_advisory_xact_lock(hashtextextended(:key, 7420002));
+-- Serialise leasing of one owner's concurrency key until the transaction ends. Keys are locked in
+-- sorted order by the caller, so two workers cannot deadlock.
+SELECT pg_advisory_xact_lock(hashtextextended(CAST(:agent_id AS text) || '/' || :key, 7420002));
 
 -- lease_keyed --
--- Claim due runs of one concurrency key while fewer than its limit are running. The caller holds the
+-- Claim due runs of one owner's concurrency key while fewer than its limit are running. The caller holds the
 -- key's advisory lock (lock_key) in this transaction and this statement takes a fresh snapshot, so
 -- the running count includes every lease committed by the previous holder of the lock.
 WITH running AS (
     SELECT count(*) AS n
       FROM due_work
-     WHERE state = 'running' AND concurrency_key = :key),
+     WHERE state = 'running' AND concurrency_key = :key AND agent_id = :agent_id),
 lim AS (
     SELECT min(concurrency_limit) AS k
       FROM due_work
-     WHERE state IN ('queued', 'failed') AND concurrency_key = :key),
+     WHERE state IN ('queued', 'failed') AND concurrency_key = :key AND agent_id = :agent_id),
 picked AS (
     SELECT id, task_id
       FROM due_work
-     WHERE concurrency_key = :key
+     WHERE concurrency_key = :key AND agent_id = :agent_id
        AND state IN ('queued', 'failed')
        AND run_at <= coalesce(CAST(:now AS timestamptz), now())
      ORDER BY priority DESC, run_at, id

@@ -5,9 +5,12 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from sqlalchemy import text
 
+from scheduler import task_document
+from store import agents
 from store import runs as store_runs
+from store import tasks as store_tasks
 from store.sql import load_queries
-from tests.helpers import add_task, rows, scalar
+from tests.helpers import REGISTRY, add_task, echo_payload, rows, scalar
 from workers.outcomes import Outcome, record, serialise
 from workers.rescuer import Rescuer, RescuerConfig
 
@@ -29,13 +32,14 @@ def lease(db, n=10, worker="w1", lease_s=30, now=None):
     return [{**r, "lease_token": tokens[r["id"]]} for r in claimed]
 
 
-def lease_keyed(db, key, n=10, worker="w1"):
+def lease_keyed(db, key, n=10, worker="w1", agent_id=store_tasks.LOCAL_AGENT_ID):
+    owned = {"key": key, "agent_id": agent_id}
     with db.tx() as conn:
-        conn.execute(Q["lock_key"], {"key": key})
+        conn.execute(Q["lock_key"], owned)
         return [
             dict(r)
             for r in conn.execute(
-                Q["lease_keyed"], {"key": key, "n": n, "now": None, "lease_s": 30, "worker_id": worker}
+                Q["lease_keyed"], {**owned, "n": n, "now": None, "lease_s": 30, "worker_id": worker}
             ).mappings()
         ]
 
@@ -185,6 +189,37 @@ def test_a_concurrency_key_caps_running_runs_across_workers(db):
     succeed(db, first[:1])
     assert len(lease_keyed(db, "press-7", n=10, worker="b")) == 1
     assert scalar(db, "SELECT count(*) FROM due_work WHERE state = 'running'") == 2
+
+
+def test_a_concurrency_key_is_its_owners(db):
+    """Two agents naming the same key each get their own limit: the other agent's running run does not
+    count against it, nor does its smaller limit apply, and the keyed pass lists the key once per owner."""
+    with db.tx() as conn:
+        other = agents.create_agent(conn, "other")["id"]
+        values = task_document.validate(
+            {
+                "title": "theirs",
+                "schedule_kind": "manual",
+                "payload": echo_payload(),
+                "concurrency_key": "press-7",
+                "concurrency_limit": 1,
+            },
+            REGISTRY,
+            now=datetime.now(UTC),
+        )
+        theirs = store_tasks.create(conn, values, other)
+    mine = add_task(db, concurrency_key="press-7", concurrency_limit=3)
+    enqueue(db, theirs, n=2)
+    assert len(lease_keyed(db, "press-7", agent_id=other)) == 1  # theirs: one at a time
+    enqueue(db, mine, n=4)
+    with db.tx() as conn:
+        ready = conn.execute(Q["keys_ready"], {"now": None, "m": 10}).all()
+    assert sorted((key, str(agent)) for key, agent in ready) == sorted(
+        [("press-7", str(other)), ("press-7", str(store_tasks.LOCAL_AGENT_ID))]
+    )
+
+    assert [r["task_id"] for r in lease_keyed(db, "press-7")] == [mine["id"]] * 3
+    assert lease_keyed(db, "press-7", agent_id=other) == []  # still one of theirs running
 
 
 def claim(conn, n=10):
