@@ -97,11 +97,13 @@ def retry_after_s(header: str | None, now: datetime) -> float | None:
     if not header:
         return None
     value = header.strip()
-    if value.isdigit():
+    # ASCII digits only: str.isdigit() is also true of "²" or "①", which float() refuses, and a
+    # receiver (any tenant's server) must not be able to make recording an attempt raise.
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
 
 
