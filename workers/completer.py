@@ -21,7 +21,7 @@ from observability import metrics
 from store.db import Database, HeldConnection, translate_errors
 from store.errors import StoreError
 from workers.health import LoopHealth
-from workers.outcomes import Finished, is_refusal, record, refused
+from workers.outcomes import Finished, chunked, is_refusal, record, refused
 
 __all__ = ["Completer", "CompleterConfig"]
 
@@ -120,8 +120,11 @@ class Completer:
                     due = self._first_at + self.cfg.max_delay_s
                     wait = due - time.monotonic()
                     if len(self._pending) >= self.cfg.max_batch or wait <= 0 or stop.is_set():
-                        batch = self._pending[: self.cfg.max_batch]
-                        self._pending = self._pending[self.cfg.max_batch :]
+                        # At most BATCH_MAX_BYTES of records: one statement, and a retry after an
+                        # outage never finds part of its batch already written.
+                        n = len(chunked(self._pending[: self.cfg.max_batch])[0])
+                        batch = self._pending[:n]
+                        self._pending = self._pending[n:]
                         self._first_at = time.monotonic() if self._pending else None
                         return batch
                     self._cond.wait(wait)

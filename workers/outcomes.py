@@ -23,8 +23,10 @@ from observability import metrics
 from store.sql import load_queries
 
 __all__ = [
+    "BATCH_MAX_BYTES",
     "Finished",
     "Outcome",
+    "chunked",
     "is_refusal",
     "record",
     "refused",
@@ -37,6 +39,12 @@ Q = load_queries("workers", "queries.sql")
 # data exceptions (22: e.g. \u0000 in jsonb), integrity (23), program limits (54: e.g. jsonb size).
 _REFUSAL_CLASSES = ("22", "23", "54")
 _KEPT_STEP_FIELDS = ("id", "uses", "state", "started_at", "duration_ms")
+# The most outcome bytes one record_outcomes statement carries. Each record is bounded on its own
+# (4 x ORDO_STEP_OUTPUT_MAX_BYTES), but a batch of them is not: 32 records of 39 MB make a 1.25 GB
+# statement, which PostgreSQL refuses by closing the connection (a message is at most 1 GB; a jsonb
+# value at most 256 MB), and that reads as "the database is away", retried forever. Larger batches
+# are written as several statements; a record larger than this goes alone.
+BATCH_MAX_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,16 +146,38 @@ def refused(finished: Finished, reason: str) -> Finished:
 
 
 def record(conn: Connection, batch: list[Finished], worker_id: str) -> set[int]:
-    """Write a batch in one statement (fenced); return the ids that were recorded."""
-    rows = conn.execute(
-        Q["record_outcomes"],
-        {
-            "ids": [f.id for f in batch],
-            "batch": (b"[" + b",".join(f.doc for f in batch) + b"]").decode(),
-            "worker_id": worker_id,
-        },
-    )
-    return set(rows.scalars().all())
+    """Write a batch (fenced), in one statement per BATCH_MAX_BYTES; return the ids that were recorded."""
+    recorded: set[int] = set()
+    for part in chunked(batch):
+        rows = conn.execute(
+            Q["record_outcomes"],
+            {
+                "ids": [f.id for f in part],
+                "batch": (b"[" + b",".join(f.doc for f in part) + b"]").decode(),
+                "worker_id": worker_id,
+            },
+        )
+        recorded.update(rows.scalars().all())
+    return recorded
+
+
+def chunked(batch: list[Finished], max_bytes: int | None = None) -> list[list[Finished]]:
+    """`batch` in consecutive parts of at most `max_bytes` (BATCH_MAX_BYTES) of records each (a larger
+    record alone)."""
+    if max_bytes is None:
+        max_bytes = BATCH_MAX_BYTES
+    parts: list[list[Finished]] = []
+    part: list[Finished] = []
+    size = 0
+    for finished in batch:
+        if part and size + len(finished.doc) > max_bytes:
+            parts.append(part)
+            part, size = [], 0
+        part.append(finished)
+        size += len(finished.doc)
+    if part:
+        parts.append(part)
+    return parts
 
 
 def is_refusal(exc: BaseException) -> str | None:
