@@ -134,7 +134,7 @@ async def _run_steps(
         }
         records.append(record)
         try:
-            if step.condition is not None and not truthy(evaluate(step.condition, context)):
+            if step.condition is not None and not _condition_holds(step, context):
                 record.update(state="skipped", duration_ms=0.0, output=None)
                 steps_out[step.id] = None
                 continue
@@ -183,6 +183,18 @@ async def _run_steps(
                 "canceled", records, saved, _error("CANCELED", "the run was canceled", step=step.id)
             )
     return RunResult("succeeded", records, saved)
+
+
+def _condition_holds(step: Step, context: dict[str, Any]) -> bool:
+    """The step's `if`; an expression that raises (a type error in a function) fails the step, as a
+    `with` template that raises does."""
+    assert step.condition is not None
+    try:
+        return truthy(evaluate(step.condition, context))
+    except Exception as e:
+        raise _StepFailure(
+            "failed", _error("TEMPLATE_ERROR", f"evaluating `if` failed: {e}", retryable=False)
+        ) from None
 
 
 def call_tool(tool: Tool, arguments: Any, ctx: ToolContext) -> Any:
@@ -294,7 +306,7 @@ def _validate_input(tool: Tool, arguments: Any) -> None:
     # The fast validator decides; the reference one explains (and has the last word if they differ).
     error = (
         None
-        if tool.fast_input.is_valid(arguments)
+        if _fast_valid(tool.fast_input, arguments)
         else best_match(tool.input_validator.iter_errors(arguments))
     )
     if error is not None:
@@ -305,9 +317,21 @@ def _validate_input(tool: Tool, arguments: Any) -> None:
         )
 
 
+def _fast_valid(validator: Any, value: Any) -> bool:
+    """The fast validator's answer; False (ask the reference validator) when it cannot read the value:
+    jsonschema-rs raises UnicodeEncodeError on a lone surrogate (a JMESPath literal can make one) in
+    a string it must match against a pattern or format."""
+    try:
+        return bool(validator.is_valid(value))
+    except ValueError:
+        return False
+
+
 def _validate_output(tool: Tool, output: Any) -> None:
     error = (
-        None if tool.fast_output.is_valid(output) else best_match(tool.output_validator.iter_errors(output))
+        None
+        if _fast_valid(tool.fast_output, output)
+        else best_match(tool.output_validator.iter_errors(output))
     )
     if error is not None:
         raise _StepFailure(

@@ -89,7 +89,12 @@ def _run_key(ctx: ToolContext) -> str | None:
 
 
 def _check_size(value: Any, path: str) -> None:
-    size = len(orjson.dumps(value))
+    try:
+        size = len(orjson.dumps(value))
+    except orjson.JSONEncodeError as e:  # a lone surrogate (from a JMESPath literal), an integer past 64 bits
+        raise Permanent(
+            f"{path} cannot be sent as JSON: {e}", code="PAYLOAD_INVALID", details={"path": path}
+        ) from None
     if size > MAX_DATA_BYTES:
         raise Permanent(
             f"{path} is {size} bytes as JSON; at most {MAX_DATA_BYTES} may be sent (send ids, not documents)",
