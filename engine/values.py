@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["MAX_DEPTH", "SelfReference", "TooDeep", "TooLarge", "ValueProblem", "measure"]
+__all__ = ["MAX_DEPTH", "SelfReference", "TooDeep", "TooLarge", "ValueProblem", "escapes_nul", "measure"]
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _FLAT_MAX = 32
@@ -124,3 +124,19 @@ def measure(
     if size > max_bytes:
         raise TooLarge(max_bytes)
     return size
+
+
+def escapes_nul(json_text: bytes) -> bool:
+    """Whether JSON text holds the character U+0000 (escaped: an odd run of backslashes before
+    `u0000`), which PostgreSQL cannot store in jsonb or text."""
+    start = 0
+    while (i := json_text.find(b"\\u0000", start)) >= 0:
+        backslashes = 0
+        j = i
+        while j >= 0 and json_text[j] == 0x5C:
+            backslashes += 1
+            j -= 1
+        if backslashes % 2 == 1:
+            return True
+        start = i + 1
+    return False

@@ -19,6 +19,7 @@ import psycopg
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
+from engine.values import escapes_nul
 from observability import metrics
 from store.sql import load_queries
 
@@ -90,7 +91,7 @@ def serialise(outcome: Outcome, record_max_bytes: int, task_id: UUID | None = No
             "(4 x ORDO_STEP_OUTPUT_MAX_BYTES)",
             task_id,
         )
-    if b"\\u0000" in doc and _has_nul(doc):
+    if escapes_nul(doc):
         return unrecordable(
             outcome,
             "UNRECORDABLE_OUTPUT",
@@ -206,18 +207,3 @@ def _replace(outcome: Outcome, **changes: Any) -> Outcome:
 def _with_size(doc: bytes) -> bytes:
     """Add the record's own size (task_run.record_bytes; listings read it) to the JSON object."""
     return doc[:-1] + b',"record_bytes":' + str(len(doc)).encode() + b"}"
-
-
-def _has_nul(doc: bytes) -> bool:
-    """Whether the JSON text escapes U+0000 (an odd run of backslashes before `u0000`)."""
-    start = 0
-    while (i := doc.find(b"\\u0000", start)) >= 0:
-        backslashes = 0
-        j = i
-        while j >= 0 and doc[j] == 0x5C:
-            backslashes += 1
-            j -= 1
-        if backslashes % 2 == 1:
-            return True
-        start = i + 1
-    return False

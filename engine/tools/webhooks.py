@@ -14,6 +14,7 @@ from uuid import UUID
 import orjson
 
 from engine.context import ToolContext
+from engine.values import escapes_nul
 from store import events as store_events
 from store import idempotency
 from store import webhooks as store_webhooks
@@ -90,11 +91,18 @@ def _run_key(ctx: ToolContext) -> str | None:
 
 def _check_size(value: Any, path: str) -> None:
     try:
-        size = len(orjson.dumps(value))
+        text = orjson.dumps(value)
     except orjson.JSONEncodeError as e:  # a lone surrogate (from a JMESPath literal), an integer past 64 bits
         raise Permanent(
             f"{path} cannot be sent as JSON: {e}", code="PAYLOAD_INVALID", details={"path": path}
         ) from None
+    if escapes_nul(text):
+        raise Permanent(
+            f"{path} holds the character U+0000, which cannot be stored",
+            code="PAYLOAD_INVALID",
+            details={"path": path},
+        )
+    size = len(text)
     if size > MAX_DATA_BYTES:
         raise Permanent(
             f"{path} is {size} bytes as JSON; at most {MAX_DATA_BYTES} may be sent (send ids, not documents)",

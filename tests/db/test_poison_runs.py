@@ -1,4 +1,4 @@
-"""Probe: whatever a tenant puts in a task may fail that run, never a worker, a claimed batch, a
+"""Whatever a tenant puts in a task may fail that run, never a worker, a claimed batch, a
 background loop, or another tenant's runs. Each test feeds one poison (a template, a tool input, a
 tool output, a receiver's answer) to a real worker on a real PostgreSQL, next to another agent's
 ordinary work, on each path a run can take (inline in the claiming transaction, awaited on the
@@ -18,8 +18,8 @@ from scheduler import task_document
 from store import agents, webhooks
 from store import runs as store_runs
 from store import tasks as store_tasks
-from tests.helpers import REGISTRY, delivering, rows, running_worker, scalar, wait_for
-from tests.webhook_receiver import Answer, Receiver, receiving
+from tests.helpers import REGISTRY, rows, running_worker, scalar, wait_for
+from tests.webhook_receiver import Answer, receiving
 from workers.deliverer import DelivererConfig
 from workers.delivery_policy import DeliveryPolicy
 
@@ -61,7 +61,9 @@ def finals(db, run_ids):
 
 
 def attempts(db, run_id):
-    return rows(db, "SELECT attempt, state, error FROM task_run WHERE run_id = :id ORDER BY attempt", id=run_id)
+    return rows(
+        db, "SELECT attempt, state, error FROM task_run WHERE run_id = :id ORDER BY attempt", id=run_id
+    )
 
 
 def assert_loops_healthy(worker):
@@ -93,7 +95,12 @@ def run_next_to_neighbours(db, receiver, path, poison_steps, *, neighbours=30, m
     good = task_of(
         db,
         alice,
-        {"pipeline": path_steps(path, receiver.url) + [{"id": "ok", "uses": "echo.message", "with": {"message": "ok"}}]},
+        {
+            "pipeline": [
+                *path_steps(path, receiver.url),
+                {"id": "ok", "uses": "echo.message", "with": {"message": "ok"}},
+            ]
+        },
     )
     (poison_run,) = enqueue(db, poison)
     good_runs = enqueue(db, good, n=neighbours)
@@ -125,13 +132,23 @@ POISONS = {
     # JMESPath JSON literals decode escapes: a template can make any character PostgreSQL refuses.
     "nul_output": [{"id": "p", "uses": "echo.message", "with": {"message": '${`"a\\u0000b"`}'}}],
     "surrogate_output": [{"id": "p", "uses": "echo.message", "with": {"message": '${`"\\ud800"`}'}}],
-    "nan_output": [{"id": "p", "uses": "echo.message", "with": {"message": "m", "data": "${sum([`1e400`, `-1e400`])}"}}],
+    "nan_output": [
+        {"id": "p", "uses": "echo.message", "with": {"message": "m", "data": "${sum([`1e400`, `-1e400`])}"}}
+    ],
     "inf_output": [{"id": "p", "uses": "echo.message", "with": {"message": "m", "data": "${`1e400`}"}}],
     "bigint_output": [
-        {"id": "p", "uses": "echo.message", "with": {"message": "m", "data": "${`123456789012345678901234567890`}"}}
+        {
+            "id": "p",
+            "uses": "echo.message",
+            "with": {"message": "m", "data": "${`123456789012345678901234567890`}"},
+        }
     ],
-    "u64_output": [{"id": "p", "uses": "echo.message", "with": {"message": "m", "data": "${`18446744073709551615`}"}}],
-    "nul_in_template_error": [{"id": "p", "uses": "echo.message", "with": {"message": '${abs(`"a\\u0000"`)}'}}],
+    "u64_output": [
+        {"id": "p", "uses": "echo.message", "with": {"message": "m", "data": "${`18446744073709551615`}"}}
+    ],
+    "nul_in_template_error": [
+        {"id": "p", "uses": "echo.message", "with": {"message": '${abs(`"a\\u0000"`)}'}}
+    ],
     "surrogate_in_template_error": [
         {"id": "p", "uses": "echo.message", "with": {"message": '${abs(`"\\ud800"`)}'}}
     ],
@@ -147,13 +164,17 @@ POISONS = {
     "surrogate_in_transform_expression": [
         {"id": "p", "uses": "transform.jmespath", "with": {"expression": '${`"\\ud800"`}', "data": 1}}
     ],
-    "nul_in_schema_error": [
-        {"id": "p", "uses": "echo.message", "with": {"message": '${[`"\\u0000"`]}'}}
-    ],
+    "nul_in_schema_error": [{"id": "p", "uses": "echo.message", "with": {"message": '${[`"\\u0000"`]}'}}],
     "surrogate_in_schema_error": [
         {"id": "p", "uses": "echo.message", "with": {"message": '${[`"\\ud800"`]}'}}
     ],
-    "deep_output": [{"id": "p", "uses": "echo.message", "with": {"message": "m", "data": "${" + "[" * 150 + "`1`" + "]" * 150 + "}"}}],
+    "deep_output": [
+        {
+            "id": "p",
+            "uses": "echo.message",
+            "with": {"message": "m", "data": "${" + "[" * 150 + "`1`" + "]" * 150 + "}"},
+        }
+    ],
     "if_raises": [{"id": "p", "uses": "echo.message", "if": "${abs('x')}", "with": {"message": "m"}}],
     "nul_event_payload": [
         {"id": "p", "uses": "event.publish", "with": {"topic": "t", "payload": '${`"\\u0000"`}'}}
@@ -184,7 +205,7 @@ EXPECTED = {
     "surrogate_in_schema_error": ("dead", "INPUT_INVALID"),
     "deep_output": ("dead", "TEMPLATE_TOO_DEEP"),
     "if_raises": ("dead", "TEMPLATE_ERROR"),
-    "nul_event_payload": ("dead", "STORE_ERROR"),
+    "nul_event_payload": ("dead", "PAYLOAD_INVALID"),
     "surrogate_event_payload": ("dead", "PAYLOAD_INVALID"),
 }
 
@@ -217,7 +238,8 @@ def delivery_log(db, endpoint_id):
         db,
         "SELECT d.id, d.state, d.attempts, "
         "       (SELECT count(*) FROM webhook_attempt a WHERE a.delivery_id = d.id) AS logged, "
-        "       (SELECT count(*) FROM webhook_attempt a WHERE a.delivery_id = d.id AND a.outcome <> 'succeeded') "
+        "       (SELECT count(*) FROM webhook_attempt a "
+        "         WHERE a.delivery_id = d.id AND a.outcome <> 'succeeded') "
         "         AS failed_attempts "
         "  FROM webhook_delivery d WHERE d.endpoint_id = :e ORDER BY d.id",
         e=endpoint_id,
@@ -249,8 +271,10 @@ def test_a_receivers_retry_after_in_unicode_digits_loses_no_other_tenants_delive
         with running_worker(db, deliveries=cfg) as worker:
             try:
                 wait_for(
-                    lambda: all(d["state"] in ("succeeded", "dead") for d in delivery_log(db, good_ep["id"]))
-                    and all(d["state"] in ("succeeded", "dead") for d in delivery_log(db, bad_ep["id"])),
+                    lambda: (
+                        all(d["state"] in ("succeeded", "dead") for d in delivery_log(db, good_ep["id"]))
+                        and all(d["state"] in ("succeeded", "dead") for d in delivery_log(db, bad_ep["id"]))
+                    ),
                     timeout=30,
                     what="every delivery to end",
                 )
@@ -261,9 +285,10 @@ def test_a_receivers_retry_after_in_unicode_digits_loses_no_other_tenants_delive
                 print("mallory:", delivery_log(db, bad_ep["id"]), "requests:", len(bad.received))
             assert health["deliverer"]["ok"], health
         assert len(good.received) == 7, "alice's receiver got duplicate requests"
-        assert [(d["state"], d["attempts"], d["logged"], d["failed_attempts"]) for d in delivery_log(db, good_ep["id"])] == [
-            ("succeeded", 1, 1, 0)
-        ] * 7
+        assert [
+            (d["state"], d["attempts"], d["logged"], d["failed_attempts"])
+            for d in delivery_log(db, good_ep["id"])
+        ] == [("succeeded", 1, 1, 0)] * 7
         assert [(d["state"], d["attempts"]) for d in delivery_log(db, bad_ep["id"])] == [("succeeded", 1)]
 
 
@@ -277,11 +302,13 @@ _LARGE_STEP = "${[" + ", ".join(["params.rows"] * 98) + "]}"
 LARGE_BUT_ALLOWED = {
     "params": _BLOCK,
     "pipeline": [
-        {"id": f"s{i}", "uses": "echo.message", "with": {"message": "m", "data": _LARGE_STEP}} for i in range(4)
+        {"id": f"s{i}", "uses": "echo.message", "with": {"message": "m", "data": _LARGE_STEP}}
+        for i in range(4)
     ],
 }
 
 
+@pytest.mark.slow  # 1.25 GB of records: about 35 s and several GB of memory
 def test_runs_whose_records_are_each_within_the_limit_are_recorded_together(db):
     """32 of Mallory's inline runs, each with a ~39 MB record (every step and the record within the
     documented limits), are claimed in one batch: recorded together they make a ~1.25 GB statement,
@@ -306,11 +333,12 @@ def test_runs_whose_records_are_each_within_the_limit_are_recorded_together(db):
 def test_the_completer_writes_no_batch_larger_than_the_batch_byte_bound(db, log, monkeypatch):
     """The same bound on the completer's path (leased runs finishing together): 12 finished outcomes of
     ~1 MB with a bound of 3 MB are written as statements of at most 3 MB, and every one is recorded."""
+    from sqlalchemy import text
+
     from workers import outcomes
     from workers.completer import Completer, CompleterConfig
     from workers.health import LoopHealth
     from workers.outcomes import Outcome, serialise
-    from sqlalchemy import text
 
     bound = 3 * 1024 * 1024
     monkeypatch.setattr(outcomes, "BATCH_MAX_BYTES", bound, raising=False)
