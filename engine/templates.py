@@ -8,6 +8,7 @@ longer text are formatted into it (strings as-is, null as empty, other values as
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from engine.values import ValueProblem, measure
 __all__ = [
     "CONTEXT_KEYS",
     "JMESPATH_OPTIONS",
+    "MAX_EVALUATION_WORK",
     "MAX_TEXT_BYTES",
     "Reference",
     "Renderer",
@@ -64,14 +66,75 @@ class _BoundedFunctions(functions.Functions):
 # Every JMESPath evaluation in Ordo (templates, `if`, transform.jmespath) uses these options.
 JMESPATH_OPTIONS = Options(custom_functions=_BoundedFunctions())
 
-# One interpreter for every search: ParsedResult.search builds a new one per call, which costs more
-# than evaluating a short path. The interpreter keeps no per-search state.
-_INTERPRETER = TreeInterpreter(JMESPATH_OPTIONS)
+# The most work one evaluation may do: expression nodes visited plus elements of the lists it
+# flattens. A short expression can double a list at every step (`[@, @][]` piped 30 times builds
+# 2^30 elements: minutes and gigabytes on the thread that evaluates it, for an inline step the
+# worker's own, before any step timeout is looked at). Ten million is a few seconds of work and far
+# more than an expression over step outputs (ORDO_STEP_OUTPUT_MAX_BYTES each) needs.
+MAX_EVALUATION_WORK = 10_000_000
+
+
+class _BoundedInterpreter(TreeInterpreter):
+    """JMESPath's interpreter, counting down the work left (`left`) on each node it visits and each
+    element it flattens. One per thread: an evaluation never yields, so it has its thread's alone."""
+
+    left = 0
+
+    def visit(self, node: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        self.left -= 1
+        if self.left < 0:
+            _refuse()
+        # As Visitor.visit (one call less than delegating to it: this runs for every node)
+        method = self._method_cache.get(node["type"])
+        if method is None:
+            method = self._method_cache[node["type"]] = getattr(
+                self, f"visit_{node['type']}", self.default_visit
+            )
+        return method(node, *args, **kwargs)
+
+    def visit_flatten(self, node: dict[str, Any], value: Any) -> Any:
+        # As TreeInterpreter.visit_flatten, with the merged list's size charged before it is built.
+        base = self.visit(node["children"][0], value)
+        if not isinstance(base, list):
+            return None
+        self.left -= sum(len(element) if isinstance(element, list) else 1 for element in base)
+        if self.left < 0:
+            _refuse()
+        merged: list[Any] = []
+        for element in base:
+            if isinstance(element, list):
+                merged.extend(element)
+            else:
+                merged.append(element)
+        return merged
+
+
+def _refuse() -> None:
+    raise ValueError(
+        f"the expression does more than {MAX_EVALUATION_WORK:,} steps of work (a list doubled again "
+        "and again?): write it over the values it needs"
+    )
+
+
+class _Interpreters(threading.local):
+    # Building an interpreter per search (as ParsedResult.search does) costs more than evaluating a
+    # short path: each thread keeps one.
+    def __init__(self) -> None:
+        self.interpreter = _BoundedInterpreter(JMESPATH_OPTIONS)
+
+
+_INTERPRETERS = _Interpreters()
 
 
 def evaluate(expression: ParsedResult, data: Any) -> Any:
-    """The value of a compiled expression over `data`."""
-    return _INTERPRETER.visit(expression.parsed, data)
+    """The value of a compiled expression over `data`, within MAX_EVALUATION_WORK."""
+    return _evaluate_tree(expression.parsed, data)
+
+
+def _evaluate_tree(tree: dict[str, Any], data: Any) -> Any:
+    interpreter = _INTERPRETERS.interpreter
+    interpreter.left = MAX_EVALUATION_WORK
+    return interpreter.visit(tree, data)
 
 
 class TemplateError(ValueError):
@@ -131,11 +194,11 @@ def _compile(value: Any, path: tuple[str | int, ...], refs: list[Reference]) -> 
             return (lambda ctx, v=value: v), True
         if template.single:
             expr = template.parts[0]
-            return (lambda ctx, e=expr.parsed: _INTERPRETER.visit(e, ctx)), False  # type: ignore[union-attr]
+            return (lambda ctx, e=expr.parsed: _evaluate_tree(e, ctx)), False  # type: ignore[union-attr]
         parts = template.parts
         return (
             lambda ctx, p=parts: "".join(
-                part if isinstance(part, str) else format_value(_INTERPRETER.visit(part.parsed, ctx))
+                part if isinstance(part, str) else format_value(_evaluate_tree(part.parsed, ctx))
                 for part in p
             )
         ), False

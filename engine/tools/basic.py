@@ -8,7 +8,7 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 
 from engine.context import ToolContext
-from engine.templates import JMESPATH_OPTIONS
+from engine.templates import evaluate
 from store.errors import Permanent
 
 __all__ = ["echo", "transform"]
@@ -25,7 +25,7 @@ def echo(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
 def transform(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
     """Evaluate a JMESPath expression over `data`. Schemas: catalogs/tools.json, transform.jmespath."""
     try:
-        result = jmespath.search(args["expression"], args.get("data"), options=JMESPATH_OPTIONS)
+        result = evaluate(jmespath.compile(args["expression"]), args.get("data"))
     except (JMESPathError, ValueError) as e:
         raise Permanent(f"expression {args['expression']!r} failed: {e}", code="EXPRESSION_FAILED") from None
     return {"result": result}

@@ -338,3 +338,62 @@ def test_a_tool_that_calls_exit_fails_its_step_not_the_process():
     registry = ToolRegistry([*REGISTRY.values(), make_tool("test.exit", leave)])
     pipeline = compile_pipeline({"pipeline": [{"id": "a", "uses": "test.exit"}]}, registry)
     assert run_pipeline(pipeline, {"params": {}}, now=NOW, timeout_s=5).error["code"] == "TOOL_CRASHED"
+
+
+DOUBLING = "[`1`]" + " | [@, @][]" * 40  # 2^40 elements if it were let run
+
+
+@pytest.mark.parametrize(
+    ("step", "code"),
+    [
+        (
+            {"id": "t", "uses": "echo.message", "with": {"message": "m", "data": "${" + DOUBLING + "}"}},
+            "TEMPLATE_ERROR",
+        ),
+        (
+            {
+                "id": "t",
+                "uses": "echo.message",
+                "if": "${length(" + DOUBLING + ")}",
+                "with": {"message": "m"},
+            },
+            "TEMPLATE_ERROR",
+        ),
+        (
+            {"id": "t", "uses": "transform.jmespath", "with": {"expression": DOUBLING, "data": {}}},
+            "EXPRESSION_FAILED",
+        ),
+    ],
+    ids=["with", "if", "transform"],
+)
+def test_an_expression_that_doubles_a_list_again_and_again_fails_its_step_in_bounded_work(
+    step, code, monkeypatch
+):
+    """Forty doublings would build 2^40 elements (memory and time without end on the worker's thread);
+    the evaluation stops at MAX_EVALUATION_WORK and the step fails for good with its own error."""
+    monkeypatch.setattr("engine.templates.MAX_EVALUATION_WORK", 100_000)
+    result = run([step])
+    assert result.state == "failed"
+    [record] = result.steps
+    assert (record["error"]["code"], record["error"]["retryable"]) == (code, False)
+    assert "steps of work" in record["error"]["message"]
+
+
+def test_the_work_bound_leaves_room_for_large_legitimate_expressions():
+    """A projection with a filter and a multi-select over 100,000 records (a large plan's operations)
+    is well inside the bound, and the bound is per evaluation, not per run."""
+    ops = [{"id": i, "machine": f"M{i % 7}", "start": i, "end": i + 3} for i in range(100_000)]
+    expression = "[?machine == 'M3'].{id: id, from: start, to: end}"
+    result = run(
+        [
+            {
+                "id": "t",
+                "uses": "transform.jmespath",
+                "with": {"expression": expression, "data": "${params.ops}"},
+            }
+        ]
+        * 1,
+        params={"ops": ops},
+    )
+    assert result.state == "succeeded", result.steps
+    assert len(result.steps[0]["output"]["result"]) == len([o for o in ops if o["machine"] == "M3"])
