@@ -32,6 +32,7 @@ from store.sql import load_queries
 from workers.completer import Completer
 from workers.event_loop import EventLoop
 from workers.execute import Executor
+from workers.health import LoopHealth
 from workers.idle import seconds_until_due
 from workers.inputs import TaskDefinitions, fetch_events
 from workers.leases import Held, Lease
@@ -72,6 +73,7 @@ class Dispatcher:
         worker_id: str,
         wake: threading.Event,
         stopping: threading.Event,
+        health: LoopHealth,
     ) -> None:
         self.db = db
         self.cfg = cfg
@@ -85,6 +87,7 @@ class Dispatcher:
         self.worker_id = worker_id
         self.wake = wake
         self.stopping = stopping
+        self.health = health
         self._held = HeldConnection(db, log)
         self._keys_seen = True
         self._next_key_check = 0.0
@@ -97,6 +100,7 @@ class Dispatcher:
         while not stop.is_set():
             free = self.held.free_slots()
             if free <= 0:
+                self.health.ok()  # every slot busy: nothing to lease
                 self.wake.wait(self.cfg.poll_s)
                 self.wake.clear()
                 continue
@@ -105,7 +109,9 @@ class Dispatcher:
                 handled = self._cycle(free)
                 self.owners.pause_revoked(self.db, self.log)
                 backoff = 0.5
+                self.health.ok()
             except Exception as e:  # the database is away, or a bug: back off, reconnect, go on
+                self.health.failed(e)
                 if isinstance(e, OrdoError):
                     self.log.warning("lease_failed", error=e.message, retry_in_s=backoff)
                 else:

@@ -1,5 +1,5 @@
-"""Health of a worker's background loops (heartbeat, rescuer, listener, completer, deliverer, the
-event loop of asynchronous runs).
+"""Health of a worker's loops (the dispatcher that leases runs; heartbeat, rescuer, listener,
+completer, deliverer; the event loop of asynchronous runs).
 
 A loop that dies silently is the worst failure a queue has: leases stop being renewed and nothing
 rescues them. Each loop therefore catches everything, logs it and keeps going, and tells its
@@ -19,7 +19,7 @@ from observability import metrics
 
 __all__ = ["LOOPS", "LoopHealth", "WorkerHealth"]
 
-LOOPS = ("heartbeat", "rescuer", "listener", "completer", "deliverer", "event_loop")
+LOOPS = ("dispatcher", "heartbeat", "rescuer", "listener", "completer", "deliverer", "event_loop")
 
 
 class LoopHealth:
@@ -62,6 +62,8 @@ class WorkerHealth:
 
     def __init__(self, *, heartbeat_s: float, rescue_interval_s: float) -> None:
         stale = {
+            # it passes at least every poll interval; a claim's inline runs execute inside its cycle
+            "dispatcher": 60.0,
             "heartbeat": 3 * heartbeat_s + 5,
             "rescuer": 3 * rescue_interval_s + 5,
             "listener": 15.0,  # it passes at least every half second while connected

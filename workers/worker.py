@@ -129,6 +129,7 @@ class Worker:
             self.id,
             self._wake,
             self._stopping,
+            self.health["dispatcher"],
         )
         self.heartbeat = Heartbeat(
             db,

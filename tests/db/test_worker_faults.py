@@ -222,6 +222,7 @@ def test_every_background_loop_survives_an_exception_logs_it_and_recovers(db, mo
         worker.heartbeat.beat_once = _FailsFirst(worker.heartbeat.beat_once)
         worker.heartbeat.rescuer.run_once = _FailsFirst(worker.heartbeat.rescuer.run_once)
         worker.deliverer.run_once = _FailsFirst(worker.deliverer.run_once)
+        worker.dispatcher._cycle = _FailsFirst(worker.dispatcher._cycle)
         # The first enqueue's NOTIFY must find the listener subscribed, or nothing reaches it: wait for
         # its session to have run its last LISTEN (its health counts as fresh from the start).
         wait_for(lambda: listening(db), what="the listener to subscribe")
@@ -230,7 +231,7 @@ def test_every_background_loop_survives_an_exception_logs_it_and_recovers(db, mo
         wait_for(
             lambda: all(
                 worker.health[n].failures >= 1
-                for n in ("heartbeat", "rescuer", "listener", "completer", "deliverer")
+                for n in ("dispatcher", "heartbeat", "rescuer", "listener", "completer", "deliverer")
             ),
             timeout=10,
             what="every loop to have failed once",
@@ -247,6 +248,7 @@ def test_every_background_loop_survives_an_exception_logs_it_and_recovers(db, mo
         "listener_disconnected",
         "completer_failed",
         "delivery_pass_failed",
+        "dispatch_failed",
     } <= events
     assert scalar(db, "SELECT count(*) FROM task_run WHERE state = 'succeeded'") == 8
 
