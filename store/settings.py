@@ -17,6 +17,9 @@ from store.errors import ConfigError
 __all__ = ["SETTINGS_DOC", "Settings"]
 
 
+_STEP_OUTPUT_MAX_BYTES_CEILING = 64 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Settings:
     # Where the data lives. With no database_url, an embedded PostgreSQL runs in data_dir/pg.
@@ -106,9 +109,11 @@ class Settings:
                 f"ORDO_WEBHOOK_SECRET_OVERLAP_S must be 0 or more, not {self.webhook_secret_overlap_s}"
             )
         _retry_delays(self.webhook_retry_s)  # a malformed list is refused at start-up, not at a retry
-        if self.step_output_max_bytes < 1024:
+        # A run's record (up to 4 times this) is one jsonb value, which PostgreSQL caps at 256 MB.
+        if not 1024 <= self.step_output_max_bytes <= _STEP_OUTPUT_MAX_BYTES_CEILING:
             raise ConfigError(
-                f"ORDO_STEP_OUTPUT_MAX_BYTES must be at least 1024, not {self.step_output_max_bytes}"
+                f"ORDO_STEP_OUTPUT_MAX_BYTES must be between 1024 and {_STEP_OUTPUT_MAX_BYTES_CEILING}"
+                f" (64 MiB), not {self.step_output_max_bytes}"
             )
 
     @classmethod
@@ -264,7 +269,8 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
         "ORDO_STEP_OUTPUT_MAX_BYTES",
         "10485760",
         "Largest output (and rendered input) of one pipeline step, as JSON; a run attempt's whole "
-        "record (every step's output, the run's output, errors) may take 4 times this. Larger: the "
+        "record (every step's output, the run's output, errors) may take 4 times this. At most 64 MiB "
+        "(a record is one jsonb value, which PostgreSQL caps at 256 MB). Larger: the "
         "run ends `dead` with `OUTPUT_TOO_LARGE`.",
     ),
     (

@@ -35,6 +35,12 @@ def test_environment_and_overrides():
         ({"ORDO_WORKER_CONCURRENCY": "0"}, "ORDO_WORKER_CONCURRENCY must be greater than 0"),
         ({"ORDO_LOG_LEVEL": "loud"}, "ORDO_LOG_LEVEL must be"),
         ({"ORDO_LEASE_S": "1"}, "ORDO_LEASE_S must be at least 3"),
+        ({"ORDO_STEP_OUTPUT_MAX_BYTES": "100"}, "ORDO_STEP_OUTPUT_MAX_BYTES must be between 1024 and"),
+        # a run's record may take 4 times this, as one jsonb value (at most 256 MB)
+        (
+            {"ORDO_STEP_OUTPUT_MAX_BYTES": str(300 * 1024 * 1024)},
+            "ORDO_STEP_OUTPUT_MAX_BYTES must be between",
+        ),
     ],
 )
 def test_bad_values_are_refused_by_name(env, message):
