@@ -15,6 +15,7 @@ many times faster than the YAML parser, which matters for a file of 100,000 task
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,13 +24,25 @@ import yaml
 
 from store.errors import InvalidInput
 
-__all__ = ["MAX_ALIASES", "MAX_DOCUMENTS", "read", "read_many"]
+__all__ = [
+    "MAX_ALIASES",
+    "MAX_DEPTH",
+    "MAX_DOCUMENTS",
+    "check_storable",
+    "loads",
+    "loads_json",
+    "read",
+    "read_many",
+]
 
 # A hand-written file shares a handful of blocks; a bomb needs many references.
 MAX_ALIASES = 100
 # Task documents in one file (a YAML stream or a YAML or JSON list of them): `ordo task add` stores
 # them in one transaction.
 MAX_DOCUMENTS = 100_000
+# Nesting the API accepts in a JSON body (api.schemas.MAX_JSON_DEPTH): the CLI refuses the same.
+MAX_DEPTH = 64
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 class _Loader(yaml.SafeLoader):
@@ -52,6 +65,20 @@ class _Loader(yaml.SafeLoader):
                 )
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        """A key written twice in one mapping is refused (PyYAML would keep the last silently)."""
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    key = self.construct_object(key_node)
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"the key {key!r} is written twice", key_node.start_mark
+                        )
+                    seen.add(key)
+        return super().construct_mapping(node, deep)
+
 
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_str)
 
@@ -60,6 +87,7 @@ def read(path: str, *, max_bytes: int) -> Any:
     """One document from a file ('-': stdin): YAML or JSON, its expanded JSON at most `max_bytes`."""
     (value,), shared = _load(path, many=False)
     _check_size(value, max_bytes, path, shared=shared)
+    check_storable(value, path)
     return value
 
 
@@ -81,7 +109,9 @@ def read_many(path: str, *, max_bytes: int) -> tuple[list[Any], bool]:
             code="DOCUMENT_TOO_LARGE",
         )
     for i, doc in enumerate(docs):
-        _check_size(doc, max_bytes, f"{path}: document {i + 1}" if listed else path, shared=shared)
+        where = f"{path}: document {i + 1}" if listed else path
+        _check_size(doc, max_bytes, where, shared=shared)
+        check_storable(doc, where)
     return docs, listed
 
 
@@ -94,9 +124,25 @@ def _load(path: str, *, many: bool) -> tuple[list[Any], bool]:
         raise InvalidInput(f"cannot read {path}: {e.strerror}", details={"path": path}) from None
     except UnicodeDecodeError:
         raise InvalidInput(f"{path} is not UTF-8 text", details={"path": path}) from None
+    return _parse(source, path, many=many)
+
+
+def loads(source: str, path: str, *, max_bytes: int) -> Any:
+    """`read` for text already read from `path`."""
+    (value,), shared = _parse(source, path, many=False)
+    _check_size(value, max_bytes, path, shared=shared)
+    check_storable(value, path)
+    return value
+
+
+def _parse(source: str, path: str, *, many: bool) -> tuple[list[Any], bool]:
     if source.lstrip()[:1] in ("{", "["):
         try:
-            return [json.loads(source, parse_constant=_not_json)], False
+            return [json.loads(source, parse_constant=_not_json, object_pairs_hook=_unique)], False
+        except _NotJsonNumber as e:  # JSON with NaN or Infinity: not YAML's string "NaN" either
+            raise InvalidInput(f"{path}: {e}", details={"path": path}) from None
+        except RecursionError:
+            raise InvalidInput(f"{path} is nested too deeply", details={"path": path}) from None
         except ValueError:
             pass  # not JSON after all: the YAML parser reads it, or says where it is wrong
     loader = _Loader(source)
@@ -121,8 +167,74 @@ def _load(path: str, *, many: bool) -> tuple[list[Any], bool]:
         loader.dispose()
 
 
+class _NotJsonNumber(ValueError):
+    pass
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; one with a key written twice is left to the YAML parser, which names it."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise ValueError("duplicate key")
+    return value
+
+
 def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not a JSON number")
+    raise _NotJsonNumber(f"{constant} is not a JSON number")
+
+
+def loads_json(text: str, what: str) -> Any:
+    """A JSON value given on the command line (`what` names it), checked as `check_storable` does."""
+    try:
+        value = json.loads(text, parse_constant=_not_json)
+    except RecursionError:
+        raise InvalidInput(f"{what} is nested too deeply", details={"path": what}) from None
+    except ValueError as e:
+        raise InvalidInput(f"{what} is not valid JSON: {e}", details={"path": what}) from None
+    check_storable(value, what)
+    return value
+
+
+def check_storable(value: Any, where: str) -> None:
+    """Refuse what the API's safe_json refuses, and what PostgreSQL's jsonb cannot hold: the character
+    U+0000, unpaired surrogates, NaN and infinities, integers beyond 64 bits, more than MAX_DEPTH
+    levels. Run after `_check_size`, so a document that shares parts is known to be small."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        problem = None
+        if depth > MAX_DEPTH:
+            problem = f"nested deeper than {MAX_DEPTH} levels"
+        elif isinstance(item, str):
+            problem = _text_problem(item)
+        elif isinstance(item, bool) or item is None:
+            pass
+        elif isinstance(item, int):
+            if not _INT64[0] <= item <= _INT64[1]:
+                problem = "an integer beyond 64 bits"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                problem = f"{item} is not a JSON number"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                key_path = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and (why := _text_problem(key)):
+                    raise InvalidInput(f"{where}: key {key_path!r}: {why}", details={"path": key_path})
+                stack.append((child, key_path, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+        if problem:
+            raise InvalidInput(f"{where}: {path or 'value'}: {problem}", details={"path": path})
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "text cannot contain the character U+0000 (NUL)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "text cannot contain unpaired UTF-16 surrogates (\\ud800-\\udfff)"
+    return None
 
 
 def _check_size(value: Any, max_bytes: int, where: str, *, shared: bool) -> None:
@@ -150,7 +262,8 @@ def _check_size(value: Any, max_bytes: int, where: str, *, shared: bool) -> None
                 details={"limit_bytes": max_bytes},
                 code="DOCUMENT_TOO_LARGE",
             )
-    size = len(json.dumps(value, ensure_ascii=False, default=str).encode())
+    # surrogatepass: a lone surrogate is measured here and refused, with its path, by check_storable.
+    size = len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise InvalidInput(
             f"{where} is {size} bytes as JSON; the API's body limit (ORDO_API_MAX_BODY_BYTES) is {max_bytes}",

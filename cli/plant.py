@@ -21,11 +21,11 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from cli import runtime
+from cli import documents, runtime
 from cli.output import emit_json, table
 from cli.runtime import fail, guarded, load_settings, open_database
 from engine.tools import plant
-from engine.tools.availability import checked_preview, range_problem
+from engine.tools.availability import LEVELS, checked_preview, range_problem
 from engine.tools.holiday_calendars import OBSERVED_SETTINGS
 from engine.tools.shift_patterns import BUILT_IN_NAMES, built_in, parse_pattern
 from store import plant as store_plant
@@ -98,12 +98,9 @@ def import_resources(
         if is_csv:
             args: dict[str, Any] = {"csv_text": source}
         else:
-            try:
-                args = {"document": yaml.safe_load(source)}
-            except yaml.YAMLError as e:
-                mark = getattr(e, "problem_mark", None)
-                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-                fail(f"{file} is not valid YAML or JSON{where}: {getattr(e, 'problem', e)}", 2)
+            # As POST /resources/import takes it: within the body limit, aliases limited, nothing
+            # PostgreSQL cannot store (NUL, lone surrogates, NaN, 65-bit integers, deep nesting).
+            args = {"document": documents.loads(source, file, max_bytes=settings.api_max_body_bytes)}
         db = open_database(settings)
         with db.tx() as conn:
             summary, _ = plant.apply_document(conn, LOCAL_AGENT_ID, **args)
@@ -125,6 +122,8 @@ def list_resources(
     with guarded():
         settings = load_settings()
         runtime.quiet_logging(settings)
+        if level is not None and level not in LEVELS:
+            fail(f"--level must be one of {', '.join(LEVELS)}, not {level!r}", 2)
         with open_database(settings).tx() as conn:
             rows, _ = store_plant.list_resources(conn, owner=LOCAL_AGENT_ID, level=level, limit=100_000)
             views = plant.resource_views(conn, rows)
@@ -268,6 +267,8 @@ def _pattern(name: str, settings: Any) -> Any:
     if path.suffix.lower() in (".json", ".yaml", ".yml") or path.is_file():
         try:
             doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            fail(f"cannot read the pattern file {name}: it is not UTF-8 text", 2)
         except (OSError, yaml.YAMLError) as e:
             fail(f"cannot read the pattern file {name}: {getattr(e, 'strerror', None) or e}", 2)
         problems = Problems()
@@ -425,7 +426,9 @@ def changes(
         after: int | datetime | None = None
         if since is not None:
             try:
-                after = int(since) if since.isdigit() else datetime.fromisoformat(since)
+                after = int(since) if since.isascii() and since.isdigit() else datetime.fromisoformat(since)
+                if isinstance(after, int) and after >= 2**63:
+                    raise ValueError(since)
             except ValueError:
                 fail(f"--since is a generation id or an ISO 8601 instant, not {since!r}", 2)
         with open_database(settings).tx() as conn:

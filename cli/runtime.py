@@ -51,9 +51,23 @@ def load_settings(**overrides: Any) -> Settings:
 
 def database_url(settings: Settings) -> str:
     if settings.database_url:
+        _check_url(settings.database_url)
         return settings.database_url
     datadir.announce_if_new(settings.data_dir)
     return ensure_server(settings.data_dir)
+
+
+def _check_url(url: str) -> None:
+    """DATABASE_URL as a person wrote it: one that cannot be a PostgreSQL URL is refused with exit 2,
+    without echoing it (it may hold a password)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        port = make_url(url).port
+    except Exception:  # ArgumentError, or ValueError for a port that is not a number
+        fail("DATABASE_URL is not a valid URL: write it as postgresql://USER:PASSWORD@HOST:PORT/DATABASE")
+    if port is not None and not 0 < port < 65536:
+        fail(f"DATABASE_URL's port must be 1-65535, not {port}")
 
 
 def open_database(

@@ -4,7 +4,6 @@ see every agent's tasks, as an admin token does."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -236,10 +235,7 @@ def task_run(
     """Run a task now. A worker runs it (`ordo up`, or `ordo worker`). Exit code with --wait: 0 it
     succeeded, 1 it ended otherwise, 3 it has not ended within --timeout-s (the reason is said)."""
     with session() as s:
-        try:
-            overrides = json.loads(params) if params else None
-        except ValueError as e:
-            fail(f"--params is not valid JSON: {e}")
+        overrides = documents.loads_json(params, "--params") if params else None
         if overrides is not None and not isinstance(overrides, dict):
             fail('--params must be a JSON object, e.g. \'{"day": "2026-03-29"}\'')
         task_id = s.task_id(task)

@@ -47,6 +47,8 @@ def create(
     sees and runs only the tasks its agent creates (admin: everyone's)."""
     with session() as s:
         wanted = [x.strip() for x in scopes.split(",") if x.strip()] + ([ADMIN] if admin else [])
+        if len(name) > 200:
+            fail(f"--name is at most 200 characters, not {len(name)}")
         if not wanted:
             fail("give --scopes (e.g. --scopes tasks:read,tasks:write,runs:read) or --admin")
         known = set(ROUTE_SCOPES) | {scope for address in s.registry for scope in s.registry[address].scopes}

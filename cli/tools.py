@@ -14,6 +14,7 @@ from cli.runtime import fail
 from cli.session import session
 from engine import ToolContext, call_tool
 from scheduler.expand import preview_within_budget, zone
+from scheduler.expand.walltime import YEARS
 from store.domain import PREVIEW_MAX_COUNT
 
 __all__ = ["preview_command", "tool_app"]
@@ -116,6 +117,8 @@ def _parse_time(value: str | None, option: str, tz: str) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         fail(f"{option} must be an ISO 8601 time such as 2026-03-29T08:00:00+03:00, not {value!r}")
+    if not YEARS[0] <= parsed.year <= YEARS[1]:
+        fail(f"{option} must be within the years {YEARS[0]}..{YEARS[1]}, not {value!r}")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone(tz))
     return parsed

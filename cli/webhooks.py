@@ -142,7 +142,11 @@ def rotate(
     webhook_id: str,
     overlap_s: Annotated[
         float | None,
-        typer.Option(help="How long the old secret signs too (default ORDO_WEBHOOK_SECRET_OVERLAP_S)."),
+        typer.Option(
+            min=0,
+            max=30 * 86400,  # as POST /webhooks/{id}/rotate-secret (api.schemas.SecretRotation)
+            help="How long the old secret signs too, seconds (default ORDO_WEBHOOK_SECRET_OVERLAP_S).",
+        ),
     ] = None,
     secret: Annotated[
         str | None, typer.Option(help="The new whsec_… secret; generated when omitted.")
@@ -229,7 +233,7 @@ def receive(
             envvar="ORDO_WEBHOOK_RECEIVER_SECRET",
         ),
     ],
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8089,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8089,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     record: Annotated[
         Path | None, typer.Option(help="Append each request as a JSON line to this file.")
