@@ -218,7 +218,7 @@ def test_bad_input_exits_2_with_one_line_and_stores_nothing(ordo, db_url, tmp_pa
                     problems.append("stdout is not JSON")
             problems.append("something on stdout")
         lines = result.stderr.strip().splitlines()
-        if not lines or not lines[-1].startswith("error: "):
+        if not lines or not lines[-1].lower().startswith("error: "):  # ours, or a usage error
             problems.append("no 'error:' line")
         if problems:
             wrong[name] = f"{', '.join(problems)}: {result.stderr.strip().splitlines()[-1:]!r}"[:300]
