@@ -5,14 +5,14 @@ as sent, documented with the JSON Schema of `scheduler.task_document.TASK_SCHEMA
 `engine.PIPELINE_SCHEMA`), and validated only by `scheduler.task_document.validate`, the CLI's code
 path, so the API and `ordo task add` accept and refuse exactly the same documents. Every closed set of
 names (schedule kinds, statuses, run states, scopes) comes from store.domain. Every JSON value that
-reaches PostgreSQL first passes `safe_json`: no NUL characters or unpaired surrogates (text cannot
-hold them), no NaN or infinity (jsonb cannot), and a bounded nesting depth.
+reaches PostgreSQL first passes `safe_json` (engine.values.unstorable, the CLI's rule too): no NUL
+characters or unpaired surrogates (text cannot hold them), no NaN or infinity (jsonb cannot), no
+integer beyond 64 bits (a run could not carry it), and a bounded nesting depth.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -21,6 +21,7 @@ from pydantic.json_schema import GetJsonSchemaHandler, JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from engine import PIPELINE_SCHEMA
+from engine.values import text_problem, unstorable
 from scheduler.task_document import BATCH_MAX, TASK_SCHEMA
 from store.domain import (
     PREVIEW_MAX_COUNT,
@@ -86,41 +87,17 @@ MAX_JSON_DEPTH = 64
 
 
 def safe_text(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("text cannot contain NUL (\\u0000) characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("text cannot contain unpaired UTF-16 surrogates (\\ud800-\\udfff)") from None
+    if problem := text_problem(value):
+        raise ValueError(problem)
     return value
 
 
 def safe_json(value: Any) -> Any:
-    """Check a decoded JSON value iteratively (no recursion limit to hit); return it unchanged."""
-    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
-    while stack:
-        item, path, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise ValueError(f"{path or 'value'}: nested deeper than {MAX_JSON_DEPTH} levels")
-        if isinstance(item, str):
-            _checked(safe_text, item, path)
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                raise ValueError(f"{path or 'value'}: {item} is not a JSON number")
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                _checked(safe_text, key, f"{path}.{key!r}" if path else repr(key))
-                stack.append((child, f"{path}.{key}" if path else str(key), depth + 1))
-        elif isinstance(item, list):
-            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+    """Check a decoded JSON value (engine.values.unstorable); return it unchanged."""
+    if found := unstorable(value, MAX_JSON_DEPTH):
+        path, problem = found
+        raise ValueError(f"{path}: {problem}" if path else problem)
     return value
-
-
-def _checked(check: Any, value: str, path: str) -> None:
-    try:
-        check(value)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}" if path else str(e)) from None
 
 
 Text = Annotated[str, AfterValidator(safe_text)]

@@ -15,13 +15,13 @@ many times faster than the YAML parser, which matters for a file of 100,000 task
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from engine.values import unstorable
 from store.errors import InvalidInput
 
 __all__ = [
@@ -42,7 +42,6 @@ MAX_ALIASES = 100
 MAX_DOCUMENTS = 100_000
 # Nesting the API accepts in a JSON body (api.schemas.MAX_JSON_DEPTH): the CLI refuses the same.
 MAX_DEPTH = 64
-_INT64 = (-(2**63), 2**63 - 1)
 
 
 class _Loader(yaml.SafeLoader):
@@ -196,45 +195,11 @@ def loads_json(text: str, what: str) -> Any:
 
 
 def check_storable(value: Any, where: str) -> None:
-    """Refuse what the API's safe_json refuses, and what PostgreSQL's jsonb cannot hold: the character
-    U+0000, unpaired surrogates, NaN and infinities, integers beyond 64 bits, more than MAX_DEPTH
-    levels. Run after `_check_size`, so a document that shares parts is known to be small."""
-    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
-    while stack:
-        item, path, depth = stack.pop()
-        problem = None
-        if depth > MAX_DEPTH:
-            problem = f"nested deeper than {MAX_DEPTH} levels"
-        elif isinstance(item, str):
-            problem = _text_problem(item)
-        elif isinstance(item, bool) or item is None:
-            pass
-        elif isinstance(item, int):
-            if not _INT64[0] <= item <= _INT64[1]:
-                problem = "an integer beyond 64 bits"
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                problem = f"{item} is not a JSON number"
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                key_path = f"{path}.{key}" if path else str(key)
-                if isinstance(key, str) and (why := _text_problem(key)):
-                    raise InvalidInput(f"{where}: key {key_path!r}: {why}", details={"path": key_path})
-                stack.append((child, key_path, depth + 1))
-        elif isinstance(item, list):
-            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
-        if problem:
-            raise InvalidInput(f"{where}: {path or 'value'}: {problem}", details={"path": path})
-
-
-def _text_problem(text: str) -> str | None:
-    if "\x00" in text:
-        return "text cannot contain the character U+0000 (NUL)"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "text cannot contain unpaired UTF-16 surrogates (\\ud800-\\udfff)"
-    return None
+    """Refuse what the API refuses in a body (engine.values.unstorable, at MAX_DEPTH levels). Run after
+    `_check_size`, so a document that shares parts is known to be small."""
+    if found := unstorable(value, MAX_DEPTH):
+        path, problem = found
+        raise InvalidInput(f"{where}: {path or 'value'}: {problem}", details={"path": path})
 
 
 def _check_size(value: Any, max_bytes: int, where: str, *, shared: bool) -> None:

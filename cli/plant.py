@@ -46,6 +46,8 @@ availability_app = typer.Typer(
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON only (for scripts).")]
 
+_PLANT_FILE_MAX_BYTES = 64 * 1024 * 1024
+
 
 @contextmanager
 def _reported() -> Iterator[None]:
@@ -98,9 +100,10 @@ def import_resources(
         if is_csv:
             args: dict[str, Any] = {"csv_text": source}
         else:
-            # As POST /resources/import takes it: within the body limit, aliases limited, nothing
-            # PostgreSQL cannot store (NUL, lone surrogates, NaN, 65-bit integers, deep nesting).
-            args = {"document": documents.loads(source, file, max_bytes=settings.api_max_body_bytes)}
+            # Aliases limited, nothing PostgreSQL cannot store (NUL, lone surrogates, NaN, 65-bit
+            # integers, deep nesting), as POST /resources/import; a local file may be larger than a
+            # request body (ten thousand machines as YAML are a few MB).
+            args = {"document": documents.loads(source, file, max_bytes=_PLANT_FILE_MAX_BYTES)}
         db = open_database(settings)
         with db.tx() as conn:
             summary, _ = plant.apply_document(conn, LOCAL_AGENT_ID, **args)

@@ -9,12 +9,23 @@ recording a batch, so every value is measured first, in time proportional to its
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from typing import Any
 
 import orjson
 
-__all__ = ["MAX_DEPTH", "SelfReference", "TooDeep", "TooLarge", "ValueProblem", "escapes_nul", "measure"]
+__all__ = [
+    "MAX_DEPTH",
+    "SelfReference",
+    "TooDeep",
+    "TooLarge",
+    "ValueProblem",
+    "escapes_nul",
+    "measure",
+    "text_problem",
+    "unstorable",
+]
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _FLAT_MAX = 32
@@ -140,3 +151,49 @@ def escapes_nul(json_text: bytes) -> bool:
             return True
         start = i + 1
     return False
+
+
+# The integers every part of Ordo can carry (orjson writes what the worker records and sends).
+_INTEGERS = (-(2**63), 2**64 - 1)
+
+
+def text_problem(text: str) -> str | None:
+    """Why PostgreSQL text or jsonb cannot hold `text`, or None."""
+    if "\x00" in text:
+        return "text cannot contain NUL (\\u0000) characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "text cannot contain unpaired UTF-16 surrogates (\\ud800-\\udfff)"
+    return None
+
+
+def unstorable(value: Any, max_depth: int) -> tuple[str, str] | None:
+    """Where and why a decoded JSON value (a request body, a document read by the CLI) cannot be
+    stored and run as it is: NUL or an unpaired surrogate in a string or key, NaN or an infinity, an
+    integer beyond 64 bits, more than `max_depth` levels. (path, problem), or None. Iterative: no
+    recursion limit to hit."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > max_depth:
+            return path or "value", f"nested deeper than {max_depth} levels"
+        if isinstance(item, str):
+            if problem := text_problem(item):
+                return path, problem
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if not _INTEGERS[0] <= item <= _INTEGERS[1]:
+                return path or "value", "an integer beyond 64 bits"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return path or "value", f"{item} is not a JSON number"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and (problem := text_problem(key)):
+                    return (f"{path}.{key!r}" if path else repr(key)), problem
+                stack.append((child, f"{path}.{key}" if path else str(key), depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+    return None

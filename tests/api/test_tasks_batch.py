@@ -104,3 +104,15 @@ def test_a_repeated_idempotency_key_answers_the_first_batch(
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
     assert scalar(db, "SELECT count(*) FROM task") == 2
+
+
+def test_values_no_run_could_carry_are_refused_by_name(client: httpx.Client, alice: dict[str, str]) -> None:
+    """An integer beyond 64 bits in one document's params is a 422 naming the item and the field (it
+    was a 500: the bulk insert's encoder refuses such integers, as every run's would)."""
+    big = echo_task()
+    big["payload"]["params"] = {"x": 10**23}
+    response = client.post("/tasks/batch", json={"tasks": [echo_task(), big]}, headers=alice)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["message"] == "tasks[1] (body): payload.params.x: an integer beyond 64 bits"
+    assert client.get("/tasks", headers=alice).json()["items"] == []
