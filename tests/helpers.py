@@ -59,6 +59,22 @@ def rows(db: Database, sql: str, **params: Any) -> list[Any]:
         return list(conn.execute(text(sql), params).mappings().all())
 
 
+def lease_every_queued(db: Database, worker_id: str = "w") -> list[Any]:
+    """Mark every queued run leased by `worker_id` for a minute, as a worker that took them would;
+    (run id, lease token) pairs."""
+    with db.tx() as conn:
+        return list(
+            conn.execute(
+                text(
+                    "UPDATE due_work SET state = 'running', attempt = 1, lease_token = gen_random_uuid(), "
+                    "lease_until = now() + interval '1 minute', worker_id = :worker, started_at = now() "
+                    "RETURNING id, lease_token"
+                ),
+                {"worker": worker_id},
+            ).all()
+        )
+
+
 def wait_for(
     predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition"
 ) -> Any:

@@ -18,7 +18,7 @@ from scheduler import task_document
 from store import agents, webhooks
 from store import runs as store_runs
 from store import tasks as store_tasks
-from tests.helpers import REGISTRY, rows, running_worker, scalar, wait_for
+from tests.helpers import REGISTRY, lease_every_queued, rows, running_worker, scalar, wait_for
 from tests.webhook_receiver import Answer, receiving
 from workers.deliverer import DelivererConfig
 from workers.delivery_policy import DeliveryPolicy
@@ -345,7 +345,6 @@ def test_runs_whose_records_are_each_within_the_limit_are_recorded_together(db):
 def test_the_completer_writes_no_batch_larger_than_the_batch_byte_bound(db, log, monkeypatch):
     """The same bound on the completer's path (leased runs finishing together): 12 finished outcomes of
     ~1 MB with a bound of 3 MB are written as statements of at most 3 MB, and every one is recorded."""
-    from sqlalchemy import text
 
     from workers import outcomes
     from workers.completer import Completer, CompleterConfig
@@ -365,14 +364,7 @@ def test_the_completer_writes_no_batch_larger_than_the_batch_byte_bound(db, log,
     owner = agent(db, "alice")
     task = task_of(db, owner, {"pipeline": [{"id": "a", "uses": "echo.message", "with": {"message": "m"}}]})
     run_ids = enqueue(db, task, n=12)
-    with db.tx() as conn:
-        leased = conn.execute(
-            text(
-                "UPDATE due_work SET state = 'running', attempt = 1, lease_token = gen_random_uuid(), "
-                "lease_until = now() + interval '1 minute', worker_id = 'w', started_at = now() "
-                "RETURNING id, lease_token"
-            )
-        ).all()
+    leased = lease_every_queued(db)
     batch = [
         serialise(Outcome(i, token, 1, "succeeded", None, 0.01, [], {"v": "x" * 1_000_000}, None), 1 << 30)
         for i, token in leased

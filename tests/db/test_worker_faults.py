@@ -16,7 +16,7 @@ from store import agents
 from store import runs as store_runs
 from store import tasks as store_tasks
 from store.db import Database
-from tests.helpers import REGISTRY, add_task, rows, running_worker, scalar, wait_for
+from tests.helpers import REGISTRY, add_task, lease_every_queued, rows, running_worker, scalar, wait_for
 from workers import completer as completer_module
 from workers import execute
 from workers.completer import Completer, CompleterConfig
@@ -319,14 +319,7 @@ def test_a_batch_the_database_refuses_is_split_and_only_the_culprit_ends_dead(db
     any refusal serialise cannot foresee would."""
     task = add_task(db)
     run_ids = enqueue(db, task, n=7)
-    with db.tx() as conn:
-        leased = conn.execute(
-            text(
-                "UPDATE due_work SET state = 'running', attempt = 1, lease_token = gen_random_uuid(), "
-                "lease_until = now() + interval '1 minute', worker_id = 'w', started_at = now() "
-                "RETURNING id, lease_token"
-            )
-        ).all()
+    leased = lease_every_queued(db)
     batch = []
     for run_id, token in leased:
         outcome = Outcome(
