@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 
 from cli import documents, runtime
 from cli.output import emit_json, table
@@ -268,12 +267,7 @@ def _pattern(name: str, settings: Any) -> Any:
         return found
     path = Path(name)
     if path.suffix.lower() in (".json", ".yaml", ".yml") or path.is_file():
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            fail(f"cannot read the pattern file {name}: it is not UTF-8 text", 2)
-        except (OSError, yaml.YAMLError) as e:
-            fail(f"cannot read the pattern file {name}: {getattr(e, 'strerror', None) or e}", 2)
+        doc = documents.read(name, max_bytes=_PLANT_FILE_MAX_BYTES)  # as a plant file: aliases limited
         problems = Problems()
         doc = {"name": path.stem, **doc} if isinstance(doc, dict) else doc
         parsed = parse_pattern(doc, problems, name)

@@ -11,6 +11,7 @@ Registered by cli.main as `app.command("solve")(solve_command)`.
 from __future__ import annotations
 
 import json
+import math
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +57,8 @@ def solve_command(
     try:
         args = _read_instance(file)
         if time_limit is not None:
+            if not math.isfinite(time_limit):
+                _fail(f"--time-limit must be a number of seconds, not {time_limit}", 2)
             args["time_limit_s"] = time_limit
         args.setdefault("time_limit_s", DEFAULT_TIME_LIMIT_S)
         if workers is not None:

@@ -55,6 +55,8 @@ def _files(tmp: Path) -> dict[str, Path]:
         "resources:\n  - {code: E3, name: n, level: enterprise}\n",
         "plant_bomb.yaml": bomb,
         "latin1.yaml": b"\xff\xfe kind: weekly\n",
+        "pattern_bomb.yaml": "kind: weekly\nrules: []\nnotes:\n  a0: &x0 [lol]\n"
+        + "".join(f"  a{i}: &x{i} [{', '.join(f'*x{i - 1}' for _ in range(9))}]\n" for i in range(1, 9)),
     }
     paths = {}
     for name, content in contents.items():
@@ -141,6 +143,18 @@ def _bad_commands(f: dict[str, Path]) -> dict[str, list[str]]:
             "--days",
             "2",
         ],
+        "availability preview alias-bomb pattern file": [
+            "availability",
+            "preview",
+            "--pattern",
+            str(f["pattern_bomb.yaml"]),
+            "--tz",
+            "UTC",
+            "--start",
+            "2026-01-01",
+            "--days",
+            "2",
+        ],
         "resources list --level unknown": ["resources", "list", "--level", "bogus", "--json"],
         "resources import NUL": ["resources", "import", str(f["plant_nul.json"]), "--json"],
         "resources import surrogate": ["resources", "import", str(f["plant_surrogate.json"]), "--json"],
@@ -192,7 +206,7 @@ def test_bad_input_exits_2_with_one_line_and_stores_nothing(ordo, db_url, tmp_pa
         for name, args in _bad_commands(_files(tmp_path)).items()
     }
     # The alias bomb would take all the memory it could: 2 GB of address space is plenty for `ordo`.
-    limited = {"resources import alias bomb"}
+    limited = {"resources import alias bomb", "availability preview alias-bomb pattern file"}
 
     def run(name: str):
         args = commands[name]
