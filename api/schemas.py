@@ -26,6 +26,8 @@ from scheduler.task_document import BATCH_MAX, TASK_SCHEMA
 from store.domain import (
     PREVIEW_MAX_COUNT,
     ROUTE_SCOPES,
+    SECRET_OVERLAP_MAX_S,
+    TOKEN_NAME_MAX,
     TOPIC_PATTERN,
     DeliveryState,
     EndpointState,
@@ -384,7 +386,7 @@ class SecretRotation(_Strict):
     overlap_s: float | None = Field(
         default=None,
         ge=0,
-        le=30 * 86400,
+        le=SECRET_OVERLAP_MAX_S,
         description="How long the old secret keeps signing too (default ORDO_WEBHOOK_SECRET_OVERLAP_S).",
     )
 
@@ -475,7 +477,9 @@ class TokenCreate(_Strict):
         examples=[["tasks:read", "tasks:write", "runs:read"]],
         description=f"Route scopes ({', '.join(ROUTE_SCOPES)}) and tool scopes (GET /tools).",
     )
-    name: Text = Field(default="", max_length=200, description="A label for people: where the token is used.")
+    name: Text = Field(
+        default="", max_length=TOKEN_NAME_MAX, description="A label for people: where the token is used."
+    )
     expires_in_s: int | None = Field(
         default=None, ge=60, le=10 * 366 * 86400, description="Lifetime; none: until revoked."
     )

@@ -12,6 +12,7 @@ from cli.runtime import fail
 from cli.session import session
 from store import agents, audit
 from store.agents import ADMIN, ROUTE_SCOPES, Principal
+from store.domain import TOKEN_NAME_MAX
 from store.tasks import LOCAL_AGENT_ID
 
 __all__ = ["token_app"]
@@ -47,8 +48,8 @@ def create(
     sees and runs only the tasks its agent creates (admin: everyone's)."""
     with session() as s:
         wanted = [x.strip() for x in scopes.split(",") if x.strip()] + ([ADMIN] if admin else [])
-        if len(name) > 200:
-            fail(f"--name is at most 200 characters, not {len(name)}")
+        if len(name) > TOKEN_NAME_MAX:
+            fail(f"--name is at most {TOKEN_NAME_MAX} characters, not {len(name)}")
         if not wanted:
             fail("give --scopes (e.g. --scopes tasks:read,tasks:write,runs:read) or --admin")
         known = set(ROUTE_SCOPES) | {scope for address in s.registry for scope in s.registry[address].scopes}

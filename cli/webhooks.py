@@ -17,6 +17,7 @@ from engine.outbound import OutboundPolicy
 from engine.webhook_endpoint import EndpointRules, check_changes, check_new, check_secret
 from engine.webhook_signing import new_secret
 from store import webhooks
+from store.domain import SECRET_OVERLAP_MAX_S
 from store.settings import Settings
 from store.tasks import LOCAL_AGENT_ID
 
@@ -144,7 +145,7 @@ def rotate(
         float | None,
         typer.Option(
             min=0,
-            max=30 * 86400,  # as POST /webhooks/{id}/rotate-secret (api.schemas.SecretRotation)
+            max=SECRET_OVERLAP_MAX_S,
             help="How long the old secret signs too, seconds (default ORDO_WEBHOOK_SECRET_OVERLAP_S).",
         ),
     ] = None,

@@ -26,9 +26,11 @@ __all__ = [
     "RUN_ORIGINS",
     "RUN_STATES",
     "SCHEDULE_KINDS",
+    "SECRET_OVERLAP_MAX_S",
     "TASK_DEFAULTS",
     "TASK_STATUSES",
     "TIME_BASED_KINDS",
+    "TOKEN_NAME_MAX",
     "TOPIC_PATTERN",
     "DeliveryState",
     "EndedState",
@@ -96,6 +98,10 @@ TASK_DEFAULTS: dict[str, object] = {
 # busy 2-core machine, a sparse MINUTELY rule more), so an API caller must not be able to ask for ten
 # times that; 1,000 daily runs already span almost three years.
 PREVIEW_MAX_COUNT = 1000
+# A token's label, for people (the API and `ordo token create --name`).
+TOKEN_NAME_MAX = 200
+# The longest a webhook's old secret may keep signing after a rotation (API and CLI).
+SECRET_OVERLAP_MAX_S = 30 * 86400
 
 # -- runs -----------------------------------------------------------------------------------------
 
