@@ -714,26 +714,16 @@ def test_nul_in_a_csv_import_and_in_patches_is_a_4xx(
     hook = ok(client.post("/webhooks", json={"url": URL, "events": ["a.b"]}, headers=a), 201)
     task = ok(client.post("/tasks", json=echo_task(), headers=a), 201)
     before = snapshot(db)
+    bad_csv = (
+        b"code,level,name\nB,site,na\x00me\n",
+        b"code,level\nB\x00,site\n",
+        b"code,level,meta.k\nB,site,v\x00\n",
+        b"code,level\nB,site\n\xff\n",
+    )
     for response in (
-        client.post(
-            "/resources/import",
-            content=b"code,level,name\nB,site,na\x00me\n",
-            headers={**a, "Content-Type": "text/csv"},
-        ),
-        client.post(
-            "/resources/import",
-            content=b"code,level\nB\x00,site\n",
-            headers={**a, "Content-Type": "text/csv"},
-        ),
-        client.post(
-            "/resources/import",
-            content=b"code,level,meta.k\nB,site,v\x00\n",
-            headers={**a, "Content-Type": "text/csv"},
-        ),
-        client.post(
-            "/resources/import",
-            content=b"code,level\nB,site\n\xff\n",
-            headers={**a, "Content-Type": "text/csv"},
+        *(
+            client.post("/resources/import", content=csv, headers={**a, "Content-Type": "text/csv"})
+            for csv in bad_csv
         ),
         client.patch(f"/webhooks/{hook['id']}", json={"url": "https://mes.example.com/\u0000"}, headers=a),
         client.patch(f"/webhooks/{hook['id']}", json={"events": ["a\u0000"]}, headers=a),

@@ -1,4 +1,4 @@
-"""Probing `ordo` with bad input: every mistake a person can make exits 2 with one `error:` line on
+"""`ordo` with bad input: every mistake a person can make exits 2 with one `error:` line on
 stderr, prints nothing on stdout (or, with --json, valid JSON only), never a traceback, never exit 1
 ("did not succeed") or 70 ("internal error"), and stores nothing.
 
